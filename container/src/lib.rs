@@ -1,1 +1,2 @@
-#![doc = "placeholder"]
+//! dare-container (work in progress)
+pub mod frame;
