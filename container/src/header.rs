@@ -1,0 +1,540 @@
+//! Typed frame headers (DESIGN.md 3.2).
+//!
+//! A header is one UTF-8 JSON object with a `"kind"` field. The bytes as stored
+//! are what is hashed and signed: [`Header::parse`] reads them, and writers
+//! produce them once with [`Header::to_bytes`]; nothing is re-serialized to
+//! verify. Parsing is strict: unknown fields, duplicate fields and values
+//! outside the rules below are refused.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::hashio::{Digest32, digest_from_hex, to_hex};
+use crate::keys::TrustRoot;
+
+/// The format version written in the genesis frame.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Why a header is not acceptable.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HeaderError {
+    /// Not a JSON object of a known kind with the right fields.
+    #[error("header is not valid: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A field holds a value the format does not allow.
+    #[error("header field `{field}`: {reason}")]
+    Field {
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+fn field(field: &'static str, reason: impl Into<String>) -> HeaderError {
+    HeaderError::Field { field, reason: reason.into() }
+}
+
+/// A SHA-256 digest, written as 64 lowercase hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Sha256Hex(pub Digest32);
+
+impl fmt::Debug for Sha256Hex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&to_hex(&self.0))
+    }
+}
+
+impl fmt::Display for Sha256Hex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&to_hex(&self.0))
+    }
+}
+
+impl FromStr for Sha256Hex {
+    type Err = HeaderError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        digest_from_hex(s).map(Sha256Hex).ok_or_else(|| field("sha256", "not 64 lowercase hex digits"))
+    }
+}
+
+impl Serialize for Sha256Hex {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&to_hex(&self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Sha256Hex {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        digest_from_hex(&s).map(Sha256Hex).ok_or_else(|| serde::de::Error::custom("not 64 lowercase hex digits"))
+    }
+}
+
+/// Every frame header, by its `"kind"`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Header {
+    /// Frame 0: what the container is and who signs it.
+    Genesis(Genesis),
+    /// One file of one build for one target.
+    Entry(Entry),
+    /// The newest release of every target on every channel.
+    Manifest(Manifest),
+    /// A new trust root.
+    Keys(Keys),
+    /// A tlog tile (not a leaf).
+    Tile(Tile),
+    /// A signed checkpoint and where to find its proof material (not a leaf).
+    Seal(Seal),
+    /// Proof material in a partial container (not a leaf).
+    Proof(Proof),
+}
+
+impl Header {
+    /// Parses and validates stored header bytes.
+    pub fn parse(bytes: &[u8]) -> Result<Header, HeaderError> {
+        let h: Header = serde_json::from_slice(bytes)?;
+        h.validate()?;
+        Ok(h)
+    }
+
+    /// The bytes to store for this header. Validates first.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, HeaderError> {
+        self.validate()?;
+        Ok(serde_json::to_vec(self)?)
+    }
+
+    /// Whether frames of this kind are leaves of the Merkle tree.
+    pub fn is_leaf(&self) -> bool {
+        matches!(self, Header::Genesis(_) | Header::Entry(_) | Header::Manifest(_) | Header::Keys(_))
+    }
+
+    /// The `"kind"` string.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Header::Genesis(_) => "genesis",
+            Header::Entry(_) => "entry",
+            Header::Manifest(_) => "manifest",
+            Header::Keys(_) => "keys",
+            Header::Tile(_) => "tile",
+            Header::Seal(_) => "seal",
+            Header::Proof(_) => "proof",
+        }
+    }
+
+    /// Checks the rules serde cannot express.
+    pub fn validate(&self) -> Result<(), HeaderError> {
+        match self {
+            Header::Genesis(g) => g.validate(),
+            Header::Entry(e) => e.validate(),
+            Header::Manifest(m) => m.validate(),
+            Header::Keys(k) => k.trust.validate().map_err(|e| field("trust", e.to_string())),
+            Header::Tile(t) => t.validate(),
+            Header::Seal(s) => s.validate(),
+            Header::Proof(p) => p.validate(),
+        }
+    }
+}
+
+/// The first frame of every container.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Genesis {
+    /// [`FORMAT_VERSION`].
+    pub format: u32,
+    /// The container's unique name, also the checkpoint origin (e.g. `example.com/myapp`).
+    pub origin: String,
+    /// The product's display name.
+    pub product: String,
+    /// Who may sign checkpoints.
+    pub trust: TrustRoot,
+}
+
+impl Genesis {
+    fn validate(&self) -> Result<(), HeaderError> {
+        if self.format != FORMAT_VERSION {
+            return Err(field("format", format!("version {} is not supported (this reader knows {FORMAT_VERSION})", self.format)));
+        }
+        validate_origin(&self.origin)?;
+        if self.product.is_empty() || self.product.len() > 256 || self.product.chars().any(char::is_control) {
+            return Err(field("product", "must be 1 to 256 bytes without control characters"));
+        }
+        self.trust.validate().map_err(|e| field("trust", e.to_string()))
+    }
+}
+
+/// Checks a checkpoint origin: a non-empty line of printable ASCII without spaces.
+pub fn validate_origin(origin: &str) -> Result<(), HeaderError> {
+    if origin.is_empty() || origin.len() > 256 || !origin.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(field("origin", "must be 1 to 256 printable ASCII characters without spaces, e.g. example.com/myapp"));
+    }
+    Ok(())
+}
+
+/// How an entry's payload is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// The payload is the content.
+    None,
+    /// The payload is one zstd stream of the content.
+    Zstd,
+}
+
+/// One file of one build for one target triple.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    /// The target triple, e.g. `x86_64-unknown-linux-gnu`.
+    pub target: String,
+    /// The release's semver version.
+    pub version: String,
+    /// The release channel, e.g. `stable`.
+    pub channel: String,
+    /// The file's relative path, `/`-separated.
+    pub path: String,
+    /// Unix permission bits (`0o644` or `0o755` as written by dare).
+    pub mode: u32,
+    /// Content length.
+    pub size: u64,
+    /// Content SHA-256.
+    pub sha256: Sha256Hex,
+    /// Payload length as stored.
+    pub stored_size: u64,
+    /// Payload SHA-256 as stored.
+    pub stored_sha256: Sha256Hex,
+    /// How the payload is stored.
+    pub compression: Compression,
+    /// An earlier leaf whose content this payload patches (reserved; dare does not write deltas yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta_base: Option<u64>,
+}
+
+impl Entry {
+    fn validate(&self) -> Result<(), HeaderError> {
+        validate_target(&self.target)?;
+        validate_version(&self.version)?;
+        validate_channel(&self.channel)?;
+        validate_path(&self.path)?;
+        if self.mode > 0o7777 {
+            return Err(field("mode", "must be at most 0o7777"));
+        }
+        if self.compression == Compression::None && (self.size != self.stored_size || self.sha256 != self.stored_sha256) {
+            return Err(field("compression", "an uncompressed payload must have the content's size and sha256"));
+        }
+        if self.delta_base.is_some() {
+            return Err(field("delta_base", "deltas are not supported by this reader"));
+        }
+        Ok(())
+    }
+
+    /// The parsed version.
+    pub fn semver(&self) -> semver::Version {
+        // Validated at parse time.
+        semver::Version::parse(&self.version).unwrap_or_else(|_| semver::Version::new(0, 0, 0))
+    }
+}
+
+/// Checks a target triple: a triple target-lexicon knows, in lowercase ASCII.
+pub fn validate_target(target: &str) -> Result<(), HeaderError> {
+    if target.is_empty()
+        || target.len() > 128
+        || !target.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b))
+    {
+        return Err(field("target", format!("`{target}` is not a target triple")));
+    }
+    target_lexicon::Triple::from_str(target)
+        .map(drop)
+        .map_err(|e| field("target", format!("`{target}` is not a known target triple: {e}")))
+}
+
+/// Checks a semver version.
+pub fn validate_version(version: &str) -> Result<(), HeaderError> {
+    semver::Version::parse(version)
+        .map(drop)
+        .map_err(|e| field("version", format!("`{version}` is not a semver version: {e}")))
+}
+
+/// Checks a channel name: 1 to 64 of `a-z 0-9 . _ -`, starting with a letter or digit.
+pub fn validate_channel(channel: &str) -> Result<(), HeaderError> {
+    let ok = !channel.is_empty()
+        && channel.len() <= 64
+        && channel.as_bytes()[0].is_ascii_alphanumeric()
+        && channel.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+    if ok { Ok(()) } else { Err(field("channel", format!("`{channel}` must be 1 to 64 of a-z 0-9 . _ -"))) }
+}
+
+/// Checks an entry path: relative, `/`-separated, no empty, `.` or `..`
+/// segment, no backslash or control character, at most 4096 bytes.
+pub fn validate_path(path: &str) -> Result<(), HeaderError> {
+    let bad = |why: &str| Err(field("path", format!("`{}`: {why}", path.escape_debug())));
+    if path.is_empty() || path.len() > 4096 {
+        return bad("must be 1 to 4096 bytes");
+    }
+    if path.chars().any(|c| c.is_control() || c == '\\') {
+        return bad("contains a control character or backslash");
+    }
+    if path.starts_with('/') {
+        return bad("is absolute");
+    }
+    if path.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
+        return bad("has an empty, `.` or `..` segment");
+    }
+    Ok(())
+}
+
+/// Where one entry frame sits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntryRef {
+    /// Its leaf index.
+    pub leaf: u64,
+    /// Byte offset of the frame.
+    pub offset: u64,
+    /// Byte length of the frame.
+    pub length: u64,
+}
+
+/// The newest release of one target on one channel.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Release {
+    /// The channel.
+    pub channel: String,
+    /// The target triple.
+    pub target: String,
+    /// The newest version.
+    pub version: String,
+    /// Its entries, by leaf index.
+    pub entries: Vec<EntryRef>,
+}
+
+/// The last leaf of every signed tree.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// One release per (channel, target), sorted by channel then target.
+    pub releases: Vec<Release>,
+}
+
+impl Manifest {
+    fn validate(&self) -> Result<(), HeaderError> {
+        for w in self.releases.windows(2) {
+            if (&w[0].channel, &w[0].target) >= (&w[1].channel, &w[1].target) {
+                return Err(field("releases", "must be sorted by channel then target, without repeats"));
+            }
+        }
+        for r in &self.releases {
+            validate_channel(&r.channel)?;
+            validate_target(&r.target)?;
+            validate_version(&r.version)?;
+            if r.entries.is_empty() {
+                return Err(field("entries", "a release has at least one entry"));
+            }
+            if r.entries.windows(2).any(|w| w[0].leaf >= w[1].leaf) {
+                return Err(field("entries", "must be sorted by leaf index, without repeats"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The release of `target` on `channel`.
+    pub fn release(&self, channel: &str, target: &str) -> Option<&Release> {
+        self.releases.iter().find(|r| r.channel == channel && r.target == target)
+    }
+}
+
+/// A new trust root, taking effect at the seal that first covers it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Keys {
+    /// The new trust root.
+    pub trust: TrustRoot,
+}
+
+/// A C2SP tlog tile; its payload is the tile's `width` hashes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tile {
+    /// Tile level (level L holds hashes of tree height 8L).
+    pub level: u8,
+    /// Tile index within the level.
+    pub index: u64,
+    /// Number of hashes, 1 to 256.
+    pub width: u16,
+}
+
+impl Tile {
+    fn validate(&self) -> Result<(), HeaderError> {
+        if self.level > 7 || self.width == 0 || self.width > 256 {
+            return Err(field("width", "a tile has level 0 to 7 and 1 to 256 hashes"));
+        }
+        Ok(())
+    }
+}
+
+/// Where a frame sits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FrameRef {
+    /// Byte offset of the frame.
+    pub offset: u64,
+    /// Byte length of the frame.
+    pub length: u64,
+}
+
+/// The last frame after every publish: the signed checkpoint, and where the
+/// proof material for it sits.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Seal {
+    /// The C2SP signed note of the checkpoint, signature lines included.
+    pub checkpoint: String,
+    /// The signed time (Unix seconds); equal to the checkpoint's `time` line.
+    pub time: u64,
+    /// The manifest frame (leaf n-1); `offset + length` is the container's
+    /// length up to the manifest.
+    pub manifest: FrameRef,
+    /// The RFC 9162 inclusion proof of the manifest (leaf n-1) in the tree of
+    /// size n: the roots of the tree of size n-1's perfect subtrees, smallest first.
+    pub manifest_proof: Vec<Sha256Hex>,
+    /// `tiles[L][N]`: the byte offset of the first hash of tile (L, N) of the
+    /// tree of size n; per level the last one is partial when the level's
+    /// hash count is not a multiple of 256. Empty in a partial container.
+    pub tiles: Vec<Vec<u64>>,
+}
+
+impl Seal {
+    fn validate(&self) -> Result<(), HeaderError> {
+        if self.checkpoint.len() > 64 * 1024 {
+            return Err(field("checkpoint", "over 64 KiB"));
+        }
+        if self.manifest_proof.len() > 64 || self.tiles.len() > 8 {
+            return Err(field("manifest_proof", "proof or tile list too long"));
+        }
+        Ok(())
+    }
+}
+
+/// Proof material in a partial container: the leaf index of every leaf frame
+/// since the previous seal, in file order, and the node hashes (in the
+/// payload, 32 bytes each, in the order of `nodes`) that, with those leaves and
+/// the previous seal's tree, give the root of the next seal's tree.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Proof {
+    /// The tree size of the seal that follows.
+    pub size: u64,
+    /// Leaf index of each leaf frame since the previous seal, in file order.
+    pub leaves: Vec<u64>,
+    /// `[height, index]` of each node hash in the payload.
+    pub nodes: Vec<(u8, u64)>,
+}
+
+impl Proof {
+    fn validate(&self) -> Result<(), HeaderError> {
+        if self.leaves.iter().any(|l| *l >= self.size) || self.nodes.iter().any(|(h, _)| *h > 63) {
+            return Err(field("leaves", "leaf index past the tree size or node height over 63"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry() -> Entry {
+        Entry {
+            target: "x86_64-unknown-linux-gnu".into(),
+            version: "1.2.3-rc.1".into(),
+            channel: "stable".into(),
+            path: "bin/app".into(),
+            mode: 0o755,
+            size: 3,
+            sha256: Sha256Hex(crate::hashio::sha256(b"abc")),
+            stored_size: 3,
+            stored_sha256: Sha256Hex(crate::hashio::sha256(b"abc")),
+            compression: Compression::None,
+            delta_base: None,
+        }
+    }
+
+    #[test]
+    fn entry_bytes_are_stable_and_kind_comes_first() {
+        let h = Header::Entry(entry());
+        let b = h.to_bytes().unwrap();
+        let s = std::str::from_utf8(&b).unwrap();
+        assert!(s.starts_with(r#"{"kind":"entry","target":"x86_64-unknown-linux-gnu","version":"1.2.3-rc.1""#), "{s}");
+        assert!(!s.contains("delta_base"));
+        assert_eq!(Header::parse(&b).unwrap(), h);
+    }
+
+    #[test]
+    fn rejects_unknown_and_duplicate_fields() {
+        let b = Header::Entry(entry()).to_bytes().unwrap();
+        let s = String::from_utf8(b).unwrap();
+        let extra = s.replacen("{", r#"{"extra":1,"#, 1);
+        assert!(Header::parse(extra.as_bytes()).is_err());
+        let dup = s.replacen(r#""mode":493"#, r#""mode":493,"mode":420"#, 1);
+        assert!(Header::parse(dup.as_bytes()).is_err());
+        assert!(Header::parse(br#"{"kind":"nope"}"#).is_err());
+        assert!(Header::parse(br#"[1]"#).is_err());
+    }
+
+    #[test]
+    fn rejects_bad_entry_values() {
+        let cases: Vec<(&str, Box<dyn Fn(&mut Entry)>)> = vec![
+            ("target", Box::new(|e| e.target = "x86_64-unknown-linux-gnux".into())),
+            ("target", Box::new(|e| e.target = "not a triple".into())),
+            ("version", Box::new(|e| e.version = "1.2".into())),
+            ("channel", Box::new(|e| e.channel = "Stable".into())),
+            ("path", Box::new(|e| e.path = "../etc/passwd".into())),
+            ("path", Box::new(|e| e.path = "/etc/passwd".into())),
+            ("path", Box::new(|e| e.path = "a//b".into())),
+            ("path", Box::new(|e| e.path = "a/./b".into())),
+            ("path", Box::new(|e| e.path = "a\\b".into())),
+            ("mode", Box::new(|e| e.mode = 0o10000)),
+            ("compression", Box::new(|e| e.stored_size = 4)),
+        ];
+        for (what, f) in cases {
+            let mut e = entry();
+            f(&mut e);
+            let err = Header::Entry(e).to_bytes().unwrap_err();
+            assert!(err.to_string().contains(what), "{what}: {err}");
+        }
+    }
+
+    #[test]
+    fn digests_must_be_lowercase_hex() {
+        let s = String::from_utf8(Header::Entry(entry()).to_bytes().unwrap()).unwrap();
+        let upper = s.replacen("ba7816bf", "BA7816BF", 1);
+        assert!(Header::parse(upper.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn manifest_must_be_sorted() {
+        let r = |c: &str, t: &str| Release {
+            channel: c.into(),
+            target: t.into(),
+            version: "1.0.0".into(),
+            entries: vec![EntryRef { leaf: 1, offset: 10, length: 20 }],
+        };
+        let ok = Manifest { releases: vec![r("beta", "x86_64-unknown-linux-gnu"), r("stable", "aarch64-apple-darwin")] };
+        assert!(Header::Manifest(ok.clone()).to_bytes().is_ok());
+        let mut bad = ok;
+        bad.releases.reverse();
+        assert!(Header::Manifest(bad).to_bytes().is_err());
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        for s in ["", "{", "null", r#"{"kind":"seal"}"#, r#"{"kind":"tile","level":9,"index":0,"width":0}"#] {
+            assert!(Header::parse(s.as_bytes()).is_err());
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! One module per subcommand; `run` dispatches.
+
+mod init;
+mod keygen;
+mod ls;
+mod verify;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use dare_container::keys::{SigningKey, VerifierKey};
+
+/// Signed, append-only release containers: publish, mirror, update.
+#[derive(Debug, Parser)]
+#[command(name = "dare", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate an Ed25519 signing key and its verifier key.
+    Keygen(keygen::Args),
+    /// Create a new container: genesis, an empty manifest and a seal.
+    Init(init::Args),
+    /// Check every frame, leaf, payload, tile and seal of a container.
+    Verify(verify::Args),
+    /// List the releases in a container and its latest seal.
+    Ls(ls::Args),
+}
+
+impl Command {
+    /// Whether the command was asked for JSON output.
+    pub fn json(&self) -> bool {
+        match self {
+            Command::Verify(a) => a.json,
+            Command::Ls(a) => a.json,
+            Command::Keygen(_) | Command::Init(_) => false,
+        }
+    }
+
+    /// The log level when `DARE_LOG` is not set.
+    pub fn default_log_level(&self) -> &'static str {
+        "warn"
+    }
+}
+
+pub fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Keygen(a) => keygen::run(a),
+        Command::Init(a) => init::run(a),
+        Command::Verify(a) => verify::run(a),
+        Command::Ls(a) => ls::run(a),
+    }
+}
+
+/// Reads a signing key file written by `dare keygen`.
+pub fn load_signing_key(path: &Path) -> Result<SigningKey> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading key {}", path.display()))?;
+    SigningKey::parse(&text).with_context(|| format!("key {}", path.display()))
+}
+
+/// A verifier key given as its text (`name+hexid+base64`) or as a file holding it.
+pub fn load_verifier(arg: &str) -> Result<VerifierKey> {
+    if let Ok(k) = VerifierKey::parse(arg.trim()) {
+        return Ok(k);
+    }
+    let path = PathBuf::from(arg);
+    if !path.exists() {
+        bail!("--trust {arg}: neither a verifier key (name+hexid+base64) nor a file");
+    }
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    VerifierKey::parse(text.trim()).with_context(|| format!("verifier key in {}", path.display()))
+}
+
+/// Verifier keys from repeated `--trust` arguments.
+pub fn load_verifiers(args: &[String]) -> Result<Vec<VerifierKey>> {
+    args.iter().map(|a| load_verifier(a)).collect()
+}
+
+/// The signed time: `--time`, else `SOURCE_DATE_EPOCH`, else now.
+pub fn signed_time(flag: Option<u64>) -> Result<u64> {
+    if let Some(t) = flag {
+        return Ok(t);
+    }
+    if let Ok(v) = std::env::var("SOURCE_DATE_EPOCH") {
+        return v.trim().parse().with_context(|| format!("SOURCE_DATE_EPOCH={v} is not a number of seconds"));
+    }
+    Ok(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).context("the clock is before 1970")?.as_secs())
+}
