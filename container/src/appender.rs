@@ -25,7 +25,7 @@ use crate::keys::{SigningKey, TrustRoot};
 use crate::merkle::{MemoryTree, leaf_hash};
 use crate::note::{Checkpoint, Note};
 use crate::tiles::{self, TileId};
-use crate::verify::{Scan, ScanOptions, Tail, scan};
+use crate::verify::{Draft, Scan, ScanOptions, Tail, scan};
 
 /// The pending file that marks an append in progress: `CONTAINER.pending`.
 pub fn pending_path(container: &Path) -> PathBuf {
@@ -82,7 +82,7 @@ struct State {
     manifest_frame: Option<FrameRef>,
     tiles: HashMap<(u8, u64, u16), u64>,
     /// Releases appended since the last seal: version, entries, paths.
-    fresh: BTreeMap<(String, String), (semver::Version, Vec<EntryRef>, BTreeSet<String>)>,
+    fresh: BTreeMap<(String, String), Draft>,
 }
 
 /// Bytes written after a position, counted.
@@ -132,7 +132,9 @@ impl Appender {
         let file = OpenOptions::new().read(true).write(true).open(path).map_err(|e| Error::io("opening", path, e))?;
         match file.try_lock() {
             Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked(path.to_path_buf())),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::Locked(path.to_path_buf()));
+            }
             Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("locking", path, e)),
         }
         let len = file.metadata().map_err(|e| Error::io("reading", path, e))?.len();
@@ -161,7 +163,8 @@ impl Appender {
         let dir = parent_dir(path);
         let tmp = tempfile_in(&dir, path)?;
         let result = (|| {
-            let file = OpenOptions::new().read(true).write(true).open(&tmp).map_err(|e| Error::io("writing", &tmp, e))?;
+            let file =
+                OpenOptions::new().read(true).write(true).open(&tmp).map_err(|e| Error::io("writing", &tmp, e))?;
             let genesis_bytes = Header::Genesis(genesis.clone()).to_bytes()?;
             let mut state = State {
                 origin: genesis.origin.clone(),
@@ -240,15 +243,19 @@ impl Appender {
         Header::Entry(e.clone()).validate()?;
         let version = e.semver();
         let key = (e.channel.clone(), e.target.clone());
-        if let Some((v, _, paths)) = self.state.fresh.get(&key) {
+        if let Some(d) = self.state.fresh.get(&key) {
+            let v = &d.version;
             if *v != version {
                 return Err(Error::Refused(format!(
                     "{} on {} gets both {v} and {version} in one release",
                     e.target, e.channel
                 )));
             }
-            if paths.contains(&e.path) {
-                return Err(Error::Refused(format!("{} {} {version} already has a file {}", e.target, e.channel, e.path)));
+            if d.paths.contains(&e.path) {
+                return Err(Error::Refused(format!(
+                    "{} {} {version} already has a file {}",
+                    e.target, e.channel, e.path
+                )));
             }
         } else if let Some(r) = self.state.manifest.release(&e.channel, &e.target) {
             let published = semver::Version::parse(&r.version).map_err(|err| Error::Refused(err.to_string()))?;
@@ -288,9 +295,9 @@ impl Appender {
         let r = EntryRef { leaf, offset: self.end, length: n };
         self.end += n;
         let key = (entry.channel.clone(), entry.target.clone());
-        let slot = self.state.fresh.entry(key).or_insert_with(|| (entry.semver(), Vec::new(), BTreeSet::new()));
-        slot.1.push(r);
-        slot.2.insert(entry.path);
+        let slot = self.state.fresh.entry(key).or_insert_with(|| Draft::new(entry.semver()));
+        slot.entries.push(r);
+        slot.paths.insert(entry.path);
         Ok(r)
     }
 
@@ -332,7 +339,10 @@ impl Appender {
     fn begin(&mut self) -> Result<(), Error> {
         let len = self.file.metadata().map_err(|e| Error::io("reading", &self.path, e))?.len();
         if len != self.end {
-            return Err(Error::Changed { path: self.path.clone(), reason: format!("its length is {len}, expected {}", self.end) });
+            return Err(Error::Changed {
+                path: self.path.clone(),
+                reason: format!("its length is {len}, expected {}", self.end),
+            });
         }
         if !self.pending_written {
             self.check_same_file()?;
@@ -378,24 +388,35 @@ impl State {
     fn next_manifest(&self) -> Manifest {
         let mut map: BTreeMap<(String, String), Release> =
             self.manifest.releases.iter().map(|r| ((r.channel.clone(), r.target.clone()), r.clone())).collect();
-        for ((channel, target), (v, refs, _)) in &self.fresh {
+        for ((channel, target), d) in &self.fresh {
             map.insert(
                 (channel.clone(), target.clone()),
-                Release { channel: channel.clone(), target: target.clone(), version: v.to_string(), entries: refs.clone() },
+                Release {
+                    channel: channel.clone(),
+                    target: target.clone(),
+                    version: d.version.to_string(),
+                    entries: d.entries.clone(),
+                },
             );
         }
         Manifest { releases: map.into_values().collect() }
     }
 
     /// Writes (when `new_tree`) the tiles and manifest, then the seal.
-    fn write_tail(&mut self, sink: &mut Sink<'_>, keys: &[&SigningKey], time: u64, new_tree: bool) -> Result<SealSummary, Error> {
+    fn write_tail(
+        &mut self,
+        sink: &mut Sink<'_>,
+        keys: &[&SigningKey],
+        time: u64,
+        new_tree: bool,
+    ) -> Result<SealSummary, Error> {
         if keys.is_empty() {
             return Err(Error::Refused("no signing key given".into()));
         }
-        if let Some(last) = self.last_time {
-            if time < last {
-                return Err(Error::Refused(format!("time {time} is before the last seal's signed time {last}")));
-            }
+        if let Some(last) = self.last_time
+            && time < last
+        {
+            return Err(Error::Refused(format!("time {time} is before the last seal's signed time {last}")));
         }
         for k in keys {
             let v = k.verifier();

@@ -31,9 +31,7 @@ const RECORD_TAG_BASE: u8 = 0xF0;
 #[non_exhaustive]
 pub enum FrameError {
     /// The frame needs more bytes than the container (or window) holds.
-    #[error(
-        "frame at byte {offset} is truncated: it needs {needed} bytes but only {available} remain"
-    )]
+    #[error("frame at byte {offset} is truncated: it needs {needed} bytes but only {available} remain")]
     Truncated {
         /// Offset of the frame's first byte (or, backward, of its last byte).
         offset: u64,
@@ -85,9 +83,7 @@ pub enum FrameError {
         body_len: u64,
     },
     /// A header record over [`MAX_HEADER_LEN`].
-    #[error(
-        "frame at byte {offset}: its {len}-byte header is over the {MAX_HEADER_LEN}-byte limit"
-    )]
+    #[error("frame at byte {offset}: its {len}-byte header is over the {MAX_HEADER_LEN}-byte limit")]
     HeaderTooLarge {
         /// Offset of the frame.
         offset: u64,
@@ -261,12 +257,7 @@ pub fn frame_len(header_len: u64, payload_len: u64) -> Option<u64> {
 /// The offset of the payload within a frame, counted from the frame's first byte.
 pub fn payload_start(header_len: u64, payload_len: u64) -> Option<u64> {
     let body = body_len(header_len, payload_len)?;
-    Some(
-        1 + width_of(body) as u64
-            + record_prefix_len(header_len)
-            + header_len
-            + record_prefix_len(payload_len),
-    )
+    Some(1 + width_of(body) as u64 + record_prefix_len(header_len) + header_len + record_prefix_len(payload_len))
 }
 
 fn push_len(out: &mut Vec<u8>, len: u64, width: usize) {
@@ -318,12 +309,7 @@ pub fn write_frame<W: Write, R: Read>(
     payload_len: u64,
     payload: &mut R,
 ) -> io::Result<u64> {
-    let too_long = || {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "frame over the 2^63-1 byte limit",
-        )
-    };
+    let too_long = || io::Error::new(io::ErrorKind::InvalidInput, "frame over the 2^63-1 byte limit");
     let head = frame_head(header, payload_len).ok_or_else(too_long)?;
     out.write_all(&head)?;
     let copied = io::copy(&mut payload.take(payload_len), out)?;
@@ -335,13 +321,10 @@ pub fn write_frame<W: Write, R: Read>(
     }
     let mut probe = [0u8; 1];
     if payload.read(&mut probe)? != 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "payload is longer than announced",
-        ));
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "payload is longer than announced"));
     }
     out.write_all(&frame_tail(header.len() as u64, payload_len).ok_or_else(too_long)?)?;
-    Ok(frame_len(header.len() as u64, payload_len).ok_or_else(too_long)?)
+    frame_len(header.len() as u64, payload_len).ok_or_else(too_long)
 }
 
 struct Cursor<'r, R: ?Sized> {
@@ -352,24 +335,15 @@ struct Cursor<'r, R: ?Sized> {
 impl<R: ReadAt + ?Sized> Cursor<'_, R> {
     fn bytes<const N: usize>(&self, at: u64) -> Result<[u8; N], FrameError> {
         let mut buf = [0u8; N];
-        self.src
-            .read_exact_at(&mut buf, at)
-            .map_err(|e| self.io(e, at, N as u64))?;
+        self.src.read_exact_at(&mut buf, at).map_err(|e| self.io(e, at, N as u64))?;
         Ok(buf)
     }
 
     fn io(&self, e: io::Error, at: u64, n: u64) -> FrameError {
         if e.kind() == io::ErrorKind::UnexpectedEof {
-            FrameError::Truncated {
-                offset: self.frame,
-                needed: at.saturating_sub(self.frame) + n,
-                available: 0,
-            }
+            FrameError::Truncated { offset: self.frame, needed: at.saturating_sub(self.frame) + n, available: 0 }
         } else {
-            FrameError::Io {
-                offset: self.frame,
-                source: e,
-            }
+            FrameError::Io { offset: self.frame, source: e }
         }
     }
 }
@@ -388,18 +362,10 @@ fn check_len(offset: u64, len: u64, width: usize) -> Result<(), FrameError> {
 /// `end` (the container length, or how far it is trusted), that both copies of
 /// its length agree, and that its two records exactly fill its body.
 /// Reads only tags and lengths: no header and no payload bytes.
-pub fn read_frame_at<R: ReadAt + ?Sized>(
-    src: &R,
-    offset: u64,
-    end: u64,
-) -> Result<FrameInfo, FrameError> {
+pub fn read_frame_at<R: ReadAt + ?Sized>(src: &R, offset: u64, end: u64) -> Result<FrameInfo, FrameError> {
     let c = Cursor { src, frame: offset };
     let available = end.saturating_sub(offset);
-    let truncated = |needed: u64| FrameError::Truncated {
-        offset,
-        needed,
-        available,
-    };
+    let truncated = |needed: u64| FrameError::Truncated { offset, needed, available };
     if available < 2 {
         return Err(truncated(2));
     }
@@ -426,8 +392,7 @@ pub fn read_frame_at<R: ReadAt + ?Sized>(
     let body_end = body_start + body;
     // Trailing copy: length reversed, then the tag.
     let mut trail = [0u8; 9];
-    src.read_exact_at(&mut trail[..w + 1], body_end)
-        .map_err(|e| c.io(e, body_end, w as u64 + 1))?;
+    src.read_exact_at(&mut trail[..w + 1], body_end).map_err(|e| c.io(e, body_end, w as u64 + 1))?;
     let mut le = [0u8; 8];
     le[..w].copy_from_slice(&trail[..w]);
     if trail[w] != tag || u64::from_le_bytes(le) != body {
@@ -436,15 +401,9 @@ pub fn read_frame_at<R: ReadAt + ?Sized>(
     read_records(&c, offset, body_start, body)
 }
 
-fn read_be<R: ReadAt + ?Sized>(
-    c: &Cursor<'_, R>,
-    at: u64,
-    width: usize,
-) -> Result<u64, FrameError> {
+fn read_be<R: ReadAt + ?Sized>(c: &Cursor<'_, R>, at: u64, width: usize) -> Result<u64, FrameError> {
     let mut buf = [0u8; 8];
-    c.src
-        .read_exact_at(&mut buf[8 - width..], at)
-        .map_err(|e| c.io(e, at, width as u64))?;
+    c.src.read_exact_at(&mut buf[8 - width..], at).map_err(|e| c.io(e, at, width as u64))?;
     Ok(u64::from_be_bytes(buf))
 }
 
@@ -454,18 +413,12 @@ fn read_records<R: ReadAt + ?Sized>(
     body_start: u64,
     body: u64,
 ) -> Result<FrameInfo, FrameError> {
-    let not_fill = FrameError::RecordsDoNotFill {
-        offset,
-        body_len: body,
-    };
+    let not_fill = FrameError::RecordsDoNotFill { offset, body_len: body };
     let body_end = body_start + body;
     let mut at = body_start;
     let record = |at: &mut u64| -> Result<(u64, u64), FrameError> {
         if *at >= body_end {
-            return Err(FrameError::RecordsDoNotFill {
-                offset,
-                body_len: body,
-            });
+            return Err(FrameError::RecordsDoNotFill { offset, body_len: body });
         }
         let [tag] = c.bytes::<1>(*at)?;
         let w = width_from_tag(tag, RECORD_TAG_BASE).ok_or(FrameError::BadTag {
@@ -475,60 +428,36 @@ fn read_records<R: ReadAt + ?Sized>(
             what: "record",
         })?;
         if body_end - *at < 1 + w as u64 {
-            return Err(FrameError::RecordsDoNotFill {
-                offset,
-                body_len: body,
-            });
+            return Err(FrameError::RecordsDoNotFill { offset, body_len: body });
         }
         let len = read_be(c, *at + 1, w)?;
         check_len(offset, len, w)?;
         let start = *at + 1 + w as u64;
         if len > body_end - start {
-            return Err(FrameError::RecordsDoNotFill {
-                offset,
-                body_len: body,
-            });
+            return Err(FrameError::RecordsDoNotFill { offset, body_len: body });
         }
         *at = start + len;
         Ok((start, len))
     };
     let (header_offset, header_len) = record(&mut at)?;
     if header_len > MAX_HEADER_LEN {
-        return Err(FrameError::HeaderTooLarge {
-            offset,
-            len: header_len,
-        });
+        return Err(FrameError::HeaderTooLarge { offset, len: header_len });
     }
     let (payload_offset, payload_len) = record(&mut at)?;
     if at != body_end {
         return Err(not_fill);
     }
-    Ok(FrameInfo {
-        offset,
-        body_len: body,
-        header_offset,
-        header_len,
-        payload_offset,
-        payload_len,
-    })
+    Ok(FrameInfo { offset, body_len: body, header_offset, header_len, payload_offset, payload_len })
 }
 
 /// Reads the frame that ends just before `end`, walking backward: the trailing
 /// tag and reversed length give the frame's start, which must be at or after
 /// `start`; then the frame is read and checked as by [`read_frame_at`].
-pub fn read_frame_before<R: ReadAt + ?Sized>(
-    src: &R,
-    start: u64,
-    end: u64,
-) -> Result<FrameInfo, FrameError> {
+pub fn read_frame_before<R: ReadAt + ?Sized>(src: &R, start: u64, end: u64) -> Result<FrameInfo, FrameError> {
     let last = end.saturating_sub(1);
     let c = Cursor { src, frame: last };
     let available = end.saturating_sub(start);
-    let truncated = |needed: u64| FrameError::Truncated {
-        offset: last,
-        needed,
-        available,
-    };
+    let truncated = |needed: u64| FrameError::Truncated { offset: last, needed, available };
     if available < 2 {
         return Err(truncated(2));
     }
@@ -543,17 +472,13 @@ pub fn read_frame_before<R: ReadAt + ?Sized>(
         return Err(truncated(1 + w as u64));
     }
     let mut le = [0u8; 8];
-    src.read_exact_at(&mut le[..w], last - w as u64)
-        .map_err(|e| c.io(e, last - w as u64, w as u64))?;
+    src.read_exact_at(&mut le[..w], last - w as u64).map_err(|e| c.io(e, last - w as u64, w as u64))?;
     let body = u64::from_le_bytes(le);
     check_len(last, body, w)?;
     let total = body
         .checked_add(2 * (1 + w as u64))
         .filter(|t| *t <= MAX_LEN)
-        .ok_or(FrameError::TooLong {
-            offset: last,
-            len: body,
-        })?;
+        .ok_or(FrameError::TooLong { offset: last, len: body })?;
     if total > available {
         return Err(truncated(total));
     }
@@ -564,24 +489,15 @@ pub fn read_frame_before<R: ReadAt + ?Sized>(
 /// the frame was read).
 pub fn read_header<R: ReadAt + ?Sized>(src: &R, frame: &FrameInfo) -> Result<Vec<u8>, FrameError> {
     if frame.header_len > MAX_HEADER_LEN {
-        return Err(FrameError::HeaderTooLarge {
-            offset: frame.offset,
-            len: frame.header_len,
-        });
+        return Err(FrameError::HeaderTooLarge { offset: frame.offset, len: frame.header_len });
     }
     let mut buf = vec![0u8; frame.header_len as usize];
-    src.read_exact_at(&mut buf, frame.header_offset)
-        .map_err(|e| match e.kind() {
-            io::ErrorKind::UnexpectedEof => FrameError::Truncated {
-                offset: frame.offset,
-                needed: frame.len(),
-                available: 0,
-            },
-            _ => FrameError::Io {
-                offset: frame.offset,
-                source: e,
-            },
-        })?;
+    src.read_exact_at(&mut buf, frame.header_offset).map_err(|e| match e.kind() {
+        io::ErrorKind::UnexpectedEof => {
+            FrameError::Truncated { offset: frame.offset, needed: frame.len(), available: 0 }
+        }
+        _ => FrameError::Io { offset: frame.offset, source: e },
+    })?;
     Ok(buf)
 }
 
@@ -596,12 +512,7 @@ pub struct Frames<'r, R: ?Sized> {
 impl<'r, R: ReadAt + ?Sized> Frames<'r, R> {
     /// Frames of `src` from `start` up to `end`.
     pub fn new(src: &'r R, start: u64, end: u64) -> Self {
-        Frames {
-            src,
-            at: start,
-            end,
-            failed: false,
-        }
+        Frames { src, at: start, end, failed: false }
     }
 
     /// The offset the next frame would start at.
@@ -641,12 +552,7 @@ pub struct FramesBack<'r, R: ?Sized> {
 impl<'r, R: ReadAt + ?Sized> FramesBack<'r, R> {
     /// Frames of `src` ending at `end`, back to `start`.
     pub fn new(src: &'r R, start: u64, end: u64) -> Self {
-        FramesBack {
-            src,
-            start,
-            at: end,
-            failed: false,
-        }
+        FramesBack { src, start, at: end, failed: false }
     }
 }
 
@@ -693,30 +599,18 @@ mod tests {
 
     #[test]
     fn widths_switch_at_the_boundaries() {
-        for (len, w) in [
-            (0u64, 1),
-            (255, 1),
-            (256, 2),
-            (65535, 2),
-            (65536, 4),
-            (u32::MAX as u64, 4),
-            (1 << 32, 8),
-            (MAX_LEN, 8),
-        ] {
+        for (len, w) in
+            [(0u64, 1), (255, 1), (256, 2), (65535, 2), (65536, 4), (u32::MAX as u64, 4), (1 << 32, 8), (MAX_LEN, 8)]
+        {
             assert_eq!(width_of(len), w, "{len}");
         }
-        for payload in [
-            0usize, 1, 200, 250, 251, 252, 255, 256, 300, 65_530, 65_536, 70_000,
-        ] {
+        for payload in [0usize, 1, 200, 250, 251, 252, 255, 256, 300, 65_530, 65_536, 70_000] {
             let p = vec![7u8; payload];
             let f = encode_frame(b"{\"kind\":\"x\"}", &p).unwrap();
             assert_eq!(f.len() as u64, frame_len(12, payload as u64).unwrap());
             let info = read_frame_at(f.as_slice(), 0, f.len() as u64).unwrap();
             assert_eq!(info.payload_len, payload as u64);
-            assert_eq!(
-                info.payload_offset,
-                payload_start(12, payload as u64).unwrap()
-            );
+            assert_eq!(info.payload_offset, payload_start(12, payload as u64).unwrap());
             let back = read_frame_before(f.as_slice(), 0, f.len() as u64).unwrap();
             assert_eq!(back, info);
         }
@@ -726,14 +620,10 @@ mod tests {
     fn walks_forward_and_backward() {
         let mut c = Vec::new();
         for i in 0..50usize {
-            c.extend(
-                encode_frame(format!("{{\"i\":{i}}}").as_bytes(), &vec![i as u8; i * 13]).unwrap(),
-            );
+            c.extend(encode_frame(format!("{{\"i\":{i}}}").as_bytes(), &vec![i as u8; i * 13]).unwrap());
         }
         let fwd: Vec<_> = frames_of(&c).into_iter().map(Result::unwrap).collect();
-        let mut back: Vec<_> = FramesBack::new(c.as_slice(), 0, c.len() as u64)
-            .map(Result::unwrap)
-            .collect();
+        let mut back: Vec<_> = FramesBack::new(c.as_slice(), 0, c.len() as u64).map(Result::unwrap).collect();
         back.reverse();
         assert_eq!(fwd.len(), 50);
         assert_eq!(fwd, back);
@@ -743,13 +633,7 @@ mod tests {
     fn streaming_writer_matches_encoder() {
         let payload = vec![3u8; 100_000];
         let mut out = Vec::new();
-        let n = write_frame(
-            &mut out,
-            b"{}",
-            payload.len() as u64,
-            &mut payload.as_slice(),
-        )
-        .unwrap();
+        let n = write_frame(&mut out, b"{}", payload.len() as u64, &mut payload.as_slice()).unwrap();
         assert_eq!(out, encode_frame(b"{}", &payload).unwrap());
         assert_eq!(n, out.len() as u64);
         assert!(write_frame(&mut Vec::new(), b"{}", 10, &mut &[0u8; 9][..]).is_err());
@@ -761,16 +645,10 @@ mod tests {
         let mut f = encode_frame(b"{}", b"abc").unwrap();
         let n = f.len();
         f[n - 2] ^= 1;
-        assert!(matches!(
-            read_frame_at(f.as_slice(), 0, n as u64),
-            Err(FrameError::EndMismatch { .. })
-        ));
+        assert!(matches!(read_frame_at(f.as_slice(), 0, n as u64), Err(FrameError::EndMismatch { .. })));
         let mut f = encode_frame(b"{}", b"abc").unwrap();
         f[n - 1] = 0xF5;
-        assert!(matches!(
-            read_frame_at(f.as_slice(), 0, n as u64),
-            Err(FrameError::EndMismatch { .. })
-        ));
+        assert!(matches!(read_frame_at(f.as_slice(), 0, n as u64), Err(FrameError::EndMismatch { .. })));
     }
 
     #[test]
@@ -779,10 +657,7 @@ mod tests {
         for cut in 0..f.len() {
             let short = &f[..cut];
             assert!(read_frame_at(short, 0, cut as u64).is_err(), "cut at {cut}");
-            assert!(
-                read_frame_before(short, 0, cut as u64).is_err(),
-                "cut at {cut}"
-            );
+            assert!(read_frame_before(short, 0, cut as u64).is_err(), "cut at {cut}");
         }
     }
 
@@ -790,36 +665,21 @@ mod tests {
     fn rejects_records_that_do_not_fill() {
         // Body of 7: header record of 2, payload record F0 00, and one extra byte.
         let f = [0xF4, 7, 0xF0, 2, b'{', b'}', 0xF0, 0, 0, 7, 0xF4];
-        assert!(matches!(
-            read_frame_at(&f[..], 0, 11),
-            Err(FrameError::RecordsDoNotFill { .. })
-        ));
+        assert!(matches!(read_frame_at(&f[..], 0, 11), Err(FrameError::RecordsDoNotFill { .. })));
         // Only one record.
         let f = [0xF4, 4, 0xF0, 2, b'{', b'}', 4, 0xF4];
-        assert!(matches!(
-            read_frame_at(&f[..], 0, 8),
-            Err(FrameError::RecordsDoNotFill { .. })
-        ));
+        assert!(matches!(read_frame_at(&f[..], 0, 8), Err(FrameError::RecordsDoNotFill { .. })));
         // Record length running past the body.
         let f = [0xF4, 6, 0xF0, 2, b'{', b'}', 0xF0, 9, 6, 0xF4];
-        assert!(matches!(
-            read_frame_at(&f[..], 0, 10),
-            Err(FrameError::RecordsDoNotFill { .. })
-        ));
+        assert!(matches!(read_frame_at(&f[..], 0, 10), Err(FrameError::RecordsDoNotFill { .. })));
     }
 
     #[test]
     fn rejects_non_minimal_lengths() {
         let f = [0xF5, 0, 6, 0xF0, 2, b'{', b'}', 0xF0, 0, 6, 0, 0xF5];
-        assert!(matches!(
-            read_frame_at(&f[..], 0, 12),
-            Err(FrameError::NonMinimal { .. })
-        ));
+        assert!(matches!(read_frame_at(&f[..], 0, 12), Err(FrameError::NonMinimal { .. })));
         let f = [0xF4, 7, 0xF1, 0, 2, b'{', b'}', 0xF0, 0, 7, 0xF4];
-        assert!(matches!(
-            read_frame_at(&f[..], 0, 11),
-            Err(FrameError::NonMinimal { .. })
-        ));
+        assert!(matches!(read_frame_at(&f[..], 0, 11), Err(FrameError::NonMinimal { .. })));
     }
 
     #[test]
@@ -828,15 +688,9 @@ mod tests {
         let mut f = vec![0xF7];
         f.extend_from_slice(&(1u64 << 63).to_be_bytes());
         f.extend_from_slice(&[0; 11]);
-        assert!(matches!(
-            read_frame_at(f.as_slice(), 0, 20),
-            Err(FrameError::TooLong { .. })
-        ));
+        assert!(matches!(read_frame_at(f.as_slice(), 0, 20), Err(FrameError::TooLong { .. })));
         f[1] = 0x40;
-        assert!(matches!(
-            read_frame_at(f.as_slice(), 0, 20),
-            Err(FrameError::Truncated { .. })
-        ));
+        assert!(matches!(read_frame_at(f.as_slice(), 0, 20), Err(FrameError::Truncated { .. })));
     }
 
     #[test]
@@ -866,10 +720,8 @@ mod tests {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
             let n = bytes.len() as u64;
-            for r in Frames::new(bytes.as_slice(), 0, n) {
-                if let Ok(info) = r {
-                    let _ = read_header(bytes.as_slice(), &info);
-                }
+            for info in Frames::new(bytes.as_slice(), 0, n).flatten() {
+                let _ = read_header(bytes.as_slice(), &info);
             }
             for _ in FramesBack::new(bytes.as_slice(), 0, n) {}
         }

@@ -157,7 +157,10 @@ pub struct Genesis {
 impl Genesis {
     fn validate(&self) -> Result<(), HeaderError> {
         if self.format != FORMAT_VERSION {
-            return Err(field("format", format!("version {} is not supported (this reader knows {FORMAT_VERSION})", self.format)));
+            return Err(field(
+                "format",
+                format!("version {} is not supported (this reader knows {FORMAT_VERSION})", self.format),
+            ));
         }
         validate_origin(&self.origin)?;
         if self.product.is_empty() || self.product.len() > 256 || self.product.chars().any(char::is_control) {
@@ -170,7 +173,10 @@ impl Genesis {
 /// Checks a checkpoint origin: a non-empty line of printable ASCII without spaces.
 pub fn validate_origin(origin: &str) -> Result<(), HeaderError> {
     if origin.is_empty() || origin.len() > 256 || !origin.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(field("origin", "must be 1 to 256 printable ASCII characters without spaces, e.g. example.com/myapp"));
+        return Err(field(
+            "origin",
+            "must be 1 to 256 printable ASCII characters without spaces, e.g. example.com/myapp",
+        ));
     }
     Ok(())
 }
@@ -223,7 +229,8 @@ impl Entry {
         if self.mode > 0o7777 {
             return Err(field("mode", "must be at most 0o7777"));
         }
-        if self.compression == Compression::None && (self.size != self.stored_size || self.sha256 != self.stored_sha256) {
+        if self.compression == Compression::None && (self.size != self.stored_size || self.sha256 != self.stored_sha256)
+        {
             return Err(field("compression", "an uncompressed payload must have the content's size and sha256"));
         }
         if self.delta_base.is_some() {
@@ -488,7 +495,8 @@ mod tests {
 
     #[test]
     fn rejects_bad_entry_values() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut Entry)>)> = vec![
+        type Mutation = Box<dyn Fn(&mut Entry)>;
+        let cases: Vec<(&str, Mutation)> = vec![
             ("target", Box::new(|e| e.target = "x86_64-unknown-linux-gnux".into())),
             ("target", Box::new(|e| e.target = "not a triple".into())),
             ("version", Box::new(|e| e.version = "1.2".into())),
@@ -524,7 +532,8 @@ mod tests {
             version: "1.0.0".into(),
             entries: vec![EntryRef { leaf: 1, offset: 10, length: 20 }],
         };
-        let ok = Manifest { releases: vec![r("beta", "x86_64-unknown-linux-gnu"), r("stable", "aarch64-apple-darwin")] };
+        let ok =
+            Manifest { releases: vec![r("beta", "x86_64-unknown-linux-gnu"), r("stable", "aarch64-apple-darwin")] };
         assert!(Header::Manifest(ok.clone()).to_bytes().is_ok());
         let mut bad = ok;
         bad.releases.reverse();

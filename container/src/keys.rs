@@ -32,9 +32,7 @@ const SIGNER_PREFIX: &str = "PRIVATE+KEY+";
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     /// The key name is empty or has a `+`, whitespace or a control character.
-    #[error(
-        "invalid key name {0:?}: it must be non-empty and contain no '+', whitespace or control characters"
-    )]
+    #[error("invalid key name {0:?}: it must be non-empty and contain no '+', whitespace or control characters")]
     InvalidName(String),
     /// The key text does not have the expected shape.
     #[error("malformed key text: {0}")]
@@ -59,9 +57,7 @@ pub enum KeyError {
     #[error("random number generator failed: {0}")]
     Random(String),
     /// The threshold is 0 or larger than the number of keys.
-    #[error(
-        "invalid threshold {threshold} for {keys} key(s): need 1 <= threshold <= number of keys"
-    )]
+    #[error("invalid threshold {threshold} for {keys} key(s): need 1 <= threshold <= number of keys")]
     InvalidThreshold {
         /// The threshold asked for.
         threshold: u32,
@@ -76,18 +72,11 @@ pub enum KeyError {
 /// Checks a key name: non-empty, no `+`, no Unicode whitespace, no control
 /// characters. (`&str` already guarantees UTF-8.)
 pub(crate) fn is_valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && !name
-            .chars()
-            .any(|c| c == '+' || c.is_whitespace() || c.is_control())
+    !name.is_empty() && !name.chars().any(|c| c == '+' || c.is_whitespace() || c.is_control())
 }
 
 fn check_name(name: &str) -> Result<(), KeyError> {
-    if is_valid_name(name) {
-        Ok(())
-    } else {
-        Err(KeyError::InvalidName(name.to_owned()))
-    }
+    if is_valid_name(name) { Ok(()) } else { Err(KeyError::InvalidName(name.to_owned())) }
 }
 
 /// Computes the note key ID: `SHA-256(name || "\n" || 0x01 || public)[..4]`,
@@ -104,28 +93,20 @@ fn compute_key_id(name: &str, public: &[u8; 32]) -> u32 {
 
 /// Parses exactly 8 lowercase hex digits.
 fn parse_hex_id(s: &str) -> Result<u32, KeyError> {
-    if s.len() != 8
-        || !s
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
-        return Err(KeyError::Malformed(
-            "key ID must be 8 lowercase hexadecimal digits",
-        ));
+    if s.len() != 8 || !s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        return Err(KeyError::Malformed("key ID must be 8 lowercase hexadecimal digits"));
     }
-    u32::from_str_radix(s, 16)
-        .map_err(|_| KeyError::Malformed("key ID must be 8 lowercase hexadecimal digits"))
+    u32::from_str_radix(s, 16).map_err(|_| KeyError::Malformed("key ID must be 8 lowercase hexadecimal digits"))
 }
 
 /// Decodes canonical standard base64 of `0x01 || 32 bytes`.
 fn parse_key_data(s: &str) -> Result<[u8; 32], KeyError> {
-    let raw = BASE64
-        .decode(s)
-        .map_err(|_| KeyError::Malformed("key data is not valid standard base64"))?;
+    let raw = BASE64.decode(s).map_err(|_| KeyError::Malformed("key data is not valid standard base64"))?;
     match raw.split_first() {
         None => Err(KeyError::Malformed("key data is empty")),
-        Some((&ALG_ED25519, rest)) => <[u8; 32]>::try_from(rest)
-            .map_err(|_| KeyError::Malformed("Ed25519 key data must be 32 bytes")),
+        Some((&ALG_ED25519, rest)) => {
+            <[u8; 32]>::try_from(rest).map_err(|_| KeyError::Malformed("Ed25519 key data must be 32 bytes"))
+        }
         Some((&alg, _)) => Err(KeyError::UnsupportedAlgorithm(alg)),
     }
 }
@@ -172,11 +153,7 @@ impl SigningKey {
         check_name(name)?;
         let key = ed25519_dalek::SigningKey::from_bytes(&seed);
         let key_id = compute_key_id(name, key.verifying_key().as_bytes());
-        Ok(Self {
-            name: name.to_owned(),
-            key_id,
-            key,
-        })
+        Ok(Self { name: name.to_owned(), key_id, key })
     }
 
     /// Parses the signer key text `PRIVATE+KEY+name+hexid+base64(0x01 || seed)`
@@ -184,20 +161,15 @@ impl SigningKey {
     /// ID must match the one derived from the name and public key.
     pub fn parse(text: &str) -> Result<Self, KeyError> {
         let text = text.strip_suffix('\n').unwrap_or(text);
-        let rest = text.strip_prefix(SIGNER_PREFIX).ok_or(KeyError::Malformed(
-            "signer key must start with PRIVATE+KEY+",
-        ))?;
+        let rest =
+            text.strip_prefix(SIGNER_PREFIX).ok_or(KeyError::Malformed("signer key must start with PRIVATE+KEY+"))?;
         let (name, id, data) = split_key_text(rest)?;
         check_name(name)?;
         let stated = parse_hex_id(id)?;
         let seed = parse_key_data(data)?;
         let key = Self::from_seed(name, seed)?;
         if key.key_id != stated {
-            return Err(KeyError::KeyIdMismatch {
-                name: name.to_owned(),
-                stated,
-                computed: key.key_id,
-            });
+            return Err(KeyError::KeyIdMismatch { name: name.to_owned(), stated, computed: key.key_id });
         }
         Ok(key)
     }
@@ -205,12 +177,7 @@ impl SigningKey {
     /// The signer key text `PRIVATE+KEY+name+hexid+base64(0x01 || seed)`,
     /// without a trailing newline. This is the secret: store it with care.
     pub fn to_text(&self) -> String {
-        format!(
-            "{SIGNER_PREFIX}{}+{:08x}+{}",
-            self.name,
-            self.key_id,
-            encode_key_data(self.key.as_bytes())
-        )
+        format!("{SIGNER_PREFIX}{}+{:08x}+{}", self.name, self.key_id, encode_key_data(self.key.as_bytes()))
     }
 
     /// The key name.
@@ -225,11 +192,7 @@ impl SigningKey {
 
     /// The matching verifier (public) key.
     pub fn verifier(&self) -> VerifierKey {
-        VerifierKey {
-            name: self.name.clone(),
-            key_id: self.key_id,
-            key: self.key.verifying_key(),
-        }
+        VerifierKey { name: self.name.clone(), key_id: self.key_id, key: self.key.verifying_key() }
     }
 
     /// Signs `msg` with Ed25519 (RFC 8032) and returns the 64-byte signature.
@@ -269,11 +232,7 @@ impl VerifierKey {
         let public = parse_key_data(data)?;
         let computed = compute_key_id(name, &public);
         if computed != stated {
-            return Err(KeyError::KeyIdMismatch {
-                name: name.to_owned(),
-                stated,
-                computed,
-            });
+            return Err(KeyError::KeyIdMismatch { name: name.to_owned(), stated, computed });
         }
         let key = ed25519_dalek::VerifyingKey::from_bytes(&public)
             .map_err(|_| KeyError::InvalidPublicKey(name.to_owned()))?;
@@ -282,11 +241,7 @@ impl VerifierKey {
         if key.is_weak() || key.to_edwards().compress().to_bytes() != public {
             return Err(KeyError::InvalidPublicKey(name.to_owned()));
         }
-        Ok(Self {
-            name: name.to_owned(),
-            key_id: stated,
-            key,
-        })
+        Ok(Self { name: name.to_owned(), key_id: stated, key })
     }
 
     /// The key name.
@@ -318,13 +273,7 @@ impl VerifierKey {
 
 impl fmt::Display for VerifierKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}+{:08x}+{}",
-            self.name,
-            self.key_id,
-            encode_key_data(self.key.as_bytes())
-        )
+        write!(f, "{}+{:08x}+{}", self.name, self.key_id, encode_key_data(self.key.as_bytes()))
     }
 }
 
@@ -399,10 +348,7 @@ impl TrustRoot {
     pub fn validate(&self) -> Result<(), KeyError> {
         let enough = usize::try_from(self.threshold).is_ok_and(|t| t <= self.keys.len());
         if self.threshold == 0 || !enough {
-            return Err(KeyError::InvalidThreshold {
-                threshold: self.threshold,
-                keys: self.keys.len(),
-            });
+            return Err(KeyError::InvalidThreshold { threshold: self.threshold, keys: self.keys.len() });
         }
         for (i, a) in self.keys.iter().enumerate() {
             for b in &self.keys[..i] {
@@ -434,10 +380,7 @@ impl TrustRoot {
             h.update(t.as_bytes());
             h.update(b"\n");
         }
-        h.finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect::<String>()
     }
 }
 
@@ -447,8 +390,7 @@ mod tests {
     use proptest::prelude::*;
 
     // From golang.org/x/mod/sumdb/note (note.go docs and note_test.go).
-    const PETER_SKEY: &str =
-        "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz";
+    const PETER_SKEY: &str = "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz";
     const PETER_VKEY: &str = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW";
     const ENOCH_VKEY: &str = "EnochRoot+af0cfe78+ATtqJ7zOtqQtYqOo0CpvDXNlMhV3HeJDpjrASKGLWdop";
 
@@ -514,23 +456,8 @@ mod tests {
 
     #[test]
     fn bad_names() {
-        for name in [
-            "",
-            "a+b",
-            "a b",
-            "a\tb",
-            "a\nb",
-            "a\u{7f}b",
-            "a\u{a0}b",
-            "a\u{2003}b",
-        ] {
-            assert!(
-                matches!(
-                    SigningKey::from_seed(name, [7; 32]),
-                    Err(KeyError::InvalidName(_))
-                ),
-                "{name:?}"
-            );
+        for name in ["", "a+b", "a b", "a\tb", "a\nb", "a\u{7f}b", "a\u{a0}b", "a\u{2003}b"] {
+            assert!(matches!(SigningKey::from_seed(name, [7; 32]), Err(KeyError::InvalidName(_))), "{name:?}");
         }
         assert!(SigningKey::from_seed("example.com/ok-ünïcode", [7; 32]).is_ok());
     }
@@ -541,11 +468,7 @@ mod tests {
         // vectors must fail, as in Go's TestNewVerifier / TestNewSigner.
         for (text, is_signer) in [(PETER_VKEY, false), (PETER_SKEY, true)] {
             let parse = |s: &str| {
-                if is_signer {
-                    SigningKey::parse(s).is_ok()
-                } else {
-                    VerifierKey::parse(s).is_ok()
-                }
+                if is_signer { SigningKey::parse(s).is_ok() } else { VerifierKey::parse(s).is_ok() }
             };
             let b = text.as_bytes();
             for i in 0..=b.len() {
@@ -572,42 +495,23 @@ mod tests {
     fn specific_key_errors() {
         // Wrong length key, with adjusted key hash (from Go's tests).
         assert!(
-            VerifierKey::parse(
-                "PeterNeumann+cc469956+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TWBADKEY=="
-            )
-            .is_err()
+            VerifierKey::parse("PeterNeumann+cc469956+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TWBADKEY==").is_err()
         );
         // Unknown algorithm, with adjusted key hash.
         assert!(matches!(
-            VerifierKey::parse(
-                "PeterNeumann+173116ae+ZRpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"
-            ),
+            VerifierKey::parse("PeterNeumann+173116ae+ZRpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"),
             Err(KeyError::UnsupportedAlgorithm(0x65))
         ));
         assert!(matches!(
-            VerifierKey::parse(
-                "PeterNeumann+c74f20a4+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"
-            ),
-            Err(KeyError::KeyIdMismatch {
-                stated: 0xc74f20a4,
-                computed: 0xc74f20a3,
-                ..
-            })
+            VerifierKey::parse("PeterNeumann+c74f20a4+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"),
+            Err(KeyError::KeyIdMismatch { stated: 0xc74f20a4, computed: 0xc74f20a3, .. })
         ));
         assert!(matches!(
-            VerifierKey::parse(
-                "PeterNeumann+C74F20A3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"
-            ),
+            VerifierKey::parse("PeterNeumann+C74F20A3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"),
             Err(KeyError::Malformed(_))
         ));
-        assert!(matches!(
-            VerifierKey::parse(&format!("{PETER_VKEY}\n")),
-            Err(KeyError::Malformed(_))
-        ));
-        assert!(matches!(
-            SigningKey::parse(PETER_VKEY),
-            Err(KeyError::Malformed(_))
-        ));
+        assert!(matches!(VerifierKey::parse(&format!("{PETER_VKEY}\n")), Err(KeyError::Malformed(_))));
+        assert!(matches!(SigningKey::parse(PETER_VKEY), Err(KeyError::Malformed(_))));
     }
 
     #[test]
@@ -617,10 +521,7 @@ mod tests {
         public[0] = 1;
         let id = compute_key_id("weak", &public);
         let text = format!("weak+{id:08x}+{}", encode_key_data(&public));
-        assert!(matches!(
-            VerifierKey::parse(&text),
-            Err(KeyError::InvalidPublicKey(_))
-        ));
+        assert!(matches!(VerifierKey::parse(&text), Err(KeyError::InvalidPublicKey(_))));
     }
 
     #[test]
@@ -640,10 +541,7 @@ mod tests {
             found += 1;
             let id = compute_key_id("nc", &public);
             let text = format!("nc+{id:08x}+{}", encode_key_data(&public));
-            assert!(matches!(
-                VerifierKey::parse(&text),
-                Err(KeyError::InvalidPublicKey(_))
-            ));
+            assert!(matches!(VerifierKey::parse(&text), Err(KeyError::InvalidPublicKey(_))));
         }
         assert!(found > 0);
     }
@@ -654,26 +552,11 @@ mod tests {
         let b = SigningKey::from_seed("b", [2; 32]).unwrap().verifier();
         let a_renamed = SigningKey::from_seed("a2", [1; 32]).unwrap().verifier();
         assert!(TrustRoot::new(vec![a.clone(), b.clone()], 2).is_ok());
-        assert!(matches!(
-            TrustRoot::new(vec![a.clone(), b.clone()], 0),
-            Err(KeyError::InvalidThreshold { .. })
-        ));
-        assert!(matches!(
-            TrustRoot::new(vec![a.clone(), b.clone()], 3),
-            Err(KeyError::InvalidThreshold { .. })
-        ));
-        assert!(matches!(
-            TrustRoot::new(vec![], 1),
-            Err(KeyError::InvalidThreshold { .. })
-        ));
-        assert!(matches!(
-            TrustRoot::new(vec![a.clone(), a.clone()], 1),
-            Err(KeyError::DuplicateKey(_))
-        ));
-        assert!(matches!(
-            TrustRoot::new(vec![a.clone(), a_renamed], 1),
-            Err(KeyError::DuplicateKey(_))
-        ));
+        assert!(matches!(TrustRoot::new(vec![a.clone(), b.clone()], 0), Err(KeyError::InvalidThreshold { .. })));
+        assert!(matches!(TrustRoot::new(vec![a.clone(), b.clone()], 3), Err(KeyError::InvalidThreshold { .. })));
+        assert!(matches!(TrustRoot::new(vec![], 1), Err(KeyError::InvalidThreshold { .. })));
+        assert!(matches!(TrustRoot::new(vec![a.clone(), a.clone()], 1), Err(KeyError::DuplicateKey(_))));
+        assert!(matches!(TrustRoot::new(vec![a.clone(), a_renamed], 1), Err(KeyError::DuplicateKey(_))));
         let root = TrustRoot::new(vec![a.clone()], 1).unwrap();
         assert!(root.contains(&a));
         assert!(!root.contains(&b));
@@ -685,10 +568,7 @@ mod tests {
         let b = VerifierKey::parse(ENOCH_VKEY).unwrap();
         let root = TrustRoot::new(vec![a, b], 1).unwrap();
         let json = serde_json::to_string(&root).unwrap();
-        assert_eq!(
-            json,
-            format!(r#"{{"keys":["{PETER_VKEY}","{ENOCH_VKEY}"],"threshold":1}}"#)
-        );
+        assert_eq!(json, format!(r#"{{"keys":["{PETER_VKEY}","{ENOCH_VKEY}"],"threshold":1}}"#));
         let back: TrustRoot = serde_json::from_str(&json).unwrap();
         assert_eq!(back, root);
 
@@ -714,10 +594,7 @@ mod tests {
         assert_eq!(ab.fingerprint().len(), 64);
         // Independently computed encoding: "1\n" + sorted key texts.
         let encoding = format!("1\n{ENOCH_VKEY}\n{PETER_VKEY}\n");
-        let expect: String = Sha256::digest(encoding.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let expect: String = Sha256::digest(encoding.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(ab.fingerprint(), expect);
     }
 

@@ -213,10 +213,7 @@ fn perfect_node(lo: u64, hi: u64) -> Option<NodeId> {
     let len = hi.checked_sub(lo)?;
     if len.is_power_of_two() && lo.is_multiple_of(len) {
         let height = len.trailing_zeros() as u8;
-        Some(NodeId {
-            height,
-            index: lo >> height,
-        })
+        Some(NodeId { height, index: lo >> height })
     } else {
         None
     }
@@ -226,11 +223,7 @@ fn perfect_node(lo: u64, hi: u64) -> Option<NodeId> {
 /// of its roots.
 fn frontier_position(size: u64, node: NodeId) -> Option<usize> {
     let above = size.checked_shr(u32::from(node.height))?;
-    if above & 1 == 1 && node.index == above ^ 1 {
-        Some((above >> 1).count_ones() as usize)
-    } else {
-        None
-    }
+    if above & 1 == 1 && node.index == above ^ 1 { Some((above >> 1).count_ones() as usize) } else { None }
 }
 
 /// The roots of the perfect subtrees of the binary decomposition of `size`,
@@ -255,10 +248,7 @@ impl Frontier {
     pub fn from_parts(size: u64, hashes: Vec<Hash>) -> Result<Self, ProofError> {
         let expected = size.count_ones() as usize;
         if hashes.len() != expected {
-            return Err(ProofError::WrongProofLength {
-                expected,
-                got: hashes.len(),
-            });
+            return Err(ProofError::WrongProofLength { expected, got: hashes.len() });
         }
         Ok(Self { size, hashes })
     }
@@ -278,10 +268,7 @@ impl Frontier {
         (0..64u8)
             .rev()
             .filter(|&h| (self.size >> h) & 1 == 1)
-            .map(|h| NodeId {
-                height: h,
-                index: (self.size >> h) ^ 1,
-            })
+            .map(|h| NodeId { height: h, index: (self.size >> h) ^ 1 })
             .collect()
     }
 
@@ -426,15 +413,8 @@ impl MemoryTree {
     /// The frontier of the prefix tree of `size` leaves.
     pub fn frontier_at(&self, size: u64) -> Result<Frontier, ProofError> {
         self.check_size(size)?;
-        let shape = Frontier {
-            size,
-            hashes: Vec::new(),
-        };
-        let hashes = shape
-            .nodes()
-            .into_iter()
-            .map(|id| self.node_or_missing(id))
-            .collect::<Result<Vec<_>, _>>()?;
+        let shape = Frontier { size, hashes: Vec::new() };
+        let hashes = shape.nodes().into_iter().map(|id| self.node_or_missing(id)).collect::<Result<Vec<_>, _>>()?;
         Ok(Frontier { size, hashes })
     }
 
@@ -524,37 +504,22 @@ fn consistency_proof_len(old: u64, size: u64) -> usize {
 /// `size` leaves with root `root` (RFC 9162 section 2.1.3.2).
 ///
 /// A proof of the wrong length for `(index, size)` is refused before hashing.
-pub fn verify_inclusion(
-    index: u64,
-    size: u64,
-    leaf: &Hash,
-    proof: &[Hash],
-    root: &Hash,
-) -> Result<(), ProofError> {
+pub fn verify_inclusion(index: u64, size: u64, leaf: &Hash, proof: &[Hash], root: &Hash) -> Result<(), ProofError> {
     if index >= size {
         return Err(ProofError::IndexOutOfRange { index, size });
     }
     if proof.len() > MAX_INCLUSION_PROOF_LEN {
-        return Err(ProofError::ProofTooLong {
-            len: proof.len(),
-            max: MAX_INCLUSION_PROOF_LEN,
-        });
+        return Err(ProofError::ProofTooLong { len: proof.len(), max: MAX_INCLUSION_PROOF_LEN });
     }
     let expected = inclusion_proof_len(index, size);
     if proof.len() != expected {
-        return Err(ProofError::WrongProofLength {
-            expected,
-            got: proof.len(),
-        });
+        return Err(ProofError::WrongProofLength { expected, got: proof.len() });
     }
     let (mut fn_, mut sn) = (index, size - 1);
     let mut r = *leaf;
     for p in proof {
         if sn == 0 {
-            return Err(ProofError::WrongProofLength {
-                expected,
-                got: proof.len(),
-            });
+            return Err(ProofError::WrongProofLength { expected, got: proof.len() });
         }
         if fn_ & 1 == 1 || fn_ == sn {
             r = node_hash(p, &r);
@@ -569,10 +534,7 @@ pub fn verify_inclusion(
         sn >>= 1;
     }
     if sn != 0 {
-        return Err(ProofError::WrongProofLength {
-            expected,
-            got: proof.len(),
-        });
+        return Err(ProofError::WrongProofLength { expected, got: proof.len() });
     }
     if r != *root {
         return Err(ProofError::RootMismatch);
@@ -586,46 +548,22 @@ pub fn verify_inclusion(
 /// `old == size` needs an empty proof and equal roots; `old == 0` needs an
 /// empty proof and `old_root == empty_root()`. A proof of the wrong length is
 /// refused before hashing.
-pub fn verify_consistency(
-    old: u64,
-    size: u64,
-    old_root: &Hash,
-    root: &Hash,
-    proof: &[Hash],
-) -> Result<(), ProofError> {
+pub fn verify_consistency(old: u64, size: u64, old_root: &Hash, root: &Hash, proof: &[Hash]) -> Result<(), ProofError> {
     if old > size {
         return Err(ProofError::OldSizeTooLarge { old, size });
     }
     if proof.len() > MAX_CONSISTENCY_PROOF_LEN {
-        return Err(ProofError::ProofTooLong {
-            len: proof.len(),
-            max: MAX_CONSISTENCY_PROOF_LEN,
-        });
+        return Err(ProofError::ProofTooLong { len: proof.len(), max: MAX_CONSISTENCY_PROOF_LEN });
     }
-    let expected = if old == 0 || old == size {
-        0
-    } else {
-        consistency_proof_len(old, size)
-    };
+    let expected = if old == 0 || old == size { 0 } else { consistency_proof_len(old, size) };
     if proof.len() != expected {
-        return Err(ProofError::WrongProofLength {
-            expected,
-            got: proof.len(),
-        });
+        return Err(ProofError::WrongProofLength { expected, got: proof.len() });
     }
     if old == 0 {
-        return if *old_root == empty_root() {
-            Ok(())
-        } else {
-            Err(ProofError::OldRootMismatch)
-        };
+        return if *old_root == empty_root() { Ok(()) } else { Err(ProofError::OldRootMismatch) };
     }
     if old == size {
-        return if old_root == root {
-            Ok(())
-        } else {
-            Err(ProofError::RootMismatch)
-        };
+        return if old_root == root { Ok(()) } else { Err(ProofError::RootMismatch) };
     }
     let (seed, rest) = if old.is_power_of_two() {
         (*old_root, proof)
@@ -643,10 +581,7 @@ pub fn verify_consistency(
     let (mut fr, mut sr) = (seed, seed);
     for c in rest {
         if sn == 0 {
-            return Err(ProofError::WrongProofLength {
-                expected,
-                got: proof.len(),
-            });
+            return Err(ProofError::WrongProofLength { expected, got: proof.len() });
         }
         if fn_ & 1 == 1 || fn_ == sn {
             fr = node_hash(c, &fr);
@@ -662,10 +597,7 @@ pub fn verify_consistency(
         sn >>= 1;
     }
     if sn != 0 {
-        return Err(ProofError::WrongProofLength {
-            expected,
-            got: proof.len(),
-        });
+        return Err(ProofError::WrongProofLength { expected, got: proof.len() });
     }
     if fr != *old_root {
         return Err(ProofError::OldRootMismatch);
@@ -687,10 +619,7 @@ enum Step {
     Given(NodeId),
     /// Split at `mid`; if the range is an old frontier root, the recomputed
     /// hash must equal the trusted one.
-    Split {
-        mid: u64,
-        expect: Option<(NodeId, Hash)>,
-    },
+    Split { mid: u64, expect: Option<(NodeId, Hash)> },
 }
 
 fn step(lo: u64, hi: u64, old: &Frontier, has_leaf: bool) -> Step {
@@ -702,10 +631,7 @@ fn step(lo: u64, hi: u64, old: &Frontier, has_leaf: bool) -> Step {
                 return Step::Leaf { expect: trusted };
             }
             if let Some(h) = trusted {
-                return Step::Split {
-                    mid: lo + (hi - lo) / 2,
-                    expect: Some((id, h)),
-                };
+                return Step::Split { mid: lo + (hi - lo) / 2, expect: Some((id, h)) };
             }
         } else if let Some(h) = trusted {
             return Step::Old(h);
@@ -713,18 +639,12 @@ fn step(lo: u64, hi: u64, old: &Frontier, has_leaf: bool) -> Step {
             return Step::Given(id);
         }
     }
-    Step::Split {
-        mid: lo + split_point(hi - lo),
-        expect: None,
-    }
+    Step::Split { mid: lo + split_point(hi - lo), expect: None }
 }
 
 fn check_sparse_args(size: u64, old: &Frontier, last_leaf: Option<u64>) -> Result<(), ProofError> {
     if old.size() > size {
-        return Err(ProofError::OldSizeTooLarge {
-            old: old.size(),
-            size,
-        });
+        return Err(ProofError::OldSizeTooLarge { old: old.size(), size });
     }
     match last_leaf {
         Some(index) if index >= size => Err(ProofError::IndexOutOfRange { index, size }),
@@ -747,11 +667,7 @@ fn check_sparse_args(size: u64, old: &Frontier, last_leaf: Option<u64>) -> Resul
 /// straddle `old.size()` is one node (from `old` if inside it, else
 /// requested); anything else splits at the largest power of two below its
 /// length. Costs O((|leaves| + 1) * log size).
-pub fn plan_nodes(
-    size: u64,
-    old: &Frontier,
-    leaves: &BTreeSet<u64>,
-) -> Result<Vec<NodeId>, ProofError> {
+pub fn plan_nodes(size: u64, old: &Frontier, leaves: &BTreeSet<u64>) -> Result<Vec<NodeId>, ProofError> {
     check_sparse_args(size, old, leaves.last().copied())?;
     let mut out = Vec::new();
     if size > 0 {
@@ -803,10 +719,7 @@ fn root_walk(
     let has_leaf = leaves.range(lo..hi).next().is_some();
     match step(lo, hi, old, has_leaf) {
         Step::Leaf { expect } => {
-            let id = NodeId {
-                height: 0,
-                index: lo,
-            };
+            let id = NodeId { height: 0, index: lo };
             let h = *leaves.get(&lo).ok_or(ProofError::MissingNode(id))?;
             match expect {
                 Some(e) if e != h => Err(ProofError::FrontierMismatch { node: id }),
@@ -816,10 +729,7 @@ fn root_walk(
         Step::Old(h) => Ok(h),
         Step::Given(id) => nodes.get(&id).copied().ok_or(ProofError::MissingNode(id)),
         Step::Split { mid, expect } => {
-            let h = node_hash(
-                &root_walk(lo, mid, old, leaves, nodes)?,
-                &root_walk(mid, hi, old, leaves, nodes)?,
-            );
+            let h = node_hash(&root_walk(lo, mid, old, leaves, nodes)?, &root_walk(mid, hi, old, leaves, nodes)?);
             match expect {
                 Some((node, e)) if e != h => Err(ProofError::FrontierMismatch { node }),
                 _ => Ok(h),

@@ -173,14 +173,9 @@ impl Note {
     /// unknown-key signature lines are kept; [`Note::verify`] deals with them.
     pub fn parse(bytes: &[u8]) -> Result<Note, NoteError> {
         if bytes.len() > MAX_NOTE_SIZE {
-            return Err(NoteError::TooLarge {
-                size: bytes.len(),
-                max: MAX_NOTE_SIZE,
-            });
+            return Err(NoteError::TooLarge { size: bytes.len(), max: MAX_NOTE_SIZE });
         }
-        let s = std::str::from_utf8(bytes).map_err(|e| NoteError::InvalidUtf8 {
-            offset: e.valid_up_to(),
-        })?;
+        let s = std::str::from_utf8(bytes).map_err(|e| NoteError::InvalidUtf8 { offset: e.valid_up_to() })?;
         check_controls(s)?;
         let split = s.rfind("\n\n").ok_or(NoteError::MissingBlankLine)?;
         let text = &s[..=split];
@@ -193,20 +188,14 @@ impl Note {
         };
         let count = sigs.split('\n').count();
         if count > MAX_SIGNATURES {
-            return Err(NoteError::TooManySignatures {
-                count,
-                max: MAX_SIGNATURES,
-            });
+            return Err(NoteError::TooManySignatures { count, max: MAX_SIGNATURES });
         }
         let signatures = sigs
             .split('\n')
             .enumerate()
             .map(|(i, line)| parse_signature_line(line, i + 1))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Note {
-            text: text.to_owned(),
-            signatures,
-        })
+        Ok(Note { text: text.to_owned(), signatures })
     }
 
     /// Signs `text` with each key, in order. The text must end with a newline
@@ -220,21 +209,11 @@ impl Note {
             return Err(NoteError::NoSigners);
         }
         if keys.len() > MAX_SIGNATURES {
-            return Err(NoteError::TooManySignatures {
-                count: keys.len(),
-                max: MAX_SIGNATURES,
-            });
+            return Err(NoteError::TooManySignatures { count: keys.len(), max: MAX_SIGNATURES });
         }
         for (i, k) in keys.iter().enumerate() {
-            if keys[..i]
-                .iter()
-                .any(|p| p.name() == k.name() && p.key_id() == k.key_id())
-            {
-                return Err(NoteError::DuplicateSigner(format!(
-                    "{}+{:08x}",
-                    k.name(),
-                    k.key_id()
-                )));
+            if keys[..i].iter().any(|p| p.name() == k.name() && p.key_id() == k.key_id()) {
+                return Err(NoteError::DuplicateSigner(format!("{}+{:08x}", k.name(), k.key_id())));
             }
         }
         let signatures = keys
@@ -245,16 +224,10 @@ impl Note {
                 signature: k.sign(text.as_bytes()).to_vec(),
             })
             .collect();
-        let note = Note {
-            text: text.to_owned(),
-            signatures,
-        };
+        let note = Note { text: text.to_owned(), signatures };
         let size = note.encoded_len();
         if size > MAX_NOTE_SIZE {
-            return Err(NoteError::TooLarge {
-                size,
-                max: MAX_NOTE_SIZE,
-            });
+            return Err(NoteError::TooLarge { size, max: MAX_NOTE_SIZE });
         }
         Ok(note)
     }
@@ -304,17 +277,11 @@ impl Note {
         root.validate()?;
         let mut signed: Vec<VerifierKey> = Vec::new();
         for sig in &self.signatures {
-            let Some(key) = root
-                .keys
-                .iter()
-                .find(|k| k.name() == sig.name && k.key_id() == sig.key_id)
-            else {
+            let Some(key) = root.keys.iter().find(|k| k.name() == sig.name && k.key_id() == sig.key_id) else {
                 continue;
             };
             if !key.verify(self.text.as_bytes(), &sig.signature) {
-                return Err(NoteError::InvalidSignature {
-                    key: Box::new(key.clone()),
-                });
+                return Err(NoteError::InvalidSignature { key: Box::new(key.clone()) });
             }
             if !signed.contains(key) {
                 signed.push(key.clone());
@@ -324,55 +291,33 @@ impl Note {
         if enough {
             Ok(signed)
         } else {
-            Err(NoteError::BelowThreshold {
-                valid: signed.len(),
-                threshold: root.threshold,
-            })
+            Err(NoteError::BelowThreshold { valid: signed.len(), threshold: root.threshold })
         }
     }
 
     /// Like [`Note::verify`] with a trust root built from `keys` and
     /// `threshold` (which must satisfy [`TrustRoot::new`]).
-    pub fn verify_with(
-        &self,
-        keys: &[VerifierKey],
-        threshold: u32,
-    ) -> Result<Vec<VerifierKey>, NoteError> {
+    pub fn verify_with(&self, keys: &[VerifierKey], threshold: u32) -> Result<Vec<VerifierKey>, NoteError> {
         let root = TrustRoot::new(keys.to_vec(), threshold)?;
         self.verify(&root)
     }
 }
 
 fn parse_signature_line(line: &str, index: usize) -> Result<NoteSignature, NoteError> {
-    let bad = |reason| NoteError::MalformedSignatureLine {
-        line: index,
-        reason,
-    };
-    let rest = line
-        .strip_prefix(SIG_PREFIX)
-        .ok_or(bad("must start with an em dash (U+2014) and a space"))?;
-    let (name, b64) = rest
-        .split_once(' ')
-        .ok_or(bad("missing space between key name and signature"))?;
+    let bad = |reason| NoteError::MalformedSignatureLine { line: index, reason };
+    let rest = line.strip_prefix(SIG_PREFIX).ok_or(bad("must start with an em dash (U+2014) and a space"))?;
+    let (name, b64) = rest.split_once(' ').ok_or(bad("missing space between key name and signature"))?;
     if !is_valid_name(name) {
         return Err(bad("invalid key name"));
     }
-    let raw = BASE64
-        .decode(b64)
-        .map_err(|_| bad("signature is not canonical standard base64"))?;
+    let raw = BASE64.decode(b64).map_err(|_| bad("signature is not canonical standard base64"))?;
     let (id, signature) = match raw.split_first_chunk::<4>() {
         Some((id, sig)) if !sig.is_empty() => (u32::from_be_bytes(*id), sig.to_vec()),
         _ => {
-            return Err(bad(
-                "signature must hold a 4-byte key ID and at least 1 byte",
-            ));
+            return Err(bad("signature must hold a 4-byte key ID and at least 1 byte"));
         }
     };
-    Ok(NoteSignature {
-        name: name.to_owned(),
-        key_id: id,
-        signature,
-    })
+    Ok(NoteSignature { name: name.to_owned(), key_id: id, signature })
 }
 
 /// A transparency-log checkpoint (C2SP tlog-checkpoint) as dare uses it.
@@ -403,8 +348,7 @@ fn is_time_line(line: &str) -> bool {
 
 /// Parses ASCII decimal with no sign and no leading zeros (except `0`).
 fn parse_decimal(s: &str) -> Option<u64> {
-    let canonical =
-        !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
+    let canonical = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
     if canonical { s.parse().ok() } else { None }
 }
 
@@ -425,16 +369,11 @@ impl Checkpoint {
         let (origin, size, root, ext) = match lines.as_slice() {
             [origin, size, root, ext @ ..] => (*origin, *size, *root, ext),
             _ => {
-                return Err(bad(
-                    lines.len() + 1,
-                    "missing line: need origin, tree size and root hash",
-                ));
+                return Err(bad(lines.len() + 1, "missing line: need origin, tree size and root hash"));
             }
         };
-        let size = parse_decimal(size).ok_or(bad(
-            2,
-            "tree size must be a decimal u64 without sign or leading zeros",
-        ))?;
+        let size =
+            parse_decimal(size).ok_or(bad(2, "tree size must be a decimal u64 without sign or leading zeros"))?;
         let root: [u8; 32] = BASE64
             .decode(root)
             .ok()
@@ -445,30 +384,18 @@ impl Checkpoint {
         for (i, line) in ext.iter().enumerate() {
             if is_time_line(line) {
                 if i != 0 {
-                    return Err(bad(
-                        i + 4,
-                        "time line must be the first extension line and appear once",
-                    ));
+                    return Err(bad(i + 4, "time line must be the first extension line and appear once"));
                 }
                 let value = line
                     .strip_prefix("time ")
                     .and_then(parse_decimal)
-                    .ok_or(bad(
-                        i + 4,
-                        "time line must be \"time <unix seconds>\" in canonical decimal",
-                    ))?;
+                    .ok_or(bad(i + 4, "time line must be \"time <unix seconds>\" in canonical decimal"))?;
                 time = Some(value);
             } else {
                 extensions.push((*line).to_owned());
             }
         }
-        Ok(Self {
-            origin: origin.to_owned(),
-            size,
-            root,
-            time,
-            extensions,
-        })
+        Ok(Self { origin: origin.to_owned(), size, root, time, extensions })
     }
 
     /// Checks that [`Checkpoint::to_text`] will produce a text that
@@ -479,10 +406,7 @@ impl Checkpoint {
         let bad = |line: usize, reason| NoteError::MalformedCheckpoint { line, reason };
         let clean = |s: &str| !s.is_empty() && !s.bytes().any(|b| b < 0x20);
         if !clean(&self.origin) {
-            return Err(bad(
-                1,
-                "origin must be non-empty without newlines or control characters",
-            ));
+            return Err(bad(1, "origin must be non-empty without newlines or control characters"));
         }
         let first_ext = if self.time.is_some() { 5 } else { 4 };
         for (i, e) in self.extensions.iter().enumerate() {
@@ -504,12 +428,7 @@ impl Checkpoint {
     /// result is the text to sign with [`Note::sign`]; call
     /// [`Checkpoint::validate`] first if the fields came from outside.
     pub fn to_text(&self) -> String {
-        let mut out = format!(
-            "{}\n{}\n{}\n",
-            self.origin,
-            self.size,
-            BASE64.encode(self.root)
-        );
+        let mut out = format!("{}\n{}\n{}\n", self.origin, self.size, BASE64.encode(self.root));
         if let Some(t) = self.time {
             out.push_str(&format!("time {t}\n"));
         }
@@ -527,14 +446,15 @@ mod tests {
     use proptest::prelude::*;
 
     // From golang.org/x/mod/sumdb/note (note.go docs and note_test.go).
-    const PETER_SKEY: &str =
-        "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz";
+    const PETER_SKEY: &str = "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz";
     const PETER_VKEY: &str = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW";
     const ENOCH_VKEY: &str = "EnochRoot+af0cfe78+ATtqJ7zOtqQtYqOo0CpvDXNlMhV3HeJDpjrASKGLWdop";
     const TEXT: &str = "If you think cryptography is the answer to your problem,\n\
                         then you don't know what your problem is.\n";
-    const PETER_SIG: &str = "— PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n";
-    const ENOCH_SIG: &str = "— EnochRoot rwz+eBzmZa0SO3NbfRGzPCpDckykFXSdeX+MNtCOXm2/5n2tiOHp+vAF1aGrQ5ovTG01oOTGwnWLox33WWd1RvMc+QQ=\n";
+    const PETER_SIG: &str =
+        "— PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n";
+    const ENOCH_SIG: &str =
+        "— EnochRoot rwz+eBzmZa0SO3NbfRGzPCpDckykFXSdeX+MNtCOXm2/5n2tiOHp+vAF1aGrQ5ovTG01oOTGwnWLox33WWd1RvMc+QQ=\n";
 
     // From c2sp.org/tlog-checkpoint.
     const SPEC_CHECKPOINT: &str = "example.com/behind-the-sofa\n\
@@ -586,13 +506,7 @@ mod tests {
         assert_eq!(note.verify_with(&[peter()], 1).unwrap(), vec![peter()]);
         // No known key at all.
         let other = key("other", 9).verifier();
-        assert!(matches!(
-            note.verify_with(&[other], 1),
-            Err(NoteError::BelowThreshold {
-                valid: 0,
-                threshold: 1
-            })
-        ));
+        assert!(matches!(note.verify_with(&[other], 1), Err(NoteError::BelowThreshold { valid: 0, threshold: 1 })));
     }
 
     #[test]
@@ -607,10 +521,7 @@ mod tests {
         // A bad line from a known key rejects even next to a good one from it.
         let msg = format!("{TEXT}\n{PETER_SIG}{bad_sig}");
         let note = Note::parse(msg.as_bytes()).unwrap();
-        assert!(matches!(
-            note.verify_with(&[peter()], 1),
-            Err(NoteError::InvalidSignature { .. })
-        ));
+        assert!(matches!(note.verify_with(&[peter()], 1), Err(NoteError::InvalidSignature { .. })));
         // ... and next to a good one from another key.
         let msg = format!("{TEXT}\n{ENOCH_SIG}{bad_sig}");
         let note = Note::parse(msg.as_bytes()).unwrap();
@@ -647,10 +558,7 @@ mod tests {
         let note = Note::parse(msg.as_bytes()).unwrap();
         assert!(matches!(
             note.verify_with(&[peter(), enoch()], 2),
-            Err(NoteError::BelowThreshold {
-                valid: 1,
-                threshold: 2
-            })
+            Err(NoteError::BelowThreshold { valid: 1, threshold: 2 })
         ));
     }
 
@@ -661,25 +569,13 @@ mod tests {
         let two = Note::sign("hello\n", &[&a, &c]).unwrap();
         assert_eq!(two.verify(&root).unwrap(), vec![a.verifier(), c.verifier()]);
         let one = Note::sign("hello\n", &[&b]).unwrap();
-        assert!(matches!(
-            one.verify(&root),
-            Err(NoteError::BelowThreshold {
-                valid: 1,
-                threshold: 2
-            })
-        ));
+        assert!(matches!(one.verify(&root), Err(NoteError::BelowThreshold { valid: 1, threshold: 2 })));
         // Invalid roots are refused.
         let mut bad = root.clone();
         bad.threshold = 4;
         assert!(matches!(two.verify(&bad), Err(NoteError::TrustRoot(_))));
-        assert!(matches!(
-            two.verify_with(&[a.verifier(), a.verifier()], 1),
-            Err(NoteError::TrustRoot(_))
-        ));
-        assert!(matches!(
-            two.verify_with(&[a.verifier()], 0),
-            Err(NoteError::TrustRoot(_))
-        ));
+        assert!(matches!(two.verify_with(&[a.verifier(), a.verifier()], 1), Err(NoteError::TrustRoot(_))));
+        assert!(matches!(two.verify_with(&[a.verifier()], 0), Err(NoteError::TrustRoot(_))));
     }
 
     #[test]
@@ -690,36 +586,15 @@ mod tests {
         let parsed = Note::parse(&note.to_bytes()).unwrap();
         assert_eq!(parsed, note);
         assert_eq!(parsed.text(), text);
-        assert_eq!(
-            parsed
-                .verify_with(&[a.verifier(), b.verifier()], 2)
-                .unwrap()
-                .len(),
-            2
-        );
+        assert_eq!(parsed.verify_with(&[a.verifier(), b.verifier()], 2).unwrap().len(), 2);
 
-        assert!(matches!(
-            Note::sign("no newline", &[&a]),
-            Err(NoteError::InvalidText(_))
-        ));
-        assert!(matches!(
-            Note::sign("", &[&a]),
-            Err(NoteError::InvalidText(_))
-        ));
-        assert!(matches!(
-            Note::sign("tab\there\n", &[&a]),
-            Err(NoteError::ControlCharacter { offset: 3, byte: 9 })
-        ));
+        assert!(matches!(Note::sign("no newline", &[&a]), Err(NoteError::InvalidText(_))));
+        assert!(matches!(Note::sign("", &[&a]), Err(NoteError::InvalidText(_))));
+        assert!(matches!(Note::sign("tab\there\n", &[&a]), Err(NoteError::ControlCharacter { offset: 3, byte: 9 })));
         assert!(matches!(Note::sign("x\n", &[]), Err(NoteError::NoSigners)));
-        assert!(matches!(
-            Note::sign("x\n", &[&a, &a]),
-            Err(NoteError::DuplicateSigner(_))
-        ));
+        assert!(matches!(Note::sign("x\n", &[&a, &a]), Err(NoteError::DuplicateSigner(_))));
         let big = "x".repeat(MAX_NOTE_SIZE) + "\n";
-        assert!(matches!(
-            Note::sign(&big, &[&a]),
-            Err(NoteError::TooLarge { .. })
-        ));
+        assert!(matches!(Note::sign(&big, &[&a]), Err(NoteError::TooLarge { .. })));
     }
 
     #[test]
@@ -740,29 +615,17 @@ mod tests {
         }
         let mut invalid_utf8 = b"\xff".to_vec();
         invalid_utf8.extend_from_slice(peter_note().as_bytes());
-        assert!(matches!(
-            Note::parse(&invalid_utf8),
-            Err(NoteError::InvalidUtf8 { offset: 0 })
-        ));
+        assert!(matches!(Note::parse(&invalid_utf8), Err(NoteError::InvalidUtf8 { offset: 0 })));
     }
 
     #[test]
     fn malformed_notes_have_specific_errors() {
         let parse = |s: &str| Note::parse(s.as_bytes());
         // Missing blank line.
-        assert!(matches!(
-            parse(&format!("{TEXT}{PETER_SIG}")),
-            Err(NoteError::MissingBlankLine)
-        ));
+        assert!(matches!(parse(&format!("{TEXT}{PETER_SIG}")), Err(NoteError::MissingBlankLine)));
         // Missing final newline.
-        assert!(matches!(
-            parse(&format!("{TEXT}\n{}", PETER_SIG.trim_end())),
-            Err(NoteError::MissingFinalNewline)
-        ));
-        assert!(matches!(
-            parse(&format!("{TEXT}\n")),
-            Err(NoteError::NoSignatures)
-        ));
+        assert!(matches!(parse(&format!("{TEXT}\n{}", PETER_SIG.trim_end())), Err(NoteError::MissingFinalNewline)));
+        assert!(matches!(parse(&format!("{TEXT}\n")), Err(NoteError::NoSignatures)));
         // Bad base64 (character, padding, non-canonical trailing bits).
         for b64 in [
             "x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnA!=",
@@ -781,14 +644,7 @@ mod tests {
             );
         }
         // Bad em dash: hyphens, en dash, missing space, double space.
-        for prefix in [
-            "-- ",
-            "- ",
-            "\u{2013} ",
-            "\u{2014}",
-            "\u{2014}  ",
-            " \u{2014} ",
-        ] {
+        for prefix in ["-- ", "- ", "\u{2013} ", "\u{2014}", "\u{2014}  ", " \u{2014} "] {
             let line = PETER_SIG.replacen("— ", prefix, 1);
             assert!(
                 matches!(
@@ -816,21 +672,10 @@ mod tests {
         let note = Note::parse(ok.as_bytes()).unwrap();
         assert_eq!(note.verify_with(&[peter()], 1).unwrap(), vec![peter()]);
         let too_many = format!("{TEXT}\n{}", PETER_SIG.repeat(MAX_SIGNATURES + 1));
-        assert!(matches!(
-            Note::parse(too_many.as_bytes()),
-            Err(NoteError::TooManySignatures {
-                count: 101,
-                max: 100
-            })
-        ));
-        let keys: Vec<SigningKey> = (0..=MAX_SIGNATURES)
-            .map(|i| key(&format!("k{i}"), 1))
-            .collect();
+        assert!(matches!(Note::parse(too_many.as_bytes()), Err(NoteError::TooManySignatures { count: 101, max: 100 })));
+        let keys: Vec<SigningKey> = (0..=MAX_SIGNATURES).map(|i| key(&format!("k{i}"), 1)).collect();
         let refs: Vec<&SigningKey> = keys.iter().collect();
-        assert!(matches!(
-            Note::sign("x\n", &refs),
-            Err(NoteError::TooManySignatures { .. })
-        ));
+        assert!(matches!(Note::sign("x\n", &refs), Err(NoteError::TooManySignatures { .. })));
         assert!(Note::sign("x\n", &refs[..MAX_SIGNATURES]).is_ok());
     }
 
@@ -841,10 +686,7 @@ mod tests {
         assert_eq!(at_cap.len(), MAX_NOTE_SIZE);
         assert!(Note::parse(at_cap.as_bytes()).is_ok());
         let over = format!("y{at_cap}");
-        assert!(matches!(
-            Note::parse(over.as_bytes()),
-            Err(NoteError::TooLarge { .. })
-        ));
+        assert!(matches!(Note::parse(over.as_bytes()), Err(NoteError::TooLarge { .. })));
     }
 
     #[test]
@@ -854,10 +696,7 @@ mod tests {
         let note = Note::parse(msg.as_bytes()).unwrap();
         assert_eq!(note.text(), "a\n\nb\n");
         // The Peter signature is over another text, so it must fail.
-        assert!(matches!(
-            note.verify_with(&[peter()], 1),
-            Err(NoteError::InvalidSignature { .. })
-        ));
+        assert!(matches!(note.verify_with(&[peter()], 1), Err(NoteError::InvalidSignature { .. })));
     }
 
     #[test]
@@ -868,10 +707,7 @@ mod tests {
         let cp = Checkpoint::parse(note.text()).unwrap();
         assert_eq!(cp.origin, "example.com/behind-the-sofa");
         assert_eq!(cp.size, 20852163);
-        assert_eq!(
-            BASE64.encode(cp.root),
-            "CsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I="
-        );
+        assert_eq!(BASE64.encode(cp.root), "CsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=");
         assert_eq!(cp.time, None);
         assert!(cp.extensions.is_empty());
         assert_eq!(cp.to_text(), note.text());
@@ -941,13 +777,7 @@ mod tests {
 
     #[test]
     fn checkpoint_validate() {
-        let mut cp = Checkpoint {
-            origin: "o".into(),
-            size: 0,
-            root: [0; 32],
-            time: None,
-            extensions: vec![],
-        };
+        let mut cp = Checkpoint { origin: "o".into(), size: 0, root: [0; 32], time: None, extensions: vec![] };
         assert!(cp.validate().is_ok());
         cp.extensions = vec!["time 5".into()];
         assert!(cp.validate().is_err());

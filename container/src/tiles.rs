@@ -84,11 +84,7 @@ impl TileId {
     pub fn path(&self) -> String {
         let digits = self.index.to_string();
         let padded = format!("{}{digits}", "0".repeat((3 - digits.len() % 3) % 3));
-        let groups: Vec<&str> = padded
-            .as_bytes()
-            .chunks(3)
-            .filter_map(|g| std::str::from_utf8(g).ok())
-            .collect();
+        let groups: Vec<&str> = padded.as_bytes().chunks(3).filter_map(|g| std::str::from_utf8(g).ok()).collect();
         let mut path = format!("tile/{}/", self.level);
         for (i, g) in groups.iter().enumerate() {
             if i + 1 < groups.len() {
@@ -110,17 +106,11 @@ impl TileId {
     /// Refuses anything else: leading zeros, an unneeded `x000` group, a
     /// `.p/` width of 0 or 256, a level above 63, an index beyond `u64`.
     pub fn parse_path(s: &str) -> Result<TileId, TileError> {
-        let bad = |reason| TileError::InvalidPath {
-            path: s.to_owned(),
-            reason,
-        };
+        let bad = |reason| TileError::InvalidPath { path: s.to_owned(), reason };
         let rest = s.strip_prefix("tile/").ok_or(bad("no tile/ prefix"))?;
         let (level, rest) = rest.split_once('/').ok_or(bad("no index"))?;
         let level = parse_decimal(level).ok_or(bad("level is not a canonical number"))?;
-        let level = u8::try_from(level)
-            .ok()
-            .filter(|&l| l <= MAX_PATH_LEVEL)
-            .ok_or(bad("level above 63"))?;
+        let level = u8::try_from(level).ok().filter(|&l| l <= MAX_PATH_LEVEL).ok_or(bad("level above 63"))?;
         let (index, width) = match rest.split_once(".p/") {
             Some((index, width)) => {
                 let w = parse_decimal(width).ok_or(bad("width is not a canonical number"))?;
@@ -133,11 +123,7 @@ impl TileId {
             None => (rest, TILE_WIDTH as u16),
         };
         let index = parse_index(index).ok_or(bad("index is not canonical 3-digit groups"))?;
-        Ok(TileId {
-            level,
-            index,
-            width,
-        })
+        Ok(TileId { level, index, width })
     }
 }
 
@@ -149,8 +135,7 @@ impl fmt::Display for TileId {
 
 /// A decimal number without sign or leading zeros.
 fn parse_decimal(s: &str) -> Option<u64> {
-    let canonical =
-        !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
+    let canonical = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
     if canonical { s.parse().ok() } else { None }
 }
 
@@ -164,11 +149,7 @@ fn parse_index(s: &str) -> Option<u64> {
     }
     let mut value: u64 = 0;
     for (i, g) in groups.iter().enumerate() {
-        let digits = if i < init.len() {
-            g.strip_prefix('x')?
-        } else {
-            last
-        };
+        let digits = if i < init.len() { g.strip_prefix('x')? } else { last };
         if digits.len() != 3 || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
@@ -180,8 +161,7 @@ fn parse_index(s: &str) -> Option<u64> {
 
 /// The number of hashes at tile `level` in a tree of `size` leaves.
 fn level_hashes(size: u64, level: u8) -> u64 {
-    size.checked_shr(u32::from(level) * u32::from(TILE_HEIGHT))
-        .unwrap_or(0)
+    size.checked_shr(u32::from(level) * u32::from(TILE_HEIGHT)).unwrap_or(0)
 }
 
 /// All tiles of tree `size`, full and the partial right-edge ones, ordered by
@@ -195,11 +175,7 @@ pub fn tiles_at(size: u64) -> Vec<TileId> {
         if n == 0 {
             break;
         }
-        out.extend((0..n / TILE_WIDTH).map(|index| TileId {
-            level,
-            index,
-            width: TILE_WIDTH as u16,
-        }));
+        out.extend((0..n / TILE_WIDTH).map(|index| TileId { level, index, width: TILE_WIDTH as u16 }));
         out.extend(partial_tile(n, level));
     }
     out
@@ -207,19 +183,13 @@ pub fn tiles_at(size: u64) -> Vec<TileId> {
 
 fn partial_tile(n: u64, level: u8) -> Option<TileId> {
     let width = (n % TILE_WIDTH) as u16;
-    (width > 0).then_some(TileId {
-        level,
-        index: n / TILE_WIDTH,
-        width,
-    })
+    (width > 0).then_some(TileId { level, index: n / TILE_WIDTH, width })
 }
 
 /// The partial tiles of tree `size`: at most one per level, lowest level
 /// first.
 pub fn right_edge(size: u64) -> Vec<TileId> {
-    (0..=MAX_TREE_LEVEL)
-        .filter_map(|level| partial_tile(level_hashes(size, level), level))
-        .collect()
+    (0..=MAX_TREE_LEVEL).filter_map(|level| partial_tile(level_hashes(size, level), level)).collect()
 }
 
 /// The full tiles complete in tree `size` but not in tree `old`, ordered by
@@ -229,11 +199,7 @@ pub fn new_full_tiles(old: u64, size: u64) -> Vec<TileId> {
     for level in 0..=MAX_TREE_LEVEL {
         let from = level_hashes(old, level) / TILE_WIDTH;
         let to = level_hashes(size, level) / TILE_WIDTH;
-        out.extend((from..to).map(|index| TileId {
-            level,
-            index,
-            width: TILE_WIDTH as u16,
-        }));
+        out.extend((from..to).map(|index| TileId { level, index, width: TILE_WIDTH as u16 }));
     }
     out
 }
@@ -289,17 +255,9 @@ pub fn node_span(node: NodeId, size: u64) -> Result<TileSpan, TileError> {
     let first_hash = node.index << shift;
     let tile_index = first_hash / TILE_WIDTH;
     let n = level_hashes(size, level);
-    let width = if tile_index < n / TILE_WIDTH {
-        TILE_WIDTH
-    } else {
-        n % TILE_WIDTH
-    };
+    let width = if tile_index < n / TILE_WIDTH { TILE_WIDTH } else { n % TILE_WIDTH };
     Ok(TileSpan {
-        tile: TileId {
-            level,
-            index: tile_index,
-            width: width as u16,
-        },
+        tile: TileId { level, index: tile_index, width: width as u16 },
         first: (first_hash % TILE_WIDTH) as u16,
         count: 1 << shift,
     })
@@ -314,13 +272,7 @@ pub fn hash_span(hashes: &[Hash]) -> Result<Hash, TileError> {
     }
     let mut level = hashes.to_vec();
     while level.len() > 1 {
-        level = level
-            .chunks_exact(2)
-            .map(|pair| node_hash(&pair[0], &pair[1]))
-            .collect();
+        level = level.chunks_exact(2).map(|pair| node_hash(&pair[0], &pair[1])).collect();
     }
-    level
-        .first()
-        .copied()
-        .ok_or(TileError::NotPowerOfTwo { len })
+    level.first().copied().ok_or(TileError::NotPowerOfTwo { len })
 }

@@ -18,7 +18,9 @@ use std::sync::mpsc;
 
 use crate::frame::{FrameError, FrameInfo, Frames, FramesBack, ReadAt, read_frame_before, read_header};
 use crate::hashio::{BoundedHashSink, Hasher, stream_range, to_hex};
-use crate::header::{Compression, Entry, EntryRef, FrameRef, Genesis, Header, HeaderError, Manifest, Release, Seal, Sha256Hex};
+use crate::header::{
+    Compression, Entry, EntryRef, FrameRef, Genesis, Header, HeaderError, Manifest, Release, Seal, Sha256Hex,
+};
 use crate::keys::{TrustRoot, VerifierKey};
 use crate::merkle::{Hash, MemoryTree, ProofError, leaf_hash, verify_consistency};
 use crate::note::{Checkpoint, Note, NoteError};
@@ -273,7 +275,7 @@ struct Walker<'a, R: ?Sized> {
     leaf_frames: Vec<(u64, u64)>,
     entries: Vec<EntryRecord>,
     /// The newest release of every (channel, target), as the manifest must list it.
-    latest: BTreeMap<(String, String), (semver::Version, Vec<EntryRef>, Vec<String>)>,
+    latest: BTreeMap<(String, String), Draft>,
     /// (channel, target) pairs that received entries since the last seal.
     fresh: BTreeMap<(String, String), semver::Version>,
     manifest: Option<(u64, FrameInfo, Manifest)>,
@@ -373,7 +375,12 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
             }
             Header::Tile(t) => {
                 if frame.payload_len != u64::from(t.width) * 32 {
-                    Err(Problem::Tile(format!("{} hashes need {} payload bytes, not {}", t.width, u64::from(t.width) * 32, frame.payload_len)))
+                    Err(Problem::Tile(format!(
+                        "{} hashes need {} payload bytes, not {}",
+                        t.width,
+                        u64::from(t.width) * 32,
+                        frame.payload_len
+                    )))
                 } else {
                     self.pending_tiles.push((index, frame, t));
                     Ok(())
@@ -411,18 +418,19 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
                     e.channel, e.target
                 )));
             }
-        } else if let Some((v, _, _)) = self.latest.get(&key) {
-            if version.cmp_precedence(v) != std::cmp::Ordering::Greater {
-                return Err(Problem::Entry(format!(
-                    "{} {} version {version} is not newer than the published {v}",
-                    e.channel, e.target
-                )));
-            }
+        } else if let Some(d) = self.latest.get(&key)
+            && version.cmp_precedence(&d.version) != std::cmp::Ordering::Greater
+        {
+            return Err(Problem::Entry(format!(
+                "{} {} version {version} is not newer than the published {}",
+                e.channel, e.target, d.version
+            )));
         }
-        if let Some((v, _, paths)) = self.latest.get(&key) {
-            if *v == version && paths.contains(&e.path) {
-                return Err(Problem::Entry(format!("{} {} {version} has two entries for {}", e.channel, e.target, e.path)));
-            }
+        if let Some(d) = self.latest.get(&key)
+            && d.version == version
+            && d.paths.contains(&e.path)
+        {
+            return Err(Problem::Entry(format!("{} {} {version} has two entries for {}", e.channel, e.target, e.path)));
         }
         if self.opts.payloads {
             check_payload(self.src, &frame, &e)?;
@@ -430,12 +438,12 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
         let leaf = self.push_leaf(index, &frame, bytes);
         let r = EntryRef { leaf, offset: frame.offset, length: frame.len() };
         self.fresh.insert(key.clone(), version.clone());
-        let slot = self.latest.entry(key).or_insert_with(|| (version.clone(), Vec::new(), Vec::new()));
-        if slot.0 != version {
-            *slot = (version, Vec::new(), Vec::new());
+        let slot = self.latest.entry(key).or_insert_with(|| Draft::new(version.clone()));
+        if slot.version != version {
+            *slot = Draft::new(version);
         }
-        slot.1.push(r);
-        slot.2.push(e.path.clone());
+        slot.entries.push(r);
+        slot.paths.insert(e.path.clone());
         self.entries.push(EntryRecord { leaf, frame, entry: e });
         Ok(())
     }
@@ -448,11 +456,11 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
             releases: self
                 .latest
                 .iter()
-                .map(|((channel, target), (v, refs, _))| Release {
+                .map(|((channel, target), d)| Release {
                     channel: channel.clone(),
                     target: target.clone(),
-                    version: v.to_string(),
-                    entries: refs.clone(),
+                    version: d.version.to_string(),
+                    entries: d.entries.clone(),
                 })
                 .collect(),
         };
@@ -477,7 +485,8 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
         }
         let seal_err = |msg: String| err(Problem::Seal(msg));
         // The manifest is the last leaf.
-        let (mleaf, mframe, manifest) = self.manifest.as_ref().ok_or_else(|| seal_err("no manifest before the seal".into()))?;
+        let (mleaf, mframe, _) =
+            self.manifest.as_ref().ok_or_else(|| seal_err("no manifest before the seal".into()))?;
         if *mleaf + 1 != n {
             return Err(seal_err(format!("the last leaf ({}) is not a manifest: the manifest is leaf {mleaf}", n - 1)));
         }
@@ -490,12 +499,14 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
                 mframe.len()
             )));
         }
-        let manifest = manifest.clone();
         // The checkpoint.
         let note = Note::parse(s.checkpoint.as_bytes()).map_err(|e| err(Problem::Signature(e)))?;
         let cp = Checkpoint::parse(note.text()).map_err(|e| err(Problem::Signature(e)))?;
         if cp.origin != genesis.origin {
-            return Err(seal_err(format!("checkpoint origin `{}` is not the container's `{}`", cp.origin, genesis.origin)));
+            return Err(seal_err(format!(
+                "checkpoint origin `{}` is not the container's `{}`",
+                cp.origin, genesis.origin
+            )));
         }
         if cp.size != n {
             return Err(seal_err(format!("checkpoint is for {} leaves but the container has {n}", cp.size)));
@@ -513,10 +524,10 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
         if cp.time != Some(s.time) {
             return Err(seal_err(format!("the signed time {:?} is not the seal's time {}", cp.time, s.time)));
         }
-        if let Some(prev) = &self.last_seal {
-            if s.time < prev.seal.time {
-                return Err(seal_err(format!("signed time {} is before the previous seal's {}", s.time, prev.seal.time)));
-            }
+        if let Some(prev) = &self.last_seal
+            && s.time < prev.seal.time
+        {
+            return Err(seal_err(format!("signed time {} is before the previous seal's {}", s.time, prev.seal.time)));
         }
         // Signatures: the trust root in effect, and a new root being rotated in.
         let trust = self.trust.clone().ok_or_else(|| err(Problem::NotGenesis("seal")))?;
@@ -558,7 +569,6 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
         self.sealed_frames = index + 1;
         self.fresh.clear();
         self.last_seal = Some(SealState { frame_index: index, frame, seal: s, checkpoint: cp, signers });
-        let _ = manifest;
         Ok(())
     }
 
@@ -642,16 +652,10 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
             };
             Tail::Torn { offset: self.sealed_len, len: self.len - self.sealed_len, reason }
         };
-        let (genesis, genesis_bytes) = self.genesis.take().ok_or(VerifyError {
-            frame: 0,
-            offset: 0,
-            problem: Problem::NoSeal,
-        })?;
-        let (_, manifest_frame, manifest) = self.manifest.take().ok_or(VerifyError {
-            frame: 0,
-            offset: 0,
-            problem: Problem::NoSeal,
-        })?;
+        let (genesis, genesis_bytes) =
+            self.genesis.take().ok_or(VerifyError { frame: 0, offset: 0, problem: Problem::NoSeal })?;
+        let (_, manifest_frame, manifest) =
+            self.manifest.take().ok_or(VerifyError { frame: 0, offset: 0, problem: Problem::NoSeal })?;
         // Leaves after the last seal are not part of the sealed tree.
         let sealed_size = last_seal.checkpoint.size;
         let mut tree = std::mem::take(&mut self.tree);
@@ -665,6 +669,7 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
             tree = t;
         }
         self.entries.retain(|e| e.leaf < sealed_size);
+        let trust_fallback = genesis.trust.clone();
         Ok(Scan {
             genesis,
             genesis_bytes,
@@ -672,7 +677,7 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
             sealed_len: self.sealed_len,
             frames: self.sealed_frames,
             tree,
-            trust: self.trust.take().unwrap_or_else(|| last_seal_trust(&last_seal)),
+            trust: self.trust.take().unwrap_or(trust_fallback),
             last_seal,
             seals: self.seals,
             manifest,
@@ -683,11 +688,6 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
             walked_backward: false,
         })
     }
-}
-
-fn last_seal_trust(_s: &SealState) -> TrustRoot {
-    // Unreachable in practice: a seal is only accepted with a trust root.
-    TrustRoot { keys: Vec::new(), threshold: 1 }
 }
 
 fn describe_manifest_difference(want: &Manifest, got: &Manifest) -> String {
@@ -711,6 +711,21 @@ fn describe_manifest_difference(want: &Manifest, got: &Manifest) -> String {
     "is not in canonical order".into()
 }
 
+/// One target's release on one channel as entries arrive: its version, its
+/// entries and their paths.
+#[derive(Clone, Debug)]
+pub(crate) struct Draft {
+    pub(crate) version: semver::Version,
+    pub(crate) entries: Vec<EntryRef>,
+    pub(crate) paths: std::collections::BTreeSet<String>,
+}
+
+impl Draft {
+    pub(crate) fn new(version: semver::Version) -> Self {
+        Draft { version, entries: Vec::new(), paths: Default::default() }
+    }
+}
+
 /// Streams an entry's payload and checks its stored and content digests and sizes.
 pub fn check_payload<R: ReadAt + Sync + ?Sized>(src: &R, frame: &FrameInfo, e: &Entry) -> Result<(), Problem> {
     let mut stored = Hasher::new();
@@ -719,8 +734,7 @@ pub fn check_payload<R: ReadAt + Sync + ?Sized>(src: &R, frame: &FrameInfo, e: &
             stream_range(src, frame.payload_offset, frame.payload_len, |c| {
                 stored.update(c);
                 Ok::<_, Problem>(())
-            })
-            .map_err(io_problem)?;
+            })?;
         }
         Compression::Zstd => {
             // Decompress on a second thread so hashing the stored bytes and
@@ -729,7 +743,8 @@ pub fn check_payload<R: ReadAt + Sync + ?Sized>(src: &R, frame: &FrameInfo, e: &
                 let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(4);
                 let size = e.size;
                 let decoder = scope.spawn(move || -> Result<(Hash, u64), String> {
-                    let mut dec = zstd::stream::write::Decoder::new(BoundedHashSink::new(size)).map_err(|e| e.to_string())?;
+                    let mut dec =
+                        zstd::stream::write::Decoder::new(BoundedHashSink::new(size)).map_err(|e| e.to_string())?;
                     for chunk in rx {
                         dec.write_all(&chunk).map_err(|e| e.to_string())?;
                     }
@@ -744,7 +759,7 @@ pub fn check_payload<R: ReadAt + Sync + ?Sized>(src: &R, frame: &FrameInfo, e: &
                 });
                 drop(tx);
                 let decoded = decoder.join().map_err(|_| Problem::Payload("zstd decoder panicked".into()))?;
-                sent.map_err(io_problem)?;
+                sent?;
                 decoded.map_err(|m| Problem::Payload(format!("zstd: {m}")))
             })?;
             if content.1 != e.size {
@@ -764,13 +779,13 @@ pub fn check_payload<R: ReadAt + Sync + ?Sized>(src: &R, frame: &FrameInfo, e: &
         return Err(Problem::Payload(format!("payload is {n} bytes, the header says {}", e.stored_size)));
     }
     if digest != e.stored_sha256.0 {
-        return Err(Problem::Payload(format!("payload SHA-256 is {}, the header says {}", to_hex(&digest), e.stored_sha256)));
+        return Err(Problem::Payload(format!(
+            "payload SHA-256 is {}, the header says {}",
+            to_hex(&digest),
+            e.stored_sha256
+        )));
     }
     Ok(())
-}
-
-fn io_problem(p: Problem) -> Problem {
-    p
 }
 
 impl From<io::Error> for Problem {

@@ -71,7 +71,8 @@ fn write_atomic(path: &Path, bytes: &[u8], mode: u32, replace: bool) -> Result<(
         if replace {
             std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
         } else {
-            std::fs::hard_link(&tmp, path).with_context(|| format!("writing {} (it may already exist)", path.display()))?;
+            std::fs::hard_link(&tmp, path)
+                .with_context(|| format!("writing {} (it may already exist)", path.display()))?;
         }
         Ok(())
     })();

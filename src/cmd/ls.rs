@@ -22,19 +22,24 @@ pub struct Args {
     channel: Option<String>,
     /// Print one JSON object on stdout.
     #[arg(long)]
-    json: bool,
+    pub json: bool,
 }
 
 pub fn run(a: Args) -> Result<()> {
     let scan = scan_file(&a.container, &ScanOptions { payloads: false, pins: None })?;
     if let Tail::Torn { offset, len, reason } = &scan.tail {
-        eprintln!("warning: {len} bytes after the last seal (byte {offset}) are not sealed and are not listed: {reason}");
+        eprintln!(
+            "warning: {len} bytes after the last seal (byte {offset}) are not sealed and are not listed: {reason}"
+        );
     }
     // (channel, target, version) -> files, in publication order.
-    let mut releases: BTreeMap<(String, String), Vec<(semver::Version, Vec<&dare_container::verify::EntryRecord>)>> =
+    type Versions<'a> = Vec<(semver::Version, Vec<&'a dare_container::verify::EntryRecord>)>;
+    let mut releases: BTreeMap<(String, String), Versions<'_>> =
         BTreeMap::new();
     for e in &scan.entries {
-        if a.target.as_ref().is_some_and(|t| *t != e.entry.target) || a.channel.as_ref().is_some_and(|c| *c != e.entry.channel) {
+        if a.target.as_ref().is_some_and(|t| *t != e.entry.target)
+            || a.channel.as_ref().is_some_and(|c| *c != e.entry.channel)
+        {
             continue;
         }
         let list = releases.entry((e.entry.channel.clone(), e.entry.target.clone())).or_default();
@@ -47,7 +52,12 @@ pub fn run(a: Args) -> Result<()> {
     let seal = &scan.last_seal;
     let h = Human::new(a.json);
     let mut json_releases = Vec::new();
-    h.line(format!("{} ({}), {} releases", scan.genesis.origin, scan.genesis.product, releases.values().map(Vec::len).sum::<usize>()));
+    h.line(format!(
+        "{} ({}), {} releases",
+        scan.genesis.origin,
+        scan.genesis.product,
+        releases.values().map(Vec::len).sum::<usize>()
+    ));
     for ((channel, target), versions) in &releases {
         let newest = scan.manifest.release(channel, target).map(|r| r.version.clone());
         for (v, files) in versions {

@@ -20,7 +20,7 @@ pub struct Args {
     trust: Vec<String>,
     /// Print one JSON object on stdout.
     #[arg(long)]
-    json: bool,
+    pub json: bool,
 }
 
 pub fn run(a: Args) -> Result<()> {
