@@ -737,3 +737,897 @@ fn root_walk(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::sync::OnceLock;
+
+    // ---- The RFC definitions, recursively over a slice of leaf hashes ----
+
+    fn ref_split(n: usize) -> usize {
+        let mut k = 1;
+        while k * 2 < n {
+            k *= 2;
+        }
+        k
+    }
+
+    fn ref_mth(d: &[Hash]) -> Hash {
+        match d.len() {
+            0 => empty_root(),
+            1 => d[0],
+            n => {
+                let k = ref_split(n);
+                node_hash(&ref_mth(&d[..k]), &ref_mth(&d[k..]))
+            }
+        }
+    }
+
+    fn ref_path(m: usize, d: &[Hash]) -> Vec<Hash> {
+        if d.len() <= 1 {
+            return Vec::new();
+        }
+        let k = ref_split(d.len());
+        let (mut p, sibling) = if m < k {
+            (ref_path(m, &d[..k]), ref_mth(&d[k..]))
+        } else {
+            (ref_path(m - k, &d[k..]), ref_mth(&d[..k]))
+        };
+        p.push(sibling);
+        p
+    }
+
+    fn ref_subproof(m: usize, d: &[Hash], b: bool) -> Vec<Hash> {
+        if m == d.len() {
+            return if b { Vec::new() } else { vec![ref_mth(d)] };
+        }
+        let k = ref_split(d.len());
+        let (mut p, sibling) = if m <= k {
+            (ref_subproof(m, &d[..k], b), ref_mth(&d[k..]))
+        } else {
+            (ref_subproof(m - k, &d[k..], false), ref_mth(&d[..k]))
+        };
+        p.push(sibling);
+        p
+    }
+
+    fn ref_proof(m: usize, d: &[Hash]) -> Vec<Hash> {
+        ref_subproof(m, d, true)
+    }
+
+    fn synthetic_leaves(n: u64, salt: u8) -> Vec<Hash> {
+        (0..n)
+            .map(|i| {
+                let mut data = i.to_le_bytes().to_vec();
+                data.push(salt);
+                leaf_hash(&data)
+            })
+            .collect()
+    }
+
+    fn tree_of(leaves: &[Hash]) -> MemoryTree {
+        let mut t = MemoryTree::new();
+        for l in leaves {
+            t.push(*l);
+        }
+        t
+    }
+
+    fn h(s: &str) -> Hash {
+        from_hex(s).unwrap()
+    }
+
+    /// xorshift64*: deterministic, dependency-free randomness for loops.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    // ---- Certificate Transparency reference vectors ----
+
+    const CT_INPUTS: [&str; 8] = [
+        "",
+        "00",
+        "10",
+        "2021",
+        "3031",
+        "40414243",
+        "5051525354555657",
+        "606162636465666768696a6b6c6d6e6f",
+    ];
+
+    const CT_ROOTS: [&str; 8] = [
+        "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+        "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
+        "aeb6bcfe274b70a14fb067a5e5578264db0fa9b51af5e0ba159158f329e06e77",
+        "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+        "4e3bbb1f7b478dcfe71fb631631519a3bca12c9aefca1612bfce4c13a86264d4",
+        "76e67dadbcdf1e10e1b74ddc608abd2f98dfb16fbce75277b5232a127f2087ef",
+        "ddb89be403809e325750d3d263cd78929c2942b7942a34b77e122c9594a74c8c",
+        "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328",
+    ];
+
+    fn unhex_bytes(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    fn ct_tree() -> MemoryTree {
+        let mut t = MemoryTree::new();
+        for input in CT_INPUTS {
+            t.push(leaf_hash(&unhex_bytes(input)));
+        }
+        t
+    }
+
+    #[test]
+    fn ct_roots() {
+        let t = ct_tree();
+        assert_eq!(
+            to_hex(&t.root_at(0).unwrap()),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        let mut f = Frontier::new();
+        for (i, want) in CT_ROOTS.iter().enumerate() {
+            let size = i as u64 + 1;
+            assert_eq!(to_hex(&t.root_at(size).unwrap()), *want, "size {size}");
+            f.push(t.leaf(i as u64).unwrap()).unwrap();
+            assert_eq!(to_hex(&f.root()), *want, "frontier size {size}");
+        }
+    }
+
+    #[test]
+    fn ct_inclusion_proofs() {
+        let cases: [(u64, u64, &[&str]); 5] = [
+            (0, 1, &[]),
+            (
+                0,
+                8,
+                &[
+                    "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
+                    "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+                    "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
+                ],
+            ),
+            (
+                5,
+                8,
+                &[
+                    "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+                    "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
+                    "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+                ],
+            ),
+            (
+                2,
+                3,
+                &["fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125"],
+            ),
+            (
+                1,
+                5,
+                &[
+                    "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+                    "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+                    "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+                ],
+            ),
+        ];
+        let t = ct_tree();
+        for (index, size, want) in cases {
+            let proof = t.inclusion_proof(index, size).unwrap();
+            let got: Vec<String> = proof.iter().map(to_hex).collect();
+            assert_eq!(got, want, "inclusion {index} in {size}");
+            let root = h(CT_ROOTS[size as usize - 1]);
+            verify_inclusion(index, size, &t.leaf(index).unwrap(), &proof, &root).unwrap();
+        }
+    }
+
+    #[test]
+    fn ct_consistency_proofs() {
+        let cases: [(u64, u64, &[&str]); 4] = [
+            (1, 1, &[]),
+            (
+                1,
+                8,
+                &[
+                    "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
+                    "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+                    "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
+                ],
+            ),
+            (
+                6,
+                8,
+                &[
+                    "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
+                    "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
+                    "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+                ],
+            ),
+            (
+                2,
+                5,
+                &[
+                    "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+                    "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+                ],
+            ),
+        ];
+        let t = ct_tree();
+        for (old, size, want) in cases {
+            let proof = t.consistency_proof(old, size).unwrap();
+            let got: Vec<String> = proof.iter().map(to_hex).collect();
+            assert_eq!(got, want, "consistency {old} -> {size}");
+            let old_root = h(CT_ROOTS[old as usize - 1]);
+            let root = h(CT_ROOTS[size as usize - 1]);
+            verify_consistency(old, size, &old_root, &root, &proof).unwrap();
+        }
+    }
+
+    /// RFC 9162 section 2.1.5 (RFC 6962 section 2.1.3): the 7-leaf tree
+    ///
+    /// ```text
+    ///            hash
+    ///           /    \
+    ///          k      l
+    ///         / \    / \
+    ///        g   h  i   j
+    ///       / \ / \ / \ |
+    ///       a b c d e f d6
+    /// ```
+    #[test]
+    fn rfc9162_worked_example() {
+        let leaves: Vec<Hash> = (0u8..7).map(|i| leaf_hash(&[b'd', i])).collect();
+        let [a, b, c, d, e, f, j] = leaves[..] else {
+            unreachable!()
+        };
+        let (g, hh, i) = (node_hash(&a, &b), node_hash(&c, &d), node_hash(&e, &f));
+        let (k, l) = (node_hash(&g, &hh), node_hash(&i, &j));
+        let root = node_hash(&k, &l);
+        let t = tree_of(&leaves);
+        assert_eq!(t.root_at(7).unwrap(), root);
+
+        // Audit paths of d0, d1 (b), d3 (d), d4 and d6.
+        assert_eq!(t.inclusion_proof(0, 7).unwrap(), [b, hh, l]);
+        assert_eq!(t.inclusion_proof(1, 7).unwrap(), [a, hh, l]);
+        assert_eq!(t.inclusion_proof(3, 7).unwrap(), [c, g, l]);
+        assert_eq!(t.inclusion_proof(4, 7).unwrap(), [f, j, k]);
+        assert_eq!(t.inclusion_proof(6, 7).unwrap(), [i, k]);
+
+        // hash0 (3 leaves) = H(g, c); hash1 (4 leaves) = k; hash2 (6 leaves) = H(k, i).
+        assert_eq!(t.root_at(3).unwrap(), node_hash(&g, &c));
+        assert_eq!(t.root_at(4).unwrap(), k);
+        assert_eq!(t.root_at(6).unwrap(), node_hash(&k, &i));
+        assert_eq!(t.consistency_proof(3, 7).unwrap(), [c, d, g, l]);
+        assert_eq!(t.consistency_proof(4, 7).unwrap(), [l]);
+        assert_eq!(t.consistency_proof(6, 7).unwrap(), [i, j, k]);
+        for old in [3, 4, 6] {
+            let proof = t.consistency_proof(old, 7).unwrap();
+            verify_consistency(old, 7, &t.root_at(old).unwrap(), &root, &proof).unwrap();
+        }
+    }
+
+    #[test]
+    fn hex_is_strict() {
+        let x = leaf_hash(b"x");
+        assert_eq!(from_hex(&to_hex(&x)), Ok(x));
+        assert_eq!(
+            from_hex(&to_hex(&x).to_uppercase()),
+            Err(ProofError::BadHex)
+        );
+        assert_eq!(from_hex(&to_hex(&x)[..62]), Err(ProofError::BadHex));
+        assert_eq!(
+            from_hex(&format!("{}00", to_hex(&x))),
+            Err(ProofError::BadHex)
+        );
+        assert_eq!(
+            from_hex(&format!("+{}", &to_hex(&x)[1..])),
+            Err(ProofError::BadHex)
+        );
+        assert_eq!(from_hex(&"é".repeat(32)), Err(ProofError::BadHex));
+    }
+
+    #[test]
+    fn node_id_ranges() {
+        let n = NodeId {
+            height: 3,
+            index: 5,
+        };
+        assert_eq!((n.start(), n.end()), (40, 48));
+        let top = NodeId {
+            height: 64,
+            index: 0,
+        };
+        assert_eq!((top.start(), top.end()), (0, u64::MAX));
+        let far = NodeId {
+            height: 200,
+            index: 7,
+        };
+        assert_eq!((far.start(), far.end()), (u64::MAX, u64::MAX));
+        let last = NodeId {
+            height: 0,
+            index: u64::MAX,
+        };
+        assert_eq!((last.start(), last.end()), (u64::MAX, u64::MAX));
+    }
+
+    // ---- MemoryTree against the brute-force reference ----
+
+    /// Flips one bit of each proof hash in turn, drops each hash, adds one at
+    /// either end: every variant must be refused.
+    fn mangled(proof: &[Hash]) -> Vec<Vec<Hash>> {
+        let mut out = Vec::new();
+        for i in 0..proof.len() {
+            let mut p = proof.to_vec();
+            p[i][i % 32] ^= 1 << (i % 8);
+            out.push(p);
+            let mut p = proof.to_vec();
+            p.remove(i);
+            out.push(p);
+        }
+        let mut p = proof.to_vec();
+        p.push([0xab; 32]);
+        out.push(p);
+        let mut p = proof.to_vec();
+        p.insert(0, [0xcd; 32]);
+        out.push(p);
+        out
+    }
+
+    #[test]
+    fn memory_tree_matches_reference() {
+        let leaves = synthetic_leaves(70, 0);
+        let t = tree_of(&leaves);
+        let roots: Vec<Hash> = (0..=70).map(|n| ref_mth(&leaves[..n])).collect();
+        for size in 1..=70usize {
+            let n = size as u64;
+            assert_eq!(t.root_at(n).unwrap(), roots[size]);
+            assert_eq!(t.frontier_at(n).unwrap().root(), roots[size]);
+            for index in 0..size {
+                let i = index as u64;
+                let proof = t.inclusion_proof(i, n).unwrap();
+                assert_eq!(
+                    proof,
+                    ref_path(index, &leaves[..size]),
+                    "path {index}/{size}"
+                );
+                verify_inclusion(i, n, &leaves[index], &proof, &roots[size]).unwrap();
+                for bad in mangled(&proof) {
+                    assert!(verify_inclusion(i, n, &leaves[index], &bad, &roots[size]).is_err());
+                }
+                let wrong_leaf = leaves[(index + 1) % size];
+                if size > 1 {
+                    assert!(verify_inclusion(i, n, &wrong_leaf, &proof, &roots[size]).is_err());
+                }
+                // The sizes are bound by the signed root, not by the proof:
+                // claim another size with that size's root.
+                for (wi, wn) in [(i + 1, n), (i.wrapping_sub(1), n), (i, n + 1), (i, n - 1)] {
+                    let same = t.inclusion_proof(wi, wn).is_ok_and(|p| p == proof);
+                    if wn <= 70 && (wi, wn) != (i, n) && !same {
+                        assert!(
+                            verify_inclusion(wi, wn, &leaves[index], &proof, &roots[wn as usize])
+                                .is_err(),
+                            "index {wi} size {wn} accepted the proof of {i}/{n}"
+                        );
+                    }
+                }
+            }
+            for old in 0..=size {
+                let m = old as u64;
+                let proof = t.consistency_proof(m, n).unwrap();
+                let want = if old == 0 {
+                    Vec::new()
+                } else {
+                    ref_proof(old, &leaves[..size])
+                };
+                assert_eq!(proof, want, "proof {old} -> {size}");
+                verify_consistency(m, n, &roots[old], &roots[size], &proof).unwrap();
+                for bad in mangled(&proof) {
+                    assert!(verify_consistency(m, n, &roots[old], &roots[size], &bad).is_err());
+                }
+                for (wm, wn) in [(m + 1, n), (m.wrapping_sub(1), n), (m, n + 1), (m, n - 1)] {
+                    // Every tree extends the empty one: a wrong new size
+                    // cannot be caught when the old size is 0.
+                    let same = t.consistency_proof(wm, wn).is_ok_and(|p| p == proof);
+                    if wm > 0 && wm <= 70 && wn <= 70 && (wm, wn) != (m, n) && !same {
+                        let (r_old, r_new) = (&roots[wm as usize], &roots[wn as usize]);
+                        let r = verify_consistency(wm, wn, r_old, r_new, &proof);
+                        assert!(r.is_err(), "{wm} -> {wn} accepted the proof of {m} -> {n}");
+                    }
+                }
+                if 0 < old && old < size {
+                    assert!(
+                        verify_consistency(m, n, &roots[old + 1], &roots[size], &proof).is_err()
+                    );
+                    assert!(
+                        verify_consistency(m, n, &roots[old], &roots[size - 1], &proof).is_err()
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn memory_tree_errors() {
+        let t = tree_of(&synthetic_leaves(10, 0));
+        assert_eq!(
+            t.inclusion_proof(10, 10),
+            Err(ProofError::IndexOutOfRange {
+                index: 10,
+                size: 10
+            })
+        );
+        assert_eq!(
+            t.inclusion_proof(0, 11),
+            Err(ProofError::SizeBeyondTree { size: 11, have: 10 })
+        );
+        assert_eq!(
+            t.consistency_proof(6, 5),
+            Err(ProofError::OldSizeTooLarge { old: 6, size: 5 })
+        );
+        assert!(t.root_at(11).is_err());
+        assert!(t.frontier_at(11).is_err());
+        assert_eq!(
+            t.subtree_root(3, 3),
+            Err(ProofError::EmptyRange { lo: 3, hi: 3 })
+        );
+        assert!(t.subtree_root(3, 11).is_err());
+        assert_eq!(t.leaf(10), None);
+        assert_eq!(
+            t.node(NodeId {
+                height: 1,
+                index: 5
+            }),
+            None
+        );
+        assert!(
+            t.node(NodeId {
+                height: 3,
+                index: 0
+            })
+            .is_some()
+        );
+    }
+
+    #[test]
+    fn subtree_root_of_any_range() {
+        let leaves = synthetic_leaves(40, 1);
+        let t = tree_of(&leaves);
+        for lo in 0..40 {
+            for hi in lo + 1..=40 {
+                let got = t.subtree_root(lo as u64, hi as u64).unwrap();
+                assert_eq!(got, ref_mth(&leaves[lo..hi]), "{lo}..{hi}");
+            }
+        }
+    }
+
+    #[test]
+    fn verify_refuses_bad_arguments() {
+        let leaves = synthetic_leaves(8, 0);
+        let t = tree_of(&leaves);
+        let root = t.root_at(8).unwrap();
+        let long = vec![[0u8; 32]; 65];
+        assert_eq!(
+            verify_inclusion(0, 8, &leaves[0], &long, &root),
+            Err(ProofError::ProofTooLong { len: 65, max: 64 })
+        );
+        assert!(matches!(
+            verify_inclusion(0, u64::MAX, &leaves[0], &long, &root),
+            Err(ProofError::ProofTooLong { .. })
+        ));
+        assert_eq!(
+            verify_inclusion(8, 8, &leaves[0], &[], &root),
+            Err(ProofError::IndexOutOfRange { index: 8, size: 8 })
+        );
+        assert_eq!(
+            verify_inclusion(0, 0, &leaves[0], &[], &root),
+            Err(ProofError::IndexOutOfRange { index: 0, size: 0 })
+        );
+        let long = vec![[0u8; 32]; 66];
+        assert!(matches!(
+            verify_consistency(3, 8, &root, &root, &long),
+            Err(ProofError::ProofTooLong { .. })
+        ));
+        assert_eq!(
+            verify_consistency(9, 8, &root, &root, &[]),
+            Err(ProofError::OldSizeTooLarge { old: 9, size: 8 })
+        );
+        // The degenerate cases: equal sizes, and the empty old tree.
+        verify_consistency(8, 8, &root, &root, &[]).unwrap();
+        assert_eq!(
+            verify_consistency(8, 8, &root, &leaves[0], &[]),
+            Err(ProofError::RootMismatch)
+        );
+        assert!(verify_consistency(8, 8, &root, &root, &[root]).is_err());
+        verify_consistency(0, 8, &empty_root(), &root, &[]).unwrap();
+        assert_eq!(
+            verify_consistency(0, 8, &root, &root, &[]),
+            Err(ProofError::OldRootMismatch)
+        );
+        assert!(verify_consistency(0, 8, &empty_root(), &root, &[root]).is_err());
+        verify_consistency(0, 0, &empty_root(), &empty_root(), &[]).unwrap();
+    }
+
+    #[test]
+    fn extreme_sizes_do_not_panic() {
+        let x = leaf_hash(b"x");
+        let p64 = vec![x; 64];
+        for (i, n) in [(0, u64::MAX), (u64::MAX - 1, u64::MAX), (1 << 63, u64::MAX)] {
+            let len = inclusion_proof_len(i, n);
+            assert!(len <= MAX_INCLUSION_PROOF_LEN);
+            assert!(verify_inclusion(i, n, &x, &p64[..len], &x).is_err());
+        }
+        // The longest consistency proof: 65 hashes.
+        assert_eq!(consistency_proof_len((1 << 63) - 1, (1 << 63) + 1), 65);
+        for (m, n) in [
+            (1, u64::MAX),
+            (u64::MAX - 1, u64::MAX),
+            ((1 << 63) - 1, (1 << 63) + 1),
+        ] {
+            let len = consistency_proof_len(m, n);
+            assert!(len <= MAX_CONSISTENCY_PROOF_LEN, "{m} -> {n}: {len}");
+            let p = vec![x; len];
+            assert!(verify_consistency(m, n, &x, &x, &p).is_err());
+        }
+    }
+
+    // ---- Frontier ----
+
+    #[test]
+    fn frontier_matches_reference() {
+        let leaves = synthetic_leaves(300, 2);
+        let t = tree_of(&leaves);
+        let mut f = Frontier::new();
+        assert_eq!(f.root(), empty_root());
+        for n in 0..=300usize {
+            assert_eq!(f.size(), n as u64);
+            assert_eq!(f.root(), ref_mth(&leaves[..n]), "size {n}");
+            assert_eq!(f, t.frontier_at(n as u64).unwrap());
+            assert_eq!(f.hashes().len(), f.nodes().len());
+            for (id, hash) in f.nodes().into_iter().zip(f.hashes()) {
+                assert_eq!(t.node(id), Some(*hash));
+                assert_eq!(f.get(id), Some(*hash));
+            }
+            if n < 300 {
+                f.push(leaves[n]).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn frontier_from_last_leaf_proof() {
+        let leaves = synthetic_leaves(300, 3);
+        let t = tree_of(&leaves);
+        for size in 1..=300u64 {
+            let proof = t.inclusion_proof(size - 1, size).unwrap();
+            let mut f = Frontier::from_last_leaf_proof(size, &proof).unwrap();
+            assert_eq!(f, t.frontier_at(size - 1).unwrap());
+            f.push(leaves[size as usize - 1]).unwrap();
+            assert_eq!(f.root(), t.root_at(size).unwrap());
+        }
+        assert_eq!(
+            Frontier::from_last_leaf_proof(0, &[]),
+            Err(ProofError::EmptyTree)
+        );
+        let proof = t.inclusion_proof(5, 6).unwrap();
+        assert_eq!(
+            Frontier::from_last_leaf_proof(8, &proof),
+            Err(ProofError::WrongProofLength {
+                expected: 3,
+                got: 2
+            })
+        );
+    }
+
+    #[test]
+    fn frontier_parts() {
+        let x = leaf_hash(b"x");
+        assert!(Frontier::from_parts(5, vec![x, x]).is_ok());
+        assert_eq!(
+            Frontier::from_parts(5, vec![x]),
+            Err(ProofError::WrongProofLength {
+                expected: 2,
+                got: 1
+            })
+        );
+        let mut full = Frontier::from_parts(u64::MAX, vec![x; 64]).unwrap();
+        assert_eq!(full.nodes().len(), 64);
+        assert_eq!(full.push(x), Err(ProofError::TreeFull));
+        let mut almost = Frontier::from_parts(u64::MAX - 1, vec![x; 63]).unwrap();
+        almost.push(x).unwrap();
+        assert_eq!(almost.size(), u64::MAX);
+        assert_eq!(almost.hashes().len(), 64);
+    }
+
+    // ---- Sparse verification ----
+
+    fn supply(t: &MemoryTree, plan: &[NodeId]) -> HashMap<NodeId, Hash> {
+        plan.iter().map(|&id| (id, t.node(id).unwrap())).collect()
+    }
+
+    fn own_leaves(t: &MemoryTree, wanted: &BTreeSet<u64>) -> BTreeMap<u64, Hash> {
+        wanted.iter().map(|&i| (i, t.leaf(i).unwrap())).collect()
+    }
+
+    #[test]
+    fn sparse_root_all_sizes() {
+        let leaves = synthetic_leaves(70, 4);
+        let t = tree_of(&leaves);
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for size in 0..=70u64 {
+            let root = t.root_at(size).unwrap();
+            for m in 0..=size {
+                let old = t.frontier_at(m).unwrap();
+                for round in 0..3 {
+                    let mut wanted = BTreeSet::new();
+                    if size > 0 {
+                        for _ in 0..round * 2 {
+                            wanted.insert(rng.below(size));
+                        }
+                    }
+                    let plan = plan_nodes(size, &old, &wanted).unwrap();
+                    assert!(plan.windows(2).all(|w| w[0] < w[1]), "sorted, deduplicated");
+                    for id in &plan {
+                        assert!(id.end() <= size);
+                        assert!(wanted.range(id.start()..id.end()).next().is_none());
+                        assert!(old.get(*id).is_none());
+                    }
+                    let nodes = supply(&t, &plan);
+                    let own = own_leaves(&t, &wanted);
+                    assert_eq!(root_from_nodes(size, &old, &own, &nodes), Ok(root));
+
+                    // Tampering: only on the first round, to keep the test quick.
+                    if round != 1 {
+                        continue;
+                    }
+                    for id in &plan {
+                        let mut bad = nodes.clone();
+                        bad.insert(*id, leaf_hash(b"lie"));
+                        assert_ne!(root_from_nodes(size, &old, &own, &bad), Ok(root));
+                        let mut short = nodes.clone();
+                        short.remove(id);
+                        assert_eq!(
+                            root_from_nodes(size, &old, &own, &short),
+                            Err(ProofError::MissingNode(*id))
+                        );
+                    }
+                    for i in &wanted {
+                        let mut bad = own.clone();
+                        bad.insert(*i, leaf_hash(b"lie"));
+                        assert_ne!(root_from_nodes(size, &old, &bad, &nodes), Ok(root));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn sparse_root_detects_forks() {
+        let leaves = synthetic_leaves(70, 5);
+        let t = tree_of(&leaves);
+        let mut rng = Rng(42);
+        for size in 1..=70u64 {
+            let root = t.root_at(size).unwrap();
+            for m in 1..=size {
+                // A fork that rewrote one leaf before m.
+                let mut forked = leaves[..m as usize].to_vec();
+                let j = rng.below(m);
+                forked[j as usize] = leaf_hash(b"fork");
+                let old = tree_of(&forked).frontier_at(m).unwrap();
+                let w = rng.below(size);
+                let wanted: BTreeSet<u64> = [w].into();
+                let plan = plan_nodes(size, &old, &wanted).unwrap();
+                let got = root_from_nodes(size, &old, &own_leaves(&t, &wanted), &supply(&t, &plan));
+                let forked_node = old
+                    .nodes()
+                    .into_iter()
+                    .find(|n| n.start() <= j && j < n.end());
+                match forked_node {
+                    // The wanted leaf sits under the forked frontier root: it is
+                    // recomputed from honest data and refused.
+                    Some(node) if node.start() <= w && w < node.end() => {
+                        assert_eq!(got, Err(ProofError::FrontierMismatch { node }));
+                    }
+                    _ => {
+                        let r = got.unwrap();
+                        assert_ne!(r, root, "fork at old size {m} of {size} not detected");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn sparse_plan_is_minimal() {
+        let id = |height, index| NodeId { height, index };
+        let t = tree_of(&synthetic_leaves(8, 6));
+        let set = |v: &[u64]| v.iter().copied().collect::<BTreeSet<u64>>();
+
+        // Nothing trusted, one leaf: exactly its audit path.
+        let plan = plan_nodes(8, &Frontier::new(), &set(&[5])).unwrap();
+        assert_eq!(plan, [id(0, 4), id(1, 3), id(2, 0)]);
+
+        // Old tree 6, no leaves: only what the consistency proof adds.
+        let old6 = t.frontier_at(6).unwrap();
+        assert_eq!(plan_nodes(8, &old6, &set(&[])).unwrap(), [id(1, 3)]);
+
+        // Old tree 3, leaf 4 of 7.
+        let old3 = t.frontier_at(3).unwrap();
+        assert_eq!(
+            plan_nodes(7, &old3, &set(&[4])).unwrap(),
+            [id(0, 3), id(0, 5), id(0, 6)]
+        );
+
+        // Old tree 4 with leaf 1 inside its only frontier node: that node is
+        // expanded and rechecked.
+        let old4 = t.frontier_at(4).unwrap();
+        assert_eq!(
+            plan_nodes(8, &old4, &set(&[1])).unwrap(),
+            [id(0, 0), id(1, 1), id(2, 1)]
+        );
+
+        // Same size, no leaves: nothing to fetch; wanted old leaf: its path
+        // within the frontier node.
+        assert_eq!(
+            plan_nodes(8, &t.frontier_at(8).unwrap(), &set(&[])).unwrap(),
+            []
+        );
+        assert_eq!(
+            plan_nodes(8, &t.frontier_at(8).unwrap(), &set(&[7])).unwrap(),
+            [id(0, 6), id(1, 2), id(2, 0)]
+        );
+        assert_eq!(plan_nodes(0, &Frontier::new(), &set(&[])).unwrap(), []);
+    }
+
+    #[test]
+    fn sparse_errors() {
+        let t = tree_of(&synthetic_leaves(8, 7));
+        let old = t.frontier_at(6).unwrap();
+        let none = BTreeSet::new();
+        assert_eq!(
+            plan_nodes(5, &old, &none),
+            Err(ProofError::OldSizeTooLarge { old: 6, size: 5 })
+        );
+        let far: BTreeSet<u64> = [8].into();
+        assert_eq!(
+            plan_nodes(8, &old, &far),
+            Err(ProofError::IndexOutOfRange { index: 8, size: 8 })
+        );
+        let far_leaves: BTreeMap<u64, Hash> = [(9, [0; 32])].into();
+        assert_eq!(
+            root_from_nodes(8, &old, &far_leaves, &HashMap::new()),
+            Err(ProofError::IndexOutOfRange { index: 9, size: 8 })
+        );
+        assert_eq!(
+            root_from_nodes(0, &Frontier::new(), &BTreeMap::new(), &HashMap::new()),
+            Ok(empty_root())
+        );
+        // A wanted leaf that is itself an old frontier root must match it.
+        let old5 = t.frontier_at(5).unwrap();
+        let lie: BTreeMap<u64, Hash> = [(4, leaf_hash(b"lie"))].into();
+        let plan = plan_nodes(8, &old5, &[4].into()).unwrap();
+        assert_eq!(
+            root_from_nodes(8, &old5, &lie, &supply(&t, &plan)),
+            Err(ProofError::FrontierMismatch {
+                node: NodeId {
+                    height: 0,
+                    index: 4
+                }
+            })
+        );
+        // A lie under an expanded old frontier node.
+        let lie: BTreeMap<u64, Hash> = [(1, leaf_hash(b"lie"))].into();
+        let plan = plan_nodes(8, &old5, &[1].into()).unwrap();
+        assert_eq!(
+            root_from_nodes(8, &old5, &lie, &supply(&t, &plan)),
+            Err(ProofError::FrontierMismatch {
+                node: NodeId {
+                    height: 2,
+                    index: 0
+                }
+            })
+        );
+    }
+
+    // ---- Property tests on big trees ----
+
+    const BIG: u64 = 1 << 20;
+
+    /// One tree of 2^20 synthetic leaves shared by the property tests; its
+    /// prefixes are the trees under test.
+    fn big_tree() -> &'static MemoryTree {
+        static TREE: OnceLock<MemoryTree> = OnceLock::new();
+        TREE.get_or_init(|| {
+            let mut t = MemoryTree::new();
+            for i in 0..BIG {
+                let mut leaf = [0u8; 32];
+                leaf[..8].copy_from_slice(&i.to_le_bytes());
+                t.push(leaf);
+            }
+            t
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn prop_inclusion_round_trip(size in 1..=BIG, seed in any::<u64>()) {
+            let t = big_tree();
+            let index = seed % size;
+            let root = t.root_at(size).unwrap();
+            prop_assert_eq!(t.frontier_at(size).unwrap().root(), root);
+            let proof = t.inclusion_proof(index, size).unwrap();
+            let leaf = t.leaf(index).unwrap();
+            prop_assert!(verify_inclusion(index, size, &leaf, &proof, &root).is_ok());
+            for bad in mangled(&proof) {
+                prop_assert!(verify_inclusion(index, size, &leaf, &bad, &root).is_err());
+            }
+            if size > 1 {
+                let other = (index + 1) % size;
+                prop_assert!(verify_inclusion(other, size, &leaf, &proof, &root).is_err());
+                let other_root = t.root_at(size - 1).unwrap();
+                prop_assert!(verify_inclusion(index, size, &leaf, &proof, &other_root).is_err());
+            }
+        }
+
+        #[test]
+        fn prop_consistency_round_trip(a in 0..=BIG, b in 0..=BIG) {
+            let (old, size) = (a.min(b), a.max(b));
+            let t = big_tree();
+            let (old_root, root) = (t.root_at(old).unwrap(), t.root_at(size).unwrap());
+            let proof = t.consistency_proof(old, size).unwrap();
+            prop_assert!(verify_consistency(old, size, &old_root, &root, &proof).is_ok());
+            for bad in mangled(&proof) {
+                prop_assert!(verify_consistency(old, size, &old_root, &root, &bad).is_err());
+            }
+            // Claimed sizes are bound by the signed roots, so lie with the
+            // roots of the claimed sizes.
+            if 0 < old && old < size {
+                let next_root = t.root_at(old + 1).unwrap();
+                prop_assert!(verify_consistency(old + 1, size, &next_root, &root, &proof).is_err());
+                let prev_root = t.root_at(size - 1).unwrap();
+                prop_assert!(verify_consistency(old, size - 1, &old_root, &prev_root, &proof).is_err());
+                prop_assert!(verify_consistency(old, size, &old_root, &prev_root, &proof).is_err());
+            }
+        }
+
+        #[test]
+        fn prop_sparse_root(a in 0..=BIG, b in 0..=BIG, picks in prop::collection::vec(any::<u64>(), 0..6)) {
+            let (m, size) = (a.min(b), a.max(b));
+            let t = big_tree();
+            let old = t.frontier_at(m).unwrap();
+            let wanted: BTreeSet<u64> = if size == 0 {
+                BTreeSet::new()
+            } else {
+                picks.iter().map(|p| p % size).collect()
+            };
+            let plan = plan_nodes(size, &old, &wanted).unwrap();
+            // O(log n) per wanted leaf, plus the consistency part.
+            prop_assert!(plan.len() <= (wanted.len() + 2) * 21);
+            let got = root_from_nodes(size, &old, &own_leaves(t, &wanted), &supply(t, &plan));
+            prop_assert_eq!(got, Ok(t.root_at(size).unwrap()));
+        }
+
+        #[test]
+        fn prop_from_last_leaf_proof(size in 1..=BIG) {
+            let t = big_tree();
+            let proof = t.inclusion_proof(size - 1, size).unwrap();
+            let f = Frontier::from_last_leaf_proof(size, &proof).unwrap();
+            prop_assert_eq!(f, t.frontier_at(size - 1).unwrap());
+        }
+    }
+}

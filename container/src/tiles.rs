@@ -276,3 +276,266 @@ pub fn hash_span(hashes: &[Hash]) -> Result<Hash, TileError> {
     }
     level.first().copied().ok_or(TileError::NotPowerOfTwo { len })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::merkle::leaf_hash;
+    use proptest::prelude::*;
+
+    fn tile(level: u8, index: u64, width: u16) -> TileId {
+        TileId {
+            level,
+            index,
+            width,
+        }
+    }
+
+    fn synthetic_tree(n: u64) -> MemoryTree {
+        let mut t = MemoryTree::new();
+        for i in 0..n {
+            let mut leaf = [0u8; 32];
+            leaf[..8].copy_from_slice(&i.to_le_bytes());
+            t.push(leaf);
+        }
+        t
+    }
+
+    #[test]
+    fn paths_from_the_spec() {
+        let cases = [
+            (tile(0, 1_234_067, 256), "tile/0/x001/x234/067"),
+            (tile(0, 1_234_067, 8), "tile/0/x001/x234/067.p/8"),
+            (tile(1, 0, 7), "tile/1/000.p/7"),
+            (tile(0, 5, 256), "tile/0/005"),
+            (tile(2, 1000, 256), "tile/2/x001/000"),
+            (tile(3, 999, 255), "tile/3/999.p/255"),
+            (
+                tile(63, u64::MAX, 1),
+                "tile/63/x018/x446/x744/x073/x709/x551/615.p/1",
+            ),
+        ];
+        for (t, path) in cases {
+            assert_eq!(t.path(), path);
+            assert_eq!(t.to_string(), path);
+            assert_eq!(TileId::parse_path(path), Ok(t), "{path}");
+        }
+    }
+
+    #[test]
+    fn non_canonical_paths_are_refused() {
+        for path in [
+            "",
+            "tile/",
+            "tile/0",
+            "tile/0/",
+            "tiles/0/005",
+            "/tile/0/005",
+            "tile/0/5",
+            "tile/0/05",
+            "tile/0/0005",
+            "tile/00/005",
+            "tile/01/005",
+            "tile/+1/005",
+            "tile/-1/005",
+            "tile/64/005",
+            "tile/256/005",
+            "tile/0/x000/005",
+            "tile/0/x005",
+            "tile/0/001/005",
+            "tile/0/x1/005",
+            "tile/0/xx01/005",
+            "tile/0/x001/x234",
+            "tile/0/005/",
+            "tile/0/005.p/",
+            "tile/0/005.p/0",
+            "tile/0/005.p/007",
+            "tile/0/005.p/256",
+            "tile/0/005.p/1000",
+            "tile/0/005.p/8/",
+            "tile/0/005.p/8.p/8",
+            "tile/0/00a",
+            "tile/0/x018/x446/x744/x073/x709/x551/616",
+            "tile/0/x001/x018/x446/x744/x073/x709/x551/615",
+            "tile/entries/005",
+            "tile/0/005 ",
+        ] {
+            assert!(
+                matches!(TileId::parse_path(path), Err(TileError::InvalidPath { .. })),
+                "accepted {path:?}"
+            );
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn prop_path_round_trip(level in 0..=63u8, index in any::<u64>(), width in 1..=256u16) {
+            let t = tile(level, index, width);
+            prop_assert_eq!(TileId::parse_path(&t.path()), Ok(t));
+        }
+
+        #[test]
+        fn prop_parse_never_panics(s in "tile/[0-9]{1,3}/(x[0-9]{3}/){0,7}[0-9]{1,4}(\\.p/[0-9]{1,4})?") {
+            if let Ok(t) = TileId::parse_path(&s) {
+                prop_assert_eq!(t.path(), s);
+            }
+        }
+    }
+
+    #[test]
+    fn tiles_of_a_hand_sized_tree() {
+        let size = 256 * 256 + 3;
+        let all = tiles_at(size);
+        assert_eq!(all.len(), 256 + 1 + 1 + 1);
+        assert!(
+            all[..256]
+                .iter()
+                .enumerate()
+                .all(|(i, t)| *t == tile(0, i as u64, 256))
+        );
+        assert_eq!(
+            all[256..],
+            [tile(0, 256, 3), tile(1, 0, 256), tile(2, 0, 1)]
+        );
+        assert!(
+            all.windows(2)
+                .all(|w| (w[0].level, w[0].index) < (w[1].level, w[1].index))
+        );
+        assert_eq!(right_edge(size), [tile(0, 256, 3), tile(2, 0, 1)]);
+        assert_eq!(
+            new_full_tiles(256 * 256 - 1, size),
+            [tile(0, 255, 256), tile(1, 0, 256)]
+        );
+        assert_eq!(new_full_tiles(size, size), []);
+        assert_eq!(new_full_tiles(size, 0), []);
+        assert_eq!(new_full_tiles(0, 512).len(), 2);
+        assert_eq!(tiles_at(0), []);
+        assert_eq!(right_edge(0), []);
+        assert_eq!(tiles_at(1), [tile(0, 0, 1)]);
+        assert_eq!(tiles_at(256), [tile(0, 0, 256), tile(1, 0, 1)]);
+        assert_eq!(right_edge(256), [tile(1, 0, 1)]);
+        assert_eq!(
+            right_edge(u64::MAX),
+            (0..8)
+                .map(|l| tile(l, (1 << (56 - 8 * u32::from(l))) - 1, 255))
+                .collect::<Vec<_>>()
+        );
+        // Every new full tile appears in tiles_at(size) and not in tiles_at(old).
+        for (old, size) in [(0, 70_000), (300, 65_536), (65_535, 65_537), (1, 131_072)] {
+            let before = tiles_at(old);
+            let after = tiles_at(size);
+            let fresh: Vec<TileId> = after
+                .into_iter()
+                .filter(|t| t.is_full() && !before.contains(t))
+                .collect();
+            assert_eq!(new_full_tiles(old, size), fresh, "{old} -> {size}");
+        }
+    }
+
+    #[test]
+    fn tile_contents() {
+        let t = synthetic_tree(256 * 3 + 10);
+        let hashes = tile_hashes(&t, tile(0, 1, 256)).unwrap();
+        assert_eq!(hashes.len(), 256);
+        assert_eq!(hashes[0], t.leaf(256).unwrap());
+        assert_eq!(tile_bytes(&hashes).len(), 256 * 32);
+        assert_eq!(tile_bytes(&hashes)[32..64], hashes[1]);
+        let edge = tile_hashes(&t, tile(0, 3, 10)).unwrap();
+        assert_eq!(edge[9], t.leaf(256 * 3 + 9).unwrap());
+        let level1 = tile_hashes(&t, tile(1, 0, 3)).unwrap();
+        assert_eq!(hash_span(&hashes).unwrap(), level1[1]);
+        assert_eq!(
+            tile_hashes(&t, tile(0, 3, 11)),
+            Err(TileError::MissingNode(NodeId {
+                height: 0,
+                index: 256 * 3 + 10
+            }))
+        );
+        for bad in [
+            tile(0, 0, 0),
+            tile(0, 0, 257),
+            tile(8, 0, 1),
+            tile(0, u64::MAX, 1),
+        ] {
+            assert_eq!(tile_hashes(&t, bad), Err(TileError::InvalidTile(bad)));
+        }
+    }
+
+    #[test]
+    fn hash_span_needs_a_power_of_two() {
+        let x = leaf_hash(b"x");
+        assert_eq!(hash_span(&[x]), Ok(x));
+        assert_eq!(hash_span(&[x, x]), Ok(node_hash(&x, &x)));
+        for len in [0, 3, 6, 255] {
+            assert_eq!(
+                hash_span(&vec![x; len]),
+                Err(TileError::NotPowerOfTwo { len })
+            );
+        }
+    }
+
+    #[test]
+    fn node_spans_rebuild_the_tree() {
+        let n = (1 << 17) + 1000;
+        let t = synthetic_tree(n);
+        let mut seed = 0x1234_5678_9abc_def1u64;
+        for size in [n, 70_000, 65_536, 65_535, 300, 256, 1] {
+            for height in 0..=17u8 {
+                let count = size >> height;
+                if count == 0 {
+                    continue;
+                }
+                // The ends of the level and a few in between.
+                let mut picks = vec![0, count - 1, count / 2];
+                for _ in 0..8 {
+                    seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                    picks.push((seed >> 11) % count);
+                }
+                for index in picks {
+                    let node = NodeId { height, index };
+                    let span = node_span(node, size).unwrap();
+                    assert_eq!(span.tile.level, height / 8);
+                    assert_eq!(span.count, 1 << (height % 8));
+                    assert!(
+                        u64::from(span.first) + u64::from(span.count) <= u64::from(span.tile.width)
+                    );
+                    assert!(tiles_at(size).contains(&span.tile));
+                    let hashes = tile_hashes(&t, span.tile).unwrap();
+                    let first = usize::from(span.first);
+                    let got = hash_span(&hashes[first..first + usize::from(span.count)]).unwrap();
+                    assert_eq!(Some(got), t.node(node), "{node} in {size}");
+                }
+                let outside = NodeId {
+                    height,
+                    index: count,
+                };
+                assert_eq!(
+                    node_span(outside, size),
+                    Err(TileError::NodeNotInTree {
+                        node: outside,
+                        size
+                    })
+                );
+            }
+        }
+        let top = NodeId {
+            height: 64,
+            index: 0,
+        };
+        assert!(node_span(top, u64::MAX).is_err());
+        let last = NodeId {
+            height: 0,
+            index: u64::MAX - 1,
+        };
+        let span = node_span(last, u64::MAX).unwrap();
+        assert_eq!(span.tile, tile(0, (1 << 56) - 1, 255));
+        assert_eq!((span.first, span.count), (254, 1));
+        let high = NodeId {
+            height: 63,
+            index: 0,
+        };
+        let span = node_span(high, u64::MAX).unwrap();
+        assert_eq!(span.tile, tile(7, 0, 255));
+        assert_eq!((span.first, span.count), (0, 128));
+    }
+}
