@@ -770,11 +770,8 @@ mod tests {
             return Vec::new();
         }
         let k = ref_split(d.len());
-        let (mut p, sibling) = if m < k {
-            (ref_path(m, &d[..k]), ref_mth(&d[k..]))
-        } else {
-            (ref_path(m - k, &d[k..]), ref_mth(&d[..k]))
-        };
+        let (mut p, sibling) =
+            if m < k { (ref_path(m, &d[..k]), ref_mth(&d[k..])) } else { (ref_path(m - k, &d[k..]), ref_mth(&d[..k])) };
         p.push(sibling);
         p
     }
@@ -835,16 +832,8 @@ mod tests {
 
     // ---- Certificate Transparency reference vectors ----
 
-    const CT_INPUTS: [&str; 8] = [
-        "",
-        "00",
-        "10",
-        "2021",
-        "3031",
-        "40414243",
-        "5051525354555657",
-        "606162636465666768696a6b6c6d6e6f",
-    ];
+    const CT_INPUTS: [&str; 8] =
+        ["", "00", "10", "2021", "3031", "40414243", "5051525354555657", "606162636465666768696a6b6c6d6e6f"];
 
     const CT_ROOTS: [&str; 8] = [
         "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
@@ -858,10 +847,7 @@ mod tests {
     ];
 
     fn unhex_bytes(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
     }
 
     fn ct_tree() -> MemoryTree {
@@ -875,10 +861,7 @@ mod tests {
     #[test]
     fn ct_roots() {
         let t = ct_tree();
-        assert_eq!(
-            to_hex(&t.root_at(0).unwrap()),
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
+        assert_eq!(to_hex(&t.root_at(0).unwrap()), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
         let mut f = Frontier::new();
         for (i, want) in CT_ROOTS.iter().enumerate() {
             let size = i as u64 + 1;
@@ -910,11 +893,7 @@ mod tests {
                     "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
                 ],
             ),
-            (
-                2,
-                3,
-                &["fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125"],
-            ),
+            (2, 3, &["fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125"]),
             (
                 1,
                 5,
@@ -991,9 +970,7 @@ mod tests {
     #[test]
     fn rfc9162_worked_example() {
         let leaves: Vec<Hash> = (0u8..7).map(|i| leaf_hash(&[b'd', i])).collect();
-        let [a, b, c, d, e, f, j] = leaves[..] else {
-            unreachable!()
-        };
+        let [a, b, c, d, e, f, j] = leaves[..] else { unreachable!() };
         let (g, hh, i) = (node_hash(&a, &b), node_hash(&c, &d), node_hash(&e, &f));
         let (k, l) = (node_hash(&g, &hh), node_hash(&i, &j));
         let root = node_hash(&k, &l);
@@ -1024,43 +1001,22 @@ mod tests {
     fn hex_is_strict() {
         let x = leaf_hash(b"x");
         assert_eq!(from_hex(&to_hex(&x)), Ok(x));
-        assert_eq!(
-            from_hex(&to_hex(&x).to_uppercase()),
-            Err(ProofError::BadHex)
-        );
+        assert_eq!(from_hex(&to_hex(&x).to_uppercase()), Err(ProofError::BadHex));
         assert_eq!(from_hex(&to_hex(&x)[..62]), Err(ProofError::BadHex));
-        assert_eq!(
-            from_hex(&format!("{}00", to_hex(&x))),
-            Err(ProofError::BadHex)
-        );
-        assert_eq!(
-            from_hex(&format!("+{}", &to_hex(&x)[1..])),
-            Err(ProofError::BadHex)
-        );
+        assert_eq!(from_hex(&format!("{}00", to_hex(&x))), Err(ProofError::BadHex));
+        assert_eq!(from_hex(&format!("+{}", &to_hex(&x)[1..])), Err(ProofError::BadHex));
         assert_eq!(from_hex(&"é".repeat(32)), Err(ProofError::BadHex));
     }
 
     #[test]
     fn node_id_ranges() {
-        let n = NodeId {
-            height: 3,
-            index: 5,
-        };
+        let n = NodeId { height: 3, index: 5 };
         assert_eq!((n.start(), n.end()), (40, 48));
-        let top = NodeId {
-            height: 64,
-            index: 0,
-        };
+        let top = NodeId { height: 64, index: 0 };
         assert_eq!((top.start(), top.end()), (0, u64::MAX));
-        let far = NodeId {
-            height: 200,
-            index: 7,
-        };
+        let far = NodeId { height: 200, index: 7 };
         assert_eq!((far.start(), far.end()), (u64::MAX, u64::MAX));
-        let last = NodeId {
-            height: 0,
-            index: u64::MAX,
-        };
+        let last = NodeId { height: 0, index: u64::MAX };
         assert_eq!((last.start(), last.end()), (u64::MAX, u64::MAX));
     }
 
@@ -1099,11 +1055,7 @@ mod tests {
             for index in 0..size {
                 let i = index as u64;
                 let proof = t.inclusion_proof(i, n).unwrap();
-                assert_eq!(
-                    proof,
-                    ref_path(index, &leaves[..size]),
-                    "path {index}/{size}"
-                );
+                assert_eq!(proof, ref_path(index, &leaves[..size]), "path {index}/{size}");
                 verify_inclusion(i, n, &leaves[index], &proof, &roots[size]).unwrap();
                 for bad in mangled(&proof) {
                     assert!(verify_inclusion(i, n, &leaves[index], &bad, &roots[size]).is_err());
@@ -1118,8 +1070,7 @@ mod tests {
                     let same = t.inclusion_proof(wi, wn).is_ok_and(|p| p == proof);
                     if wn <= 70 && (wi, wn) != (i, n) && !same {
                         assert!(
-                            verify_inclusion(wi, wn, &leaves[index], &proof, &roots[wn as usize])
-                                .is_err(),
+                            verify_inclusion(wi, wn, &leaves[index], &proof, &roots[wn as usize]).is_err(),
                             "index {wi} size {wn} accepted the proof of {i}/{n}"
                         );
                     }
@@ -1128,11 +1079,7 @@ mod tests {
             for old in 0..=size {
                 let m = old as u64;
                 let proof = t.consistency_proof(m, n).unwrap();
-                let want = if old == 0 {
-                    Vec::new()
-                } else {
-                    ref_proof(old, &leaves[..size])
-                };
+                let want = if old == 0 { Vec::new() } else { ref_proof(old, &leaves[..size]) };
                 assert_eq!(proof, want, "proof {old} -> {size}");
                 verify_consistency(m, n, &roots[old], &roots[size], &proof).unwrap();
                 for bad in mangled(&proof) {
@@ -1149,12 +1096,8 @@ mod tests {
                     }
                 }
                 if 0 < old && old < size {
-                    assert!(
-                        verify_consistency(m, n, &roots[old + 1], &roots[size], &proof).is_err()
-                    );
-                    assert!(
-                        verify_consistency(m, n, &roots[old], &roots[size - 1], &proof).is_err()
-                    );
+                    assert!(verify_consistency(m, n, &roots[old + 1], &roots[size], &proof).is_err());
+                    assert!(verify_consistency(m, n, &roots[old], &roots[size - 1], &proof).is_err());
                 }
             }
         }
@@ -1163,43 +1106,16 @@ mod tests {
     #[test]
     fn memory_tree_errors() {
         let t = tree_of(&synthetic_leaves(10, 0));
-        assert_eq!(
-            t.inclusion_proof(10, 10),
-            Err(ProofError::IndexOutOfRange {
-                index: 10,
-                size: 10
-            })
-        );
-        assert_eq!(
-            t.inclusion_proof(0, 11),
-            Err(ProofError::SizeBeyondTree { size: 11, have: 10 })
-        );
-        assert_eq!(
-            t.consistency_proof(6, 5),
-            Err(ProofError::OldSizeTooLarge { old: 6, size: 5 })
-        );
+        assert_eq!(t.inclusion_proof(10, 10), Err(ProofError::IndexOutOfRange { index: 10, size: 10 }));
+        assert_eq!(t.inclusion_proof(0, 11), Err(ProofError::SizeBeyondTree { size: 11, have: 10 }));
+        assert_eq!(t.consistency_proof(6, 5), Err(ProofError::OldSizeTooLarge { old: 6, size: 5 }));
         assert!(t.root_at(11).is_err());
         assert!(t.frontier_at(11).is_err());
-        assert_eq!(
-            t.subtree_root(3, 3),
-            Err(ProofError::EmptyRange { lo: 3, hi: 3 })
-        );
+        assert_eq!(t.subtree_root(3, 3), Err(ProofError::EmptyRange { lo: 3, hi: 3 }));
         assert!(t.subtree_root(3, 11).is_err());
         assert_eq!(t.leaf(10), None);
-        assert_eq!(
-            t.node(NodeId {
-                height: 1,
-                index: 5
-            }),
-            None
-        );
-        assert!(
-            t.node(NodeId {
-                height: 3,
-                index: 0
-            })
-            .is_some()
-        );
+        assert_eq!(t.node(NodeId { height: 1, index: 5 }), None);
+        assert!(t.node(NodeId { height: 3, index: 0 }).is_some());
     }
 
     #[test]
@@ -1237,26 +1153,14 @@ mod tests {
             Err(ProofError::IndexOutOfRange { index: 0, size: 0 })
         );
         let long = vec![[0u8; 32]; 66];
-        assert!(matches!(
-            verify_consistency(3, 8, &root, &root, &long),
-            Err(ProofError::ProofTooLong { .. })
-        ));
-        assert_eq!(
-            verify_consistency(9, 8, &root, &root, &[]),
-            Err(ProofError::OldSizeTooLarge { old: 9, size: 8 })
-        );
+        assert!(matches!(verify_consistency(3, 8, &root, &root, &long), Err(ProofError::ProofTooLong { .. })));
+        assert_eq!(verify_consistency(9, 8, &root, &root, &[]), Err(ProofError::OldSizeTooLarge { old: 9, size: 8 }));
         // The degenerate cases: equal sizes, and the empty old tree.
         verify_consistency(8, 8, &root, &root, &[]).unwrap();
-        assert_eq!(
-            verify_consistency(8, 8, &root, &leaves[0], &[]),
-            Err(ProofError::RootMismatch)
-        );
+        assert_eq!(verify_consistency(8, 8, &root, &leaves[0], &[]), Err(ProofError::RootMismatch));
         assert!(verify_consistency(8, 8, &root, &root, &[root]).is_err());
         verify_consistency(0, 8, &empty_root(), &root, &[]).unwrap();
-        assert_eq!(
-            verify_consistency(0, 8, &root, &root, &[]),
-            Err(ProofError::OldRootMismatch)
-        );
+        assert_eq!(verify_consistency(0, 8, &root, &root, &[]), Err(ProofError::OldRootMismatch));
         assert!(verify_consistency(0, 8, &empty_root(), &root, &[root]).is_err());
         verify_consistency(0, 0, &empty_root(), &empty_root(), &[]).unwrap();
     }
@@ -1272,11 +1176,7 @@ mod tests {
         }
         // The longest consistency proof: 65 hashes.
         assert_eq!(consistency_proof_len((1 << 63) - 1, (1 << 63) + 1), 65);
-        for (m, n) in [
-            (1, u64::MAX),
-            (u64::MAX - 1, u64::MAX),
-            ((1 << 63) - 1, (1 << 63) + 1),
-        ] {
+        for (m, n) in [(1, u64::MAX), (u64::MAX - 1, u64::MAX), ((1 << 63) - 1, (1 << 63) + 1)] {
             let len = consistency_proof_len(m, n);
             assert!(len <= MAX_CONSISTENCY_PROOF_LEN, "{m} -> {n}: {len}");
             let p = vec![x; len];
@@ -1318,17 +1218,11 @@ mod tests {
             f.push(leaves[size as usize - 1]).unwrap();
             assert_eq!(f.root(), t.root_at(size).unwrap());
         }
-        assert_eq!(
-            Frontier::from_last_leaf_proof(0, &[]),
-            Err(ProofError::EmptyTree)
-        );
+        assert_eq!(Frontier::from_last_leaf_proof(0, &[]), Err(ProofError::EmptyTree));
         let proof = t.inclusion_proof(5, 6).unwrap();
         assert_eq!(
             Frontier::from_last_leaf_proof(8, &proof),
-            Err(ProofError::WrongProofLength {
-                expected: 3,
-                got: 2
-            })
+            Err(ProofError::WrongProofLength { expected: 3, got: 2 })
         );
     }
 
@@ -1336,13 +1230,7 @@ mod tests {
     fn frontier_parts() {
         let x = leaf_hash(b"x");
         assert!(Frontier::from_parts(5, vec![x, x]).is_ok());
-        assert_eq!(
-            Frontier::from_parts(5, vec![x]),
-            Err(ProofError::WrongProofLength {
-                expected: 2,
-                got: 1
-            })
-        );
+        assert_eq!(Frontier::from_parts(5, vec![x]), Err(ProofError::WrongProofLength { expected: 2, got: 1 }));
         let mut full = Frontier::from_parts(u64::MAX, vec![x; 64]).unwrap();
         assert_eq!(full.nodes().len(), 64);
         assert_eq!(full.push(x), Err(ProofError::TreeFull));
@@ -1399,10 +1287,7 @@ mod tests {
                         assert_ne!(root_from_nodes(size, &old, &own, &bad), Ok(root));
                         let mut short = nodes.clone();
                         short.remove(id);
-                        assert_eq!(
-                            root_from_nodes(size, &old, &own, &short),
-                            Err(ProofError::MissingNode(*id))
-                        );
+                        assert_eq!(root_from_nodes(size, &old, &own, &short), Err(ProofError::MissingNode(*id)));
                     }
                     for i in &wanted {
                         let mut bad = own.clone();
@@ -1431,10 +1316,7 @@ mod tests {
                 let wanted: BTreeSet<u64> = [w].into();
                 let plan = plan_nodes(size, &old, &wanted).unwrap();
                 let got = root_from_nodes(size, &old, &own_leaves(&t, &wanted), &supply(&t, &plan));
-                let forked_node = old
-                    .nodes()
-                    .into_iter()
-                    .find(|n| n.start() <= j && j < n.end());
+                let forked_node = old.nodes().into_iter().find(|n| n.start() <= j && j < n.end());
                 match forked_node {
                     // The wanted leaf sits under the forked frontier root: it is
                     // recomputed from honest data and refused.
@@ -1466,29 +1348,17 @@ mod tests {
 
         // Old tree 3, leaf 4 of 7.
         let old3 = t.frontier_at(3).unwrap();
-        assert_eq!(
-            plan_nodes(7, &old3, &set(&[4])).unwrap(),
-            [id(0, 3), id(0, 5), id(0, 6)]
-        );
+        assert_eq!(plan_nodes(7, &old3, &set(&[4])).unwrap(), [id(0, 3), id(0, 5), id(0, 6)]);
 
         // Old tree 4 with leaf 1 inside its only frontier node: that node is
         // expanded and rechecked.
         let old4 = t.frontier_at(4).unwrap();
-        assert_eq!(
-            plan_nodes(8, &old4, &set(&[1])).unwrap(),
-            [id(0, 0), id(1, 1), id(2, 1)]
-        );
+        assert_eq!(plan_nodes(8, &old4, &set(&[1])).unwrap(), [id(0, 0), id(1, 1), id(2, 1)]);
 
         // Same size, no leaves: nothing to fetch; wanted old leaf: its path
         // within the frontier node.
-        assert_eq!(
-            plan_nodes(8, &t.frontier_at(8).unwrap(), &set(&[])).unwrap(),
-            []
-        );
-        assert_eq!(
-            plan_nodes(8, &t.frontier_at(8).unwrap(), &set(&[7])).unwrap(),
-            [id(0, 6), id(1, 2), id(2, 0)]
-        );
+        assert_eq!(plan_nodes(8, &t.frontier_at(8).unwrap(), &set(&[])).unwrap(), []);
+        assert_eq!(plan_nodes(8, &t.frontier_at(8).unwrap(), &set(&[7])).unwrap(), [id(0, 6), id(1, 2), id(2, 0)]);
         assert_eq!(plan_nodes(0, &Frontier::new(), &set(&[])).unwrap(), []);
     }
 
@@ -1497,48 +1367,29 @@ mod tests {
         let t = tree_of(&synthetic_leaves(8, 7));
         let old = t.frontier_at(6).unwrap();
         let none = BTreeSet::new();
-        assert_eq!(
-            plan_nodes(5, &old, &none),
-            Err(ProofError::OldSizeTooLarge { old: 6, size: 5 })
-        );
+        assert_eq!(plan_nodes(5, &old, &none), Err(ProofError::OldSizeTooLarge { old: 6, size: 5 }));
         let far: BTreeSet<u64> = [8].into();
-        assert_eq!(
-            plan_nodes(8, &old, &far),
-            Err(ProofError::IndexOutOfRange { index: 8, size: 8 })
-        );
+        assert_eq!(plan_nodes(8, &old, &far), Err(ProofError::IndexOutOfRange { index: 8, size: 8 }));
         let far_leaves: BTreeMap<u64, Hash> = [(9, [0; 32])].into();
         assert_eq!(
             root_from_nodes(8, &old, &far_leaves, &HashMap::new()),
             Err(ProofError::IndexOutOfRange { index: 9, size: 8 })
         );
-        assert_eq!(
-            root_from_nodes(0, &Frontier::new(), &BTreeMap::new(), &HashMap::new()),
-            Ok(empty_root())
-        );
+        assert_eq!(root_from_nodes(0, &Frontier::new(), &BTreeMap::new(), &HashMap::new()), Ok(empty_root()));
         // A wanted leaf that is itself an old frontier root must match it.
         let old5 = t.frontier_at(5).unwrap();
         let lie: BTreeMap<u64, Hash> = [(4, leaf_hash(b"lie"))].into();
         let plan = plan_nodes(8, &old5, &[4].into()).unwrap();
         assert_eq!(
             root_from_nodes(8, &old5, &lie, &supply(&t, &plan)),
-            Err(ProofError::FrontierMismatch {
-                node: NodeId {
-                    height: 0,
-                    index: 4
-                }
-            })
+            Err(ProofError::FrontierMismatch { node: NodeId { height: 0, index: 4 } })
         );
         // A lie under an expanded old frontier node.
         let lie: BTreeMap<u64, Hash> = [(1, leaf_hash(b"lie"))].into();
         let plan = plan_nodes(8, &old5, &[1].into()).unwrap();
         assert_eq!(
             root_from_nodes(8, &old5, &lie, &supply(&t, &plan)),
-            Err(ProofError::FrontierMismatch {
-                node: NodeId {
-                    height: 2,
-                    index: 0
-                }
-            })
+            Err(ProofError::FrontierMismatch { node: NodeId { height: 2, index: 0 } })
         );
     }
 

@@ -284,11 +284,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn tile(level: u8, index: u64, width: u16) -> TileId {
-        TileId {
-            level,
-            index,
-            width,
-        }
+        TileId { level, index, width }
     }
 
     fn synthetic_tree(n: u64) -> MemoryTree {
@@ -310,10 +306,7 @@ mod tests {
             (tile(0, 5, 256), "tile/0/005"),
             (tile(2, 1000, 256), "tile/2/x001/000"),
             (tile(3, 999, 255), "tile/3/999.p/255"),
-            (
-                tile(63, u64::MAX, 1),
-                "tile/63/x018/x446/x744/x073/x709/x551/615.p/1",
-            ),
+            (tile(63, u64::MAX, 1), "tile/63/x018/x446/x744/x073/x709/x551/615.p/1"),
         ];
         for (t, path) in cases {
             assert_eq!(t.path(), path);
@@ -360,10 +353,7 @@ mod tests {
             "tile/entries/005",
             "tile/0/005 ",
         ] {
-            assert!(
-                matches!(TileId::parse_path(path), Err(TileError::InvalidPath { .. })),
-                "accepted {path:?}"
-            );
+            assert!(matches!(TileId::parse_path(path), Err(TileError::InvalidPath { .. })), "accepted {path:?}");
         }
     }
 
@@ -387,25 +377,11 @@ mod tests {
         let size = 256 * 256 + 3;
         let all = tiles_at(size);
         assert_eq!(all.len(), 256 + 1 + 1 + 1);
-        assert!(
-            all[..256]
-                .iter()
-                .enumerate()
-                .all(|(i, t)| *t == tile(0, i as u64, 256))
-        );
-        assert_eq!(
-            all[256..],
-            [tile(0, 256, 3), tile(1, 0, 256), tile(2, 0, 1)]
-        );
-        assert!(
-            all.windows(2)
-                .all(|w| (w[0].level, w[0].index) < (w[1].level, w[1].index))
-        );
+        assert!(all[..256].iter().enumerate().all(|(i, t)| *t == tile(0, i as u64, 256)));
+        assert_eq!(all[256..], [tile(0, 256, 3), tile(1, 0, 256), tile(2, 0, 1)]);
+        assert!(all.windows(2).all(|w| (w[0].level, w[0].index) < (w[1].level, w[1].index)));
         assert_eq!(right_edge(size), [tile(0, 256, 3), tile(2, 0, 1)]);
-        assert_eq!(
-            new_full_tiles(256 * 256 - 1, size),
-            [tile(0, 255, 256), tile(1, 0, 256)]
-        );
+        assert_eq!(new_full_tiles(256 * 256 - 1, size), [tile(0, 255, 256), tile(1, 0, 256)]);
         assert_eq!(new_full_tiles(size, size), []);
         assert_eq!(new_full_tiles(size, 0), []);
         assert_eq!(new_full_tiles(0, 512).len(), 2);
@@ -416,18 +392,13 @@ mod tests {
         assert_eq!(right_edge(256), [tile(1, 0, 1)]);
         assert_eq!(
             right_edge(u64::MAX),
-            (0..8)
-                .map(|l| tile(l, (1 << (56 - 8 * u32::from(l))) - 1, 255))
-                .collect::<Vec<_>>()
+            (0..8).map(|l| tile(l, (1 << (56 - 8 * u32::from(l))) - 1, 255)).collect::<Vec<_>>()
         );
         // Every new full tile appears in tiles_at(size) and not in tiles_at(old).
         for (old, size) in [(0, 70_000), (300, 65_536), (65_535, 65_537), (1, 131_072)] {
             let before = tiles_at(old);
             let after = tiles_at(size);
-            let fresh: Vec<TileId> = after
-                .into_iter()
-                .filter(|t| t.is_full() && !before.contains(t))
-                .collect();
+            let fresh: Vec<TileId> = after.into_iter().filter(|t| t.is_full() && !before.contains(t)).collect();
             assert_eq!(new_full_tiles(old, size), fresh, "{old} -> {size}");
         }
     }
@@ -446,17 +417,9 @@ mod tests {
         assert_eq!(hash_span(&hashes).unwrap(), level1[1]);
         assert_eq!(
             tile_hashes(&t, tile(0, 3, 11)),
-            Err(TileError::MissingNode(NodeId {
-                height: 0,
-                index: 256 * 3 + 10
-            }))
+            Err(TileError::MissingNode(NodeId { height: 0, index: 256 * 3 + 10 }))
         );
-        for bad in [
-            tile(0, 0, 0),
-            tile(0, 0, 257),
-            tile(8, 0, 1),
-            tile(0, u64::MAX, 1),
-        ] {
+        for bad in [tile(0, 0, 0), tile(0, 0, 257), tile(8, 0, 1), tile(0, u64::MAX, 1)] {
             assert_eq!(tile_hashes(&t, bad), Err(TileError::InvalidTile(bad)));
         }
     }
@@ -467,10 +430,7 @@ mod tests {
         assert_eq!(hash_span(&[x]), Ok(x));
         assert_eq!(hash_span(&[x, x]), Ok(node_hash(&x, &x)));
         for len in [0, 3, 6, 255] {
-            assert_eq!(
-                hash_span(&vec![x; len]),
-                Err(TileError::NotPowerOfTwo { len })
-            );
+            assert_eq!(hash_span(&vec![x; len]), Err(TileError::NotPowerOfTwo { len }));
         }
     }
 
@@ -496,44 +456,24 @@ mod tests {
                     let span = node_span(node, size).unwrap();
                     assert_eq!(span.tile.level, height / 8);
                     assert_eq!(span.count, 1 << (height % 8));
-                    assert!(
-                        u64::from(span.first) + u64::from(span.count) <= u64::from(span.tile.width)
-                    );
+                    assert!(u64::from(span.first) + u64::from(span.count) <= u64::from(span.tile.width));
                     assert!(tiles_at(size).contains(&span.tile));
                     let hashes = tile_hashes(&t, span.tile).unwrap();
                     let first = usize::from(span.first);
                     let got = hash_span(&hashes[first..first + usize::from(span.count)]).unwrap();
                     assert_eq!(Some(got), t.node(node), "{node} in {size}");
                 }
-                let outside = NodeId {
-                    height,
-                    index: count,
-                };
-                assert_eq!(
-                    node_span(outside, size),
-                    Err(TileError::NodeNotInTree {
-                        node: outside,
-                        size
-                    })
-                );
+                let outside = NodeId { height, index: count };
+                assert_eq!(node_span(outside, size), Err(TileError::NodeNotInTree { node: outside, size }));
             }
         }
-        let top = NodeId {
-            height: 64,
-            index: 0,
-        };
+        let top = NodeId { height: 64, index: 0 };
         assert!(node_span(top, u64::MAX).is_err());
-        let last = NodeId {
-            height: 0,
-            index: u64::MAX - 1,
-        };
+        let last = NodeId { height: 0, index: u64::MAX - 1 };
         let span = node_span(last, u64::MAX).unwrap();
         assert_eq!(span.tile, tile(0, (1 << 56) - 1, 255));
         assert_eq!((span.first, span.count), (254, 1));
-        let high = NodeId {
-            height: 63,
-            index: 0,
-        };
+        let high = NodeId { height: 63, index: 0 };
         let span = node_span(high, u64::MAX).unwrap();
         assert_eq!(span.tile, tile(7, 0, 255));
         assert_eq!((span.first, span.count), (0, 128));

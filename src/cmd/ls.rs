@@ -34,8 +34,7 @@ pub fn run(a: Args) -> Result<()> {
     }
     // (channel, target, version) -> files, in publication order.
     type Versions<'a> = Vec<(semver::Version, Vec<&'a dare_container::verify::EntryRecord>)>;
-    let mut releases: BTreeMap<(String, String), Versions<'_>> =
-        BTreeMap::new();
+    let mut releases: BTreeMap<(String, String), Versions<'_>> = BTreeMap::new();
     for e in &scan.entries {
         if a.target.as_ref().is_some_and(|t| *t != e.entry.target)
             || a.channel.as_ref().is_some_and(|c| *c != e.entry.channel)
