@@ -334,6 +334,16 @@ impl Appender {
         Ok(summary)
     }
 
+    /// Gives up this append: cuts the file back to its sealed length, syncs,
+    /// and removes the pending file. The container is as it was when opened.
+    pub fn abort(self) -> Result<(), Error> {
+        if self.end != self.base_len || self.pending_written {
+            self.file.set_len(self.base_len).map_err(|e| Error::io("cutting back", &self.path, e))?;
+            self.file.sync_all().map_err(|e| Error::io("syncing", &self.path, e))?;
+        }
+        remove_pending(&self.path)
+    }
+
     /// Writes the pending file and positions the file at its end, once,
     /// after checking the file has not changed since it was opened.
     fn begin(&mut self) -> Result<(), Error> {
@@ -417,6 +427,14 @@ impl State {
             && time < last
         {
             return Err(Error::Refused(format!("time {time} is before the last seal's signed time {last}")));
+        }
+        let distinct: BTreeSet<String> = keys.iter().map(|k| k.verifier().to_string()).collect();
+        if distinct.len() < self.trust.threshold as usize {
+            return Err(Error::Refused(format!(
+                "the trust root needs {} distinct signing keys; {} given",
+                self.trust.threshold,
+                distinct.len()
+            )));
         }
         for k in keys {
             let v = k.verifier();
