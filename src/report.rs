@@ -3,6 +3,15 @@
 
 use std::io::Write;
 
+/// `println!` that ignores a closed stdout (`dare ls | head`) instead of panicking.
+#[macro_export]
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
 /// Prints one JSON object on its own line to stdout.
 pub fn print_json(value: &serde_json::Value) {
     let mut out = std::io::stdout().lock();
@@ -25,7 +34,7 @@ impl Human {
         if self.json {
             eprintln!("{}", s.as_ref());
         } else {
-            println!("{}", s.as_ref());
+            crate::outln!("{}", s.as_ref());
         }
     }
 }

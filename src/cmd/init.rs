@@ -48,8 +48,13 @@ pub fn run(a: Args) -> Result<()> {
     let refs: Vec<_> = keys.iter().collect();
     let summary = Appender::create(&a.container, genesis, &refs, time)
         .with_context(|| format!("creating {}", a.container.display()))?;
-    println!("created {} for {}", a.container.display(), a.origin);
-    println!("  trust root {} of {} key(s), fingerprint {}", trust.threshold, trust.keys.len(), trust.fingerprint());
-    println!("  sealed     tree size {}, {} bytes", summary.size, summary.len);
+    crate::outln!("created {} for {}", a.container.display(), a.origin);
+    crate::outln!(
+        "  trust root {} of {} key(s), fingerprint {}",
+        trust.threshold,
+        trust.keys.len(),
+        trust.fingerprint()
+    );
+    crate::outln!("  sealed     tree size {}, {} bytes", summary.size, summary.len);
     Ok(())
 }

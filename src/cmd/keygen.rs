@@ -42,7 +42,7 @@ pub fn run(a: Args) -> Result<()> {
     let verifier = key.verifier().to_string();
     write_atomic(&a.out, format!("{}\n", key.to_text()).as_bytes(), 0o600, a.force)?;
     write_atomic(&pub_path, format!("{verifier}\n").as_bytes(), 0o644, a.force)?;
-    println!("{verifier}");
+    crate::outln!("{verifier}");
     Ok(())
 }
 

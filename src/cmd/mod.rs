@@ -1,8 +1,11 @@
 //! One module per subcommand; `run` dispatches.
 
+mod extract;
 mod init;
 mod keygen;
 mod ls;
+mod publish;
+mod seal;
 mod verify;
 
 use std::path::{Path, PathBuf};
@@ -13,7 +16,7 @@ use dare_container::keys::{SigningKey, VerifierKey};
 
 /// Signed, append-only release containers: publish, mirror, update.
 #[derive(Debug, Parser)]
-#[command(name = "dare", version, about, long_about = None, propagate_version = true)]
+#[command(name = "dare", version, about, long_about = None)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -25,10 +28,16 @@ pub enum Command {
     Keygen(keygen::Args),
     /// Create a new container: genesis, an empty manifest and a seal.
     Init(init::Args),
+    /// Append one release (every target's build) to a container and seal it.
+    Publish(publish::Args),
+    /// Append a fresh seal (a new signed time) without new entries.
+    Seal(seal::Args),
     /// Check every frame, leaf, payload, tile and seal of a container.
     Verify(verify::Args),
     /// List the releases in a container and its latest seal.
     Ls(ls::Args),
+    /// Verify and write one build's files into a directory.
+    Extract(extract::Args),
 }
 
 impl Command {
@@ -37,7 +46,8 @@ impl Command {
         match self {
             Command::Verify(a) => a.json,
             Command::Ls(a) => a.json,
-            Command::Keygen(_) | Command::Init(_) => false,
+            Command::Publish(a) => a.json,
+            Command::Keygen(_) | Command::Init(_) | Command::Seal(_) | Command::Extract(_) => false,
         }
     }
 
@@ -53,6 +63,9 @@ pub fn run(command: Command) -> Result<()> {
         Command::Init(a) => init::run(a),
         Command::Verify(a) => verify::run(a),
         Command::Ls(a) => ls::run(a),
+        Command::Publish(a) => publish::run(a),
+        Command::Seal(a) => seal::run(a),
+        Command::Extract(a) => extract::run(a),
     }
 }
 

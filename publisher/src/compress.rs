@@ -1,0 +1,99 @@
+//! Streaming zstd into a staging file while hashing both sides.
+//!
+//! The content is read once: SHA-256 of the content on the way in, zstd
+//! (multi-threaded), SHA-256 of the stored bytes on the way out to an
+//! anonymous temporary file. Nothing is held whole in memory. When zstd does
+//! not shrink a file it is stored as-is (`compression: none`).
+//!
+//! zstd's multi-threaded output is the same for any worker count of one or
+//! more, so the container's bytes do not depend on the machine's core count.
+
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::Path;
+
+use dare_container::hashio::{HashingReader, HashingWriter};
+use dare_container::header::{Compression, Sha256Hex};
+
+use crate::error::PublishError;
+use crate::release::SourceFile;
+
+/// The zstd level `dare publish` uses by default.
+pub const DEFAULT_LEVEL: i32 = 3;
+
+/// A file ready to append: its digests and where its payload bytes are.
+#[derive(Debug)]
+pub struct Staged {
+    /// Content length.
+    pub size: u64,
+    /// Content SHA-256.
+    pub sha256: Sha256Hex,
+    /// Payload length.
+    pub stored_size: u64,
+    /// Payload SHA-256.
+    pub stored_sha256: Sha256Hex,
+    /// How the payload is stored.
+    pub compression: Compression,
+    payload: Option<File>,
+}
+
+impl Staged {
+    /// The payload bytes: the compressed staging file, or the source again.
+    pub fn payload(&mut self, source: &Path) -> Result<Box<dyn Read + '_>, PublishError> {
+        match &mut self.payload {
+            Some(f) => {
+                f.seek(SeekFrom::Start(0)).map_err(|e| PublishError::io("reading staged", source, e))?;
+                Ok(Box::new(BufReader::with_capacity(1 << 20, f)))
+            }
+            None => {
+                let f = File::open(source).map_err(|e| PublishError::io("reading", source, e))?;
+                Ok(Box::new(BufReader::with_capacity(1 << 20, f)))
+            }
+        }
+    }
+}
+
+/// Compresses `file` into an anonymous temporary file in `dir`.
+pub fn stage(file: &SourceFile, dir: &Path, level: i32, workers: u32) -> Result<Staged, PublishError> {
+    let src = File::open(&file.source).map_err(|e| PublishError::io("reading", &file.source, e))?;
+    let tmp = tempfile::tempfile_in(dir).map_err(|e| PublishError::io("creating a staging file in", dir, e))?;
+    let mut reader = HashingReader::new(BufReader::with_capacity(1 << 20, src));
+    let writer = HashingWriter::new(BufWriter::with_capacity(1 << 20, tmp));
+    let zstd_err = |e: io::Error| PublishError::io("compressing", &file.source, e);
+    let mut enc = zstd::stream::write::Encoder::new(writer, level).map_err(zstd_err)?;
+    enc.multithread(workers.max(1)).map_err(zstd_err)?;
+    enc.include_checksum(false).map_err(zstd_err)?;
+    enc.set_pledged_src_size(Some(file.size)).map_err(zstd_err)?;
+    io::copy(&mut reader, &mut enc)
+        .map_err(|e| PublishError::io("compressing (did the file change while being read?)", &file.source, e))?;
+    let writer = enc.finish().map_err(zstd_err)?;
+    let (sha256, size, _) = reader.finish();
+    let (stored_sha256, stored_size, buf) = writer.finish();
+    let mut tmp = buf.into_inner().map_err(|e| PublishError::io("writing staged", &file.source, e.into_error()))?;
+    tmp.flush().map_err(|e| PublishError::io("writing staged", &file.source, e))?;
+    if size != file.size {
+        return Err(PublishError::Invalid(format!(
+            "{}: the file changed while being read ({} bytes, then {size})",
+            file.source.display(),
+            file.size
+        )));
+    }
+    if stored_size >= size {
+        return Ok(Staged {
+            size,
+            sha256: Sha256Hex(sha256),
+            stored_size: size,
+            stored_sha256: Sha256Hex(sha256),
+            compression: Compression::None,
+            payload: None,
+        });
+    }
+    Ok(Staged {
+        size,
+        sha256: Sha256Hex(sha256),
+        stored_size,
+        stored_sha256: Sha256Hex(stored_sha256),
+        compression: Compression::Zstd,
+        payload: Some(tmp),
+    })
+}

@@ -1,0 +1,249 @@
+//! Verifying and writing one build's files into a directory.
+//!
+//! Every file is first written into a staging directory inside the output
+//! directory and checked against its signed digests (stored bytes, then the
+//! decompressed content). Only when every file of the build verifies are they
+//! moved into place, one `rename` each. Paths come from signed headers that
+//! forbid absolute paths and `..`; on top of that, no directory on the way is
+//! followed if it is a symlink, so nothing is written outside the output
+//! directory.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use dare_container::frame::ReadAt;
+use dare_container::hashio::{Hasher, stream_range, to_hex};
+use dare_container::header::{Compression, Entry};
+use dare_container::keys::VerifierKey;
+use dare_container::scan_file;
+use dare_container::verify::{EntryRecord, ScanOptions};
+
+use crate::error::PublishError;
+
+/// Which build to extract, and where.
+#[derive(Clone, Debug)]
+pub struct ExtractOptions {
+    /// The target triple.
+    pub target: String,
+    /// A version; the newest on the channel when `None`.
+    pub version: Option<String>,
+    /// The channel.
+    pub channel: String,
+    /// The output directory (created if missing).
+    pub out: PathBuf,
+    /// Only seals signed by these keys count (default: the genesis trust root).
+    pub pins: Option<Vec<VerifierKey>>,
+}
+
+/// What was extracted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExtractReport {
+    /// The version written.
+    pub version: String,
+    /// The files written, relative to the output directory.
+    pub files: Vec<String>,
+    /// Content bytes written.
+    pub bytes: u64,
+}
+
+/// Verifies the container and writes the chosen build under `opts.out`.
+pub fn extract(container: &Path, opts: &ExtractOptions) -> Result<ExtractReport, PublishError> {
+    let scan = scan_file(container, &ScanOptions { payloads: false, pins: opts.pins.clone() })?;
+    let version = match &opts.version {
+        Some(v) => semver::Version::parse(v).map_err(|e| PublishError::Invalid(format!("--version {v}: {e}")))?,
+        None => {
+            let r = scan.manifest.release(&opts.channel, &opts.target).ok_or_else(|| not_found(&scan, opts, None))?;
+            semver::Version::parse(&r.version).map_err(|e| PublishError::Integrity(e.to_string()))?
+        }
+    };
+    let entries: Vec<&EntryRecord> = scan
+        .entries
+        .iter()
+        .filter(|e| e.entry.target == opts.target && e.entry.channel == opts.channel && e.entry.semver() == version)
+        .collect();
+    if entries.is_empty() {
+        return Err(not_found(&scan, opts, Some(&version)));
+    }
+    fs::create_dir_all(&opts.out).map_err(|e| PublishError::io("creating", &opts.out, e))?;
+    let staging = make_staging(&opts.out)?;
+    let file = File::open(container).map_err(|e| PublishError::io("opening", container, e))?;
+    let result = (|| {
+        let mut staged = Vec::new();
+        for (i, e) in entries.iter().enumerate() {
+            let tmp = staging.join(i.to_string());
+            write_verified(&file, e, &tmp)?;
+            staged.push((tmp, e.entry.path.clone()));
+        }
+        let mut bytes = 0;
+        for (tmp, rel) in &staged {
+            let dest = safe_destination(&opts.out, rel)?;
+            fs::rename(tmp, &dest).map_err(|e| PublishError::io("moving into place", &dest, e))?;
+            bytes += fs::metadata(&dest).map(|m| m.len()).unwrap_or(0);
+        }
+        Ok(ExtractReport {
+            version: version.to_string(),
+            files: staged.into_iter().map(|(_, rel)| rel).collect(),
+            bytes,
+        })
+    })();
+    let _ = fs::remove_dir_all(&staging);
+    result
+}
+
+fn not_found(scan: &dare_container::verify::Scan, opts: &ExtractOptions, v: Option<&semver::Version>) -> PublishError {
+    let mut have: Vec<String> = scan
+        .entries
+        .iter()
+        .filter(|e| e.entry.channel == opts.channel && e.entry.target == opts.target)
+        .map(|e| e.entry.version.clone())
+        .collect();
+    have.dedup();
+    let what = match v {
+        Some(v) => format!("no release {v} for {} on channel {}", opts.target, opts.channel),
+        None => format!("no release for {} on channel {}", opts.target, opts.channel),
+    };
+    if have.is_empty() {
+        let mut targets: Vec<String> =
+            scan.manifest.releases.iter().map(|r| format!("{}/{}", r.channel, r.target)).collect();
+        targets.dedup();
+        PublishError::NotFound(format!(
+            "{what}; the container has: {}",
+            if targets.is_empty() { "nothing yet".into() } else { targets.join(", ") }
+        ))
+    } else {
+        PublishError::NotFound(format!("{what}; published versions: {}", have.join(", ")))
+    }
+}
+
+fn make_staging(out: &Path) -> Result<PathBuf, PublishError> {
+    for i in 0..100u32 {
+        let p = out.join(format!(".dare-extract-{}-{i}", std::process::id()));
+        match fs::create_dir(&p) {
+            Ok(()) => return Ok(p),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(PublishError::io("creating a staging directory in", out, e)),
+        }
+    }
+    Err(PublishError::io("creating a staging directory in", out, io::Error::other("no free name")))
+}
+
+/// Streams one entry's payload into `dest`, checking the stored digest and,
+/// after decompressing, the content digest. Nothing is read past the signed
+/// sizes.
+fn write_verified<R: ReadAt + Sync>(src: &R, rec: &EntryRecord, dest: &Path) -> Result<(), PublishError> {
+    let e: &Entry = &rec.entry;
+    let out = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(dest)
+        .map_err(|err| PublishError::io("creating", dest, err))?;
+    let mut stored = Hasher::new();
+    let writer = HashingFile { out: BufWriter::with_capacity(1 << 20, out), hasher: Hasher::new(), limit: e.size };
+    let io_err = |err: io::Error| PublishError::io("writing", dest, err);
+    let writer = match e.compression {
+        Compression::None => {
+            let mut w = writer;
+            stream_range(src, rec.frame.payload_offset, rec.frame.payload_len, |c| {
+                stored.update(c);
+                w.write_all(c)
+            })
+            .map_err(io_err)?;
+            w
+        }
+        Compression::Zstd => {
+            let mut dec = zstd::stream::write::Decoder::new(writer).map_err(io_err)?;
+            stream_range(src, rec.frame.payload_offset, rec.frame.payload_len, |c| {
+                stored.update(c);
+                dec.write_all(c)
+            })
+            .map_err(|err| PublishError::Integrity(format!("{}: {err}", e.path)))?;
+            dec.flush().map_err(|err| PublishError::Integrity(format!("{}: {err}", e.path)))?;
+            dec.into_inner()
+        }
+    };
+    let (digest, n) = stored.finish();
+    if n != e.stored_size || digest != e.stored_sha256.0 {
+        return Err(PublishError::Integrity(format!(
+            "{}: the stored bytes hash to {}, not the signed {}",
+            e.path,
+            to_hex(&digest),
+            e.stored_sha256
+        )));
+    }
+    let HashingFile { out, hasher, .. } = writer;
+    let (content, len) = hasher.finish();
+    if len != e.size || content != e.sha256.0 {
+        return Err(PublishError::Integrity(format!(
+            "{}: the content ({len} bytes) hashes to {}, not the signed {} ({} bytes)",
+            e.path,
+            to_hex(&content),
+            e.sha256,
+            e.size
+        )));
+    }
+    let f = out.into_inner().map_err(|err| io_err(err.into_error()))?;
+    f.sync_all().map_err(io_err)?;
+    fs::set_permissions(dest, fs::Permissions::from_mode(e.mode & 0o777)).map_err(io_err)?;
+    Ok(())
+}
+
+/// A file writer that hashes and refuses to grow past the signed size.
+struct HashingFile {
+    out: BufWriter<File>,
+    hasher: Hasher,
+    limit: u64,
+}
+
+impl Write for HashingFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.hasher.count() + buf.len() as u64 > self.limit {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "content is longer than its signed size"));
+        }
+        let n = self.out.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// `out/rel`, creating the directories on the way, refusing any component
+/// that is a symlink or not a directory.
+fn safe_destination(out: &Path, rel: &str) -> Result<PathBuf, PublishError> {
+    let mut at = out.to_path_buf();
+    let parts: Vec<&str> = rel.split('/').collect();
+    for (i, part) in parts.iter().enumerate() {
+        if part.is_empty() || *part == "." || *part == ".." {
+            return Err(PublishError::Integrity(format!("{rel}: not a safe relative path")));
+        }
+        at.push(part);
+        let last = i + 1 == parts.len();
+        match fs::symlink_metadata(&at) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(PublishError::Invalid(format!(
+                    "{}: is a symlink; refusing to write through it",
+                    at.display()
+                )));
+            }
+            Ok(m) if !last && !m.is_dir() => {
+                return Err(PublishError::Invalid(format!("{}: is not a directory", at.display())));
+            }
+            Ok(m) if last && m.is_dir() => {
+                return Err(PublishError::Invalid(format!("{}: is a directory", at.display())));
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if !last {
+                    fs::create_dir(&at).map_err(|e| PublishError::io("creating", &at, e))?;
+                }
+            }
+            Err(e) => return Err(PublishError::io("reading", &at, e)),
+        }
+    }
+    Ok(at)
+}

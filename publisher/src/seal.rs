@@ -1,0 +1,22 @@
+//! Heartbeat seals: a fresh signed time with no new entries.
+
+use std::path::Path;
+
+use dare_container::keys::SigningKey;
+use dare_container::{Appender, CutTail, SealSummary};
+
+use crate::error::PublishError;
+use crate::publish::check_signers;
+
+/// Appends a fresh seal (a new signed time) without new entries, so updaters
+/// can tell a live container from a frozen one. Cuts a torn tail first.
+pub fn heartbeat(
+    container: &Path,
+    keys: &[&SigningKey],
+    time: u64,
+) -> Result<(SealSummary, Option<CutTail>), PublishError> {
+    let appender = Appender::open(container, false)?;
+    let cut = appender.cut_tail().cloned();
+    check_signers(&appender, keys, time)?;
+    Ok((appender.seal(keys, time)?, cut))
+}

@@ -1,0 +1,98 @@
+//! `dare publish`: append one release of many targets, then seal.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use dare_publisher::{Artifact, PublishEvent, PublishOptions, publish};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::json;
+
+use super::{load_signing_key, signed_time};
+use crate::report::{Human, bytes, print_json};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The container file.
+    container: PathBuf,
+    /// A signing key in the trust root; repeat for threshold signing.
+    #[arg(long, value_name = "KEY", required = true)]
+    key: Vec<PathBuf>,
+    /// The release's semver version.
+    #[arg(long, value_name = "SEMVER")]
+    version: String,
+    /// The release channel.
+    #[arg(long, value_name = "NAME", default_value = "stable")]
+    channel: String,
+    /// A build: TRIPLE=PATH, a file or a directory. Repeat for every target.
+    #[arg(long, value_name = "TRIPLE=PATH", required = true)]
+    artifact: Vec<String>,
+    /// zstd compression level (1-22).
+    #[arg(long, default_value_t = dare_publisher::compress::DEFAULT_LEVEL)]
+    level: i32,
+    /// The signed time in Unix seconds (default: SOURCE_DATE_EPOCH, else now).
+    #[arg(long, value_name = "UNIX_SECONDS")]
+    time: Option<u64>,
+    /// Print one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let artifacts = a.artifact.iter().map(|s| s.parse::<Artifact>()).collect::<Result<Vec<_>, _>>()?;
+    let keys = a.key.iter().map(|p| load_signing_key(p)).collect::<Result<Vec<_>>>()?;
+    let refs: Vec<_> = keys.iter().collect();
+    let mut opts = PublishOptions::new(a.version.clone(), artifacts, signed_time(a.time)?);
+    opts.channel = a.channel.clone();
+    opts.level = a.level;
+    let h = Human::new(a.json);
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg:40!} {bytes:>10}/{total_bytes:10} {bytes_per_sec:>12} {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let report = publish(&a.container, &refs, &opts, &mut |event| match event {
+        PublishEvent::Gathered { bytes, .. } => bar.set_length(bytes),
+        PublishEvent::CutTail(c) => bar.suspend(|| {
+            eprintln!("warning: cut off a torn tail of {} bytes at byte {}: {}", c.len, c.offset, c.reason)
+        }),
+        PublishEvent::FileDone { target, path, size, .. } => {
+            bar.inc(size);
+            bar.set_message(format!("{target} {path}"));
+        }
+        PublishEvent::Sealing => bar.set_message("sealing"),
+        _ => {}
+    })
+    .with_context(|| format!("publishing {} to {}", a.version, a.container.display()))?;
+    bar.finish_and_clear();
+    let size: u64 = report.targets.values().map(|t| t.size).sum();
+    let stored: u64 = report.targets.values().map(|t| t.stored).sum();
+    h.line(format!(
+        "published {} on {} to {}: {} target(s), {} file(s), {} ({} stored)",
+        report.version,
+        report.channel,
+        a.container.display(),
+        report.targets.len(),
+        report.targets.values().map(|t| t.files).sum::<usize>(),
+        bytes(size),
+        bytes(stored)
+    ));
+    for (target, t) in &report.targets {
+        h.line(format!("  {target:<34} {:>3} file(s) {:>10} ({} stored)", t.files, bytes(t.size), bytes(t.stored)));
+    }
+    h.line(format!("  sealed tree size {}, container {}", report.seal.size, bytes(report.seal.len)));
+    if a.json {
+        print_json(&json!({
+            "status": "published",
+            "version": report.version,
+            "channel": report.channel,
+            "targets": report.targets.iter().map(|(t, r)| (t.clone(), json!({"files": r.files, "size": r.size, "stored_size": r.stored}))).collect::<serde_json::Map<_, _>>(),
+            "tree_size": report.seal.size,
+            "root": dare_container::hashio::to_hex(&report.seal.root),
+            "time": report.seal.time,
+            "container_len": report.seal.len,
+            "appended": report.seal.appended,
+            "cut_tail": report.cut.map(|c| json!({"offset": c.offset, "len": c.len})),
+        }));
+    }
+    Ok(())
+}
