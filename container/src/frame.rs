@@ -576,6 +576,234 @@ impl<R: ReadAt + ?Sized> Iterator for FramesBack<'_, R> {
     }
 }
 
+/// What a [`FrameStream`] found in the bytes fed to it.
+#[derive(Debug)]
+pub enum FrameEvent<'a> {
+    /// A frame's header record, complete. Its payload follows.
+    Header {
+        /// Offset of the frame.
+        offset: u64,
+        /// The header bytes (at most [`MAX_HEADER_LEN`]).
+        header: &'a [u8],
+        /// The payload length that follows.
+        payload_len: u64,
+    },
+    /// The next bytes of the current frame's payload.
+    Payload(&'a [u8]),
+    /// The current frame ended and its trailing length and tag matched.
+    End(FrameInfo),
+}
+
+/// Why a [`FrameStream`] stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError<E> {
+    /// The bytes do not form frames.
+    #[error(transparent)]
+    Frame(FrameError),
+    /// The event handler refused an event.
+    #[error("{0}")]
+    Handler(E),
+}
+
+#[derive(Debug)]
+enum Phase {
+    FrameTag,
+    FrameLen { width: usize },
+    RecordTag { header: bool },
+    RecordLen { header: bool, width: usize },
+    Header,
+    Payload { left: u64 },
+    Trailer { width: usize },
+}
+
+/// Decodes frames from a stream of bytes (a range fetched over the network)
+/// without holding payloads in memory: headers are collected (bounded by
+/// [`MAX_HEADER_LEN`]), payloads pass through in the chunks they arrive in.
+/// Checks everything [`read_frame_at`] checks.
+#[derive(Debug)]
+pub struct FrameStream {
+    at: u64,
+    phase: Phase,
+    buf: Vec<u8>,
+    header: Vec<u8>,
+    frame: FrameInfo,
+    tag: u8,
+    body_end: u64,
+}
+
+impl FrameStream {
+    /// A decoder for frames starting at container offset `offset`.
+    pub fn new(offset: u64) -> Self {
+        FrameStream {
+            at: offset,
+            phase: Phase::FrameTag,
+            buf: Vec::new(),
+            header: Vec::new(),
+            frame: FrameInfo { offset, body_len: 0, header_offset: 0, header_len: 0, payload_offset: 0, payload_len: 0 },
+            tag: 0,
+            body_end: 0,
+        }
+    }
+
+    /// The container offset of the next byte expected.
+    pub fn position(&self) -> u64 {
+        self.at
+    }
+
+    /// Whether the stream is between frames.
+    pub fn at_boundary(&self) -> bool {
+        matches!(self.phase, Phase::FrameTag)
+    }
+
+    /// Feeds bytes, calling `on` for every event.
+    pub fn feed<E>(
+        &mut self,
+        mut bytes: &[u8],
+        on: &mut dyn FnMut(FrameEvent<'_>) -> Result<(), E>,
+    ) -> Result<(), StreamError<E>> {
+        let offset = self.frame.offset;
+        let fail = |e: FrameError| StreamError::Frame(e);
+        while !bytes.is_empty() {
+            match self.phase {
+                Phase::FrameTag => {
+                    let tag = bytes[0];
+                    let w = width_from_tag(tag, FRAME_TAG_BASE)
+                        .ok_or(fail(FrameError::BadTag { offset: self.at, at: self.at, found: tag, what: "frame" }))?;
+                    self.frame = FrameInfo {
+                        offset: self.at,
+                        body_len: 0,
+                        header_offset: 0,
+                        header_len: 0,
+                        payload_offset: 0,
+                        payload_len: 0,
+                    };
+                    self.tag = tag;
+                    self.take(&mut bytes, 1);
+                    self.phase = Phase::FrameLen { width: w };
+                }
+                Phase::FrameLen { width } => {
+                    if let Some(len) = self.collect_len(&mut bytes, width) {
+                        let off = self.frame.offset;
+                        check_len(off, len, width).map_err(fail)?;
+                        self.frame.body_len = len;
+                        self.body_end = self.at + len;
+                        self.phase = Phase::RecordTag { header: true };
+                    }
+                }
+                Phase::RecordTag { header } => {
+                    let off = self.frame.offset;
+                    if self.at >= self.body_end {
+                        return Err(fail(FrameError::RecordsDoNotFill { offset: off, body_len: self.frame.body_len }));
+                    }
+                    let tag = bytes[0];
+                    let w = width_from_tag(tag, RECORD_TAG_BASE)
+                        .ok_or(fail(FrameError::BadTag { offset: off, at: self.at, found: tag, what: "record" }))?;
+                    self.take(&mut bytes, 1);
+                    self.phase = Phase::RecordLen { header, width: w };
+                }
+                Phase::RecordLen { header, width } => {
+                    if let Some(len) = self.collect_len(&mut bytes, width) {
+                        let off = self.frame.offset;
+                        check_len(off, len, width).map_err(fail)?;
+                        let room = self.body_end.saturating_sub(self.at);
+                        let not_fill = FrameError::RecordsDoNotFill { offset: off, body_len: self.frame.body_len };
+                        if header {
+                            if len > MAX_HEADER_LEN {
+                                return Err(fail(FrameError::HeaderTooLarge { offset: off, len }));
+                            }
+                            if len > room {
+                                return Err(fail(not_fill));
+                            }
+                            self.frame.header_offset = self.at;
+                            self.frame.header_len = len;
+                            self.header.clear();
+                            self.phase = Phase::Header;
+                            if len == 0 {
+                                self.header_done(on)?;
+                            }
+                        } else {
+                            if len != room {
+                                return Err(fail(not_fill));
+                            }
+                            self.frame.payload_offset = self.at;
+                            self.frame.payload_len = len;
+                            on(FrameEvent::Header { offset: off, header: &self.header, payload_len: len })
+                                .map_err(StreamError::Handler)?;
+                            self.phase = Phase::Payload { left: len };
+                            if len == 0 {
+                                self.phase = Phase::Trailer { width: width_of(self.frame.body_len) };
+                            }
+                        }
+                    }
+                }
+                Phase::Header => {
+                    let need = (self.frame.header_len as usize) - self.header.len();
+                    let n = need.min(bytes.len());
+                    self.header.extend_from_slice(&bytes[..n]);
+                    self.take(&mut bytes, n);
+                    if self.header.len() as u64 == self.frame.header_len {
+                        self.header_done(on)?;
+                    }
+                }
+                Phase::Payload { left } => {
+                    let n = (left.min(bytes.len() as u64)) as usize;
+                    on(FrameEvent::Payload(&bytes[..n])).map_err(StreamError::Handler)?;
+                    self.take(&mut bytes, n);
+                    let left = left - n as u64;
+                    self.phase = if left == 0 {
+                        Phase::Trailer { width: width_of(self.frame.body_len) }
+                    } else {
+                        Phase::Payload { left }
+                    };
+                }
+                Phase::Trailer { width } => {
+                    let need = width + 1 - self.buf.len();
+                    let n = need.min(bytes.len());
+                    self.buf.extend_from_slice(&bytes[..n]);
+                    self.take(&mut bytes, n);
+                    if self.buf.len() == width + 1 {
+                        let mut le = [0u8; 8];
+                        le[..width].copy_from_slice(&self.buf[..width]);
+                        if self.buf[width] != self.tag || u64::from_le_bytes(le) != self.frame.body_len {
+                            return Err(fail(FrameError::EndMismatch { offset }));
+                        }
+                        self.buf.clear();
+                        on(FrameEvent::End(self.frame)).map_err(StreamError::Handler)?;
+                        self.phase = Phase::FrameTag;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn header_done<E>(&mut self, _on: &mut dyn FnMut(FrameEvent<'_>) -> Result<(), E>) -> Result<(), StreamError<E>> {
+        // The header event is sent once the payload length is known.
+        self.phase = Phase::RecordTag { header: false };
+        Ok(())
+    }
+
+    fn take(&mut self, bytes: &mut &[u8], n: usize) {
+        *bytes = &bytes[n..];
+        self.at += n as u64;
+    }
+
+    /// Collects a big-endian length of `width` bytes across feeds.
+    fn collect_len(&mut self, bytes: &mut &[u8], width: usize) -> Option<u64> {
+        let need = width - self.buf.len();
+        let n = need.min(bytes.len());
+        self.buf.extend_from_slice(&bytes[..n]);
+        self.take(bytes, n);
+        if self.buf.len() < width {
+            return None;
+        }
+        let mut be = [0u8; 8];
+        be[8 - width..].copy_from_slice(&self.buf);
+        self.buf.clear();
+        Some(u64::from_be_bytes(be))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -724,6 +952,62 @@ mod tests {
                 let _ = read_header(bytes.as_slice(), &info);
             }
             for _ in FramesBack::new(bytes.as_slice(), 0, n) {}
+        }
+    }
+
+    fn stream_events(bytes: &[u8], chunk: usize) -> Result<Vec<(Vec<u8>, Vec<u8>, FrameInfo)>, String> {
+        let mut out = Vec::new();
+        let mut cur: (Vec<u8>, Vec<u8>) = (Vec::new(), Vec::new());
+        let mut st = FrameStream::new(0);
+        for c in bytes.chunks(chunk.max(1)) {
+            st.feed::<String>(c, &mut |ev| {
+                match ev {
+                    FrameEvent::Header { header, .. } => cur = (header.to_vec(), Vec::new()),
+                    FrameEvent::Payload(p) => cur.1.extend_from_slice(p),
+                    FrameEvent::End(info) => out.push((std::mem::take(&mut cur.0), std::mem::take(&mut cur.1), info)),
+                }
+                Ok(())
+            })
+            .map_err(|e| e.to_string())?;
+        }
+        if !st.at_boundary() {
+            return Err("ended mid-frame".into());
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn stream_decoder_matches_random_access_reader() {
+        let mut c = Vec::new();
+        for i in 0..20usize {
+            c.extend(encode_frame(format!("{{\"i\":{i}}}").as_bytes(), &vec![i as u8; i * 37]).unwrap());
+        }
+        c.extend(encode_frame(b"", b"").unwrap());
+        let want: Vec<FrameInfo> = Frames::new(c.as_slice(), 0, c.len() as u64).map(Result::unwrap).collect();
+        for chunk in [1, 2, 3, 7, 64, 100_000] {
+            let got = stream_events(&c, chunk).unwrap();
+            assert_eq!(got.iter().map(|g| g.2).collect::<Vec<_>>(), want, "chunk {chunk}");
+            for (g, w) in got.iter().zip(&want) {
+                assert_eq!(g.0, read_header(c.as_slice(), w).unwrap());
+                assert_eq!(g.1.len() as u64, w.payload_len);
+            }
+        }
+    }
+
+    #[test]
+    fn stream_decoder_rejects_what_the_reader_rejects() {
+        let good = encode_frame(b"{}", b"abc").unwrap();
+        for i in 0..good.len() {
+            for flip in [1u8, 0x80] {
+                let mut bad = good.clone();
+                bad[i] ^= flip;
+                let reader_ok = read_frame_at(bad.as_slice(), 0, bad.len() as u64).is_ok();
+                let stream_ok = stream_events(&bad, 1).is_ok_and(|v| v.len() == 1);
+                if i != 4 && i != 5 && !(8..11).contains(&i) {
+                    // Outside the header and payload bytes, both must refuse.
+                    assert!(!reader_ok && !stream_ok, "byte {i} flip {flip}: reader {reader_ok}, stream {stream_ok}");
+                }
+            }
         }
     }
 }
