@@ -37,6 +37,7 @@
 #![warn(missing_docs)]
 
 pub mod appender;
+pub mod client;
 pub mod error;
 pub mod frame;
 pub mod hashio;
@@ -44,6 +45,7 @@ pub mod header;
 pub mod keys;
 pub mod merkle;
 pub mod note;
+pub mod replica;
 pub mod tiles;
 pub mod verify;
 

@@ -1,1 +1,139 @@
-#![doc = "placeholder"]
+//! dare-updater: the embeddable client that keeps an application up to date
+//! from a dare release container on untrusted mirrors.
+//!
+//! An [`Updater`] reads the signed tail of the container (one request),
+//! verifies the checkpoint against the trusted keys, its freshness, that it
+//! extends the checkpoint stored last time, and that the manifest is its last
+//! leaf; then fetches only this target's entries and the few tile hashes the
+//! proofs need (a second round trip), verifies every byte against the signed
+//! tree while streaming it into the state directory, installs atomically
+//! (keeping the previous version), and appends what it fetched to a local
+//! replica that `dare verify` can check offline.
+//!
+//! Main types: [`UpdaterBuilder`], [`Updater`] (async) and
+//! [`blocking::Updater`], [`Outcome`], [`UpdateError`] (one variant per
+//! attack: rollback, freeze, fork, bad signature, bad digest, missing target,
+//! network), and the [`transport::Transport`] seam.
+//!
+//! ```no_run
+//! use dare_updater::{UpdaterBuilder, Status};
+//! use dare_container::keys::VerifierKey;
+//!
+//! let key: VerifierKey = "example.com/app+c74f20a3+AZE5pN...".parse()?;
+//! let updater = dare_updater::blocking::Updater::new(
+//!     UpdaterBuilder::new()
+//!         .mirror("https://mirror.example.com/app.dare")
+//!         .trust(key)
+//!         .state_dir("/var/lib/app/update")
+//!         .install_dir("/opt/app"),
+//! )?;
+//! let outcome = updater.update()?;
+//! if outcome.status == Status::Updated {
+//!     println!("updated to {}", outcome.version);
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod blocking;
+pub mod config;
+pub mod error;
+pub mod fetch;
+mod http;
+pub mod install;
+pub mod progress;
+mod session;
+pub mod state;
+pub mod transport;
+
+use std::path::PathBuf;
+
+pub use config::{UpdaterBuilder, host_target};
+pub use error::UpdateError;
+pub use progress::{Event, Progress};
+
+/// What a check or an update found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// A newer build was installed.
+    Updated,
+    /// The installed build is the newest.
+    UpToDate,
+    /// A newer build exists (a check only).
+    Available,
+}
+
+impl Status {
+    /// `updated`, `up-to-date` or `available`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Status::Updated => "updated",
+            Status::UpToDate => "up-to-date",
+            Status::Available => "available",
+        }
+    }
+}
+
+/// The result of [`Updater::check`] or [`Updater::update`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// What happened.
+    pub status: Status,
+    /// The target triple.
+    pub target: String,
+    /// The channel.
+    pub channel: String,
+    /// The newest version in the signed manifest for this target.
+    pub version: String,
+    /// The version installed before, if any.
+    pub previous: Option<String>,
+    /// Bytes received from mirrors (bodies, including framing).
+    pub bytes_fetched: u64,
+    /// HTTP requests (or reads) made.
+    pub requests: u64,
+    /// Bytes of this target's entry frames fetched.
+    pub payload_bytes: u64,
+    /// Where the new build was installed.
+    pub install_path: Option<PathBuf>,
+    /// The signed tree size.
+    pub tree_size: u64,
+    /// The signed time of the seal.
+    pub signed_time: u64,
+}
+
+/// Checks for and installs new builds. Cheap to keep; each call is one session.
+pub struct Updater {
+    cfg: config::Config,
+    mirrors: fetch::Mirrors,
+}
+
+impl std::fmt::Debug for Updater {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Updater").field("target", &self.cfg.target).field("channel", &self.cfg.channel).finish()
+    }
+}
+
+impl Updater {
+    pub(crate) fn new(cfg: config::Config) -> Self {
+        let mirrors = fetch::Mirrors::new(cfg.transports.clone(), cfg.retry.clone());
+        Updater { cfg, mirrors }
+    }
+
+    /// Reads the signed tail and reports whether a newer build exists. One
+    /// request; installs nothing and records nothing.
+    pub async fn check(&self) -> Result<Outcome, UpdateError> {
+        session::run(&self.cfg, &self.mirrors, false).await
+    }
+
+    /// Installs the newest build for the target if it is newer than the
+    /// installed one, after verifying everything.
+    pub async fn update(&self) -> Result<Outcome, UpdateError> {
+        session::run(&self.cfg, &self.mirrors, true).await
+    }
+
+    /// The install directory.
+    pub fn install_dir(&self) -> &std::path::Path {
+        &self.cfg.install_dir
+    }
+}

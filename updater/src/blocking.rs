@@ -1,0 +1,40 @@
+//! A blocking wrapper for applications without an async runtime.
+
+use crate::config::UpdaterBuilder;
+use crate::error::UpdateError;
+use crate::Outcome;
+
+/// An [`Updater`](crate::Updater) that runs each call on its own small
+/// tokio runtime.
+pub struct Updater {
+    inner: crate::Updater,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl std::fmt::Debug for Updater {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("blocking::Updater").finish_non_exhaustive()
+    }
+}
+
+impl Updater {
+    /// Builds from a configured builder.
+    pub fn new(builder: UpdaterBuilder) -> Result<Self, UpdateError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| UpdateError::Config(format!("starting a runtime: {e}")))?;
+        Ok(Updater { inner: builder.build()?, runtime })
+    }
+
+    /// Checks for a newer build without installing anything.
+    pub fn check(&self) -> Result<Outcome, UpdateError> {
+        self.runtime.block_on(self.inner.check())
+    }
+
+    /// Installs the newest build if there is one.
+    pub fn update(&self) -> Result<Outcome, UpdateError> {
+        self.runtime.block_on(self.inner.update())
+    }
+}

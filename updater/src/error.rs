@@ -1,0 +1,103 @@
+//! The updater's error type: each attack the updater defends against has its
+//! own variant, so an application can tell them apart.
+
+use std::path::PathBuf;
+
+use crate::fetch::FetchError;
+
+/// Why an update (or a check) did not happen. Nothing is installed when any
+/// of these is returned.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UpdateError {
+    /// The builder was given something unusable.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The mirror offers an older tree or an older seal than this client
+    /// already verified: a rollback (replay) attack or a stale mirror.
+    #[error("rollback refused: {0}")]
+    Rollback(String),
+    /// The newest seal is older than the maximum age: the mirror may be
+    /// frozen, or the publisher stopped sealing.
+    #[error("freeze refused: the newest seal was signed {age_secs} s ago, more than the maximum age of {max_age_secs} s")]
+    Freeze {
+        /// Seconds since the seal was signed.
+        age_secs: u64,
+        /// The maximum age configured.
+        max_age_secs: u64,
+    },
+    /// The signed tree does not extend the one this client stored: the log
+    /// forked, or the mirror served proof data that does not match.
+    #[error("fork refused: {0}")]
+    Fork(String),
+    /// The checkpoint is not signed by enough trusted keys, or its tail is malformed.
+    #[error("bad signature: {0}")]
+    BadSignature(String),
+    /// Fetched bytes do not match their signed digests or the signed tree.
+    #[error("bad digest: {0}")]
+    BadDigest(String),
+    /// The signed manifest has no release for this target and channel.
+    #[error("no release for target {target} on channel {channel}; the container has: {available}")]
+    MissingTarget {
+        /// The target asked for.
+        target: String,
+        /// The channel asked for.
+        channel: String,
+        /// What the manifest lists.
+        available: String,
+    },
+    /// The checkpoint is for another container than this client follows.
+    #[error("wrong container: the checkpoint's origin is {found}, this client follows {expected}")]
+    WrongOrigin {
+        /// The origin pinned in the state or configuration.
+        expected: String,
+        /// The origin found.
+        found: String,
+    },
+    /// Every mirror failed.
+    #[error("network: {0}")]
+    Network(#[source] FetchError),
+    /// Local files could not be read or written.
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The state directory or replica is damaged or locked.
+    #[error("local state: {0}")]
+    State(String),
+}
+
+impl UpdateError {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        UpdateError::Io { op, path: path.into(), source }
+    }
+
+    /// A short stable name for the kind of failure (for `--json` and logs).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            UpdateError::Config(_) => "config",
+            UpdateError::Rollback(_) => "rollback",
+            UpdateError::Freeze { .. } => "freeze",
+            UpdateError::Fork(_) => "fork",
+            UpdateError::BadSignature(_) => "bad-signature",
+            UpdateError::BadDigest(_) => "bad-digest",
+            UpdateError::MissingTarget { .. } => "missing-target",
+            UpdateError::WrongOrigin { .. } => "wrong-origin",
+            UpdateError::Network(_) => "network",
+            UpdateError::Io { .. } => "io",
+            UpdateError::State(_) => "state",
+        }
+    }
+}
+
+impl From<dare_container::Error> for UpdateError {
+    fn from(e: dare_container::Error) -> Self {
+        UpdateError::State(e.to_string())
+    }
+}
