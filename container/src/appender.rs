@@ -139,6 +139,12 @@ impl Appender {
         }
         let len = file.metadata().map_err(|e| Error::io("reading", path, e))?.len();
         let s = scan(&file, len, &ScanOptions { payloads, pins: None })?;
+        if s.partial {
+            return Err(Error::Refused(format!(
+                "{} is a partial container (an updater's replica); publish to the full container",
+                path.display()
+            )));
+        }
         let mut cut = None;
         if let Tail::Torn { offset, len, reason } = &s.tail {
             file.set_len(*offset).map_err(|e| Error::io("cutting the torn tail of", path, e))?;

@@ -639,7 +639,14 @@ impl FrameStream {
             phase: Phase::FrameTag,
             buf: Vec::new(),
             header: Vec::new(),
-            frame: FrameInfo { offset, body_len: 0, header_offset: 0, header_len: 0, payload_offset: 0, payload_len: 0 },
+            frame: FrameInfo {
+                offset,
+                body_len: 0,
+                header_offset: 0,
+                header_len: 0,
+                payload_offset: 0,
+                payload_len: 0,
+            },
             tag: 0,
             body_end: 0,
         }
@@ -667,8 +674,12 @@ impl FrameStream {
             match self.phase {
                 Phase::FrameTag => {
                     let tag = bytes[0];
-                    let w = width_from_tag(tag, FRAME_TAG_BASE)
-                        .ok_or(fail(FrameError::BadTag { offset: self.at, at: self.at, found: tag, what: "frame" }))?;
+                    let w = width_from_tag(tag, FRAME_TAG_BASE).ok_or(fail(FrameError::BadTag {
+                        offset: self.at,
+                        at: self.at,
+                        found: tag,
+                        what: "frame",
+                    }))?;
                     self.frame = FrameInfo {
                         offset: self.at,
                         body_len: 0,
@@ -696,8 +707,12 @@ impl FrameStream {
                         return Err(fail(FrameError::RecordsDoNotFill { offset: off, body_len: self.frame.body_len }));
                     }
                     let tag = bytes[0];
-                    let w = width_from_tag(tag, RECORD_TAG_BASE)
-                        .ok_or(fail(FrameError::BadTag { offset: off, at: self.at, found: tag, what: "record" }))?;
+                    let w = width_from_tag(tag, RECORD_TAG_BASE).ok_or(fail(FrameError::BadTag {
+                        offset: off,
+                        at: self.at,
+                        found: tag,
+                        what: "record",
+                    }))?;
                     self.take(&mut bytes, 1);
                     self.phase = Phase::RecordLen { header, width: w };
                 }
@@ -719,7 +734,7 @@ impl FrameStream {
                             self.header.clear();
                             self.phase = Phase::Header;
                             if len == 0 {
-                                self.header_done(on)?;
+                                self.phase = Phase::RecordTag { header: false };
                             }
                         } else {
                             if len != room {
@@ -742,7 +757,8 @@ impl FrameStream {
                     self.header.extend_from_slice(&bytes[..n]);
                     self.take(&mut bytes, n);
                     if self.header.len() as u64 == self.frame.header_len {
-                        self.header_done(on)?;
+                        // The header event goes out once the payload length is known.
+                        self.phase = Phase::RecordTag { header: false };
                     }
                 }
                 Phase::Payload { left } => {
@@ -774,12 +790,6 @@ impl FrameStream {
                 }
             }
         }
-        Ok(())
-    }
-
-    fn header_done<E>(&mut self, _on: &mut dyn FnMut(FrameEvent<'_>) -> Result<(), E>) -> Result<(), StreamError<E>> {
-        // The header event is sent once the payload length is known.
-        self.phase = Phase::RecordTag { header: false };
         Ok(())
     }
 
@@ -955,7 +965,10 @@ mod tests {
         }
     }
 
-    fn stream_events(bytes: &[u8], chunk: usize) -> Result<Vec<(Vec<u8>, Vec<u8>, FrameInfo)>, String> {
+    /// Header, payload and place of each frame decoded.
+    type Decoded = (Vec<u8>, Vec<u8>, FrameInfo);
+
+    fn stream_events(bytes: &[u8], chunk: usize) -> Result<Vec<Decoded>, String> {
         let mut out = Vec::new();
         let mut cur: (Vec<u8>, Vec<u8>) = (Vec::new(), Vec::new());
         let mut st = FrameStream::new(0);

@@ -45,6 +45,7 @@ pub mod header;
 pub mod keys;
 pub mod merkle;
 pub mod note;
+mod partial;
 pub mod replica;
 pub mod tiles;
 pub mod verify;

@@ -166,8 +166,12 @@ pub struct Scan {
     pub sealed_len: u64,
     /// Frames up to the last seal.
     pub frames: u64,
-    /// The tree of every leaf up to the last seal.
+    /// Tree size at the last seal.
+    pub size: u64,
+    /// The tree of every leaf up to the last seal (empty for a partial container).
     pub tree: MemoryTree,
+    /// Whether this is a partial container (a replica) holding only some leaves.
+    pub partial: bool,
     /// The trust root in effect after the last seal.
     pub trust: TrustRoot,
     /// The last seal.
@@ -191,7 +195,7 @@ pub struct Scan {
 impl Scan {
     /// Tree size at the last seal.
     pub fn size(&self) -> u64 {
-        self.tree.size()
+        self.size
     }
 
     /// The fingerprint of the genesis trust root.
@@ -214,7 +218,12 @@ pub fn scan<R: ReadAt + Sync + ?Sized>(src: &R, len: u64, opts: &ScanOptions) ->
     while let Some(next) = frames.next() {
         let offset = frames_position_before(&next, &frames);
         match next {
-            Ok(frame) => w.frame(index, frame)?,
+            Ok(frame) => {
+                w.frame(index, frame)?;
+                if w.saw_proof {
+                    return crate::partial::scan_partial(src, len, opts, ends_with_seal);
+                }
+            }
             Err(e) => {
                 let err = VerifyError { frame: index, offset, problem: Problem::Frame(e) };
                 if ends_with_seal || w.last_seal.is_none() {
@@ -289,6 +298,8 @@ struct Walker<'a, R: ?Sized> {
     sealed_len: u64,
     sealed_frames: u64,
     first_problem: Option<VerifyError>,
+    /// A proof frame: this is a partial container.
+    saw_proof: bool,
 }
 
 impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
@@ -316,6 +327,7 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
             sealed_len: 0,
             sealed_frames: 0,
             first_problem: None,
+            saw_proof: false,
         }
     }
 
@@ -387,7 +399,10 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
                 }
             }
             Header::Seal(s) => return self.seal(index, frame, s),
-            Header::Proof(_) => Err(Problem::Unexpected("proof (proof frames belong to partial containers)")),
+            Header::Proof(_) => {
+                self.saw_proof = true;
+                Ok(())
+            }
         };
         if let Err(p) = result {
             self.problem(err(p));
@@ -676,7 +691,9 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
             file_len: self.len,
             sealed_len: self.sealed_len,
             frames: self.sealed_frames,
+            size: sealed_size,
             tree,
+            partial: false,
             trust: self.trust.take().unwrap_or(trust_fallback),
             last_seal,
             seals: self.seals,

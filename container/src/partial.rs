@@ -1,0 +1,293 @@
+//! Verifying a partial container (an updater's replica, see [`crate::replica`]).
+//!
+//! The leaves present are checked by inclusion: at every seal, the proof frame
+//! before it names the leaf index of every leaf frame since the previous
+//! seal, and its node hashes, with those leaves and the previous seal's tree
+//! (its frontier, from the previous seal's manifest proof), must give the
+//! signed root. A seal with no new leaves must repeat the previous root.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::frame::{FrameInfo, Frames, ReadAt, read_header};
+use crate::header::{Entry, Genesis, Header, Manifest, Proof, Seal};
+use crate::keys::{TrustRoot, VerifierKey};
+use crate::merkle::{Frontier, Hash, MemoryTree, NodeId, leaf_hash, root_from_nodes, verify_inclusion};
+use crate::note::{Checkpoint, Note};
+use crate::verify::{EntryRecord, Problem, Scan, ScanOptions, SealState, Tail, VerifyError, check_payload};
+
+struct Leaf {
+    index: u64,
+    frame: FrameInfo,
+    hash: Hash,
+    header: Header,
+}
+
+/// Scans a partial container: see the module documentation.
+pub(crate) fn scan_partial<R: ReadAt + Sync + ?Sized>(
+    src: &R,
+    len: u64,
+    opts: &ScanOptions,
+    ends_with_seal: bool,
+) -> Result<Scan, VerifyError> {
+    let mut genesis: Option<(Genesis, Vec<u8>)> = None;
+    let mut trust: Option<TrustRoot> = None;
+    let mut segment: Vec<Leaf> = Vec::new();
+    let mut proof: Option<(u64, FrameInfo, Proof, Vec<Hash>)> = None;
+    // The previous seal's tree: size, root, frontier.
+    let mut prev: Option<(u64, Hash, Frontier)> = None;
+    let mut last_seal: Option<SealState> = None;
+    let mut entries: Vec<EntryRecord> = Vec::new();
+    let mut manifest: Option<(FrameInfo, Manifest)> = None;
+    let mut seals = 0u64;
+    let mut sealed_len = 0u64;
+    let mut sealed_frames = 0u64;
+    let mut torn: Option<String> = None;
+
+    for (index, frame) in Frames::new(src, 0, len).enumerate() {
+        let index = index as u64;
+        let frame = match frame {
+            Ok(f) => f,
+            Err(e) => {
+                let err = VerifyError { frame: index, offset: sealed_len, problem: Problem::Frame(e) };
+                if ends_with_seal || last_seal.is_none() {
+                    return Err(err);
+                }
+                torn = Some(err.to_string());
+                break;
+            }
+        };
+        let err = |problem| VerifyError { frame: index, offset: frame.offset, problem };
+        let bytes = read_header(src, &frame).map_err(|e| err(Problem::Frame(e)))?;
+        let header = Header::parse(&bytes).map_err(|e| err(Problem::Header(e)))?;
+        if index == 0 {
+            let Header::Genesis(g) = header else { return Err(err(Problem::NotGenesis(header.kind()))) };
+            trust = Some(g.trust.clone());
+            segment.push(Leaf { index: 0, frame, hash: leaf_hash(&bytes), header: Header::Genesis(g.clone()) });
+            genesis = Some((g, bytes));
+            continue;
+        }
+        match header {
+            Header::Genesis(_) => return Err(err(Problem::ExtraGenesis)),
+            Header::Entry(ref e) => {
+                if opts.payloads {
+                    check_payload(src, &frame, e).map_err(err)?;
+                }
+                segment.push(Leaf { index: u64::MAX, frame, hash: leaf_hash(&bytes), header });
+            }
+            Header::Manifest(_) | Header::Keys(_) => {
+                if frame.payload_len != 0 {
+                    return Err(err(Problem::Payload("this frame kind has an empty payload".into())));
+                }
+                segment.push(Leaf { index: u64::MAX, frame, hash: leaf_hash(&bytes), header });
+            }
+            Header::Tile(_) => return Err(err(Problem::Unexpected("tile (a partial container keeps proof frames)"))),
+            Header::Proof(p) => {
+                if proof.is_some() {
+                    return Err(err(Problem::Unexpected("second proof")));
+                }
+                if p.leaves.len() != segment.len() {
+                    return Err(err(Problem::Seal(format!(
+                        "the proof names {} leaves but {} leaf frames precede it",
+                        p.leaves.len(),
+                        segment.len()
+                    ))));
+                }
+                if frame.payload_len != p.nodes.len() as u64 * 32 {
+                    return Err(err(Problem::Payload("a proof frame holds 32 bytes per node".into())));
+                }
+                let mut raw = vec![0u8; frame.payload_len as usize];
+                src.read_exact_at(&mut raw, frame.payload_offset).map_err(|e| err(Problem::Io(e)))?;
+                let hashes = raw
+                    .chunks_exact(32)
+                    .map(|c| {
+                        let mut h = [0u8; 32];
+                        h.copy_from_slice(c);
+                        h
+                    })
+                    .collect();
+                for (leaf, i) in segment.iter_mut().zip(&p.leaves) {
+                    leaf.index = *i;
+                }
+                proof = Some((index, frame, p, hashes));
+            }
+            Header::Seal(s) => {
+                let genesis = genesis.as_ref().map(|g| &g.0).ok_or_else(|| err(Problem::NotGenesis("seal")))?;
+                let root = trust.as_ref().ok_or_else(|| err(Problem::NotGenesis("seal")))?;
+                let state = check_seal(SealCheck {
+                    index,
+                    frame,
+                    seal: s,
+                    genesis,
+                    trust: root,
+                    pins: opts.pins.as_deref(),
+                    segment: &segment,
+                    proof: proof.as_ref(),
+                    prev: prev.as_ref(),
+                    last: last_seal.as_ref(),
+                })?;
+                for leaf in segment.drain(..) {
+                    match leaf.header {
+                        Header::Entry(e) => entries.push(EntryRecord { leaf: leaf.index, frame: leaf.frame, entry: e }),
+                        Header::Manifest(m) => manifest = Some((leaf.frame, m)),
+                        _ => {}
+                    }
+                }
+                prev = Some((state.1, state.2, state.3));
+                proof = None;
+                seals += 1;
+                sealed_len = frame.end();
+                sealed_frames = index + 1;
+                last_seal = Some(state.0);
+            }
+        }
+    }
+    let Some(last_seal) = last_seal else {
+        return Err(VerifyError { frame: 0, offset: len, problem: Problem::NoSeal });
+    };
+    let (genesis, genesis_bytes) = genesis.ok_or(VerifyError { frame: 0, offset: 0, problem: Problem::NoSeal })?;
+    let (manifest_frame, manifest) =
+        manifest.ok_or(VerifyError { frame: 0, offset: 0, problem: Problem::Seal("no manifest".into()) })?;
+    let tail = if sealed_len == len {
+        Tail::Clean
+    } else {
+        let reason = torn.unwrap_or_else(|| "frames after the last seal are not sealed".into());
+        Tail::Torn { offset: sealed_len, len: len - sealed_len, reason }
+    };
+    let size = last_seal.checkpoint.size;
+    Ok(Scan {
+        trust: trust.unwrap_or_else(|| genesis.trust.clone()),
+        genesis,
+        genesis_bytes,
+        file_len: len,
+        sealed_len,
+        frames: sealed_frames,
+        size,
+        tree: MemoryTree::new(),
+        partial: true,
+        last_seal,
+        seals,
+        manifest,
+        manifest_frame,
+        entries,
+        tiles: HashMap::new(),
+        tail,
+        walked_backward: false,
+    })
+}
+
+struct SealCheck<'a> {
+    index: u64,
+    frame: FrameInfo,
+    seal: Seal,
+    genesis: &'a Genesis,
+    trust: &'a TrustRoot,
+    pins: Option<&'a [VerifierKey]>,
+    segment: &'a [Leaf],
+    proof: Option<&'a (u64, FrameInfo, Proof, Vec<Hash>)>,
+    prev: Option<&'a (u64, Hash, Frontier)>,
+    last: Option<&'a SealState>,
+}
+
+/// Checks one seal of a partial container; returns its state and its tree's size, root and frontier.
+fn check_seal(c: SealCheck<'_>) -> Result<(SealState, u64, Hash, Frontier), VerifyError> {
+    let err = |problem| VerifyError { frame: c.index, offset: c.frame.offset, problem };
+    let seal_err = |m: String| err(Problem::Seal(m));
+    let note = Note::parse(c.seal.checkpoint.as_bytes()).map_err(|e| err(Problem::Signature(e)))?;
+    let cp = Checkpoint::parse(note.text()).map_err(|e| err(Problem::Signature(e)))?;
+    if cp.origin != c.genesis.origin {
+        return Err(seal_err(format!(
+            "checkpoint origin `{}` is not the container's `{}`",
+            cp.origin, c.genesis.origin
+        )));
+    }
+    if cp.time != Some(c.seal.time) {
+        return Err(seal_err("the seal's time is not the signed time".into()));
+    }
+    if let Some(last) = c.last
+        && c.seal.time < last.seal.time
+    {
+        return Err(seal_err("signed time goes backward".into()));
+    }
+    let signers = match c.pins {
+        Some(pins) => {
+            let allowed: Vec<VerifierKey> = pins.iter().filter(|k| c.trust.contains(k)).cloned().collect();
+            note.verify_with(&allowed, c.trust.threshold)
+        }
+        None => note.verify(c.trust),
+    }
+    .map_err(|e| err(Problem::Signature(e)))?;
+    if c.segment.iter().any(|l| matches!(l.header, Header::Keys(_))) {
+        return Err(err(Problem::Unexpected("keys (rotation in partial containers is not supported yet)")));
+    }
+    let n = cp.size;
+    let state = |frontier: Frontier| {
+        (
+            SealState {
+                frame_index: c.index,
+                frame: c.frame,
+                seal: c.seal.clone(),
+                checkpoint: cp.clone(),
+                signers: signers.clone(),
+            },
+            n,
+            cp.root,
+            frontier,
+        )
+    };
+    // A seal with no new leaves repeats the previous tree.
+    if c.segment.is_empty() && c.proof.is_none() {
+        let Some((m, root, frontier)) = c.prev else { return Err(seal_err("the first seal needs leaves".into())) };
+        if n != *m || cp.root != *root {
+            return Err(seal_err(format!("a seal without new leaves must repeat the tree of {m} leaves")));
+        }
+        return Ok(state(frontier.clone()));
+    }
+    let (_, _, proof, hashes) = c.proof.ok_or_else(|| seal_err("no proof frame before the seal".into()))?;
+    if proof.size != n {
+        return Err(seal_err(format!("the proof is for {} leaves, the checkpoint for {n}", proof.size)));
+    }
+    // The manifest: the last leaf, proven by the seal's inclusion proof.
+    let last = c.segment.last().ok_or_else(|| seal_err("no leaves before the seal".into()))?;
+    let Header::Manifest(ref manifest) = last.header else {
+        return Err(seal_err("the last leaf before a seal must be its manifest".into()));
+    };
+    if last.index != n - 1 || c.seal.manifest.length != last.frame.len() {
+        return Err(seal_err(format!("the manifest must be leaf {} of the signed tree", n - 1)));
+    }
+    let mproof: Vec<Hash> = c.seal.manifest_proof.iter().map(|h| h.0).collect();
+    verify_inclusion(n - 1, n, &last.hash, &mproof, &cp.root).map_err(|e| err(Problem::Proof(e)))?;
+    let mut frontier = Frontier::from_last_leaf_proof(n, &mproof).map_err(|e| err(Problem::Proof(e)))?;
+    frontier.push(last.hash).map_err(|e| err(Problem::Proof(e)))?;
+    // Every leaf present, with the proof's nodes and the previous tree, gives the signed root.
+    let old = c.prev.map_or_else(Frontier::new, |p| p.2.clone());
+    let mut leaves: BTreeMap<u64, Hash> = BTreeMap::new();
+    for l in c.segment {
+        if leaves.insert(l.index, l.hash).is_some() {
+            return Err(seal_err(format!("leaf {} appears twice", l.index)));
+        }
+        if let Header::Entry(e) = &l.header {
+            check_listed(manifest, e, l.index).map_err(seal_err)?;
+        }
+    }
+    let nodes: HashMap<NodeId, Hash> = proof
+        .nodes
+        .iter()
+        .zip(hashes)
+        .map(|((height, index), h)| (NodeId { height: *height, index: *index }, *h))
+        .collect();
+    let root = root_from_nodes(n, &old, &leaves, &nodes).map_err(|e| err(Problem::Proof(e)))?;
+    if root != cp.root {
+        return Err(seal_err(format!(
+            "the leaves present and the proof give a root that is not the signed one (tree of {n} leaves)"
+        )));
+    }
+    Ok(state(frontier))
+}
+
+/// An entry in a replica must be one the manifest of its seal lists.
+fn check_listed(manifest: &Manifest, e: &Entry, leaf: u64) -> Result<(), String> {
+    match manifest.release(&e.channel, &e.target) {
+        Some(r) if r.version == e.version && r.entries.iter().any(|x| x.leaf == leaf) => Ok(()),
+        _ => Err(format!("entry {} {} {} (leaf {leaf}) is not in its seal's manifest", e.target, e.version, e.path)),
+    }
+}
