@@ -239,13 +239,20 @@ pub fn record_prefix_len(len: u64) -> u64 {
 }
 
 /// The body length of a frame with a header of `header_len` bytes and a payload
-/// of `payload_len` bytes, or `None` past the format's limit.
+/// of `payload_len` bytes, or `None` past the format's limits (a header over
+/// [`MAX_HEADER_LEN`], a frame over [`MAX_LEN`]): writers refuse exactly what
+/// readers would.
 pub fn body_len(header_len: u64, payload_len: u64) -> Option<u64> {
+    if header_len > MAX_HEADER_LEN {
+        return None;
+    }
     let body = record_prefix_len(header_len)
         .checked_add(header_len)?
         .checked_add(record_prefix_len(payload_len))?
         .checked_add(payload_len)?;
-    (body <= MAX_LEN && payload_len <= MAX_LEN).then_some(body)
+    // Readers also require the whole frame to stay within the limit.
+    let total = body.checked_add(2 * (1 + width_of(body) as u64))?;
+    (total <= MAX_LEN).then_some(body)
 }
 
 /// The total length of a frame with the given header and payload lengths.

@@ -246,17 +246,34 @@ impl Entry {
     }
 }
 
-/// Checks a target triple: a triple target-lexicon knows, in lowercase ASCII.
+/// Checks a target triple as the format defines it: 2 to 5 non-empty
+/// `-`-separated parts of `a-z 0-9 _ .`, at most 128 bytes. Readers apply only
+/// this rule, so a container never stops verifying when a triple library
+/// learns new targets; [`validate_known_target`] is the stricter check for
+/// what publishers and updaters are given.
 pub fn validate_target(target: &str) -> Result<(), HeaderError> {
-    if target.is_empty()
-        || target.len() > 128
-        || !target.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b))
-    {
-        return Err(field("target", format!("`{target}` is not a target triple")));
-    }
+    let parts: Vec<&str> = target.split('-').collect();
+    let ok = target.len() <= 128
+        && (2..=5).contains(&parts.len())
+        && parts.iter().all(|p| {
+            !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.".contains(&b))
+        });
+    if ok { Ok(()) } else { Err(field("target", format!("`{target}` is not a target triple"))) }
+}
+
+/// [`validate_target`], and the triple must be one target-lexicon knows
+/// (an architecture it recognises and a well-formed vendor/OS/environment).
+pub fn validate_known_target(target: &str) -> Result<(), HeaderError> {
+    validate_target(target)?;
     target_lexicon::Triple::from_str(target)
-        .map(drop)
         .map_err(|e| field("target", format!("`{target}` is not a known target triple: {e}")))
+        .and_then(|t| {
+            if t.architecture == target_lexicon::Architecture::Unknown {
+                Err(field("target", format!("`{target}` has an unknown architecture")))
+            } else {
+                Ok(())
+            }
+        })
 }
 
 /// Checks a semver version.
@@ -497,8 +514,9 @@ mod tests {
     fn rejects_bad_entry_values() {
         type Mutation = Box<dyn Fn(&mut Entry)>;
         let cases: Vec<(&str, Mutation)> = vec![
-            ("target", Box::new(|e| e.target = "x86_64-unknown-linux-gnux".into())),
+            ("target", Box::new(|e| e.target = "x86_64".into())),
             ("target", Box::new(|e| e.target = "not a triple".into())),
+            ("target", Box::new(|e| e.target = "x86_64--linux".into())),
             ("version", Box::new(|e| e.version = "1.2".into())),
             ("channel", Box::new(|e| e.channel = "Stable".into())),
             ("path", Box::new(|e| e.path = "../etc/passwd".into())),
@@ -515,6 +533,18 @@ mod tests {
             let err = Header::Entry(e).to_bytes().unwrap_err();
             assert!(err.to_string().contains(what), "{what}: {err}");
         }
+    }
+
+    #[test]
+    fn publishers_get_the_stricter_triple_check() {
+        for t in ["x86_64-unknown-linux-gnu", "aarch64-apple-darwin", "x86_64-pc-windows-msvc", "wasm32-wasip1"] {
+            assert!(validate_known_target(t).is_ok(), "{t}");
+        }
+        for t in ["x86_64-unknown-linux-gnux", "frobnicator-unknown-linux-gnu", "unknown-unknown"] {
+            assert!(validate_known_target(t).is_err(), "{t}");
+        }
+        // The format rule alone accepts a well-formed triple a library may not know yet.
+        assert!(validate_target("riscv128-unknown-linux-gnu").is_ok());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use dare_container::header::{validate_path, validate_target};
+use dare_container::header::{validate_known_target, validate_path};
 
 use crate::error::PublishError;
 
@@ -34,7 +34,7 @@ impl FromStr for Artifact {
         if path.is_empty() {
             return Err(PublishError::Invalid(format!("--artifact {s}: the path is empty")));
         }
-        validate_target(target).map_err(|e| PublishError::Invalid(format!("--artifact {s}: {e}")))?;
+        validate_known_target(target).map_err(|e| PublishError::Invalid(format!("--artifact {s}: {e}")))?;
         Ok(Artifact { target: target.to_string(), path: PathBuf::from(path) })
     }
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dare_container::header::{validate_channel, validate_target};
+use dare_container::header::{validate_channel, validate_known_target};
 use dare_container::keys::VerifierKey;
 
 use crate::error::UpdateError;
@@ -178,7 +178,7 @@ impl UpdaterBuilder {
             )));
         }
         let target = self.target.unwrap_or_else(host_target);
-        validate_target(&target).map_err(|e| UpdateError::Config(e.to_string()))?;
+        validate_known_target(&target).map_err(|e| UpdateError::Config(e.to_string()))?;
         let channel = self.channel.unwrap_or_else(|| "stable".into());
         validate_channel(&channel).map_err(|e| UpdateError::Config(e.to_string()))?;
         let state_dir = self.state_dir.ok_or_else(|| cfg("no state directory given"))?;
