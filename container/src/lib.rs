@@ -49,6 +49,7 @@ mod partial;
 pub mod replica;
 pub mod tiles;
 pub mod verify;
+pub mod zstdio;
 
 use std::path::Path;
 

@@ -761,12 +761,11 @@ pub fn check_payload<R: ReadAt + Sync + ?Sized>(src: &R, frame: &FrameInfo, e: &
                 let size = e.size;
                 let decoder = scope.spawn(move || -> Result<(Hash, u64), String> {
                     let mut dec =
-                        zstd::stream::write::Decoder::new(BoundedHashSink::new(size)).map_err(|e| e.to_string())?;
+                        crate::zstdio::OneFrame::new(BoundedHashSink::new(size)).map_err(|e| e.to_string())?;
                     for chunk in rx {
                         dec.write_all(&chunk).map_err(|e| e.to_string())?;
                     }
-                    dec.flush().map_err(|e| e.to_string())?;
-                    Ok(dec.into_inner().finish())
+                    Ok(dec.finish().map_err(|e| e.to_string())?.finish())
                 });
                 let sent = stream_range(src, frame.payload_offset, frame.payload_len, |c| {
                     stored.update(c);

@@ -154,14 +154,13 @@ fn write_verified<R: ReadAt + Sync>(src: &R, rec: &EntryRecord, dest: &Path) -> 
             w
         }
         Compression::Zstd => {
-            let mut dec = zstd::stream::write::Decoder::new(writer).map_err(io_err)?;
+            let mut dec = dare_container::zstdio::OneFrame::new(writer).map_err(io_err)?;
             stream_range(src, rec.frame.payload_offset, rec.frame.payload_len, |c| {
                 stored.update(c);
                 dec.write_all(c)
             })
             .map_err(|err| PublishError::Integrity(format!("{}: {err}", e.path)))?;
-            dec.flush().map_err(|err| PublishError::Integrity(format!("{}: {err}", e.path)))?;
-            dec.into_inner()
+            dec.finish().map_err(|err| PublishError::Integrity(format!("{}: {err}", e.path)))?
         }
     };
     let (digest, n) = stored.finish();

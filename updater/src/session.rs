@@ -26,6 +26,7 @@ use dare_container::hashio::{Hasher, to_hex};
 use dare_container::header::{Compression, Entry, EntryRef, Header};
 use dare_container::merkle::{Frontier, Hash, NodeId, ProofError, leaf_hash};
 use dare_container::replica::ReplicaWriter;
+use dare_container::zstdio::OneFrame;
 
 use crate::config::Config;
 use crate::error::UpdateError;
@@ -621,7 +622,7 @@ struct Current {
 
 enum Content {
     Plain(BoundedFile),
-    Zstd(Box<zstd::stream::write::Decoder<'static, BoundedFile>>),
+    Zstd(Box<OneFrame<BoundedFile>>),
 }
 
 /// A staging file that hashes what it is given and refuses more than the signed size.
@@ -698,7 +699,7 @@ impl<'a> EntrySink<'a> {
                 let out = match entry.compression {
                     Compression::None => Content::Plain(sink),
                     Compression::Zstd => Content::Zstd(Box::new(
-                        zstd::stream::write::Decoder::new(sink).map_err(|e| format!("zstd: {e}"))?,
+                        OneFrame::new(sink).map_err(|e| format!("zstd: {e}"))?,
                     )),
                 };
                 self.current =
@@ -722,10 +723,7 @@ impl<'a> EntrySink<'a> {
                 let e = &c.entry;
                 let mut file = match c.out {
                     Content::Plain(f) => f,
-                    Content::Zstd(mut d) => {
-                        d.flush().map_err(|err| format!("entry {}: zstd: {err}", e.path))?;
-                        d.into_inner()
-                    }
+                    Content::Zstd(d) => d.finish().map_err(|err| format!("entry {}: zstd: {err}", e.path))?,
                 };
                 file.flush().map_err(|err| format!("{}: {err}", c.staged.display()))?;
                 let (stored, n) = c.stored.finish();
