@@ -20,7 +20,9 @@ fn main() -> ExitCode {
         Err(e) => {
             let message = format!("{e:#}");
             if json {
-                report::print_json(&serde_json::json!({ "status": "error", "error": message }));
+                // An updater failure also says which defence refused it.
+                let kind = e.chain().find_map(|c| c.downcast_ref::<dare_updater::UpdateError>()).map(|u| u.kind());
+                report::print_json(&serde_json::json!({ "status": "error", "error": message, "kind": kind }));
             }
             eprintln!("error: {message}");
             ExitCode::from(1)

@@ -6,6 +6,7 @@ mod keygen;
 mod ls;
 mod publish;
 mod seal;
+mod update;
 mod verify;
 
 use std::path::{Path, PathBuf};
@@ -38,6 +39,8 @@ pub enum Command {
     Ls(ls::Args),
     /// Verify and write one build's files into a directory.
     Extract(extract::Args),
+    /// Check for and install the newest build from untrusted mirrors.
+    Update(update::Args),
 }
 
 impl Command {
@@ -47,6 +50,7 @@ impl Command {
             Command::Verify(a) => a.json,
             Command::Ls(a) => a.json,
             Command::Publish(a) => a.json,
+            Command::Update(a) => a.json,
             Command::Keygen(_) | Command::Init(_) | Command::Seal(_) | Command::Extract(_) => false,
         }
     }
@@ -66,6 +70,7 @@ pub fn run(command: Command) -> Result<()> {
         Command::Publish(a) => publish::run(a),
         Command::Seal(a) => seal::run(a),
         Command::Extract(a) => extract::run(a),
+        Command::Update(a) => update::run(a),
     }
 }
 

@@ -1,0 +1,139 @@
+//! `dare update`: check for and install the newest build from untrusted mirrors.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use dare_updater::{Event, Status, UpdaterBuilder};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::json;
+
+use super::load_verifiers;
+use crate::report::{Human, bytes, print_json};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// A mirror: the container's http(s) URL, a file:// URL or a path. Repeat to fail over.
+    #[arg(long = "from", value_name = "URL", required = true)]
+    from: Vec<String>,
+    /// A trusted publisher verifier key (text or file). Repeat for several.
+    #[arg(long, value_name = "PUB", required = true)]
+    trust: Vec<String>,
+    /// How many distinct trusted keys must sign the checkpoint.
+    #[arg(long, value_name = "K", default_value_t = 1)]
+    threshold: u32,
+    /// Where the replica and the last verified checkpoint live.
+    #[arg(long, value_name = "DIR")]
+    state: PathBuf,
+    /// Where builds are installed: versions/<v>/ and a `current` link.
+    #[arg(long, value_name = "DIR")]
+    install: PathBuf,
+    /// The target triple (default: this machine's).
+    #[arg(long, value_name = "TRIPLE")]
+    target: Option<String>,
+    /// The channel.
+    #[arg(long, value_name = "NAME", default_value = "stable")]
+    channel: String,
+    /// The oldest signed time accepted, in seconds (default 14 days).
+    #[arg(long, value_name = "SECS", default_value_t = 1_209_600)]
+    max_age: u64,
+    /// Only report whether a newer build exists.
+    #[arg(long)]
+    check: bool,
+    /// Print one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let keys = load_verifiers(&a.trust)?;
+    let mut builder = UpdaterBuilder::new()
+        .threshold(a.threshold)
+        .channel(a.channel.clone())
+        .state_dir(&a.state)
+        .install_dir(&a.install)
+        .max_age(Duration::from_secs(a.max_age));
+    for k in keys {
+        builder = builder.trust(k);
+    }
+    for m in &a.from {
+        builder = builder.mirror(m.clone());
+    }
+    if let Some(t) = &a.target {
+        builder = builder.target(t.clone());
+    }
+    let bar = if std::io::stderr().is_terminal() && !a.json {
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg} {bytes:>10}/{total_bytes:10} {bytes_per_sec:>12} {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        Some(bar)
+    } else {
+        None
+    };
+    if let Some(bar) = bar.clone() {
+        builder = builder.progress(Arc::new(move |e: Event| match e {
+            Event::Checking => bar.set_message("checking"),
+            Event::Found { version, bytes } => {
+                bar.set_length(bytes);
+                bar.set_message(format!("fetching {version}"));
+            }
+            Event::Fetched { bytes } => bar.set_position(bytes),
+            Event::Installing => bar.set_message("installing"),
+            _ => {}
+        }));
+    }
+    let updater = dare_updater::blocking::Updater::new(builder)?;
+    let result = if a.check { updater.check() } else { updater.update() };
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let outcome = result?;
+    let h = Human::new(a.json);
+    match outcome.status {
+        Status::Updated => h.line(format!(
+            "updated {} {} -> {} ({} fetched in {} requests, {} of it entries)",
+            outcome.target,
+            outcome.previous.as_deref().unwrap_or("nothing"),
+            outcome.version,
+            bytes(outcome.bytes_fetched),
+            outcome.requests,
+            bytes(outcome.payload_bytes)
+        )),
+        Status::UpToDate => h.line(format!(
+            "{} {} is up to date ({} fetched in {} request(s))",
+            outcome.target,
+            outcome.version,
+            bytes(outcome.bytes_fetched),
+            outcome.requests
+        )),
+        Status::Available => h.line(format!(
+            "{} {} is available (installed: {})",
+            outcome.target,
+            outcome.version,
+            outcome.previous.as_deref().unwrap_or("nothing")
+        )),
+    }
+    if let Some(p) = &outcome.install_path {
+        h.line(format!("  installed in {}", p.display()));
+    }
+    if a.json {
+        print_json(&json!({
+            "status": outcome.status.as_str(),
+            "target": outcome.target,
+            "channel": outcome.channel,
+            "version": outcome.version,
+            "previous": outcome.previous,
+            "bytes_fetched": outcome.bytes_fetched,
+            "requests": outcome.requests,
+            "payload_bytes": outcome.payload_bytes,
+            "tree_size": outcome.tree_size,
+            "signed_time": outcome.signed_time,
+            "install_path": outcome.install_path,
+        }));
+    }
+    Ok(())
+}
