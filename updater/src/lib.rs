@@ -41,6 +41,7 @@ pub mod config;
 pub mod error;
 pub mod fetch;
 mod http;
+mod multipart;
 pub mod install;
 pub mod progress;
 mod session;

@@ -1,0 +1,200 @@
+//! Retries, resumption and failover over several mirrors of one container.
+//!
+//! [`Mirrors::fetch`] keeps, for each requested range, how many bytes already reached the sink; a retry
+//! or the next mirror is asked only for the rest, so the sink sees one continuous stream per range
+//! whatever happened on the way.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::Poll;
+use std::time::Duration;
+
+use crate::transport::{
+    BoxFuture, ByteRange, Progress, RangeSink, SinkError, TransferStats, Transport, TransportError,
+};
+
+/// How often and how patiently to retry one mirror.
+#[derive(Clone, Debug)]
+pub struct RetryPolicy {
+    /// Attempts per mirror that end in a retryable error before moving on (3 by default; 0 counts as 1).
+    pub attempts: u32,
+    /// The wait before the first retry; it doubles with each retry (200 ms by default).
+    pub backoff: Duration,
+    /// The longest wait between retries (5 s by default).
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy { attempts: 3, backoff: Duration::from_millis(200), max_backoff: Duration::from_secs(5) }
+    }
+}
+
+/// Attempts per mirror and fetch that were cut off after delivering new bytes and so do not count
+/// against [`RetryPolicy::attempts`]: a flaky link still finishes a large download, a server that
+/// drips a byte per connection does not keep us forever.
+const FREE_RESUMES: u32 = 16;
+
+/// Why a fetch failed.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// The sink refused the data (it failed verification). Not retried.
+    #[error("the fetched data was refused: {0}")]
+    Refused(SinkError),
+    /// No mirror could deliver the ranges; every failed attempt, in order.
+    #[error("no mirror could deliver the data: {}", summary(.attempts))]
+    AllMirrorsFailed {
+        /// (mirror name, error) for each failed attempt.
+        attempts: Vec<(String, TransportError)>,
+    },
+}
+
+fn summary(attempts: &[(String, TransportError)]) -> String {
+    if attempts.is_empty() {
+        return "no mirrors".into();
+    }
+    // The last error of each mirror, in the order they were tried.
+    let mut last: Vec<&TransportError> = Vec::new();
+    let mut names: Vec<&str> = Vec::new();
+    for (name, error) in attempts {
+        match names.iter().position(|n| n == name) {
+            Some(i) => last[i] = error,
+            None => {
+                names.push(name);
+                last.push(error);
+            }
+        }
+    }
+    last.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")
+}
+
+/// Several transports serving the same container, tried in turn.
+pub struct Mirrors {
+    transports: Vec<Arc<dyn Transport>>,
+    policy: RetryPolicy,
+    /// The mirror that last succeeded; tried first.
+    preferred: AtomicUsize,
+}
+
+impl std::fmt::Debug for Mirrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mirrors").field("names", &self.names()).field("policy", &self.policy).finish()
+    }
+}
+
+impl Mirrors {
+    /// Mirrors tried in the given order (the one that last succeeded first).
+    pub fn new(transports: Vec<Arc<dyn Transport>>, policy: RetryPolicy) -> Self {
+        Mirrors { transports, policy, preferred: AtomicUsize::new(0) }
+    }
+
+    /// Delivers `ranges` to `sink` (see [`RangeSink`]), retrying retryable errors with exponential
+    /// backoff, resuming interrupted ranges from the last byte delivered, and failing over to the next
+    /// mirror when one is exhausted or answers with a non-retryable error (404, 416, a protocol error).
+    /// A sink error ends the fetch at once.
+    pub async fn fetch(&self, ranges: &[ByteRange], sink: &mut dyn RangeSink) -> Result<(), FetchError> {
+        let mut progress = Progress::new(ranges);
+        if progress.is_complete() {
+            return Ok(());
+        }
+        let mut failures: Vec<(String, TransportError)> = Vec::new();
+        let count = self.transports.len();
+        let first = self.preferred.load(Ordering::Relaxed);
+        for k in 0..count {
+            let index = (first + k) % count;
+            let transport = &self.transports[index];
+            let name = transport.name();
+            let (mut failed, mut resumes) = (0u32, 0u32);
+            loop {
+                let pending = progress.pending();
+                let batch: Vec<ByteRange> = pending.iter().map(|p| p.1).collect();
+                let map = pending.iter().map(|p| p.0).collect();
+                let before = progress.delivered();
+                let result = {
+                    let mut resume = progress.sink(map, &mut *sink);
+                    transport.fetch(&batch, &mut resume).await
+                };
+                let progressed = progress.delivered() > before;
+                let error = match result {
+                    Ok(()) if progress.is_complete() => {
+                        self.preferred.store(index, Ordering::Relaxed);
+                        return Ok(());
+                    }
+                    Ok(()) => TransportError::Protocol {
+                        url: name.to_owned(),
+                        reason: "the transport stopped before delivering every range".into(),
+                    },
+                    Err(TransportError::Sink(e)) => {
+                        tracing::warn!(mirror = name, error = %e, "fetched data refused");
+                        return Err(FetchError::Refused(e));
+                    }
+                    Err(e) => e,
+                };
+                let retry = error.is_retryable();
+                tracing::warn!(mirror = name, %error, retry, "fetch attempt failed");
+                failures.push((name.to_owned(), error));
+                if !retry {
+                    break;
+                }
+                if progressed && resumes < FREE_RESUMES {
+                    resumes += 1;
+                } else {
+                    failed += 1;
+                }
+                if failed >= self.policy.attempts.max(1) {
+                    break;
+                }
+                let wait = if progressed { self.policy.backoff } else { self.backoff(failed) };
+                tokio::time::sleep(wait.min(self.policy.max_backoff)).await;
+            }
+        }
+        Err(FetchError::AllMirrorsFailed { attempts: failures })
+    }
+
+    /// Runs several independent fetches at once (e.g. entries and proof hashes), each with its own sink.
+    /// The first failure ends them all.
+    pub async fn fetch_all(&self, jobs: Vec<(Vec<ByteRange>, &mut dyn RangeSink)>) -> Result<(), FetchError> {
+        let mut running: Vec<Option<BoxFuture<'_, Result<(), FetchError>>>> = jobs
+            .into_iter()
+            .map(|(ranges, sink)| {
+                let job: BoxFuture<'_, _> = Box::pin(async move { self.fetch(&ranges, sink).await });
+                Some(job)
+            })
+            .collect();
+        std::future::poll_fn(|cx| {
+            let mut pending = false;
+            for slot in running.iter_mut() {
+                let Some(job) = slot else { continue };
+                match Pin::new(job).as_mut().poll(cx) {
+                    Poll::Ready(Ok(())) => *slot = None,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => pending = true,
+                }
+            }
+            if pending { Poll::Pending } else { Poll::Ready(Ok(())) }
+        })
+        .await
+    }
+
+    /// Requests and bytes over all mirrors.
+    pub fn stats(&self) -> TransferStats {
+        self.transports.iter().map(|t| t.stats()).fold(TransferStats::default(), |sum, s| TransferStats {
+            requests: sum.requests + s.requests,
+            bytes: sum.bytes + s.bytes,
+        })
+    }
+
+    /// The mirrors' names, in the order given.
+    pub fn names(&self) -> Vec<String> {
+        self.transports.iter().map(|t| t.name().to_owned()).collect()
+    }
+
+    /// The wait before retry number `failed` (1-based).
+    fn backoff(&self, failed: u32) -> Duration {
+        let factor = 1u32.checked_shl(failed.saturating_sub(1)).unwrap_or(u32::MAX);
+        self.policy.backoff.saturating_mul(factor).min(self.policy.max_backoff)
+    }
+}
