@@ -56,6 +56,7 @@ pub fn run(a: Args) -> Result<()> {
             "trusted_by": if pins.is_some() { "--trust" } else { "genesis" },
             "frames": scan.frames,
             "leaves": scan.size(),
+            "partial": scan.partial,
             "seals": scan.seals,
             "entries": scan.entries.len(),
             "payload_bytes": payload_bytes,
@@ -78,13 +79,24 @@ pub fn run(a: Args) -> Result<()> {
             scan.genesis_fingerprint()
         )),
     }
-    h.line(format!(
-        "  frames      {} ({} leaves, {} seals), {} checked both ways",
-        scan.frames,
-        scan.size(),
-        scan.seals,
-        bytes(scan.sealed_len)
-    ));
+    if scan.partial {
+        h.line(format!(
+            "  frames      {} ({} seals), {} checked both ways: a partial container (replica) of a tree of {} leaves, \
+             every leaf present proven by inclusion",
+            scan.frames,
+            scan.seals,
+            bytes(scan.sealed_len),
+            scan.size()
+        ));
+    } else {
+        h.line(format!(
+            "  frames      {} ({} leaves, {} seals), {} checked both ways",
+            scan.frames,
+            scan.size(),
+            scan.seals,
+            bytes(scan.sealed_len)
+        ));
+    }
     h.line(format!("  payloads    {} entries, {} hashed", scan.entries.len(), bytes(payload_bytes)));
     h.line(format!("  last seal   tree size {}, root {}", cp.size, to_hex(&cp.root)));
     h.line(format!("              signed {} by {}", time(scan.last_seal.seal.time), signers.join(", ")));

@@ -1,8 +1,8 @@
 //! A blocking wrapper for applications without an async runtime.
 
+use crate::Outcome;
 use crate::config::UpdaterBuilder;
 use crate::error::UpdateError;
-use crate::Outcome;
 
 /// An [`Updater`](crate::Updater) that runs each call on its own small
 /// tokio runtime.

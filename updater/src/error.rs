@@ -19,7 +19,9 @@ pub enum UpdateError {
     Rollback(String),
     /// The newest seal is older than the maximum age: the mirror may be
     /// frozen, or the publisher stopped sealing.
-    #[error("freeze refused: the newest seal was signed {age_secs} s ago, more than the maximum age of {max_age_secs} s")]
+    #[error(
+        "freeze refused: the newest seal was signed {age_secs} s ago, more than the maximum age of {max_age_secs} s"
+    )]
     Freeze {
         /// Seconds since the seal was signed.
         age_secs: u64,

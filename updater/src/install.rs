@@ -50,7 +50,10 @@ pub fn install(install_dir: &Path, version: &str, files: &[StagedFile]) -> Resul
     if let Ok(m) = fs::symlink_metadata(&link)
         && !m.file_type().is_symlink()
     {
-        return Err(UpdateError::State(format!("{} exists and is not a symlink; refusing to replace it", link.display())));
+        return Err(UpdateError::State(format!(
+            "{} exists and is not a symlink; refusing to replace it",
+            link.display()
+        )));
     }
     let previous = current_version(install_dir);
     let tmp = versions.join(format!(".incoming-{version}-{}", std::process::id()));

@@ -60,12 +60,14 @@ pub(crate) async fn run(cfg: &Config, mirrors: &Mirrors, install_wanted: bool) -
     check_freshness(cfg, tail.seal.time, now)?;
     check_against_stored(state.as_ref(), &tail)?;
 
-    let installed = state.as_ref().and_then(|s| s.installed.clone()).filter(|i| i.target == cfg.target && i.channel == cfg.channel);
-    let release = tail.manifest.release(&cfg.channel, &cfg.target).cloned().ok_or_else(|| UpdateError::MissingTarget {
-        target: cfg.target.clone(),
-        channel: cfg.channel.clone(),
-        available: describe_available(&tail),
-    })?;
+    let installed =
+        state.as_ref().and_then(|s| s.installed.clone()).filter(|i| i.target == cfg.target && i.channel == cfg.channel);
+    let release =
+        tail.manifest.release(&cfg.channel, &cfg.target).cloned().ok_or_else(|| UpdateError::MissingTarget {
+            target: cfg.target.clone(),
+            channel: cfg.channel.clone(),
+            available: describe_available(&tail),
+        })?;
     let new_version = semver::Version::parse(&release.version)
         .map_err(|e| UpdateError::BadDigest(format!("the signed manifest has a bad version: {e}")))?;
     let newer = match &installed {
@@ -147,7 +149,21 @@ pub(crate) async fn run(cfg: &Config, mirrors: &Mirrors, install_wanted: bool) -
         fs::remove_dir_all(&staging).map_err(|e| UpdateError::io("clearing", &staging, e))?;
     }
     fs::create_dir(&staging).map_err(|e| UpdateError::io("creating", &staging, e))?;
-    let result = fetch_and_verify(cfg, mirrors, &tail, &plan, &old, &mut fetched, &entries, &entry_ranges, &hash_ranges, &release, &staging, first_sync).await;
+    let result = fetch_and_verify(
+        cfg,
+        mirrors,
+        &tail,
+        &plan,
+        &old,
+        &mut fetched,
+        &entries,
+        &entry_ranges,
+        &hash_ranges,
+        &release,
+        &staging,
+        first_sync,
+    )
+    .await;
     let verified = match result {
         Ok(v) => v,
         Err(e) => {
@@ -411,7 +427,7 @@ async fn fetch_and_verify(
     for (start, bytes) in hash_sink.parts {
         fetched.insert(start, bytes);
     }
-    let mut leaves: BTreeMap<u64, Hash> = entry_sink.finish()?;
+    let (mut leaves, files) = entry_sink.finish()?;
     leaves.insert(tail.size() - 1, tail.manifest_leaf);
     let mut genesis = None;
     if first_sync {
@@ -425,17 +441,24 @@ async fn fetch_and_verify(
         Ok(r) if r == tail.checkpoint.root => {}
         other => return Err(classify(mirrors, fetched, tail, old, other).await),
     }
-    Ok(Verified { files: entry_sink.files, nodes, genesis })
+    Ok(Verified { files, nodes, genesis })
 }
 
 /// The genesis frame (leaf 0) from what was fetched, fetching more if it is longer than guessed.
-async fn genesis_frame(mirrors: &Mirrors, fetched: &mut Fetched, tail: &SignedTail) -> Result<(Vec<u8>, Hash), UpdateError> {
+async fn genesis_frame(
+    mirrors: &Mirrors,
+    fetched: &mut Fetched,
+    tail: &SignedTail,
+) -> Result<(Vec<u8>, Hash), UpdateError> {
     let bad = |m: String| UpdateError::BadDigest(format!("genesis frame: {m}"));
     let frame = match read_frame_at(&*fetched, 0, tail.len) {
         Ok(f) => f,
         Err(dare_container::frame::FrameError::Truncated { needed, .. }) if needed <= 1 << 20 => {
             let mut sink = BufferSink::new(1 << 20);
-            mirrors.fetch(&[ByteRange::Span { start: 0, end: needed.min(tail.len) }], &mut sink).await.map_err(network)?;
+            mirrors
+                .fetch(&[ByteRange::Span { start: 0, end: needed.min(tail.len) }], &mut sink)
+                .await
+                .map_err(network)?;
             let (s, b, _) = sink.single()?;
             fetched.insert(s, b);
             read_frame_at(&*fetched, 0, tail.len).map_err(|e| bad(e.to_string()))?
@@ -506,7 +529,11 @@ async fn classify(
         }
     }
     let leaves = BTreeMap::from([(tail.size() - 1, tail.manifest_leaf)]);
-    match plan.nodes(|s, l| fetched.get(s, l)).map_err(|e| e.to_string()).and_then(|n| plan.root(&leaves, &n).map_err(|e| e.to_string())) {
+    match plan
+        .nodes(|s, l| fetched.get(s, l))
+        .map_err(|e| e.to_string())
+        .and_then(|n| plan.root(&leaves, &n).map_err(|e| e.to_string()))
+    {
         Ok(r) if r == tail.checkpoint.root => UpdateError::BadDigest(format!("{detail} (from {from})")),
         Ok(r) => fork(format!("the consistency proof gives root {}", to_hex(&r))),
         Err(e) => fork(e),
@@ -516,7 +543,10 @@ async fn classify(
 fn open_replica(cfg: &Config, state: &State) -> Result<ReplicaWriter, UpdateError> {
     let path = replica_path(&cfg.state_dir);
     let w = ReplicaWriter::open(&path, state.replica_len).map_err(|e| {
-        UpdateError::State(format!("{e}; the replica does not match the state (remove {} to start over)", cfg.state_dir.display()))
+        UpdateError::State(format!(
+            "{e}; the replica does not match the state (remove {} to start over)",
+            cfg.state_dir.display()
+        ))
     })?;
     Ok(w)
 }
@@ -527,7 +557,13 @@ fn append_window(w: &mut ReplicaWriter, fetched: &Fetched, offset: u64, len: u64
     Ok(())
 }
 
-fn save_state(cfg: &Config, tail: &SignedTail, installed: Option<Installed>, replica_len: u64, origin: String) -> Result<(), UpdateError> {
+fn save_state(
+    cfg: &Config,
+    tail: &SignedTail,
+    installed: Option<Installed>,
+    replica_len: u64,
+    origin: String,
+) -> Result<(), UpdateError> {
     let frontier = tail.frontier().map_err(|e| UpdateError::State(e.to_string()))?;
     let tail_hint = (tail.len - tail.manifest_frame.offset) + 512;
     let state = State {
@@ -648,7 +684,12 @@ impl Write for BoundedFile {
 }
 
 impl<'a> EntrySink<'a> {
-    fn new(cfg: &'a Config, entries: &[EntryRef], release: &dare_container::header::Release, staging: &Path) -> Result<Self, UpdateError> {
+    fn new(
+        cfg: &'a Config,
+        entries: &[EntryRef],
+        release: &dare_container::header::Release,
+        staging: &Path,
+    ) -> Result<Self, UpdateError> {
         let raw_path = staging.join("frames");
         let raw = File::create(&raw_path).map_err(|e| UpdateError::io("creating", &raw_path, e))?;
         Ok(EntrySink {
@@ -667,7 +708,7 @@ impl<'a> EntrySink<'a> {
         })
     }
 
-    fn finish(mut self) -> Result<BTreeMap<u64, Hash>, UpdateError> {
+    fn finish(mut self) -> Result<(BTreeMap<u64, Hash>, Vec<StagedFile>), UpdateError> {
         if !self.stream.at_boundary() || self.current.is_some() {
             return Err(UpdateError::BadDigest("the entries ended in the middle of a frame".into()));
         }
@@ -681,29 +722,46 @@ impl<'a> EntrySink<'a> {
         self.raw.flush().map_err(|e| UpdateError::io("writing", self.staging.join("frames"), e))?;
         let f = self.raw.get_ref();
         f.sync_all().map_err(|e| UpdateError::io("syncing", self.staging.join("frames"), e))?;
-        Ok(std::mem::take(&mut self.leaves))
+        Ok((std::mem::take(&mut self.leaves), std::mem::take(&mut self.files)))
     }
 
     fn handle(&mut self, ev: FrameEvent<'_>) -> Result<(), String> {
         match ev {
             FrameEvent::Header { offset, header, payload_len } => {
-                let r = self.expected.get(&offset).copied().ok_or_else(|| format!("an unexpected frame at byte {offset}"))?;
+                let r = self
+                    .expected
+                    .get(&offset)
+                    .copied()
+                    .ok_or_else(|| format!("an unexpected frame at byte {offset}"))?;
                 let entry = check_entry_header(header, &self.channel, &self.target, &self.version)
                     .map_err(|m| format!("entry at byte {offset}: {m}"))?;
                 if payload_len != entry.stored_size {
-                    return Err(format!("entry {}: payload is {payload_len} bytes, the header says {}", entry.path, entry.stored_size));
+                    return Err(format!(
+                        "entry {}: payload is {payload_len} bytes, the header says {}",
+                        entry.path, entry.stored_size
+                    ));
                 }
                 let staged = self.staging.join(format!("leaf-{}", r.leaf));
                 let file = File::create(&staged).map_err(|e| format!("{}: {e}", staged.display()))?;
-                let sink = BoundedFile { out: BufWriter::with_capacity(1 << 20, file), hasher: Hasher::new(), limit: entry.size };
+                let sink = BoundedFile {
+                    out: BufWriter::with_capacity(1 << 20, file),
+                    hasher: Hasher::new(),
+                    limit: entry.size,
+                };
                 let out = match entry.compression {
                     Compression::None => Content::Plain(sink),
-                    Compression::Zstd => Content::Zstd(Box::new(
-                        OneFrame::new(sink).map_err(|e| format!("zstd: {e}"))?,
-                    )),
+                    Compression::Zstd => {
+                        Content::Zstd(Box::new(OneFrame::new(sink).map_err(|e| format!("zstd: {e}"))?))
+                    }
                 };
-                self.current =
-                    Some(Current { leaf: r.leaf, entry, header_hash: leaf_hash(header), stored: Hasher::new(), out, staged });
+                self.current = Some(Current {
+                    leaf: r.leaf,
+                    entry,
+                    header_hash: leaf_hash(header),
+                    stored: Hasher::new(),
+                    out,
+                    staged,
+                });
             }
             FrameEvent::Payload(bytes) => {
                 let c = self.current.as_mut().ok_or("payload without a header")?;
@@ -750,7 +808,12 @@ impl<'a> EntrySink<'a> {
                 f.sync_all().map_err(|err| format!("{}: {err}", c.staged.display()))?;
                 let r = self.expected.get(&frame.offset).ok_or("an unexpected frame")?;
                 if frame.len() != r.length {
-                    return Err(format!("entry {}: the frame is {} bytes, the manifest says {}", e.path, frame.len(), r.length));
+                    return Err(format!(
+                        "entry {}: the frame is {} bytes, the manifest says {}",
+                        e.path,
+                        frame.len(),
+                        r.length
+                    ));
                 }
                 self.leaves.insert(c.leaf, c.header_hash);
                 self.files.push(StagedFile { path: e.path.clone(), staged: c.staged, mode: e.mode });

@@ -86,8 +86,11 @@ impl State {
             return Err(bad(format!("format {} is not supported", f.format)));
         }
         let root = digest_from_hex(&f.root).ok_or_else(|| bad("root is not a digest".into()))?;
-        let hashes =
-            f.frontier.iter().map(|h| digest_from_hex(h).ok_or_else(|| bad("frontier is not digests".into()))).collect::<Result<Vec<_>, _>>()?;
+        let hashes = f
+            .frontier
+            .iter()
+            .map(|h| digest_from_hex(h).ok_or_else(|| bad("frontier is not digests".into())))
+            .collect::<Result<Vec<_>, _>>()?;
         let frontier = Frontier::from_parts(f.size, hashes).map_err(|e| bad(e.to_string()))?;
         if frontier.root() != root {
             return Err(bad("the stored frontier does not match the stored root".into()));
