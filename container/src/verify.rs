@@ -206,6 +206,18 @@ impl Scan {
 
 /// Scans and verifies a container of `len` bytes read from `src`.
 pub fn scan<R: ReadAt + Sync + ?Sized>(src: &R, len: u64, opts: &ScanOptions) -> Result<Scan, VerifyError> {
+    scan_from(src, len, opts, 0)
+}
+
+/// [`scan`], checking payload digests (when [`ScanOptions::payloads`]) only
+/// of entries at or after byte `payloads_from`: a mirror that verified its
+/// copy up to there checks only what a sync adds.
+pub fn scan_from<R: ReadAt + Sync + ?Sized>(
+    src: &R,
+    len: u64,
+    opts: &ScanOptions,
+    payloads_from: u64,
+) -> Result<Scan, VerifyError> {
     // If the file's last frame is a seal, nothing in it is a torn tail: a
     // break anywhere before it is corruption, not an interrupted append.
     let ends_with_seal = read_frame_before(src, 0, len)
@@ -213,6 +225,7 @@ pub fn scan<R: ReadAt + Sync + ?Sized>(src: &R, len: u64, opts: &ScanOptions) ->
         .and_then(|f| read_header(src, &f).ok())
         .is_some_and(|h| matches!(Header::parse(&h), Ok(Header::Seal(_))));
     let mut w = Walker::new(src, len, opts);
+    w.payloads_from = payloads_from;
     let mut frames = Frames::new(src, 0, len);
     let mut index = 0u64;
     while let Some(next) = frames.next() {
@@ -300,6 +313,8 @@ struct Walker<'a, R: ?Sized> {
     first_problem: Option<VerifyError>,
     /// A proof frame: this is a partial container.
     saw_proof: bool,
+    /// Payload digests are checked from this offset on.
+    payloads_from: u64,
 }
 
 impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
@@ -328,6 +343,7 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
             sealed_frames: 0,
             first_problem: None,
             saw_proof: false,
+            payloads_from: 0,
         }
     }
 
@@ -447,7 +463,7 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
         {
             return Err(Problem::Entry(format!("{} {} {version} has two entries for {}", e.channel, e.target, e.path)));
         }
-        if self.opts.payloads {
+        if self.opts.payloads && frame.offset >= self.payloads_from {
             check_payload(self.src, &frame, &e)?;
         }
         let leaf = self.push_leaf(index, &frame, bytes);
