@@ -6,6 +6,7 @@ mod keygen;
 mod ls;
 mod publish;
 mod seal;
+mod serve;
 mod update;
 mod verify;
 
@@ -39,6 +40,8 @@ pub enum Command {
     Ls(ls::Args),
     /// Verify and write one build's files into a directory.
     Extract(extract::Args),
+    /// Serve a directory of containers over HTTP with byte ranges; sync from upstreams.
+    Serve(serve::Args),
     /// Check for and install the newest build from untrusted mirrors.
     Update(update::Args),
 }
@@ -51,13 +54,17 @@ impl Command {
             Command::Ls(a) => a.json,
             Command::Publish(a) => a.json,
             Command::Update(a) => a.json,
-            Command::Keygen(_) | Command::Init(_) | Command::Seal(_) | Command::Extract(_) => false,
+            Command::Keygen(_) | Command::Init(_) | Command::Seal(_) | Command::Extract(_) | Command::Serve(_) => false,
         }
     }
 
     /// The log level when `DARE_LOG` is not set.
     pub fn default_log_level(&self) -> &'static str {
-        "warn"
+        match self {
+            // The access log and sync events are the server's output.
+            Command::Serve(_) => "info",
+            _ => "warn",
+        }
     }
 }
 
@@ -71,6 +78,7 @@ pub fn run(command: Command) -> Result<()> {
         Command::Seal(a) => seal::run(a),
         Command::Extract(a) => extract::run(a),
         Command::Update(a) => update::run(a),
+        Command::Serve(a) => serve::run(a),
     }
 }
 
