@@ -360,10 +360,9 @@ impl Forge {
         }
     }
 
-    /// The tiles and then the manifest frame of a release, in the order the
-    /// format lays them out: the manifest's leaf is in the tiles.
-    pub fn manifest_bytes(&mut self, mbytes: &[u8]) -> FrameRef {
-        self.tree.push(leaf_hash(mbytes));
+    /// The tile frames of the current tree that are not written yet: new
+    /// full tiles, then the right edge.
+    pub fn tiles(&mut self) {
         let n = self.tree.size();
         let mut written = BTreeSet::new();
         for t in tiles::new_full_tiles(self.sealed_size, n).into_iter().chain(tiles::right_edge(n)) {
@@ -376,6 +375,13 @@ impl Forge {
             let at = r.offset + payload_start(header.len() as u64, payload.len() as u64).expect("frame fits");
             self.tiles.insert((t.level, t.index, t.width), at);
         }
+    }
+
+    /// The tiles and then the manifest frame of a release, in the order the
+    /// format lays them out: the manifest's leaf is in the tiles.
+    pub fn manifest_bytes(&mut self, mbytes: &[u8]) -> FrameRef {
+        self.tree.push(leaf_hash(mbytes));
+        self.tiles();
         let r = self.frame(mbytes, b"");
         self.manifest = Some(r);
         r
