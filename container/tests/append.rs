@@ -149,6 +149,11 @@ fn signing_keys_must_be_in_the_trust_root() {
     // No key at all.
     let app = Appender::open(&path, false).unwrap();
     refused(app.seal(&[], T0 + 1));
+    // Creating a container whose genesis does not trust the signer.
+    let other = path.with_file_name("other.dare");
+    let m = refused(Appender::create(&other, genesis(trust(&[&key_a()], 1)), &[&key_b()], T0));
+    assert!(m.contains("not in the container's trust root"), "{m}");
+    assert!(!other.exists());
 }
 
 #[test]
