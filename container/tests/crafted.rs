@@ -321,3 +321,37 @@ fn a_rotation_needs_both_roots_and_then_only_the_new_one() {
     assert!(matches!(e.problem, Problem::Signature(_)), "{e}");
     assert_eq!(e.offset, offset);
 }
+
+#[test]
+fn zstd_payloads_must_decode_to_the_signed_content() {
+    // (what the header claims, what the payload decodes to)
+    let zeros = vec![0u8; 1 << 20];
+    type Lie = Box<dyn Fn(&mut dare_container::header::Entry)>;
+    let cases: Vec<(&str, Lie, Vec<u8>)> = vec![
+        // A bomb: a small signed size, a megabyte of content.
+        ("longer than its size", Box::new(|e| e.size = 10), zeros.clone()),
+        ("shorter than its size", Box::new(|e| e.size += 1), zeros.clone()),
+        ("another digest", Box::new(|e| e.sha256.0[0] ^= 1), b"content".to_vec()),
+    ];
+    for (what, lie, content) in cases {
+        let mut f = forge();
+        let (mut e, stored) = entry(LINUX, "1.0.0", "stable", "bin/app", &content, Compression::Zstd);
+        lie(&mut e);
+        let r = f.entry(&e, &stored);
+        close(&mut f, T0 + 1);
+        let err = err(&f);
+        assert!(matches!(err.problem, Problem::Payload(_)), "{what}: {err}");
+        at(&f, &err, index_of(&f, r));
+        // Structure only: the payload is not decoded.
+        scan(&f.bytes, false).unwrap_or_else(|e| panic!("{what}: {e}"));
+    }
+    // Not a zstd stream at all, with digests that match the stored bytes.
+    let mut f = forge();
+    let (mut e, stored) = entry(LINUX, "1.0.0", "stable", "bin/app", b"plain text", Compression::None);
+    e.compression = Compression::Zstd;
+    let r = f.entry(&e, &stored);
+    close(&mut f, T0 + 1);
+    let err = err(&f);
+    assert!(matches!(&err.problem, Problem::Payload(m) if m.contains("zstd")), "{err}");
+    at(&f, &err, index_of(&f, r));
+}

@@ -183,3 +183,34 @@ fn an_independent_writer_produces_the_appenders_bytes() {
     }
     assert_eq!(forge.bytes, f.bytes());
 }
+
+#[test]
+fn large_and_empty_payloads_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.dare");
+    let a = key_a();
+    dare_container::Appender::create(&path, genesis(trust(&[&a], 1)), &[&a], T0).unwrap();
+    let big = support::content(42, 2_500_000);
+    let mut app = dare_container::Appender::open(&path, false).unwrap();
+    let t = support::TARGETS[0];
+    support::append(&mut app, t, "1.0.0", "stable", "big.bin", &big, Compression::None).unwrap();
+    support::append(&mut app, t, "1.0.0", "stable", "big.zst", &big, Compression::Zstd).unwrap();
+    support::append(&mut app, t, "1.0.0", "stable", "empty", b"", Compression::None).unwrap();
+    support::append(&mut app, t, "1.0.0", "stable", "empty.zst", b"", Compression::Zstd).unwrap();
+    app.seal(&[&a], T0 + 1).unwrap();
+    let scan = verify_file(&path, &ScanOptions { payloads: true, pins: None }).unwrap();
+    let sizes: Vec<(u64, u64)> = scan.entries.iter().map(|e| (e.entry.size, e.frame.payload_len)).collect();
+    assert_eq!(sizes[0], (2_500_000, 2_500_000));
+    assert_eq!(sizes[1].0, 2_500_000);
+    assert_eq!(sizes[2], (0, 0));
+    assert_eq!(sizes[3].0, 0);
+    // A flipped byte past the first megabyte of each big payload is found.
+    let bytes = std::fs::read(&path).unwrap();
+    for e in &scan.entries[..2] {
+        let mut bad = bytes.clone();
+        bad[(e.frame.payload_offset + e.frame.payload_len - 10) as usize] ^= 1;
+        let err = support::scan(&bad, true).unwrap_err();
+        assert!(matches!(err.problem, dare_container::verify::Problem::Payload(_)), "{err}");
+        assert_eq!(err.offset, e.frame.offset);
+    }
+}
