@@ -118,7 +118,7 @@ pub type File<'a> = (&'a str, &'a str, &'a str, &'a str, &'a [u8], bool);
 /// Appends one release of `files` signed by `key` at `time`, through the
 /// library.
 pub fn publish(container: &Path, key: &SigningKey, files: &[File<'_>], time: u64) {
-    let mut app = Appender::open(container, true).expect("open the container");
+    let mut app = open(container);
     for &(target, version, channel, path, content, zstd) in files {
         let (compression, stored) = if zstd {
             (Compression::Zstd, zstd::encode_all(content, 3).expect("zstd"))
@@ -141,6 +141,20 @@ pub fn publish(container: &Path, key: &SigningKey, files: &[File<'_>], time: u64
         app.append_entry(e, &mut stored.as_slice()).expect("append an entry");
     }
     app.seal(&[key], time).expect("seal");
+}
+
+/// Opens a container for appending. The appender's lock belongs to the open
+/// file, and a process that another test thread is spawning holds a copy of
+/// every open file between its fork and its exec: so the lock of an appender
+/// this thread just dropped can outlive it for a moment. Wait that out.
+fn open(container: &Path) -> Appender {
+    for _ in 0..100 {
+        match Appender::open(container, true) {
+            Err(dare_container::Error::Locked(_)) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            other => return other.expect("open the container"),
+        }
+    }
+    panic!("{} stayed locked", container.display());
 }
 
 /// Every frame of a container with its parsed header.
