@@ -247,6 +247,8 @@ impl Appender {
     /// in one release, and no path twice.
     pub fn check_entry(&self, e: &Entry) -> Result<(), Error> {
         Header::Entry(e.clone()).validate()?;
+        // Writers are stricter than readers: only triples target-lexicon knows.
+        crate::header::validate_known_target(&e.target)?;
         let version = e.semver();
         let key = (e.channel.clone(), e.target.clone());
         if let Some(d) = self.state.fresh.get(&key) {

@@ -391,12 +391,12 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
             Header::Entry(e) => self.entry(index, frame, &bytes, e),
             Header::Manifest(m) => self.manifest(index, frame, &bytes, m),
             Header::Keys(k) => {
+                self.push_leaf(index, &frame, &bytes);
                 if self.pending_keys.is_some() {
                     Err(Problem::Unexpected("second keys"))
                 } else if frame.payload_len != 0 {
                     Err(Problem::Payload("a keys frame has an empty payload".into()))
                 } else {
-                    self.push_leaf(index, &frame, &bytes);
                     self.pending_keys = Some((index, frame, k.trust));
                     Ok(())
                 }
@@ -415,10 +415,13 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
                 }
             }
             Header::Seal(s) => return self.seal(index, frame, s),
-            Header::Proof(_) => {
+            // A partial container never holds tiles: a proof frame after a
+            // tile is out of place, not a sign of a replica.
+            Header::Proof(_) if self.tiles.is_empty() && self.pending_tiles.is_empty() => {
                 self.saw_proof = true;
                 Ok(())
             }
+            Header::Proof(_) => Err(Problem::Unexpected("proof (proof frames belong to partial containers)")),
         };
         if let Err(p) = result {
             self.problem(err(p));
@@ -434,6 +437,9 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
     }
 
     fn entry(&mut self, index: u64, frame: FrameInfo, bytes: &[u8], e: Entry) -> Result<(), Problem> {
+        // The leaf goes into the tree whatever the rules say, so the tiles can
+        // still tell which leaf a later mismatch comes from.
+        let leaf = self.push_leaf(index, &frame, bytes);
         if frame.payload_len != e.stored_size {
             return Err(Problem::Payload(format!(
                 "payload is {} bytes but the header says stored_size {}",
@@ -466,7 +472,6 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
         if self.opts.payloads && frame.offset >= self.payloads_from {
             check_payload(self.src, &frame, &e)?;
         }
-        let leaf = self.push_leaf(index, &frame, bytes);
         let r = EntryRef { leaf, offset: frame.offset, length: frame.len() };
         self.fresh.insert(key.clone(), version.clone());
         let slot = self.latest.entry(key).or_insert_with(|| Draft::new(version.clone()));
@@ -480,6 +485,7 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
     }
 
     fn manifest(&mut self, index: u64, frame: FrameInfo, bytes: &[u8], m: Manifest) -> Result<(), Problem> {
+        let leaf = self.push_leaf(index, &frame, bytes);
         if frame.payload_len != 0 {
             return Err(Problem::Payload("a manifest frame has an empty payload".into()));
         }
@@ -499,17 +505,32 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
             let detail = describe_manifest_difference(&expected, &m);
             return Err(Problem::Manifest(detail));
         }
-        let leaf = self.push_leaf(index, &frame, bytes);
         self.manifest = Some((leaf, frame, m));
         Ok(())
     }
 
     fn seal(&mut self, index: u64, frame: FrameInfo, s: Seal) -> Result<(), VerifyError> {
         let err = |problem| VerifyError { frame: index, offset: frame.offset, problem };
-        if let Some(p) = self.first_problem.take() {
-            return Err(p);
-        }
         let n = self.tree.size();
+        let root = self.tree.root_at(n).map_err(|e| err(Problem::Proof(e)))?;
+        let parsed = Note::parse(s.checkpoint.as_bytes()).and_then(|note| {
+            let cp = Checkpoint::parse(note.text())?;
+            Ok((note, cp))
+        });
+        // Tiles name a bad leaf (or a bad tile) more precisely than a root
+        // mismatch or a broken rule can; the first bad frame is reported.
+        let leaves_signed = matches!(&parsed, Ok((_, cp)) if cp.root == root && cp.size == n);
+        let tiles = self.check_pending_tiles(n, leaves_signed);
+        match (tiles, self.first_problem.take()) {
+            // A leaf blamed by the tiles may precede the first broken rule; a
+            // tile frame (written before the manifest) never explains it.
+            (Err((i, o, p)), Some(first)) if i < first.frame && matches!(p, Problem::LeafHash { .. }) => {
+                return Err(VerifyError { frame: i, offset: o, problem: p });
+            }
+            (_, Some(first)) => return Err(first),
+            (Err((i, o, p)), None) => return Err(VerifyError { frame: i, offset: o, problem: p }),
+            (Ok(()), None) => {}
+        }
         let genesis = self.genesis.as_ref().map(|g| &g.0).ok_or_else(|| err(Problem::NotGenesis("seal")))?;
         if frame.payload_len != 0 {
             return Err(err(Problem::Payload("a seal frame has an empty payload".into())));
@@ -531,8 +552,7 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
             )));
         }
         // The checkpoint.
-        let note = Note::parse(s.checkpoint.as_bytes()).map_err(|e| err(Problem::Signature(e)))?;
-        let cp = Checkpoint::parse(note.text()).map_err(|e| err(Problem::Signature(e)))?;
+        let (note, cp) = parsed.map_err(|e| err(Problem::Signature(e)))?;
         if cp.origin != genesis.origin {
             return Err(seal_err(format!(
                 "checkpoint origin `{}` is not the container's `{}`",
@@ -542,9 +562,6 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
         if cp.size != n {
             return Err(seal_err(format!("checkpoint is for {} leaves but the container has {n}", cp.size)));
         }
-        let root = self.tree.root_at(n).map_err(|e| err(Problem::Proof(e)))?;
-        // Tiles name a bad leaf more precisely than a root mismatch can.
-        self.check_pending_tiles(n).map_err(|(i, o, p)| VerifyError { frame: i, offset: o, problem: p })?;
         if cp.root != root {
             return Err(seal_err(format!(
                 "checkpoint root {} does not match the leaves' root {}",
@@ -603,7 +620,10 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
         Ok(())
     }
 
-    fn check_pending_tiles(&mut self, n: u64) -> Result<(), (u64, u64, Problem)> {
+    /// Checks the tile frames since the last seal against the tree of `n`
+    /// leaves. When a level-0 hash differs, the leaf is blamed unless
+    /// `leaves_signed` (the leaves give the signed root), then the tile is.
+    fn check_pending_tiles(&mut self, n: u64, leaves_signed: bool) -> Result<(), (u64, u64, Problem)> {
         for (index, frame, t) in std::mem::take(&mut self.pending_tiles) {
             let id = TileId { level: t.level, index: t.index, width: t.width };
             let have = n >> (8 * u32::from(t.level));
@@ -618,7 +638,7 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
                 .map_err(|e| (index, frame.offset, Problem::Io(e)))?;
             for (p, (w, g)) in want.iter().zip(got.chunks_exact(32)).enumerate() {
                 if w[..] != *g {
-                    if t.level == 0 {
+                    if t.level == 0 && !leaves_signed {
                         let leaf = t.index * 256 + p as u64;
                         if let Some((fi, fo)) = self.leaf_frames.get(leaf as usize) {
                             return Err((*fi, *fo, Problem::LeafHash { leaf, tile: id.path() }));

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use dare_mirror::sync::{SyncConfig, Syncer};
 use dare_mirror::tlog::TlogOverlay;
-use dare_mirror::{Server, ServerConfig, ServedLengths, local_logs};
+use dare_mirror::{ServedLengths, Server, ServerConfig, local_logs};
 
 use super::load_verifiers;
 
@@ -79,11 +79,13 @@ pub fn run(a: Args) -> Result<()> {
             tasks.push(tokio::spawn(syncer.run(interval, stopped())));
         }
         tasks.push(tokio::spawn(local_logs::follow(a.dir.clone(), synced, tlog.clone(), interval, stopped())));
-        let listener = tokio::net::TcpListener::bind(a.listen).await.with_context(|| format!("binding {}", a.listen))?;
+        let listener =
+            tokio::net::TcpListener::bind(a.listen).await.with_context(|| format!("binding {}", a.listen))?;
         let addr = listener.local_addr().context("reading the bound address")?;
         crate::outln!("listening on http://{addr}");
         let _ = std::io::stdout().flush();
-        let server = Server::new(a.dir.clone(), ServerConfig::default()).lengths(lengths).overlay(std::sync::Arc::new(tlog));
+        let server =
+            Server::new(a.dir.clone(), ServerConfig::default()).lengths(lengths).overlay(std::sync::Arc::new(tlog));
         let shutdown = async move {
             wait_for_signal().await;
             tracing::info!("shutting down");
