@@ -130,13 +130,7 @@ impl Appender {
     /// `payloads`), and cuts off a torn tail after the last seal.
     pub fn open(path: &Path, payloads: bool) -> Result<Appender, Error> {
         let file = OpenOptions::new().read(true).write(true).open(path).map_err(|e| Error::io("opening", path, e))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(Error::Locked(path.to_path_buf()));
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("locking", path, e)),
-        }
+        lock_exclusive(&file, path)?;
         let len = file.metadata().map_err(|e| Error::io("reading", path, e))?.len();
         let s = scan(&file, len, &ScanOptions { payloads, pins: None })?;
         if s.partial {
@@ -511,6 +505,23 @@ impl State {
         self.last_time = Some(time);
         self.fresh.clear();
         Ok(SealSummary { size: n, root, time, len: sink.pos, appended: 0, checkpoint })
+    }
+}
+
+/// Takes an exclusive lock on `file`, waiting up to two seconds: a lock can
+/// be held for a moment by a process another thread is spawning (between its
+/// fork and exec), which is not another publisher.
+pub(crate) fn lock_exclusive(file: &File, path: &Path) -> Result<(), Error> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(()),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked(path.to_path_buf())),
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("locking", path, e)),
+        }
     }
 }
 

@@ -38,11 +38,7 @@ impl ReplicaWriter {
             .truncate(false)
             .open(path)
             .map_err(|e| Error::io("opening", path, e))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked(path.to_path_buf())),
-            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("locking", path, e)),
-        }
+        crate::appender::lock_exclusive(&file, path)?;
         let len = file.metadata().map_err(|e| Error::io("reading", path, e))?.len();
         if len < committed {
             return Err(Error::Changed {
