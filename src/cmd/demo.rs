@@ -1,0 +1,190 @@
+//! `dare demo`: the whole product on loopback, with real output.
+//!
+//! Generates builds for several target triples, makes a key, creates a
+//! container, publishes 1.0.0, serves the directory with the dare mirror on a
+//! free loopback port, updates a client for one target over HTTP, publishes
+//! 1.1.0 and updates again. Every figure printed is measured. Everything is
+//! left in the directory so `dare ls` and `dare verify` can be run on it.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use dare_container::Appender;
+use dare_container::header::{FORMAT_VERSION, Genesis};
+use dare_container::keys::{SigningKey, TrustRoot};
+use dare_mirror::{Server, ServerConfig};
+use dare_publisher::{Artifact, PublishOptions, publish};
+use dare_updater::{Outcome, UpdaterBuilder};
+
+use crate::report::bytes;
+
+/// The demo's targets: a client updates the first one unless the host is another of them.
+const TARGETS: [&str; 5] = [
+    "x86_64-unknown-linux-gnu",
+    "aarch64-unknown-linux-gnu",
+    "x86_64-apple-darwin",
+    "aarch64-apple-darwin",
+    "x86_64-pc-windows-msvc",
+];
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Where to put everything (default: a new temporary directory, kept).
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let started = Instant::now();
+    let dir = match a.dir {
+        Some(d) => {
+            std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
+            if std::fs::read_dir(&d)?.next().is_some() {
+                anyhow::bail!("{} is not empty; give an empty or new directory", d.display());
+            }
+            d
+        }
+        None => tempfile::Builder::new().prefix("dare-demo-").tempdir().context("making a directory")?.keep(),
+    };
+    let say = |s: String| {
+        crate::outln!("{s}");
+        let _ = std::io::stdout().flush();
+    };
+    say(format!("dare demo in {}", dir.display()));
+
+    // The publisher's side: a key, a container, builds.
+    let key = SigningKey::generate("demo.example/app").context("generating a key")?;
+    std::fs::write(dir.join("release.key"), format!("{}\n", key.to_text())).context("writing the key")?;
+    std::fs::write(dir.join("release.key.pub"), format!("{}\n", key.verifier())).context("writing the key")?;
+    let mirror_dir = dir.join("mirror");
+    std::fs::create_dir_all(&mirror_dir)?;
+    let container = mirror_dir.join("app.dare");
+    let now = unix_now();
+    let trust = TrustRoot::new(vec![key.verifier()], 1)?;
+    let genesis =
+        Genesis { format: FORMAT_VERSION, origin: "demo.example/app".into(), product: "app".into(), trust };
+    Appender::create(&container, genesis, &[&key], now)?;
+    say(format!("1. keygen + init     {} signed by {}", container.display(), key.verifier()));
+
+    let builds = dir.join("builds");
+    let publish_version = |version: &str, time: u64| -> Result<(u64, Duration)> {
+        let mut artifacts = Vec::new();
+        for t in TARGETS {
+            let d = builds.join(version).join(t);
+            make_build(&d, t, version)?;
+            artifacts.push(Artifact { target: t.to_string(), path: d });
+        }
+        let t = Instant::now();
+        let report = publish(&container, &[&key], &PublishOptions::new(version, artifacts, time), &mut |_| {})?;
+        let size: u64 = report.targets.values().map(|r| r.size).sum();
+        let stored: u64 = report.targets.values().map(|r| r.stored).sum();
+        say(format!(
+            "   published {version} for {} targets: {} of builds, {} stored; container now {}",
+            report.targets.len(),
+            bytes(size),
+            bytes(stored),
+            bytes(report.seal.len)
+        ));
+        Ok((report.seal.len, t.elapsed()))
+    };
+    say("2. publish 1.0.0".into());
+    publish_version("1.0.0", now)?;
+
+    // The mirror: the dare range server on a free loopback port.
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).context("binding 127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = runtime.spawn(Server::new(mirror_dir.clone(), ServerConfig::default()).run(listener, async {
+        let _ = stopped.await;
+    }));
+    let url = format!("http://{addr}/app.dare");
+    say(format!("3. serve             {url}"));
+
+    // The client: one target, over HTTP.
+    let host = dare_updater::host_target();
+    let target = TARGETS.iter().find(|t| **t == host).copied().unwrap_or(TARGETS[0]);
+    let state = dir.join("client/state");
+    let install = dir.join("client/install");
+    let update = |step: &str| -> Result<Outcome> {
+        let updater = UpdaterBuilder::new()
+            .mirror(url.clone())
+            .trust(key.verifier())
+            .target(target)
+            .state_dir(&state)
+            .install_dir(&install)
+            .build()?;
+        let t = Instant::now();
+        let o = runtime.block_on(updater.update())?;
+        let len = std::fs::metadata(&container)?.len();
+        say(format!(
+            "{step} update {target}: {} -> {} in {:.0?}",
+            o.previous.as_deref().unwrap_or("nothing"),
+            o.version,
+            t.elapsed()
+        ));
+        say(format!(
+            "   fetched {} in {} requests: its own entries {} + {} of signed tail and proofs; the container is {} ({:.1}% of it)",
+            bytes(o.bytes_fetched),
+            o.requests,
+            bytes(o.payload_bytes),
+            bytes(o.bytes_fetched.saturating_sub(o.payload_bytes)),
+            bytes(len),
+            100.0 * o.bytes_fetched as f64 / len as f64
+        ));
+        Ok(o)
+    };
+    let result = (|| -> Result<()> {
+        update("4.")?;
+        say("5. publish 1.1.0".into());
+        publish_version("1.1.0", now + 1)?;
+        update("6.")?;
+        let o = update("7.")?;
+        say(format!("   ({} again: {})", target, o.status.as_str()));
+        Ok(())
+    })();
+    let _ = stop.send(());
+    let _ = runtime.block_on(server);
+    result?;
+    say(format!("   installed: {}", install.join("current").display()));
+    say(format!("done in {:.1?}. Look around:", started.elapsed()));
+    say(format!("   dare ls {}", container.display()));
+    say(format!("   dare verify {}", container.display()));
+    say(format!("   dare verify {}   (the client's replica: only what it fetched, still verifiable)", state.join("replica.dare").display()));
+    Ok(())
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// A deterministic, realistic-looking build: a "binary" mixing code-like
+/// text with pseudo-random tables, and a README.
+fn make_build(dir: &Path, target: &str, version: &str) -> Result<()> {
+    std::fs::create_dir_all(dir.join("bin"))?;
+    let mut seed = target.bytes().chain(version.bytes()).fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let mut bin = Vec::with_capacity(3 << 20);
+    let mut i = 0u64;
+    while bin.len() < 3 << 20 {
+        if i % 4 == 0 {
+            for _ in 0..512 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                bin.extend_from_slice(&seed.to_le_bytes());
+            }
+        } else {
+            bin.extend_from_slice(format!("fn handler_{i}() {{ dispatch({i}, \"{target}\", \"{version}\"); }}\n").as_bytes());
+        }
+        i += 1;
+    }
+    let exe = dir.join("bin/app");
+    std::fs::write(&exe, &bin)?;
+    std::fs::set_permissions(&exe, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    std::fs::write(dir.join("README.txt"), format!("app {version} for {target}\n"))?;
+    Ok(())
+}
