@@ -66,6 +66,8 @@ async fn http_single_suffix_and_multi_ranges() {
     // One request per fetch; every body byte counted, multipart framing included.
     assert_eq!(t.stats(), TransferStats { requests: 6, bytes: log.iter().map(|l| l.body_len as u64).sum() });
     assert_eq!(log[0].body_len, 990);
+    // Complete responses leave the connection to the next request (keep-alive).
+    assert_eq!(server.connections(), 1);
 }
 
 #[tokio::test]
@@ -568,5 +570,106 @@ proptest! {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
         runtime.block_on(mirrors.fetch(&ranges, &mut sink)).unwrap();
         prop_assert_eq!(sink.got, expected(&data, &ranges));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// HTTPS with rustls (ring), against a CA made with the openssl command
+
+fn openssl(dir: &std::path::Path, args: &[&str]) -> bool {
+    std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A CA and a server certificate for 127.0.0.1, or `None` without the openssl command.
+fn make_ca(dir: &std::path::Path) -> Option<()> {
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+    let steps: [&[&str]; 3] = [
+        &[
+            &["req", "-x509"],
+            &ec[..],
+            &["-subj", "/CN=dare test CA", "-days", "2", "-keyout", "ca.key", "-out", "ca.pem"],
+        ]
+        .concat(),
+        &[&["req"], &ec[..], &["-subj", "/CN=127.0.0.1", "-keyout", "leaf.key", "-out", "leaf.csr"]].concat(),
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "leaf.ext",
+            "-out",
+            "leaf.pem",
+        ],
+    ];
+    steps.iter().all(|args| openssl(dir, args)).then_some(())
+}
+
+#[tokio::test]
+async fn https_with_a_private_ca() {
+    use tokio_rustls::rustls::{self, pki_types::pem::PemObject};
+    let dir = tempfile::tempdir().unwrap();
+    if make_ca(dir.path()).is_none() {
+        eprintln!("skipped: the openssl command is not available");
+        return;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let chain = rustls::pki_types::CertificateDer::pem_file_iter(dir.path().join("leaf.pem"))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(dir.path().join("leaf.key")).unwrap();
+    let server_config = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config));
+    let wrap: support::Wrap = Arc::new(move |tcp| {
+        let acceptor = acceptor.clone();
+        Box::pin(async move { acceptor.accept(tcp).await.ok().map(|s| Box::new(s) as Box<dyn support::Stream>) })
+    });
+    let data = content(300_000);
+    let server = Server::start_with(data.clone(), Some(wrap)).await;
+    let url = server.url().replace("http://", "https://");
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(rustls::pki_types::CertificateDer::from_pem_file(dir.path().join("ca.pem")).unwrap()).unwrap();
+    let client_config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let t = HttpTransport::with_tls_config(&url, quick(), client_config).unwrap();
+    check_cases(&t, &data).await;
+    assert_eq!(t.stats().requests, 6);
+    assert_eq!(server.connections(), 1);
+
+    // The system roots do not know this CA.
+    match HttpTransport::new(&url, quick()) {
+        Ok(system) => {
+            let error = fetch(&system, &[span(0, 1)]).await.unwrap_err();
+            assert!(matches!(error, TransportError::Connect { .. }), "{error}");
+        }
+        Err(error) => assert!(matches!(error, TransportError::Invalid { .. }), "{error}"),
     }
 }

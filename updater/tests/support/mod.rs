@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -68,6 +69,7 @@ struct Shared {
     content: Mutex<Vec<u8>>,
     knobs: Mutex<Knobs>,
     log: Mutex<Vec<Logged>>,
+    connections: AtomicU64,
 }
 
 /// A server on 127.0.0.1; stopped when dropped.
@@ -103,12 +105,14 @@ impl Server {
             content: Mutex::new(content),
             knobs: Mutex::new(Knobs::default()),
             log: Mutex::new(Vec::new()),
+            connections: AtomicU64::new(0),
         });
         let state = Arc::clone(&shared);
         let task = tokio::spawn(async move {
             let mut connections = JoinSet::new();
             loop {
                 let Ok((socket, _)) = listener.accept().await else { return };
+                state.connections.fetch_add(1, Ordering::Relaxed);
                 let state = Arc::clone(&state);
                 let wrap = wrap.clone();
                 connections.spawn(async move {
@@ -141,6 +145,11 @@ impl Server {
 
     pub fn log(&self) -> Vec<Logged> {
         self.shared.log.lock().unwrap().clone()
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.shared.connections.load(Ordering::Relaxed)
     }
 
     pub fn ranges_seen(&self) -> Vec<Option<String>> {
