@@ -651,17 +651,26 @@ pub struct MemoryFaults {
 
 /// An in-memory container for tests, answering like an HTTP range server with the [`MemoryFaults`]
 /// set with the builder methods or [`MemoryTransport::update_faults`]. Thread-safe.
-#[derive(Debug)]
 pub struct MemoryTransport {
     name: String,
     state: Mutex<MemoryState>,
     counters: Counters,
 }
 
-#[derive(Debug)]
 struct MemoryState {
     content: Arc<[u8]>,
     faults: MemoryFaults,
+}
+
+impl fmt::Debug for MemoryTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.lock();
+        f.debug_struct("MemoryTransport")
+            .field("name", &self.name)
+            .field("len", &state.content.len())
+            .field("faults", &state.faults)
+            .finish()
+    }
 }
 
 impl MemoryTransport {

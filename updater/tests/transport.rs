@@ -446,7 +446,10 @@ async fn transport_for_picks_by_scheme() {
 }
 
 #[test]
-fn futures_are_send() {
+fn futures_are_send_and_errors_are_anyhow_friendly() {
+    fn error<E: std::error::Error + Send + Sync + 'static>() {}
+    error::<TransportError>();
+    error::<FetchError>();
     fn send<T: Send>(_: T) {}
     let mirrors = Mirrors::new(Vec::new(), RetryPolicy::default());
     let mut sink = Collect::default();
