@@ -170,6 +170,13 @@ async fn coalescing_and_reordering_servers() {
         seen[2..],
         [Some(format!("bytes=0-9,{}-{},20-29", 6 << 20, (6 << 20) + 9)), Some(far), Some("bytes=20-29".into())]
     );
+
+    // Only the last range, which cannot go out before the first: ask range by range.
+    server.set(|k| k.mode = Mode::LastOnly);
+    let ranges = [span(100, 200), span(0, 50), span(300, 310)];
+    assert_eq!(fetch(&t, &ranges).await.unwrap().got, expected(&data, &ranges));
+    let seen: Vec<String> = server.ranges_seen()[5..].iter().flatten().cloned().collect();
+    assert_eq!(seen, ["bytes=100-199,0-49,300-309", "bytes=100-199", "bytes=0-49", "bytes=300-309"]);
 }
 
 #[tokio::test]

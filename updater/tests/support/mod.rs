@@ -36,6 +36,8 @@ pub enum Mode {
     WrongRange,
     /// 206 whose Content-Length is larger than its Content-Range.
     LongerThanRange,
+    /// A single 206 part with only the last requested range.
+    LastOnly,
     /// Never answers.
     StallHeaders,
 }
@@ -282,6 +284,10 @@ fn respond(path: &str, range: Option<&str>, content: &[u8], mode: Mode) -> Respo
             let (s, e) = spans[0];
             let body = content[s as usize..(e as usize + 10).min(content.len())].to_vec();
             (206, vec![h("Content-Range", format!("bytes {s}-{}/{len}", e - 1))], body)
+        }
+        Mode::LastOnly => {
+            let (s, e) = spans[spans.len() - 1];
+            single(s, e)
         }
         Mode::Coalesce => {
             let s = spans.iter().map(|s| s.0).min().unwrap();
