@@ -3,6 +3,36 @@
 //! [`Mirrors::fetch`] keeps, for each requested range, how many bytes already reached the sink; a retry
 //! or the next mirror is asked only for the rest, so the sink sees one continuous stream per range
 //! whatever happened on the way.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use dare_updater::fetch::{FetchError, Mirrors, RetryPolicy};
+//! use dare_updater::transport::{ByteRange, MemoryTransport, RangeSink, SinkError, Transport};
+//!
+//! /// Collects the bytes; a real sink hashes and verifies them as they arrive.
+//! struct Collect(Vec<u8>);
+//!
+//! impl RangeSink for Collect {
+//!     fn begin(&mut self, _index: usize, _start: u64, _total: Option<u64>) -> Result<(), SinkError> {
+//!         Ok(())
+//!     }
+//!     fn data(&mut self, bytes: &[u8]) -> Result<(), SinkError> {
+//!         self.0.extend_from_slice(bytes);
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! // A mirror whose connection drops after 3 bytes, once: the fetch resumes at byte 3.
+//! let flaky = MemoryTransport::new("flaky", b"hello, world".to_vec()).drop_after(3, 1);
+//! let mirrors = Mirrors::new(vec![Arc::new(flaky) as Arc<dyn Transport>], RetryPolicy::default());
+//! let mut sink = Collect(Vec::new());
+//! mirrors.fetch(&[ByteRange::Span { start: 0, end: 5 }, ByteRange::Suffix(5)], &mut sink).await?;
+//! assert_eq!(sink.0, b"helloworld");
+//! assert_eq!(mirrors.stats().requests, 2);
+//! # Ok::<(), FetchError>(())
+//! # }).unwrap();
+//! ```
 
 use std::future::Future;
 use std::pin::Pin;

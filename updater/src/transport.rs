@@ -480,10 +480,9 @@ pub(crate) async fn exchange_all(
         };
         let progressed = progress.delivered() > before;
         match ended {
-            Ended::Scattered if n > 1 => {
-                tracing::debug!(url = ex.url(), "scattered multipart response; asking range by range");
-                one_by_one = true;
-            }
+            // Too scattered, or only bytes for later ranges: ask range by range.
+            Ended::Scattered if n > 1 => one_by_one = true,
+            Ended::Clean if n > 1 && !progressed => one_by_one = true,
             Ended::Scattered if !progressed => {
                 return Err(protocol(ex.url(), "the response was too scattered to assemble the requested range"));
             }
@@ -491,6 +490,12 @@ pub(crate) async fn exchange_all(
                 return Err(protocol(ex.url(), "the response held none of the requested bytes"));
             }
             Ended::Scattered | Ended::Clean => {}
+        }
+        if one_by_one && n > 1 {
+            tracing::debug!(
+                url = ex.url(),
+                "the server's answer could not be assembled in order; asking range by range"
+            );
         }
     }
     if progress.is_complete() {
@@ -651,17 +656,26 @@ pub struct MemoryFaults {
 
 /// An in-memory container for tests, answering like an HTTP range server with the [`MemoryFaults`]
 /// set with the builder methods or [`MemoryTransport::update_faults`]. Thread-safe.
-#[derive(Debug)]
 pub struct MemoryTransport {
     name: String,
     state: Mutex<MemoryState>,
     counters: Counters,
 }
 
-#[derive(Debug)]
 struct MemoryState {
     content: Arc<[u8]>,
     faults: MemoryFaults,
+}
+
+impl fmt::Debug for MemoryTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.lock();
+        f.debug_struct("MemoryTransport")
+            .field("name", &self.name)
+            .field("len", &state.content.len())
+            .field("faults", &state.faults)
+            .finish()
+    }
 }
 
 impl MemoryTransport {
