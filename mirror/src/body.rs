@@ -14,6 +14,7 @@ use hyper::body::{Body, Frame, SizeHint};
 use tokio::task::JoinHandle;
 
 use crate::files::read_exact_at;
+use crate::sendfile::{MAX_SLICE, SendQueue};
 
 /// Bytes read from a file per step of a response.
 pub(crate) const CHUNK: u64 = 64 * 1024;
@@ -43,6 +44,8 @@ pub struct ResponseBody {
     pieces: VecDeque<Piece>,
     file: Option<Arc<File>>,
     reading: Option<JoinHandle<io::Result<Bytes>>>,
+    /// Set on HTTP/1: file pieces go out with `sendfile(2)`.
+    send_queue: Option<Arc<SendQueue>>,
     remaining: u64,
     log: Option<AccessLog>,
 }
@@ -71,9 +74,17 @@ impl ResponseBody {
             pieces,
             file,
             reading: None,
+            send_queue: None,
             remaining,
             log: None,
         }
+    }
+
+    /// Sends file pieces through the connection's queue instead of reading
+    /// them.
+    pub(crate) fn with_send_queue(mut self, queue: Option<Arc<SendQueue>>) -> ResponseBody {
+        self.send_queue = queue;
+        self
     }
 
     /// Logs the request when the body is dropped, with the bytes it yielded.
@@ -119,11 +130,20 @@ impl Body for ResponseBody {
                 let Some(file) = this.file.clone() else {
                     return Poll::Ready(Some(Err(io::Error::other("file piece without a file"))));
                 };
-                let (at, n) = (*offset, (*len).min(CHUNK));
+                let step = if this.send_queue.is_some() {
+                    MAX_SLICE as u64
+                } else {
+                    CHUNK
+                };
+                let (at, n) = (*offset, (*len).min(step));
                 *offset += n;
                 *len -= n;
                 if *len == 0 {
                     this.pieces.pop_front();
+                }
+                if let Some(queue) = &this.send_queue {
+                    let placeholder = queue.push(file, at, n as usize);
+                    return this.yielded(placeholder);
                 }
                 this.reading = Some(tokio::task::spawn_blocking(move || {
                     read_exact_at(&file, at, n as usize)

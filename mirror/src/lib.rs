@@ -51,6 +51,7 @@ mod files;
 mod overlay;
 mod range;
 mod response;
+mod sendfile;
 mod server;
 mod validator;
 

@@ -23,6 +23,7 @@ use crate::error::MirrorError;
 use crate::files::{ServedLengths, canonical_root};
 use crate::overlay::Overlay;
 use crate::response::{Site, respond};
+use crate::sendfile::SendQueue;
 
 /// How long to wait before accepting again after `accept` failed (out of
 /// file descriptors, say).
@@ -268,15 +269,17 @@ async fn serve_connection(c: Connection) {
         tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
     }
     let activity = Arc::new(Activity::new());
+    let send_queue = Arc::new(SendQueue::default());
     let io = TokioIo::new(Watched {
         inner: stream,
         activity: activity.clone(),
+        send_queue: send_queue.clone(),
     });
     let requests = activity.clone();
     let service = service_fn(move |req| {
         requests.requests.fetch_add(1, Ordering::Relaxed);
-        let site = site.clone();
-        async move { Ok::<_, Infallible>(respond(site, req).await) }
+        let response = respond(&site, req, Some(send_queue.clone()));
+        std::future::ready(Ok::<_, Infallible>(response))
     });
     let mut conn = std::pin::pin!(builder.serve_connection(io, service));
     let mut watchdog = std::pin::pin!(watchdog(&activity, timeouts));
@@ -370,10 +373,12 @@ impl Activity {
     }
 }
 
-/// A stream that reports its progress to the watchdog.
+/// A stream that reports its progress to the watchdog and sends file
+/// placeholders with `sendfile(2)`.
 struct Watched {
     inner: TcpStream,
     activity: Arc<Activity>,
+    send_queue: Arc<SendQueue>,
 }
 
 impl AsyncRead for Watched {
@@ -393,22 +398,24 @@ impl AsyncRead for Watched {
 
 impl AsyncWrite for Watched {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let result = Pin::new(&mut self.inner).poll_write(cx, buf);
-        self.activity.wrote(&result);
-        result
+        self.poll_write_vectored(cx, &[io::IoSlice::new(buf)])
     }
 
     fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        self.activity.wrote(&result);
+        let this = self.get_mut();
+        let result = match SendQueue::plain_prefix(bufs) {
+            Some(n) => Pin::new(&mut this.inner).poll_write_vectored(cx, &bufs[..n]),
+            None => this.send_queue.poll_send(&this.inner, cx, &bufs[0]),
+        };
+        this.activity.wrote(&result);
         result
     }
 
