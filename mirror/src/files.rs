@@ -139,27 +139,17 @@ pub(crate) struct OpenFile {
 }
 
 impl OpenFile {
-    /// Opens `path` under `root` (canonical). `Ok(None)` when there is no
-    /// regular file there inside `root`: missing, a directory, a FIFO or
-    /// device, or a symlink that leads out.
-    pub fn open(root: &Path, path: &RequestPath, cap: Option<u64>) -> io::Result<Option<OpenFile>> {
-        let full = root.join(path.relative());
-        // Checked before opening: opening a FIFO would block until a writer
-        // comes. The descriptor is checked again below.
-        match std::fs::metadata(&full) {
-            Ok(meta) if meta.is_file() => {}
-            Ok(_) => return Ok(None),
-            Err(e) if is_absent(&e) => return Ok(None),
-            Err(e) => return Err(e),
-        }
-        let file = match File::open(&full) {
-            Ok(file) => file,
-            Err(e) if is_absent(&e) => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        if !is_inside(root, &full, &file)? {
+    /// Opens `path` in `dir`. `Ok(None)` when there is no regular file there
+    /// inside the directory: missing, a directory, a FIFO or device, or a
+    /// symlink that leads out.
+    pub fn open(
+        dir: &ServedDir,
+        path: &RequestPath,
+        cap: Option<u64>,
+    ) -> io::Result<Option<OpenFile>> {
+        let Some(file) = dir.open_file(path.relative())? else {
             return Ok(None);
-        }
+        };
         let meta = file.metadata()?;
         if !meta.is_file() {
             return Ok(None);
@@ -190,30 +180,125 @@ impl OpenFile {
     }
 }
 
+/// The served directory.
+#[derive(Debug)]
+pub(crate) struct ServedDir {
+    /// Canonical.
+    path: PathBuf,
+    /// What `openat2` resolves request paths beneath.
+    #[cfg(target_os = "linux")]
+    fd: std::os::fd::OwnedFd,
+}
+
+/// Set when the kernel (or a seccomp filter) refuses `openat2`.
+#[cfg(target_os = "linux")]
+static NO_OPENAT2: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+impl ServedDir {
+    pub fn open(root: &Path) -> io::Result<ServedDir> {
+        let path = std::fs::canonicalize(root)?;
+        if !path.is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotADirectory,
+                "not a directory",
+            ));
+        }
+        Ok(ServedDir {
+            #[cfg(target_os = "linux")]
+            fd: rustix::fs::open(
+                &path,
+                rustix::fs::OFlags::PATH
+                    | rustix::fs::OFlags::DIRECTORY
+                    | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )?,
+            path,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Opens `relative` for reading if it resolves inside the directory.
+    /// Non-blocking, so that a FIFO cannot hang the open; the caller checks
+    /// that it got a regular file.
+    fn open_file(&self, relative: &Path) -> io::Result<Option<File>> {
+        #[cfg(target_os = "linux")]
+        if !NO_OPENAT2.load(std::sync::atomic::Ordering::Relaxed) {
+            use rustix::fs::{Mode, OFlags, ResolveFlags};
+            use rustix::io::Errno;
+            // The kernel refuses any resolution that leaves the directory
+            // (`..` or symlinks out, /proc magic links) in one call, with no
+            // window for a swapped symlink. It also refuses every absolute
+            // symlink (EXDEV); those get the slower check below, which
+            // accepts the ones that lead back inside.
+            match rustix::fs::openat2(
+                &self.fd,
+                relative,
+                OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK,
+                Mode::empty(),
+                ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
+            ) {
+                Ok(fd) => return Ok(Some(File::from(fd))),
+                Err(Errno::NOSYS | Errno::PERM) => {
+                    tracing::warn!("openat2 unavailable; checking paths through /proc instead");
+                    NO_OPENAT2.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                Err(Errno::XDEV) => {}
+                Err(Errno::LOOP) => return Ok(None),
+                Err(e) => {
+                    let e = io::Error::from(e);
+                    return if is_absent(&e) { Ok(None) } else { Err(e) };
+                }
+            }
+        }
+        self.open_checked(relative)
+    }
+
+    /// The portable way: open, then check where the descriptor really is.
+    fn open_checked(&self, relative: &Path) -> io::Result<Option<File>> {
+        let full = self.path.join(relative);
+        // Checked before opening: opening a FIFO would block until a writer
+        // comes.
+        match std::fs::metadata(&full) {
+            Ok(meta) if meta.is_file() => {}
+            Ok(_) => return Ok(None),
+            Err(e) if is_absent(&e) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        let file = match File::open(&full) {
+            Ok(file) => file,
+            Err(e) if is_absent(&e) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(self.holds(&full, &file)?.then_some(file))
+    }
+
+    /// Whether the open file's real path lies inside the directory. The
+    /// descriptor's own path (`/proc/self/fd/N`) is checked where there is
+    /// one, so a symlink swapped in meanwhile cannot redirect what is served.
+    fn holds(&self, full: &Path, file: &File) -> io::Result<bool> {
+        use std::os::fd::AsRawFd;
+        let real = match std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())) {
+            Ok(real) => real,
+            Err(_) => match std::fs::canonicalize(full) {
+                Ok(real) => real,
+                Err(e) if is_absent(&e) => return Ok(false),
+                Err(e) => return Err(e),
+            },
+        };
+        Ok(real.starts_with(&self.path) && real != self.path)
+    }
+}
+
 fn is_absent(e: &io::Error) -> bool {
     // ENOTDIR: a path segment is a file. Permission problems are not the
     // client's business; they look like a missing file too.
     matches!(
         e.kind(),
         io::ErrorKind::NotFound | io::ErrorKind::NotADirectory | io::ErrorKind::PermissionDenied
-    ) || e.raw_os_error() == Some(40) // ELOOP
-}
-
-/// Whether the open file's real path lies inside `root`. The descriptor's
-/// own path (`/proc/self/fd/N`) is checked, so a symlink swapped in between
-/// the checks cannot redirect what is served; without `/proc`, the path is
-/// canonicalized instead.
-fn is_inside(root: &Path, full: &Path, file: &File) -> io::Result<bool> {
-    use std::os::fd::AsRawFd;
-    let real = match std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())) {
-        Ok(real) => real,
-        Err(_) => match std::fs::canonicalize(full) {
-            Ok(real) => real,
-            Err(e) if is_absent(&e) => return Ok(false),
-            Err(e) => return Err(e),
-        },
-    };
-    Ok(real.starts_with(root) && real != root)
+    ) || e.raw_os_error() == Some(40) // ELOOP on Linux
 }
 
 /// Reads exactly `len` bytes at `offset`. A file that shrank meanwhile is an
@@ -239,18 +324,6 @@ pub(crate) fn read_exact_at(file: &File, offset: u64, len: usize) -> io::Result<
         }
     }
     Ok(Bytes::from(buf))
-}
-
-/// The canonical form of the served directory.
-pub(crate) fn canonical_root(root: &Path) -> io::Result<PathBuf> {
-    let canonical = std::fs::canonicalize(root)?;
-    if !canonical.is_dir() {
-        return Err(io::Error::new(
-            io::ErrorKind::NotADirectory,
-            "not a directory",
-        ));
-    }
-    Ok(canonical)
 }
 
 #[cfg(test)]
@@ -310,6 +383,47 @@ mod tests {
             "/...",
         ] {
             assert_eq!(parse(raw), Err(PathRejection::NotFound), "{raw:?}");
+        }
+    }
+
+    /// `openat2` and the portable check accept exactly the same paths.
+    #[test]
+    fn both_ways_of_opening_agree() {
+        use std::os::unix::fs::symlink;
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::fs::write(tmp.path().join("secret"), b"s").unwrap();
+        std::fs::write(root.join("a"), b"a").unwrap();
+        std::fs::write(root.join("sub/b"), b"b").unwrap();
+        symlink("a", root.join("relative-in")).unwrap();
+        symlink("../a", root.join("sub/up-in")).unwrap();
+        symlink(root.join("sub/b"), root.join("absolute-in")).unwrap();
+        symlink("../secret", root.join("relative-out")).unwrap();
+        symlink(tmp.path().join("secret"), root.join("absolute-out")).unwrap();
+        symlink(tmp.path(), root.join("dir-out")).unwrap();
+        symlink("loop", root.join("loop")).unwrap();
+        symlink("/proc/self/root/etc/hostname", root.join("magic")).unwrap();
+        let dir = ServedDir::open(&root).unwrap();
+        for (path, served) in [
+            ("a", true),
+            ("sub/b", true),
+            ("relative-in", true),
+            ("sub/up-in", true),
+            ("absolute-in", true),
+            ("relative-out", false),
+            ("absolute-out", false),
+            ("dir-out/secret", false),
+            ("loop", false),
+            ("magic", false),
+            ("missing", false),
+            ("a/x", false),
+        ] {
+            let path = Path::new(path);
+            let checked = dir.open_checked(path).unwrap().is_some();
+            assert_eq!(checked, served, "portable check: {}", path.display());
+            let opened = dir.open_file(path).unwrap().is_some();
+            assert_eq!(opened, served, "openat2: {}", path.display());
         }
     }
 

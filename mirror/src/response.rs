@@ -4,7 +4,6 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::hash::{BuildHasher, RandomState};
 use std::io;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime};
@@ -15,7 +14,7 @@ use hyper::http::request::Parts;
 use hyper::{Method, Request, Response, StatusCode, Version};
 
 use crate::body::{AccessLog, CHUNK, Piece, ResponseBody};
-use crate::files::{OpenFile, PathRejection, RequestPath, ServedLengths};
+use crate::files::{OpenFile, PathRejection, RequestPath, ServedDir, ServedLengths};
 use crate::overlay::{Overlay, OverlayBody};
 use crate::range::{ByteRange, RangeRequest, Resolution};
 use crate::sendfile::SendQueue;
@@ -25,8 +24,7 @@ const OCTET_STREAM: &str = "application/octet-stream";
 
 /// What the server serves, shared by all connections.
 pub(crate) struct Site {
-    /// Canonical.
-    pub root: PathBuf,
+    pub dir: ServedDir,
     pub lengths: ServedLengths,
     pub overlay: Option<Arc<dyn Overlay>>,
     pub max_ranges: usize,
@@ -35,13 +33,13 @@ pub(crate) struct Site {
 
 impl Site {
     pub fn new(
-        root: PathBuf,
+        dir: ServedDir,
         lengths: ServedLengths,
         overlay: Option<Arc<dyn Overlay>>,
         max_ranges: usize,
     ) -> Site {
         Site {
-            root,
+            dir,
             lengths,
             overlay,
             max_ranges,
@@ -123,7 +121,7 @@ fn route(site: &Site, parts: Parts, send_queue: Option<Arc<SendQueue>>) -> Respo
     // Opening, stat'ing and (without sendfile) reading the first chunk run
     // inline, as in nginx: these are microseconds on a warm cache, less than
     // a hop to the blocking pool costs (measured with bench/range_bench.sh).
-    match OpenFile::open(&site.root, &path, cap) {
+    match OpenFile::open(&site.dir, &path, cap) {
         Ok(Some(file)) => answer(site, &parts, Representation::from_file(file), send_queue),
         Ok(None) => not_found(),
         Err(e) => {

@@ -11,6 +11,8 @@
 //! placeholder by its address and sends the file range with `sendfile(2)`
 //! instead. hyper sees exactly the byte counts it expects.
 //!
+//! Linux only: elsewhere connections get no queue and bodies are read.
+//!
 //! The queue is first-in first-out because HTTP/1 writes one response body at
 //! a time and in order. A placeholder only ever reaches a stream that owns a
 //! queue: bodies use placeholders only when the request came over HTTP/1,
@@ -104,8 +106,7 @@ impl SendQueue {
             ready!(stream.poll_write_ready(cx))?;
             let mut offset = front.offset + done as u64;
             let sent = stream.try_io(Interest::WRITABLE, || {
-                rustix::fs::sendfile(stream, &*front.file, Some(&mut offset), buf.len())
-                    .map_err(io::Error::from)
+                sendfile(stream, &front.file, &mut offset, buf.len())
             });
             match sent {
                 Ok(0) => {
@@ -129,6 +130,17 @@ impl SendQueue {
             }
         }
     }
+}
+
+#[cfg(target_os = "linux")]
+fn sendfile(stream: &TcpStream, file: &File, offset: &mut u64, len: usize) -> io::Result<usize> {
+    rustix::fs::sendfile(stream, file, Some(offset), len).map_err(io::Error::from)
+}
+
+/// Never reached: placeholders are only made where sendfile exists.
+#[cfg(not(target_os = "linux"))]
+fn sendfile(_: &TcpStream, _: &File, _: &mut u64, _: usize) -> io::Result<usize> {
+    Err(io::ErrorKind::Unsupported.into())
 }
 
 #[cfg(test)]

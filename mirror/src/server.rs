@@ -20,7 +20,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::error::MirrorError;
-use crate::files::{ServedLengths, canonical_root};
+use crate::files::{ServedDir, ServedLengths};
 use crate::overlay::Overlay;
 use crate::response::{Site, respond};
 use crate::sendfile::SendQueue;
@@ -126,15 +126,15 @@ impl Server {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), MirrorError> {
-        let root = canonical_root(&self.root).map_err(|source| MirrorError::Root {
+        let dir = ServedDir::open(&self.root).map_err(|source| MirrorError::Root {
             path: self.root.clone(),
             source,
         })?;
         let addr = listener.local_addr().map_err(MirrorError::Listener)?;
-        tracing::info!(%addr, root = %root.display(), "serving");
+        tracing::info!(%addr, root = %dir.path().display(), "serving");
         let config = self.config;
         let site = Arc::new(Site::new(
-            root,
+            dir,
             self.lengths,
             self.overlay,
             config.max_ranges,
@@ -278,7 +278,8 @@ async fn serve_connection(c: Connection) {
     let requests = activity.clone();
     let service = service_fn(move |req| {
         requests.requests.fetch_add(1, Ordering::Relaxed);
-        let response = respond(&site, req, Some(send_queue.clone()));
+        let send_queue = cfg!(target_os = "linux").then(|| send_queue.clone());
+        let response = respond(&site, req, send_queue);
         std::future::ready(Ok::<_, Infallible>(response))
     });
     let mut conn = std::pin::pin!(builder.serve_connection(io, service));
