@@ -1,0 +1,434 @@
+//! Accepting connections: limits, timeouts, graceful shutdown.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::task::JoinSet;
+
+use crate::error::MirrorError;
+use crate::files::{ServedDir, ServedLengths};
+use crate::overlay::Overlay;
+use crate::response::{Site, respond};
+use crate::sendfile::SendQueue;
+
+/// How long to wait before accepting again after `accept` failed (out of
+/// file descriptors, say).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Limits and timeouts of a [`Server`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// A client must send a complete request head within this time of
+    /// starting one (HTTP/1) or of connecting. For HTTP/1 hyper also runs
+    /// this timer while a kept-alive connection waits for its next request,
+    /// so it bounds idle HTTP/1 connections too. Default 10 s.
+    pub header_read_timeout: Duration,
+    /// A connection that neither sends nor accepts a byte for this long is
+    /// closed. Default 60 s.
+    pub idle_timeout: Duration,
+    /// A client that accepts no bytes of a response for this long is
+    /// dropped. Default 60 s.
+    pub send_timeout: Duration,
+    /// At most this many connections are served at once. The next one is
+    /// accepted only when one closes; meanwhile clients wait in the kernel's
+    /// listen backlog (as nginx does at `worker_connections`). Default 1024.
+    pub max_connections: usize,
+    /// On shutdown, in-flight responses get this long to finish before their
+    /// connections are cut. Default 10 s.
+    pub shutdown_timeout: Duration,
+    /// A `Range` header with more range-specs than this is ignored and the
+    /// whole representation is sent, as nginx's `max_ranges` does.
+    /// Default 64.
+    pub max_ranges: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
+            max_connections: 1024,
+            shutdown_timeout: Duration::from_secs(10),
+            max_ranges: 64,
+        }
+    }
+}
+
+/// An HTTP/1.1 (and cleartext HTTP/2) range server for one directory.
+///
+/// Built with [`Server::new`] and the optional [`Server::lengths`] and
+/// [`Server::overlay`], then driven by [`Server::run`].
+pub struct Server {
+    root: PathBuf,
+    config: ServerConfig,
+    lengths: ServedLengths,
+    overlay: Option<Arc<dyn Overlay>>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("root", &self.root)
+            .field("config", &self.config)
+            .field("lengths", &self.lengths)
+            .field("overlay", &self.overlay.is_some())
+            .finish()
+    }
+}
+
+impl Server {
+    /// A server for the regular files under `root`.
+    pub fn new(root: impl Into<PathBuf>, config: ServerConfig) -> Server {
+        Server {
+            root: root.into(),
+            config,
+            lengths: ServedLengths::default(),
+            overlay: None,
+        }
+    }
+
+    /// Caps the served length of some paths; the caller keeps a clone to
+    /// change them while the server runs.
+    pub fn lengths(mut self, lengths: ServedLengths) -> Server {
+        self.lengths = lengths;
+        self
+    }
+
+    /// Answers some paths from memory first.
+    pub fn overlay(mut self, overlay: Arc<dyn Overlay>) -> Server {
+        self.overlay = Some(overlay);
+        self
+    }
+
+    /// Serves connections from `listener` until `shutdown` completes; then
+    /// stops accepting, lets in-flight responses finish (up to
+    /// [`ServerConfig::shutdown_timeout`]) and returns.
+    ///
+    /// Fails only at start, when the root directory or the listener is
+    /// unusable; errors of single connections are logged and survived.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), MirrorError> {
+        let dir = ServedDir::open(&self.root).map_err(|source| MirrorError::Root {
+            path: self.root.clone(),
+            source,
+        })?;
+        let addr = listener.local_addr().map_err(MirrorError::Listener)?;
+        tracing::info!(%addr, root = %dir.path().display(), "serving");
+        let config = self.config;
+        let site = Arc::new(Site::new(
+            dir,
+            self.lengths,
+            self.overlay,
+            config.max_ranges,
+        ));
+        let builder = Arc::new(http_builder(&config));
+        let timeouts = Timeouts {
+            header_read: config.header_read_timeout,
+            idle: config.idle_timeout,
+            send: config.send_timeout,
+        };
+        let limit = Arc::new(Semaphore::new(config.max_connections.max(1)));
+        let (stop_tx, stop_rx) = watch::channel(());
+        let mut connections = JoinSet::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+
+        loop {
+            let permit = tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                permit = limit.clone().acquire_owned() => {
+                    permit.expect("the connection semaphore is never closed")
+                }
+            };
+            let accepted = tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                accepted = listener.accept() => accepted,
+            };
+            let (stream, peer) = match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::select! {
+                        () = &mut shutdown => break,
+                        () = tokio::time::sleep(ACCEPT_BACKOFF) => continue,
+                    }
+                }
+            };
+            while let Some(done) = connections.try_join_next() {
+                log_join(done);
+            }
+            connections.spawn(serve_connection(Connection {
+                stream,
+                peer,
+                builder: builder.clone(),
+                site: site.clone(),
+                timeouts,
+                stop: stop_rx.clone(),
+                _permit: permit,
+            }));
+        }
+
+        drop(listener);
+        tracing::info!(
+            connections = connections.len(),
+            "shutting down: finishing in-flight requests"
+        );
+        stop_tx.send_replace(());
+        let drained = tokio::time::timeout(config.shutdown_timeout, async {
+            while let Some(done) = connections.join_next().await {
+                log_join(done);
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                connections = connections.len(),
+                "shutdown timeout: closing connections still open"
+            );
+            connections.shutdown().await;
+        }
+        Ok(())
+    }
+}
+
+fn http_builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        // Bounds memory: each stream holds at most one read chunk plus
+        // this much queued output.
+        .max_concurrent_streams(32)
+        .max_send_buf_size(128 * 1024);
+    builder
+}
+
+fn log_join(done: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = done
+        && e.is_panic()
+    {
+        tracing::error!(error = %e, "connection task panicked");
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Timeouts {
+    header_read: Duration,
+    idle: Duration,
+    send: Duration,
+}
+
+struct Connection {
+    stream: TcpStream,
+    peer: SocketAddr,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    site: Arc<Site>,
+    timeouts: Timeouts,
+    stop: watch::Receiver<()>,
+    /// Held for the connection's lifetime.
+    _permit: OwnedSemaphorePermit,
+}
+
+async fn serve_connection(c: Connection) {
+    let Connection {
+        stream,
+        peer,
+        builder,
+        site,
+        timeouts,
+        mut stop,
+        _permit,
+    } = c;
+    // Headers and small bodies go out in one write; do not let Nagle delay
+    // the last segment of a response.
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
+    }
+    let activity = Arc::new(Activity::new());
+    let send_queue = Arc::new(SendQueue::default());
+    let io = TokioIo::new(Watched {
+        inner: stream,
+        activity: activity.clone(),
+        send_queue: send_queue.clone(),
+    });
+    let requests = activity.clone();
+    let service = service_fn(move |req| {
+        requests.requests.fetch_add(1, Ordering::Relaxed);
+        let send_queue = cfg!(target_os = "linux").then(|| send_queue.clone());
+        let response = respond(&site, req, send_queue);
+        std::future::ready(Ok::<_, Infallible>(response))
+    });
+    let mut conn = std::pin::pin!(builder.serve_connection(io, service));
+    let mut watchdog = std::pin::pin!(watchdog(&activity, timeouts));
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            done = conn.as_mut() => {
+                if let Err(e) = done {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            reason = &mut watchdog => {
+                tracing::debug!(%peer, reason, "closing connection");
+                return;
+            }
+            _ = stop.changed(), if !stopping => {
+                stopping = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}
+
+/// Resolves when the connection should be dropped, with the reason.
+async fn watchdog(activity: &Activity, timeouts: Timeouts) -> &'static str {
+    // hyper times HTTP/1 request heads, but not the time before it knows the
+    // protocol, nor HTTP/2: the first request must come within the header
+    // timeout in every case.
+    tokio::time::sleep_until((activity.epoch + timeouts.header_read).into()).await;
+    if activity.requests.load(Ordering::Relaxed) == 0 {
+        return "no request within the header read timeout";
+    }
+    loop {
+        let blocked = activity.write_blocked.load(Ordering::Relaxed);
+        let limit = if blocked {
+            timeouts.send
+        } else {
+            timeouts.idle
+        };
+        let deadline = activity.last_progress() + limit;
+        if Instant::now() >= deadline {
+            return if blocked {
+                "send timeout"
+            } else {
+                "idle timeout"
+            };
+        }
+        tokio::time::sleep_until(deadline.into()).await;
+    }
+}
+
+/// What the watchdog knows of a connection's traffic.
+struct Activity {
+    epoch: Instant,
+    /// Microseconds after `epoch` of the last byte read or written.
+    progress: AtomicU64,
+    /// The last write found the socket's send buffer full.
+    write_blocked: AtomicBool,
+    requests: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            epoch: Instant::now(),
+            progress: AtomicU64::new(0),
+            write_blocked: AtomicBool::new(false),
+            requests: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let micros = self.epoch.elapsed().as_micros() as u64;
+        self.progress.store(micros, Ordering::Relaxed);
+    }
+
+    fn last_progress(&self) -> Instant {
+        self.epoch + Duration::from_micros(self.progress.load(Ordering::Relaxed))
+    }
+
+    fn wrote(&self, result: &Poll<io::Result<usize>>) {
+        match result {
+            Poll::Ready(Ok(n)) if *n > 0 => {
+                self.touch();
+                self.write_blocked.store(false, Ordering::Relaxed);
+            }
+            Poll::Pending => self.write_blocked.store(true, Ordering::Relaxed),
+            Poll::Ready(_) => {}
+        }
+    }
+}
+
+/// A stream that reports its progress to the watchdog and sends file
+/// placeholders with `sendfile(2)`.
+struct Watched {
+    inner: TcpStream,
+    activity: Arc<Activity>,
+    send_queue: Arc<SendQueue>,
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(result, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.activity.touch();
+        }
+        result
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_write_vectored(cx, &[io::IoSlice::new(buf)])
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let result = match SendQueue::plain_prefix(bufs) {
+            Some(n) => Pin::new(&mut this.inner).poll_write_vectored(cx, &bufs[..n]),
+            None => this.send_queue.poll_send(&this.inner, cx, &bufs[0]),
+        };
+        this.activity.wrote(&result);
+        result
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
