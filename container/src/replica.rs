@@ -9,7 +9,7 @@
 //! checkpoint, offline, and nothing in the replica is trusted for being there.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::Error;
@@ -49,6 +49,7 @@ impl ReplicaWriter {
         if len > committed {
             file.set_len(committed).map_err(|e| Error::io("cutting back", path, e))?;
         }
+        (&file).seek(SeekFrom::Start(committed)).map_err(|e| Error::io("seeking in", path, e))?;
         Ok(ReplicaWriter { path: path.to_path_buf(), file, start: committed, end: committed })
     }
 

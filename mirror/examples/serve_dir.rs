@@ -49,9 +49,7 @@ fn main() -> anyhow::Result<()> {
         runtime.worker_threads(n);
     }
     runtime.enable_all().build()?.block_on(async {
-        let listener = tokio::net::TcpListener::bind(&addr)
-            .await
-            .with_context(|| format!("binding {addr}"))?;
+        let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("binding {addr}"))?;
         println!("listening on http://{}", listener.local_addr()?);
         let mut term = signal(SignalKind::terminate())?;
         let shutdown = async move {
@@ -60,9 +58,6 @@ fn main() -> anyhow::Result<()> {
                 _ = term.recv() => {}
             }
         };
-        Server::new(dir, ServerConfig::default())
-            .run(listener, shutdown)
-            .await
-            .context("serving")
+        Server::new(dir, ServerConfig::default()).run(listener, shutdown).await.context("serving")
     })
 }

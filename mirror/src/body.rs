@@ -52,9 +52,7 @@ pub struct ResponseBody {
 
 impl std::fmt::Debug for ResponseBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ResponseBody")
-            .field("remaining", &self.remaining)
-            .finish_non_exhaustive()
+        f.debug_struct("ResponseBody").field("remaining", &self.remaining).finish_non_exhaustive()
     }
 }
 
@@ -70,14 +68,7 @@ impl ResponseBody {
     /// `pieces` may refer to `file` only if it is given.
     pub(crate) fn new(pieces: VecDeque<Piece>, file: Option<Arc<File>>) -> ResponseBody {
         let remaining = pieces.iter().map(Piece::len).sum();
-        ResponseBody {
-            pieces,
-            file,
-            reading: None,
-            send_queue: None,
-            remaining,
-            log: None,
-        }
+        ResponseBody { pieces, file, reading: None, send_queue: None, remaining, log: None }
     }
 
     /// Sends file pieces through the connection's queue instead of reading
@@ -106,10 +97,7 @@ impl Body for ResponseBody {
     type Data = Bytes;
     type Error = io::Error;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         let this = self.get_mut();
         if let Some(reading) = &mut this.reading {
             let result = ready!(Pin::new(reading).poll(cx));
@@ -130,11 +118,7 @@ impl Body for ResponseBody {
                 let Some(file) = this.file.clone() else {
                     return Poll::Ready(Some(Err(io::Error::other("file piece without a file"))));
                 };
-                let step = if this.send_queue.is_some() {
-                    MAX_SLICE as u64
-                } else {
-                    CHUNK
-                };
+                let step = if this.send_queue.is_some() { MAX_SLICE as u64 } else { CHUNK };
                 let (at, n) = (*offset, (*len).min(step));
                 *offset += n;
                 *len -= n;
@@ -145,9 +129,7 @@ impl Body for ResponseBody {
                     let placeholder = queue.push(file, at, n as usize);
                     return this.yielded(placeholder);
                 }
-                this.reading = Some(tokio::task::spawn_blocking(move || {
-                    read_exact_at(&file, at, n as usize)
-                }));
+                this.reading = Some(tokio::task::spawn_blocking(move || read_exact_at(&file, at, n as usize)));
                 // Poll the read once so its waker is registered.
                 Pin::new(this).poll_frame(cx)
             }

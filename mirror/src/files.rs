@@ -23,27 +23,17 @@ pub struct ServedLengths(Arc<RwLock<HashMap<String, u64>>>);
 impl ServedLengths {
     /// Serve `path` up to `len` bytes from now on.
     pub fn set(&self, path: &str, len: u64) {
-        self.0
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(path.to_owned(), len);
+        self.0.write().unwrap_or_else(PoisonError::into_inner).insert(path.to_owned(), len);
     }
 
     /// The length `path` is capped to, if any.
     pub fn get(&self, path: &str) -> Option<u64> {
-        self.0
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(path)
-            .copied()
+        self.0.read().unwrap_or_else(PoisonError::into_inner).get(path).copied()
     }
 
     /// Serve `path` whole again.
     pub fn remove(&self, path: &str) {
-        self.0
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(path);
+        self.0.write().unwrap_or_else(PoisonError::into_inner).remove(path);
     }
 }
 
@@ -142,11 +132,7 @@ impl OpenFile {
     /// Opens `path` in `dir`. `Ok(None)` when there is no regular file there
     /// inside the directory: missing, a directory, a FIFO or device, or a
     /// symlink that leads out.
-    pub fn open(
-        dir: &ServedDir,
-        path: &RequestPath,
-        cap: Option<u64>,
-    ) -> io::Result<Option<OpenFile>> {
+    pub fn open(dir: &ServedDir, path: &RequestPath, cap: Option<u64>) -> io::Result<Option<OpenFile>> {
         let Some(file) = dir.open_file(path.relative())? else {
             return Ok(None);
         };
@@ -157,26 +143,13 @@ impl OpenFile {
         let len = cap.map_or(meta.len(), |cap| cap.min(meta.len()));
         let mtime = meta.modified()?;
         let now = SystemTime::now();
-        let secs = mtime
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let secs = mtime.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let last_modified = (SystemTime::UNIX_EPOCH + Duration::from_secs(secs)).min(now);
         // Strong: a changed length, inode or modification time (to the
         // nanosecond) gives a new tag, so a file that grows gets a new one.
-        let etag = format!(
-            "\"{:x}-{:x}-{:x}-{:x}.{:x}\"",
-            meta.dev(),
-            meta.ino(),
-            len,
-            meta.mtime(),
-            meta.mtime_nsec()
-        );
-        Ok(Some(OpenFile {
-            file: Arc::new(file),
-            len,
-            etag,
-            last_modified,
-        }))
+        let etag =
+            format!("\"{:x}-{:x}-{:x}-{:x}.{:x}\"", meta.dev(), meta.ino(), len, meta.mtime(), meta.mtime_nsec());
+        Ok(Some(OpenFile { file: Arc::new(file), len, etag, last_modified }))
     }
 }
 
@@ -198,18 +171,13 @@ impl ServedDir {
     pub fn open(root: &Path) -> io::Result<ServedDir> {
         let path = std::fs::canonicalize(root)?;
         if !path.is_dir() {
-            return Err(io::Error::new(
-                io::ErrorKind::NotADirectory,
-                "not a directory",
-            ));
+            return Err(io::Error::new(io::ErrorKind::NotADirectory, "not a directory"));
         }
         Ok(ServedDir {
             #[cfg(target_os = "linux")]
             fd: rustix::fs::open(
                 &path,
-                rustix::fs::OFlags::PATH
-                    | rustix::fs::OFlags::DIRECTORY
-                    | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
                 rustix::fs::Mode::empty(),
             )?,
             path,
@@ -295,10 +263,8 @@ impl ServedDir {
 fn is_absent(e: &io::Error) -> bool {
     // ENOTDIR: a path segment is a file. Permission problems are not the
     // client's business; they look like a missing file too.
-    matches!(
-        e.kind(),
-        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory | io::ErrorKind::PermissionDenied
-    ) || e.raw_os_error() == Some(40) // ELOOP on Linux
+    matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory | io::ErrorKind::PermissionDenied)
+        || e.raw_os_error() == Some(40) // ELOOP on Linux
 }
 
 /// Reads exactly `len` bytes at `offset`. A file that shrank meanwhile is an
@@ -372,16 +338,7 @@ mod tests {
 
     #[test]
     fn non_files_are_not_found() {
-        for raw in [
-            "/",
-            "//etc/passwd",
-            "/a//b",
-            "/dir/",
-            "/.hidden",
-            "/a/.git/config",
-            "/%2ehidden",
-            "/...",
-        ] {
+        for raw in ["/", "//etc/passwd", "/a//b", "/dir/", "/.hidden", "/a/.git/config", "/%2ehidden", "/..."] {
             assert_eq!(parse(raw), Err(PathRejection::NotFound), "{raw:?}");
         }
     }

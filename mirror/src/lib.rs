@@ -48,11 +48,14 @@
 mod body;
 mod error;
 mod files;
+pub mod local_logs;
 mod overlay;
 mod range;
 mod response;
 mod sendfile;
 mod server;
+pub mod sync;
+pub mod tlog;
 mod validator;
 
 pub use body::ResponseBody;

@@ -41,7 +41,12 @@ pub async fn follow(
     }
 }
 
-fn refresh(dir: &std::path::Path, skip: &[String], mut seen: HashMap<String, u64>, tlog: &TlogOverlay) -> HashMap<String, u64> {
+fn refresh(
+    dir: &std::path::Path,
+    skip: &[String],
+    mut seen: HashMap<String, u64>,
+    tlog: &TlogOverlay,
+) -> HashMap<String, u64> {
     let Ok(entries) = std::fs::read_dir(dir) else { return seen };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();

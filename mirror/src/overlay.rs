@@ -27,17 +27,11 @@ pub struct OverlayBody {
 impl OverlayBody {
     /// A `text/plain; charset=utf-8` body.
     pub fn text(text: impl Into<Bytes>) -> OverlayBody {
-        OverlayBody {
-            bytes: text.into(),
-            content_type: "text/plain; charset=utf-8",
-        }
+        OverlayBody { bytes: text.into(), content_type: "text/plain; charset=utf-8" }
     }
 
     /// An `application/octet-stream` body.
     pub fn binary(bytes: impl Into<Bytes>) -> OverlayBody {
-        OverlayBody {
-            bytes: bytes.into(),
-            content_type: "application/octet-stream",
-        }
+        OverlayBody { bytes: bytes.into(), content_type: "application/octet-stream" }
     }
 }

@@ -96,11 +96,7 @@ impl RangeRequest {
                 insert_coalescing(&mut merged, range);
             }
         }
-        if merged.is_empty() {
-            Resolution::Unsatisfiable
-        } else {
-            Resolution::Ranges(merged)
-        }
+        if merged.is_empty() { Resolution::Unsatisfiable } else { Resolution::Ranges(merged) }
     }
 }
 
@@ -134,25 +130,14 @@ fn parse_pos(s: &[u8]) -> Option<u64> {
     if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    Some(s.iter().fold(0u64, |n, &d| {
-        n.saturating_mul(10).saturating_add(u64::from(d - b'0'))
-    }))
+    Some(s.iter().fold(0u64, |n, &d| n.saturating_mul(10).saturating_add(u64::from(d - b'0'))))
 }
 
 fn satisfiable(spec: RangeSpec, len: u64) -> Option<ByteRange> {
     match spec {
-        RangeSpec::FromTo(first, last) if first < len => Some(ByteRange {
-            start: first,
-            end: last.min(len - 1) + 1,
-        }),
-        RangeSpec::From(first) if first < len => Some(ByteRange {
-            start: first,
-            end: len,
-        }),
-        RangeSpec::Suffix(n) if n > 0 && len > 0 => Some(ByteRange {
-            start: len - n.min(len),
-            end: len,
-        }),
+        RangeSpec::FromTo(first, last) if first < len => Some(ByteRange { start: first, end: last.min(len - 1) + 1 }),
+        RangeSpec::From(first) if first < len => Some(ByteRange { start: first, end: len }),
+        RangeSpec::Suffix(n) if n > 0 && len > 0 => Some(ByteRange { start: len - n.min(len), end: len }),
         _ => None,
     }
 }
@@ -167,10 +152,7 @@ fn insert_coalescing(merged: &mut Vec<ByteRange>, mut range: ByteRange) {
     let mut slot = merged.len();
     while let Some(i) = merged.iter().position(|&m| near(m, range)) {
         let m = merged.remove(i);
-        range = ByteRange {
-            start: range.start.min(m.start),
-            end: range.end.max(m.end),
-        };
+        range = ByteRange { start: range.start.min(m.start), end: range.end.max(m.end) };
         // The union goes where the earliest absorbed range was.
         slot = slot.min(i);
     }
@@ -192,55 +174,25 @@ mod tests {
 
     #[test]
     fn single_forms() {
-        assert_eq!(
-            resolve("bytes=0-9", 100),
-            Some(Resolution::Ranges(vec![r(0, 10)]))
-        );
-        assert_eq!(
-            resolve("bytes=90-", 100),
-            Some(Resolution::Ranges(vec![r(90, 100)]))
-        );
-        assert_eq!(
-            resolve("bytes=-10", 100),
-            Some(Resolution::Ranges(vec![r(90, 100)]))
-        );
-        assert_eq!(
-            resolve("bytes=-1000", 100),
-            Some(Resolution::Ranges(vec![r(0, 100)]))
-        );
-        assert_eq!(
-            resolve("bytes=50-1000", 100),
-            Some(Resolution::Ranges(vec![r(50, 100)]))
-        );
-        assert_eq!(
-            resolve("BYTES=1-1", 100),
-            Some(Resolution::Ranges(vec![r(1, 2)]))
-        );
-        assert_eq!(
-            resolve("bytes=0-99999999999999999999999", 100),
-            Some(Resolution::Ranges(vec![r(0, 100)]))
-        );
+        assert_eq!(resolve("bytes=0-9", 100), Some(Resolution::Ranges(vec![r(0, 10)])));
+        assert_eq!(resolve("bytes=90-", 100), Some(Resolution::Ranges(vec![r(90, 100)])));
+        assert_eq!(resolve("bytes=-10", 100), Some(Resolution::Ranges(vec![r(90, 100)])));
+        assert_eq!(resolve("bytes=-1000", 100), Some(Resolution::Ranges(vec![r(0, 100)])));
+        assert_eq!(resolve("bytes=50-1000", 100), Some(Resolution::Ranges(vec![r(50, 100)])));
+        assert_eq!(resolve("BYTES=1-1", 100), Some(Resolution::Ranges(vec![r(1, 2)])));
+        assert_eq!(resolve("bytes=0-99999999999999999999999", 100), Some(Resolution::Ranges(vec![r(0, 100)])));
     }
 
     #[test]
     fn unsatisfiable() {
         assert_eq!(resolve("bytes=100-", 100), Some(Resolution::Unsatisfiable));
-        assert_eq!(
-            resolve("bytes=100-200", 100),
-            Some(Resolution::Unsatisfiable)
-        );
+        assert_eq!(resolve("bytes=100-200", 100), Some(Resolution::Unsatisfiable));
         assert_eq!(resolve("bytes=-0", 100), Some(Resolution::Unsatisfiable));
         assert_eq!(resolve("bytes=0-0", 0), Some(Resolution::Unsatisfiable));
         assert_eq!(resolve("bytes=-5", 0), Some(Resolution::Unsatisfiable));
-        assert_eq!(
-            resolve("bytes=99999999999999999999999-", 100),
-            Some(Resolution::Unsatisfiable)
-        );
+        assert_eq!(resolve("bytes=99999999999999999999999-", 100), Some(Resolution::Unsatisfiable));
         // Unsatisfiable specs are dropped when another one is satisfiable.
-        assert_eq!(
-            resolve("bytes=200-300, 0-0", 100),
-            Some(Resolution::Ranges(vec![r(0, 1)]))
-        );
+        assert_eq!(resolve("bytes=200-300, 0-0", 100), Some(Resolution::Ranges(vec![r(0, 1)])));
     }
 
     #[test]
@@ -267,17 +219,12 @@ mod tests {
 
     #[test]
     fn list_syntax_is_lenient() {
-        assert_eq!(
-            resolve("bytes= 0-0 ,, \t 500-500 ,", 1000),
-            Some(Resolution::Ranges(vec![r(0, 1), r(500, 501)]))
-        );
+        assert_eq!(resolve("bytes= 0-0 ,, \t 500-500 ,", 1000), Some(Resolution::Ranges(vec![r(0, 1), r(500, 501)])));
     }
 
     #[test]
     fn too_many_ranges_are_ignored() {
-        let many: Vec<String> = (0..65)
-            .map(|i| format!("{}-{}", i * 1000, i * 1000))
-            .collect();
+        let many: Vec<String> = (0..65).map(|i| format!("{}-{}", i * 1000, i * 1000)).collect();
         let header = format!("bytes={}", many.join(","));
         assert_eq!(RangeRequest::parse(header.as_bytes(), 64), None);
         let header = format!("bytes={}", many[..64].join(","));
@@ -288,30 +235,14 @@ mod tests {
     fn coalescing_keeps_request_order() {
         assert_eq!(
             resolve("bytes=5000-5999,0-99,50-150,1000-1099", 10_000),
-            Some(Resolution::Ranges(vec![
-                r(5000, 6000),
-                r(0, 151),
-                r(1000, 1100)
-            ]))
+            Some(Resolution::Ranges(vec![r(5000, 6000), r(0, 151), r(1000, 1100)]))
         );
         // A gap of up to COALESCE_GAP bytes is bridged; a larger one is not.
-        assert_eq!(
-            resolve("bytes=0-9,89-99", 1000),
-            Some(Resolution::Ranges(vec![r(0, 100)]))
-        );
-        assert_eq!(
-            resolve("bytes=0-9,90-99", 1000),
-            Some(Resolution::Ranges(vec![r(0, 100)]))
-        );
-        assert_eq!(
-            resolve("bytes=0-9,91-99", 1000),
-            Some(Resolution::Ranges(vec![r(0, 10), r(91, 100)]))
-        );
+        assert_eq!(resolve("bytes=0-9,89-99", 1000), Some(Resolution::Ranges(vec![r(0, 100)])));
+        assert_eq!(resolve("bytes=0-9,90-99", 1000), Some(Resolution::Ranges(vec![r(0, 100)])));
+        assert_eq!(resolve("bytes=0-9,91-99", 1000), Some(Resolution::Ranges(vec![r(0, 10), r(91, 100)])));
         // A late range can join two earlier ones; the union takes the first slot.
-        assert_eq!(
-            resolve("bytes=900-999,0-99,300-399,100-899", 1000),
-            Some(Resolution::Ranges(vec![r(0, 1000)]))
-        );
+        assert_eq!(resolve("bytes=900-999,0-99,300-399,100-899", 1000), Some(Resolution::Ranges(vec![r(0, 1000)])));
         assert_eq!(
             resolve("bytes=2000-2099,1000-1099,0-99,100-1000", 3000),
             Some(Resolution::Ranges(vec![r(2000, 2100), r(0, 1100)]))

@@ -32,21 +32,13 @@ pub(crate) struct Site {
 }
 
 impl Site {
-    pub fn new(
-        dir: ServedDir,
-        lengths: ServedLengths,
-        overlay: Option<Arc<dyn Overlay>>,
-        max_ranges: usize,
-    ) -> Site {
+    pub fn new(dir: ServedDir, lengths: ServedLengths, overlay: Option<Arc<dyn Overlay>>, max_ranges: usize) -> Site {
         Site {
             dir,
             lengths,
             overlay,
             max_ranges,
-            boundaries: Boundaries {
-                seed: RandomState::new(),
-                counter: AtomicU64::new(0),
-            },
+            boundaries: Boundaries { seed: RandomState::new(), counter: AtomicU64::new(0) },
         }
     }
 }
@@ -61,50 +53,33 @@ struct Boundaries {
 impl Boundaries {
     fn next(&self) -> String {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        format!(
-            "dare-{:016x}{:016x}",
-            self.seed.hash_one(n),
-            self.seed.hash_one(!n)
-        )
+        format!("dare-{:016x}{:016x}", self.seed.hash_one(n), self.seed.hash_one(!n))
     }
 }
 
 /// Answers one request. Never fails: every problem is a status code.
 /// `send_queue` is the connection's, used for HTTP/1 requests.
-pub(crate) fn respond<B>(
-    site: &Site,
-    req: Request<B>,
-    send_queue: Option<Arc<SendQueue>>,
-) -> Response<ResponseBody> {
+pub(crate) fn respond<B>(site: &Site, req: Request<B>, send_queue: Option<Arc<SendQueue>>) -> Response<ResponseBody> {
     let (parts, _body) = req.into_parts();
     // Placeholders must never reach HTTP/2, which copies bodies into frames.
     let send_queue = send_queue.filter(|_| parts.version <= Version::HTTP_11);
-    let log =
-        tracing::enabled!(target: "dare_mirror::access", tracing::Level::INFO).then(|| AccessLog {
-            method: parts.method.clone(),
-            path: parts.uri.path().to_owned(),
-            status: 0,
-            range: parts
-                .headers
-                .get(header::RANGE)
-                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
-            start: Instant::now(),
-            bytes: 0,
-        });
-    let response = route(site, parts, send_queue);
-    let log = log.map(|log| AccessLog {
-        status: response.status().as_u16(),
-        ..log
+    let log = tracing::enabled!(target: "dare_mirror::access", tracing::Level::INFO).then(|| AccessLog {
+        method: parts.method.clone(),
+        path: parts.uri.path().to_owned(),
+        status: 0,
+        range: parts.headers.get(header::RANGE).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+        start: Instant::now(),
+        bytes: 0,
     });
+    let response = route(site, parts, send_queue);
+    let log = log.map(|log| AccessLog { status: response.status().as_u16(), ..log });
     response.map(|body| body.with_log(log))
 }
 
 fn route(site: &Site, parts: Parts, send_queue: Option<Arc<SendQueue>>) -> Response<ResponseBody> {
     if parts.method != Method::GET && parts.method != Method::HEAD {
         let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
-        response
-            .headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         return response;
     }
     let path = match RequestPath::parse(parts.uri.path()) {
@@ -168,14 +143,9 @@ impl Representation {
 
     fn piece(&self, range: ByteRange) -> Piece {
         match &self.source {
-            Source::File(_) => Piece::File {
-                offset: range.start,
-                len: range.len(),
-            },
+            Source::File(_) => Piece::File { offset: range.start, len: range.len() },
             // Lengths of memory bodies fit in usize.
-            Source::Memory(bytes) => {
-                Piece::Bytes(bytes.slice(range.start as usize..range.end as usize))
-            }
+            Source::Memory(bytes) => Piece::Bytes(bytes.slice(range.start as usize..range.end as usize)),
         }
     }
 
@@ -209,10 +179,7 @@ fn answer(
     rep: Representation,
     send_queue: Option<Arc<SendQueue>>,
 ) -> Response<ResponseBody> {
-    let validators = Validators {
-        etag: rep.etag.as_deref(),
-        last_modified: rep.last_modified,
-    };
+    let validators = Validators { etag: rep.etag.as_deref(), last_modified: rep.last_modified };
     let range_allowed = match validators.evaluate(&parts.headers, SystemTime::now()) {
         Precondition::Failed => return plain(StatusCode::PRECONDITION_FAILED, ""),
         Precondition::NotModified => {
@@ -234,19 +201,9 @@ fn answer(
     rep.validator_headers(&mut headers);
     let (status, pieces) = match ranges {
         None => {
-            headers.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(rep.content_type),
-            );
-            let all = ByteRange {
-                start: 0,
-                end: rep.len,
-            };
-            let pieces = if rep.len == 0 {
-                VecDeque::new()
-            } else {
-                VecDeque::from([rep.piece(all)])
-            };
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(rep.content_type));
+            let all = ByteRange { start: 0, end: rep.len };
+            let pieces = if rep.len == 0 { VecDeque::new() } else { VecDeque::from([rep.piece(all)]) };
             (StatusCode::OK, pieces)
         }
         Some(Resolution::Unsatisfiable) => {
@@ -256,29 +213,18 @@ fn answer(
             (StatusCode::RANGE_NOT_SATISFIABLE, VecDeque::new())
         }
         Some(Resolution::Ranges(ranges)) if ranges.len() == 1 => {
-            headers.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(rep.content_type),
-            );
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(rep.content_type));
             if let Ok(value) = HeaderValue::from_str(&ranges[0].content_range(rep.len)) {
                 headers.insert(header::CONTENT_RANGE, value);
             }
-            (
-                StatusCode::PARTIAL_CONTENT,
-                VecDeque::from([rep.piece(ranges[0])]),
-            )
+            (StatusCode::PARTIAL_CONTENT, VecDeque::from([rep.piece(ranges[0])]))
         }
         Some(Resolution::Ranges(ranges)) => {
             let boundary = site.boundaries.next();
-            if let Ok(value) =
-                HeaderValue::from_str(&format!("multipart/byteranges; boundary={boundary}"))
-            {
+            if let Ok(value) = HeaderValue::from_str(&format!("multipart/byteranges; boundary={boundary}")) {
                 headers.insert(header::CONTENT_TYPE, value);
             }
-            (
-                StatusCode::PARTIAL_CONTENT,
-                multipart(&rep, &ranges, &boundary),
-            )
+            (StatusCode::PARTIAL_CONTENT, multipart(&rep, &ranges, &boundary))
         }
     };
     let len: u64 = pieces.iter().map(Piece::len).sum();
@@ -332,11 +278,7 @@ fn prefetch(pieces: VecDeque<Piece>, file: Option<&Arc<File>>) -> io::Result<Vec
             Piece::File { offset, len } if len <= budget => {
                 budget -= len;
                 // len <= CHUNK fits in usize.
-                Ok(Piece::Bytes(crate::files::read_exact_at(
-                    file,
-                    offset,
-                    len as usize,
-                )?))
+                Ok(Piece::Bytes(crate::files::read_exact_at(file, offset, len as usize)?))
             }
             piece => Ok(piece),
         })
@@ -354,10 +296,7 @@ fn plain(status: StatusCode, text: &'static str) -> Response<ResponseBody> {
     let mut response = Response::new(ResponseBody::bytes(Bytes::from_static(text.as_bytes())));
     *response.status_mut() = status;
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(text.len()));
     response
 }

@@ -63,10 +63,7 @@ impl SendQueue {
     /// Queues `len` (at most [`MAX_SLICE`]) bytes of `file` at `offset`
     /// and returns the placeholder to hand to hyper.
     pub fn push(&self, file: Arc<File>, offset: u64, len: usize) -> Bytes {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push_back(FileSlice { file, offset, len });
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).push_back(FileSlice { file, offset, len });
         placeholder(len)
     }
 
@@ -81,17 +78,10 @@ impl SendQueue {
     }
 
     /// Sends (part of) the file slice that placeholder `buf` stands for.
-    pub fn poll_send(
-        &self,
-        stream: &TcpStream,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    pub fn poll_send(&self, stream: &TcpStream, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let mut queue = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         let (Some(front), Some(done)) = (queue.front(), placeholder_offset(buf)) else {
-            return Poll::Ready(Err(io::Error::other(
-                "placeholder without a queued file slice",
-            )));
+            return Poll::Ready(Err(io::Error::other("placeholder without a queued file slice")));
         };
         // hyper advances a partly written placeholder: its address says how
         // much of the slice is already out.
@@ -105,9 +95,7 @@ impl SendQueue {
         loop {
             ready!(stream.poll_write_ready(cx))?;
             let mut offset = front.offset + done as u64;
-            let sent = stream.try_io(Interest::WRITABLE, || {
-                sendfile(stream, &front.file, &mut offset, buf.len())
-            });
+            let sent = stream.try_io(Interest::WRITABLE, || sendfile(stream, &front.file, &mut offset, buf.len()));
             match sent {
                 Ok(0) => {
                     return Poll::Ready(Err(io::Error::new(

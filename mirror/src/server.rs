@@ -94,12 +94,7 @@ impl std::fmt::Debug for Server {
 impl Server {
     /// A server for the regular files under `root`.
     pub fn new(root: impl Into<PathBuf>, config: ServerConfig) -> Server {
-        Server {
-            root: root.into(),
-            config,
-            lengths: ServedLengths::default(),
-            overlay: None,
-        }
+        Server { root: root.into(), config, lengths: ServedLengths::default(), overlay: None }
     }
 
     /// Caps the served length of some paths; the caller keeps a clone to
@@ -126,25 +121,15 @@ impl Server {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), MirrorError> {
-        let dir = ServedDir::open(&self.root).map_err(|source| MirrorError::Root {
-            path: self.root.clone(),
-            source,
-        })?;
+        let dir =
+            ServedDir::open(&self.root).map_err(|source| MirrorError::Root { path: self.root.clone(), source })?;
         let addr = listener.local_addr().map_err(MirrorError::Listener)?;
         tracing::info!(%addr, root = %dir.path().display(), "serving");
         let config = self.config;
-        let site = Arc::new(Site::new(
-            dir,
-            self.lengths,
-            self.overlay,
-            config.max_ranges,
-        ));
+        let site = Arc::new(Site::new(dir, self.lengths, self.overlay, config.max_ranges));
         let builder = Arc::new(http_builder(&config));
-        let timeouts = Timeouts {
-            header_read: config.header_read_timeout,
-            idle: config.idle_timeout,
-            send: config.send_timeout,
-        };
+        let timeouts =
+            Timeouts { header_read: config.header_read_timeout, idle: config.idle_timeout, send: config.send_timeout };
         let limit = Arc::new(Semaphore::new(config.max_connections.max(1)));
         let (stop_tx, stop_rx) = watch::channel(());
         let mut connections = JoinSet::new();
@@ -188,10 +173,7 @@ impl Server {
         }
 
         drop(listener);
-        tracing::info!(
-            connections = connections.len(),
-            "shutting down: finishing in-flight requests"
-        );
+        tracing::info!(connections = connections.len(), "shutting down: finishing in-flight requests");
         stop_tx.send_replace(());
         let drained = tokio::time::timeout(config.shutdown_timeout, async {
             while let Some(done) = connections.join_next().await {
@@ -200,10 +182,7 @@ impl Server {
         })
         .await;
         if drained.is_err() {
-            tracing::warn!(
-                connections = connections.len(),
-                "shutdown timeout: closing connections still open"
-            );
+            tracing::warn!(connections = connections.len(), "shutdown timeout: closing connections still open");
             connections.shutdown().await;
         }
         Ok(())
@@ -212,11 +191,7 @@ impl Server {
 
 fn http_builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(config.header_read_timeout)
-        .keep_alive(true);
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(config.header_read_timeout).keep_alive(true);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -254,15 +229,7 @@ struct Connection {
 }
 
 async fn serve_connection(c: Connection) {
-    let Connection {
-        stream,
-        peer,
-        builder,
-        site,
-        timeouts,
-        mut stop,
-        _permit,
-    } = c;
+    let Connection { stream, peer, builder, site, timeouts, mut stop, _permit } = c;
     // Headers and small bodies go out in one write; do not let Nagle delay
     // the last segment of a response.
     if let Err(e) = stream.set_nodelay(true) {
@@ -270,11 +237,7 @@ async fn serve_connection(c: Connection) {
     }
     let activity = Arc::new(Activity::new());
     let send_queue = Arc::new(SendQueue::default());
-    let io = TokioIo::new(Watched {
-        inner: stream,
-        activity: activity.clone(),
-        send_queue: send_queue.clone(),
-    });
+    let io = TokioIo::new(Watched { inner: stream, activity: activity.clone(), send_queue: send_queue.clone() });
     let requests = activity.clone();
     let service = service_fn(move |req| {
         requests.requests.fetch_add(1, Ordering::Relaxed);
@@ -316,18 +279,10 @@ async fn watchdog(activity: &Activity, timeouts: Timeouts) -> &'static str {
     }
     loop {
         let blocked = activity.write_blocked.load(Ordering::Relaxed);
-        let limit = if blocked {
-            timeouts.send
-        } else {
-            timeouts.idle
-        };
+        let limit = if blocked { timeouts.send } else { timeouts.idle };
         let deadline = activity.last_progress() + limit;
         if Instant::now() >= deadline {
-            return if blocked {
-                "send timeout"
-            } else {
-                "idle timeout"
-            };
+            return if blocked { "send timeout" } else { "idle timeout" };
         }
         tokio::time::sleep_until(deadline.into()).await;
     }
@@ -383,11 +338,7 @@ struct Watched {
 }
 
 impl AsyncRead for Watched {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let result = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(result, Poll::Ready(Ok(()))) && buf.filled().len() > before {
@@ -398,11 +349,7 @@ impl AsyncRead for Watched {
 }
 
 impl AsyncWrite for Watched {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         self.poll_write_vectored(cx, &[io::IoSlice::new(buf)])
     }
 

@@ -134,7 +134,10 @@ impl Syncer {
             })?;
             if let Tail::Torn { offset, .. } = scan.tail {
                 drop(file);
-                let f = OpenOptions::new().write(true).open(&s.cfg.local).map_err(|e| io_err("opening", &s.cfg.local, e))?;
+                let f = OpenOptions::new()
+                    .write(true)
+                    .open(&s.cfg.local)
+                    .map_err(|e| io_err("opening", &s.cfg.local, e))?;
                 f.set_len(offset).map_err(|e| io_err("cutting back", &s.cfg.local, e))?;
                 f.sync_all().map_err(|e| io_err("syncing", &s.cfg.local, e))?;
                 tracing::warn!(local = %s.cfg.local.display(), offset, "cut an unverified tail off the local copy");
@@ -152,7 +155,12 @@ impl Syncer {
     fn publish(&mut self, scan: &Scan) {
         self.verified = scan.sealed_len;
         self.lengths.set(&self.cfg.url_path, scan.sealed_len);
-        self.tlog.set(&self.cfg.url_path, scan.last_seal.seal.checkpoint.clone(), Arc::new(scan.tree.clone()), scan.size());
+        self.tlog.set(
+            &self.cfg.url_path,
+            scan.last_seal.seal.checkpoint.clone(),
+            Arc::new(scan.tree.clone()),
+            scan.size(),
+        );
     }
 
     /// One round: tries each upstream (the last good one first) until one
@@ -236,7 +244,10 @@ impl Syncer {
         let up = |reason: String| SyncError::Upstream { url: url.to_string(), reason };
         let uri: hyper::Uri = url.parse().map_err(|e| up(format!("not a URL: {e}")))?;
         if uri.scheme_str() != Some("http") {
-            return Err(up("only http:// upstreams are supported (put a TLS terminator in front, or sync from a local path)".into()));
+            return Err(up(
+                "only http:// upstreams are supported (put a TLS terminator in front, or sync from a local path)"
+                    .into(),
+            ));
         }
         let req = hyper::Request::get(uri)
             .header(hyper::header::RANGE, format!("bytes={from}-"))

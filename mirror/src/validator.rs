@@ -34,10 +34,8 @@ impl Validators<'_> {
             if !self.tag_list_matches(headers, header::IF_MATCH, true) {
                 return Precondition::Failed;
             }
-        } else if let (Some(since), Some(modified)) = (
-            date(headers, header::IF_UNMODIFIED_SINCE),
-            self.last_modified,
-        ) && modified > since
+        } else if let (Some(since), Some(modified)) = (date(headers, header::IF_UNMODIFIED_SINCE), self.last_modified)
+            && modified > since
         {
             return Precondition::Failed;
         }
@@ -45,8 +43,7 @@ impl Validators<'_> {
             if self.tag_list_matches(headers, header::IF_NONE_MATCH, false) {
                 return Precondition::NotModified;
             }
-        } else if let (Some(since), Some(modified)) =
-            (date(headers, header::IF_MODIFIED_SINCE), self.last_modified)
+        } else if let (Some(since), Some(modified)) = (date(headers, header::IF_MODIFIED_SINCE), self.last_modified)
             && modified <= since
         {
             return Precondition::NotModified;
@@ -60,12 +57,7 @@ impl Validators<'_> {
 
     /// Whether any tag in the (possibly repeated) list header matches; `*`
     /// matches any existing representation. A malformed list matches nothing.
-    fn tag_list_matches(
-        &self,
-        headers: &HeaderMap,
-        name: header::HeaderName,
-        strong: bool,
-    ) -> bool {
+    fn tag_list_matches(&self, headers: &HeaderMap, name: header::HeaderName, strong: bool) -> bool {
         let mut any = false;
         for value in headers.get_all(&name) {
             let Some(list) = EntityTagList::parse(value.as_bytes()) else {
@@ -93,9 +85,7 @@ impl Validators<'_> {
         let bytes = value.as_bytes();
         if bytes.starts_with(b"\"") || bytes.starts_with(b"W/") {
             return match EntityTagList::parse(bytes) {
-                Some(EntityTagList::Tags(tags)) if tags.len() == 1 => {
-                    self.tag_matches(&tags[0], true)
-                }
+                Some(EntityTagList::Tags(tags)) if tags.len() == 1 => self.tag_matches(&tags[0], true),
                 _ => false,
             };
         }
@@ -161,10 +151,7 @@ impl<'a> EntityTagList<'a> {
             }
             let close = 1 + rest[1..].iter().position(|&b| b == b'"')?;
             let opaque = &rest[..=close];
-            if !opaque[1..close]
-                .iter()
-                .all(|&b| b == 0x21 || (0x23..=0x7e).contains(&b) || b >= 0x80)
-            {
+            if !opaque[1..close].iter().all(|&b| b == 0x21 || (0x23..=0x7e).contains(&b) || b >= 0x80) {
                 return None;
             }
             tags.push(EntityTag { weak, opaque });
@@ -192,54 +179,29 @@ mod tests {
     fn eval(pairs: &[(&str, &str)]) -> Precondition {
         let mut headers = HeaderMap::new();
         for (k, v) in pairs {
-            headers.append(
-                header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
+            headers.append(header::HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
         }
-        let v = Validators {
-            etag: Some(ETAG),
-            last_modified: Some(at(1_000_000_000)),
-        };
+        let v = Validators { etag: Some(ETAG), last_modified: Some(at(1_000_000_000)) };
         v.evaluate(&headers, at(1_000_000_100))
     }
 
-    const PROCEED: Precondition = Precondition::Proceed {
-        range_allowed: true,
-    };
-    const NO_RANGE: Precondition = Precondition::Proceed {
-        range_allowed: false,
-    };
+    const PROCEED: Precondition = Precondition::Proceed { range_allowed: true };
+    const NO_RANGE: Precondition = Precondition::Proceed { range_allowed: false };
     // 1_000_000_000 as an HTTP date.
     const MODIFIED: &str = "Sun, 09 Sep 2001 01:46:40 GMT";
     const EARLIER: &str = "Sun, 09 Sep 2001 01:46:39 GMT";
 
     #[test]
     fn if_none_match() {
-        assert_eq!(
-            eval(&[("if-none-match", "\"abc\"")]),
-            Precondition::NotModified
-        );
-        assert_eq!(
-            eval(&[("if-none-match", "W/\"abc\"")]),
-            Precondition::NotModified
-        );
-        assert_eq!(
-            eval(&[("if-none-match", "\"x\", \"abc\"")]),
-            Precondition::NotModified
-        );
-        assert_eq!(
-            eval(&[("if-none-match", "\"x\""), ("if-none-match", "\"abc\"")]),
-            Precondition::NotModified
-        );
+        assert_eq!(eval(&[("if-none-match", "\"abc\"")]), Precondition::NotModified);
+        assert_eq!(eval(&[("if-none-match", "W/\"abc\"")]), Precondition::NotModified);
+        assert_eq!(eval(&[("if-none-match", "\"x\", \"abc\"")]), Precondition::NotModified);
+        assert_eq!(eval(&[("if-none-match", "\"x\""), ("if-none-match", "\"abc\"")]), Precondition::NotModified);
         assert_eq!(eval(&[("if-none-match", "*")]), Precondition::NotModified);
         assert_eq!(eval(&[("if-none-match", "\"x\"")]), PROCEED);
         assert_eq!(eval(&[("if-none-match", "abc")]), PROCEED);
         // If-None-Match wins over If-Modified-Since.
-        assert_eq!(
-            eval(&[("if-none-match", "\"x\""), ("if-modified-since", MODIFIED)]),
-            PROCEED
-        );
+        assert_eq!(eval(&[("if-none-match", "\"x\""), ("if-modified-since", MODIFIED)]), PROCEED);
     }
 
     #[test]
@@ -248,19 +210,13 @@ mod tests {
         assert_eq!(eval(&[("if-match", "*")]), PROCEED);
         assert_eq!(eval(&[("if-match", "W/\"abc\"")]), Precondition::Failed);
         assert_eq!(eval(&[("if-match", "\"x\"")]), Precondition::Failed);
-        assert_eq!(
-            eval(&[("if-unmodified-since", EARLIER)]),
-            Precondition::Failed
-        );
+        assert_eq!(eval(&[("if-unmodified-since", EARLIER)]), Precondition::Failed);
         assert_eq!(eval(&[("if-unmodified-since", MODIFIED)]), PROCEED);
     }
 
     #[test]
     fn if_modified_since() {
-        assert_eq!(
-            eval(&[("if-modified-since", MODIFIED)]),
-            Precondition::NotModified
-        );
+        assert_eq!(eval(&[("if-modified-since", MODIFIED)]), Precondition::NotModified);
         assert_eq!(eval(&[("if-modified-since", EARLIER)]), PROCEED);
         assert_eq!(eval(&[("if-modified-since", "yesterday")]), PROCEED);
     }
@@ -275,10 +231,7 @@ mod tests {
         assert_eq!(eval(&[("if-range", EARLIER)]), NO_RANGE);
         assert_eq!(eval(&[("if-range", "garbage")]), NO_RANGE);
         // A date is a strong validator only a second after the modification.
-        let v = Validators {
-            etag: Some(ETAG),
-            last_modified: Some(at(1_000_000_000)),
-        };
+        let v = Validators { etag: Some(ETAG), last_modified: Some(at(1_000_000_000)) };
         let mut headers = HeaderMap::new();
         headers.insert(header::IF_RANGE, HeaderValue::from_static(MODIFIED));
         assert_eq!(v.evaluate(&headers, at(1_000_000_000)), NO_RANGE);
@@ -289,31 +242,12 @@ mod tests {
         assert_eq!(
             EntityTagList::parse(b" \"a,b\" ,W/\"\" "),
             Some(EntityTagList::Tags(vec![
-                EntityTag {
-                    weak: false,
-                    opaque: b"\"a,b\""
-                },
-                EntityTag {
-                    weak: true,
-                    opaque: b"\"\""
-                },
+                EntityTag { weak: false, opaque: b"\"a,b\"" },
+                EntityTag { weak: true, opaque: b"\"\"" },
             ]))
         );
-        for bad in [
-            &b""[..],
-            b"\"a",
-            b"a",
-            b"\"a\" \"b\"",
-            b"W/ \"a\"",
-            b"\"a\"b",
-            b"**",
-        ] {
-            assert_eq!(
-                EntityTagList::parse(bad),
-                None,
-                "{:?}",
-                String::from_utf8_lossy(bad)
-            );
+        for bad in [&b""[..], b"\"a", b"a", b"\"a\" \"b\"", b"W/ \"a\"", b"\"a\"b", b"**"] {
+            assert_eq!(EntityTagList::parse(bad), None, "{:?}", String::from_utf8_lossy(bad));
         }
     }
 }

@@ -40,9 +40,7 @@ async fn one_access_log_line_per_request() {
     let server = TestServer::start().await;
     server.file("app.dare", &content(1000));
     let mut client = server.client().await;
-    client
-        .request(&request("GET", "/app.dare", &[("Range", "bytes=10-19")]))
-        .await;
+    client.request(&request("GET", "/app.dare", &[("Range", "bytes=10-19")])).await;
     client.request(&request("HEAD", "/app.dare", &[])).await;
     client.request(&request("GET", "/missing", &[])).await;
     drop(client);
@@ -51,27 +49,9 @@ async fn one_access_log_line_per_request() {
     let lines: Vec<&str> = log.lines().collect();
     assert_eq!(lines.len(), 3, "{log}");
     for (line, want) in lines.iter().zip([
-        [
-            "method=GET",
-            "path=/app.dare",
-            "status=206",
-            "bytes=10",
-            "range=\"bytes=10-19\"",
-        ],
-        [
-            "method=HEAD",
-            "path=/app.dare",
-            "status=200",
-            "bytes=0",
-            "range=\"-\"",
-        ],
-        [
-            "method=GET",
-            "path=/missing",
-            "status=404",
-            "bytes=10",
-            "range=\"-\"",
-        ],
+        ["method=GET", "path=/app.dare", "status=206", "bytes=10", "range=\"bytes=10-19\""],
+        ["method=HEAD", "path=/app.dare", "status=200", "bytes=0", "range=\"-\""],
+        ["method=GET", "path=/missing", "status=404", "bytes=10", "range=\"-\""],
     ]) {
         for field in want {
             assert!(line.contains(field), "{field} missing in {line}");

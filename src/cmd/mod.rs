@@ -1,5 +1,6 @@
 //! One module per subcommand; `run` dispatches.
 
+mod demo;
 mod extract;
 mod init;
 mod keygen;
@@ -40,6 +41,8 @@ pub enum Command {
     Ls(ls::Args),
     /// Verify and write one build's files into a directory.
     Extract(extract::Args),
+    /// Publish, serve and update on loopback with generated builds, and report what happened.
+    Demo(demo::Args),
     /// Serve a directory of containers over HTTP with byte ranges; sync from upstreams.
     Serve(serve::Args),
     /// Check for and install the newest build from untrusted mirrors.
@@ -54,7 +57,12 @@ impl Command {
             Command::Ls(a) => a.json,
             Command::Publish(a) => a.json,
             Command::Update(a) => a.json,
-            Command::Keygen(_) | Command::Init(_) | Command::Seal(_) | Command::Extract(_) | Command::Serve(_) => false,
+            Command::Keygen(_)
+            | Command::Init(_)
+            | Command::Seal(_)
+            | Command::Extract(_)
+            | Command::Serve(_)
+            | Command::Demo(_) => false,
         }
     }
 
@@ -79,6 +87,7 @@ pub fn run(command: Command) -> Result<()> {
         Command::Extract(a) => extract::run(a),
         Command::Update(a) => update::run(a),
         Command::Serve(a) => serve::run(a),
+        Command::Demo(a) => demo::run(a),
     }
 }
 

@@ -16,16 +16,10 @@ async fn full_get() {
     assert_eq!(reply.body, data);
     assert_eq!(reply.content_length(), Some(200_000));
     assert_eq!(reply.header("accept-ranges"), Some("bytes"));
-    assert_eq!(
-        reply.header("content-type"),
-        Some("application/octet-stream")
-    );
+    assert_eq!(reply.header("content-type"), Some("application/octet-stream"));
     assert_eq!(reply.header("content-range"), None);
     let etag = reply.header("etag").expect("etag");
-    assert!(
-        etag.starts_with('"') && etag.ends_with('"') && etag.len() > 2,
-        "strong etag: {etag}"
-    );
+    assert!(etag.starts_with('"') && etag.ends_with('"') && etag.len() > 2, "strong etag: {etag}");
     let modified = reply.header("last-modified").expect("last-modified");
     httpdate::parse_http_date(modified).expect("an HTTP date");
     server.stop().await;
@@ -49,21 +43,13 @@ async fn head_has_the_headers_of_get_and_no_body() {
     let server = TestServer::start().await;
     server.file("app.dare", &content(100_000));
     let mut client = server.client().await;
-    for range in [
-        None,
-        Some("bytes=10-19"),
-        Some("bytes=0-0,50-50"),
-        Some("bytes=999999-"),
-    ] {
+    for range in [None, Some("bytes=10-19"), Some("bytes=0-0,50-50"), Some("bytes=999999-")] {
         let headers: Vec<(&str, &str)> = range.map(|r| ("Range", r)).into_iter().collect();
         let get = client.request(&request("GET", "/app.dare", &headers)).await;
-        let head = client
-            .request(&request("HEAD", "/app.dare", &headers))
-            .await;
+        let head = client.request(&request("HEAD", "/app.dare", &headers)).await;
         assert_eq!(head.status, get.status, "{range:?}");
         assert!(head.body.is_empty());
-        let (mut get_headers, mut head_headers) =
-            (get.headers_without_date(), head.headers_without_date());
+        let (mut get_headers, mut head_headers) = (get.headers_without_date(), head.headers_without_date());
         // Multipart boundaries differ per response.
         for h in [&mut get_headers, &mut head_headers] {
             for (name, value) in h.iter_mut() {
@@ -75,9 +61,7 @@ async fn head_has_the_headers_of_get_and_no_body() {
         assert_eq!(head_headers, get_headers, "{range:?}");
     }
     // The connection is still in step: HEAD sent no body bytes.
-    let reply = client
-        .request(&request("GET", "/app.dare", &[("Range", "bytes=0-3")]))
-        .await;
+    let reply = client.request(&request("GET", "/app.dare", &[("Range", "bytes=0-3")])).await;
     assert_eq!(reply.status, 206);
     assert_eq!(reply.body, content(4));
     server.stop().await;
@@ -125,21 +109,14 @@ impl Overlay for Checkpoint {
 
 #[tokio::test]
 async fn overlay_answers_first_and_falls_through() {
-    let server = TestServer::with(Options {
-        overlay: Some(Arc::new(Checkpoint)),
-        ..Options::default()
-    })
-    .await;
+    let server = TestServer::with(Options { overlay: Some(Arc::new(Checkpoint)), ..Options::default() }).await;
     server.file("app.dare", b"file");
     server.file("checkpoint", b"shadowed by the overlay");
 
     let reply = server.get("/checkpoint", &[]).await;
     assert_eq!(reply.status, 200);
     assert_eq!(reply.body, b"example.com/app\n42\nabc=\n");
-    assert_eq!(
-        reply.header("content-type"),
-        Some("text/plain; charset=utf-8")
-    );
+    assert_eq!(reply.header("content-type"), Some("text/plain; charset=utf-8"));
     assert_eq!(reply.header("etag"), None);
 
     let reply = server.get("/checkpoint", &[("Range", "bytes=16-17")]).await;
@@ -148,10 +125,7 @@ async fn overlay_answers_first_and_falls_through() {
     assert_eq!(reply.header("content-range"), Some("bytes 16-17/24"));
 
     let reply = server.get("/tile/0/000", &[]).await;
-    assert_eq!(
-        reply.header("content-type"),
-        Some("application/octet-stream")
-    );
+    assert_eq!(reply.header("content-type"), Some("application/octet-stream"));
     assert_eq!(reply.body, [7u8; 64]);
 
     let reply = server.get("/app.dare", &[]).await;

@@ -23,9 +23,7 @@ async fn keep_alive_reuses_the_connection() {
     let mut client = server.client().await;
     for i in 0..5 {
         let header = format!("bytes={}-{}", i * 1000, i * 1000 + 99);
-        let reply = client
-            .request(&request("GET", "/app.dare", &[("Range", &header)]))
-            .await;
+        let reply = client.request(&request("GET", "/app.dare", &[("Range", &header)])).await;
         assert_eq!(reply.status, 206);
         assert_eq!(reply.body, &data[i * 1000..i * 1000 + 100]);
     }
@@ -39,13 +37,7 @@ async fn keep_alive_reuses_the_connection() {
     assert_eq!(client.reply(false).await.unwrap().body, &data[0..1]);
     assert_eq!(client.reply(false).await.unwrap().body, &data[1..2]);
     // Connection: close is honoured.
-    let reply = client
-        .request(&request(
-            "GET",
-            "/app.dare",
-            &[("Connection", "close"), ("Range", "bytes=0-0")],
-        ))
-        .await;
+    let reply = client.request(&request("GET", "/app.dare", &[("Connection", "close"), ("Range", "bytes=0-0")])).await;
     assert_eq!(reply.status, 206);
     assert!(client.closed_within(Duration::from_secs(2)).await);
     server.stop().await;
@@ -57,9 +49,7 @@ async fn a_client_that_never_finishes_its_headers_is_dropped() {
     server.file("app.dare", b"x");
     let started = Instant::now();
     let mut client = server.client().await;
-    client
-        .send(b"GET /app.dare HTTP/1.1\r\nHost: test\r\nX-Slow: ")
-        .await;
+    client.send(b"GET /app.dare HTTP/1.1\r\nHost: test\r\nX-Slow: ").await;
     // Trickle bytes: progress on the socket does not extend the deadline.
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -67,10 +57,7 @@ async fn a_client_that_never_finishes_its_headers_is_dropped() {
     }
     assert!(client.closed_within(Duration::from_secs(5)).await);
     let elapsed = started.elapsed();
-    assert!(
-        elapsed >= Duration::from_millis(250),
-        "closed after {elapsed:?}"
-    );
+    assert!(elapsed >= Duration::from_millis(250), "closed after {elapsed:?}");
     server.stop().await;
 }
 
@@ -89,22 +76,10 @@ async fn an_idle_kept_alive_connection_is_closed() {
     let server = TestServer::with_config(short_timeouts()).await;
     server.file("app.dare", b"x");
     let mut client = server.client().await;
-    assert_eq!(
-        client
-            .request(&request("GET", "/app.dare", &[]))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(client.request(&request("GET", "/app.dare", &[])).await.status, 200);
     // Still usable right after a response...
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(
-        client
-            .request(&request("GET", "/app.dare", &[]))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(client.request(&request("GET", "/app.dare", &[])).await.status, 200);
     // ...and closed once idle for the timeout.
     assert!(client.closed_within(Duration::from_secs(5)).await);
     server.stop().await;
@@ -119,16 +94,10 @@ async fn an_idle_http2_connection_is_closed() {
     server.file("app.dare", b"x");
     let stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
     let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .unwrap();
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await.unwrap();
     let conn = tokio::spawn(conn);
     let response = sender
-        .send_request(
-            hyper::Request::get(server.url("/app.dare"))
-                .body(Empty::<bytes::Bytes>::new())
-                .unwrap(),
-        )
+        .send_request(hyper::Request::get(server.url("/app.dare")).body(Empty::<bytes::Bytes>::new()).unwrap())
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
@@ -149,49 +118,26 @@ async fn a_client_that_stops_reading_is_dropped() {
     let len = 32 << 20;
     server.file("big.dare", &content(len));
     let mut client = server.client().await;
-    client
-        .send(request("GET", "/big.dare", &[]).as_bytes())
-        .await;
+    client.send(request("GET", "/big.dare", &[]).as_bytes()).await;
     // Read nothing for well over the send timeout.
     tokio::time::sleep(Duration::from_millis(2000)).await;
-    let received = tokio::time::timeout(Duration::from_secs(10), client.read_to_close())
-        .await
-        .expect("the connection ends");
-    assert!(
-        received.len() < len,
-        "got {} of {len} bytes",
-        received.len()
-    );
+    let received =
+        tokio::time::timeout(Duration::from_secs(10), client.read_to_close()).await.expect("the connection ends");
+    assert!(received.len() < len, "got {} of {len} bytes", received.len());
     server.stop().await;
 }
 
 #[tokio::test]
 async fn the_connection_limit_makes_clients_wait() {
-    let server = TestServer::with_config(ServerConfig {
-        max_connections: 1,
-        ..ServerConfig::default()
-    })
-    .await;
+    let server = TestServer::with_config(ServerConfig { max_connections: 1, ..ServerConfig::default() }).await;
     server.file("app.dare", b"x");
     let mut first = server.client().await;
-    assert_eq!(
-        first
-            .request(&request("GET", "/app.dare", &[]))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(first.request(&request("GET", "/app.dare", &[])).await.status, 200);
     let mut second = Client::connect(server.addr).await;
-    second
-        .send(request("GET", "/app.dare", &[]).as_bytes())
-        .await;
+    second.send(request("GET", "/app.dare", &[]).as_bytes()).await;
     let mut byte = [0u8; 1];
-    let early =
-        tokio::time::timeout(Duration::from_millis(500), second.stream.read(&mut byte)).await;
-    assert!(
-        early.is_err(),
-        "the second connection waits while the first is open"
-    );
+    let early = tokio::time::timeout(Duration::from_millis(500), second.stream.read(&mut byte)).await;
+    assert!(early.is_err(), "the second connection waits while the first is open");
     drop(first);
     let reply = tokio::time::timeout(Duration::from_secs(5), second.reply(false))
         .await
@@ -207,12 +153,7 @@ async fn shutdown_finishes_the_response_in_flight() {
     let len = 16 << 20;
     let data = server.file("big.dare", &content(len));
     let mut idle = server.client().await;
-    assert_eq!(
-        idle.request(&request("HEAD", "/big.dare", &[]))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(idle.request(&request("HEAD", "/big.dare", &[])).await.status, 200);
     let mut busy = server.client().await;
     busy.send(request("GET", "/big.dare", &[]).as_bytes()).await;
     let (status, _) = busy.head().await.unwrap();
@@ -247,9 +188,7 @@ async fn shutdown_gives_up_on_a_stuck_client_after_its_timeout() {
     .await;
     server.file("big.dare", &content(32 << 20));
     let mut stuck = server.client().await;
-    stuck
-        .send(request("GET", "/big.dare", &[]).as_bytes())
-        .await;
+    stuck.send(request("GET", "/big.dare", &[]).as_bytes()).await;
     stuck.head().await.unwrap();
     let started = Instant::now();
     server.begin_shutdown();

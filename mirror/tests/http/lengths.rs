@@ -11,11 +11,7 @@ use crate::support::{Options, TestServer, append, content, request};
 #[tokio::test]
 async fn served_lengths_cap_the_representation() {
     let lengths = ServedLengths::default();
-    let server = TestServer::with(Options {
-        lengths: Some(lengths.clone()),
-        ..Options::default()
-    })
-    .await;
+    let server = TestServer::with(Options { lengths: Some(lengths.clone()), ..Options::default() }).await;
     let data = server.file("app.dare", &content(1000));
     server.file("other.dare", &content(1000));
     lengths.set("/app.dare", 600);
@@ -25,17 +21,10 @@ async fn served_lengths_cap_the_representation() {
     assert_eq!(reply.content_length(), Some(600));
     assert_eq!(reply.body, &data[..600]);
 
-    for (header, first, last) in [
-        ("bytes=500-", 500, 599),
-        ("bytes=-50", 550, 599),
-        ("bytes=590-700", 590, 599),
-    ] {
+    for (header, first, last) in [("bytes=500-", 500, 599), ("bytes=-50", 550, 599), ("bytes=590-700", 590, 599)] {
         let reply = server.get("/app.dare", &[("Range", header)]).await;
         assert_eq!(reply.status, 206, "{header}");
-        assert_eq!(
-            reply.header("content-range"),
-            Some(format!("bytes {first}-{last}/600").as_str())
-        );
+        assert_eq!(reply.header("content-range"), Some(format!("bytes {first}-{last}/600").as_str()));
         assert_eq!(reply.body, &data[first..=last]);
     }
     for header in ["bytes=600-", "bytes=700-800"] {
@@ -43,9 +32,7 @@ async fn served_lengths_cap_the_representation() {
         assert_eq!(reply.status, 416, "{header}");
         assert_eq!(reply.header("content-range"), Some("bytes */600"));
     }
-    let reply = server
-        .get("/app.dare", &[("Range", "bytes=0-0,700-800,590-")])
-        .await;
+    let reply = server.get("/app.dare", &[("Range", "bytes=0-0,700-800,590-")]).await;
     let parts = crate::support::multipart(&reply);
     assert_eq!(parts.len(), 2);
     assert_eq!(parts[1].0, "bytes 590-599/600");
@@ -68,9 +55,7 @@ async fn a_file_growing_during_a_response_sends_the_announced_length() {
     let len = 8 << 20;
     let data = server.file("app.dare", &content(len));
     let mut client = server.client().await;
-    client
-        .send(request("GET", "/app.dare", &[]).as_bytes())
-        .await;
+    client.send(request("GET", "/app.dare", &[]).as_bytes()).await;
     let (status, headers) = client.head().await.unwrap();
     assert_eq!(status, 200);
     assert!(headers.contains(&("content-length".into(), len.to_string())));
@@ -83,20 +68,10 @@ async fn a_file_growing_during_a_response_sends_the_announced_length() {
     body.extend_from_slice(&rest);
     assert!(body == data, "the body is the file as it was at the start");
     // Nothing more came on the connection: the next reply is in step.
-    let reply = client
-        .request(&request("GET", "/app.dare", &[("Range", "bytes=-4")]))
-        .await;
+    let reply = client.request(&request("GET", "/app.dare", &[("Range", "bytes=-4")])).await;
     assert_eq!(
         reply.header("content-range"),
-        Some(
-            format!(
-                "bytes {}-{}/{}",
-                len + (2 << 20) - 4,
-                len + (2 << 20) - 1,
-                len + (2 << 20)
-            )
-            .as_str()
-        )
+        Some(format!("bytes {}-{}/{}", len + (2 << 20) - 4, len + (2 << 20) - 1, len + (2 << 20)).as_str())
     );
     assert_eq!(reply.body, [0xEE; 4]);
     server.stop().await;
@@ -108,27 +83,17 @@ async fn a_file_shrinking_during_a_response_aborts_it() {
     let len = 16 << 20;
     let data = server.file("app.dare", &content(len));
     let mut client = server.client().await;
-    client
-        .send(request("GET", "/app.dare", &[]).as_bytes())
-        .await;
+    client.send(request("GET", "/app.dare", &[]).as_bytes()).await;
     let (status, _) = client.head().await.unwrap();
     assert_eq!(status, 200);
     let mut start = vec![0u8; 4096];
     client.stream.read_exact(&mut start).await.unwrap();
-    std::fs::File::options()
-        .write(true)
-        .open(server.root().join("app.dare"))
-        .unwrap()
-        .set_len(1 << 20)
-        .unwrap();
+    std::fs::File::options().write(true).open(server.root().join("app.dare")).unwrap().set_len(1 << 20).unwrap();
     let rest = tokio::time::timeout(Duration::from_secs(10), client.read_to_close())
         .await
         .expect("the server closes the connection");
     start.extend_from_slice(&rest);
-    assert!(
-        start.len() < len,
-        "fewer bytes than announced: the client can tell"
-    );
+    assert!(start.len() < len, "fewer bytes than announced: the client can tell");
     // Bytes below the new length are intact. Past it, bytes already queued
     // with sendfile may read as zeros (they reference the page cache, as with
     // nginx); the connection is cut, so the short body shows it.

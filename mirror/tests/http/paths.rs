@@ -51,18 +51,9 @@ async fn traversal_is_refused() {
         "/etc/hostname",
     ] {
         for method in ["GET", "HEAD"] {
-            let reply = server
-                .request(&format!("{method} {target} HTTP/1.1\r\nHost: test\r\n\r\n"))
-                .await;
-            assert!(
-                reply.status == 400 || reply.status == 404,
-                "{method} {target}: {}",
-                reply.status
-            );
-            assert!(
-                !reply.body.windows(SECRET.len()).any(|w| w == SECRET),
-                "{target}"
-            );
+            let reply = server.request(&format!("{method} {target} HTTP/1.1\r\nHost: test\r\n\r\n")).await;
+            assert!(reply.status == 400 || reply.status == 404, "{method} {target}: {}", reply.status);
+            assert!(!reply.body.windows(SECRET.len()).any(|w| w == SECRET), "{target}");
         }
     }
     server.stop().await;
@@ -71,13 +62,9 @@ async fn traversal_is_refused() {
 #[tokio::test]
 async fn absolute_form_targets_are_checked_too() {
     let server = server().await;
-    let reply = server
-        .request("GET http://test/../secret.txt HTTP/1.1\r\nHost: test\r\n\r\n")
-        .await;
+    let reply = server.request("GET http://test/../secret.txt HTTP/1.1\r\nHost: test\r\n\r\n").await;
     assert_eq!(reply.status, 400);
-    let reply = server
-        .request("GET http://test/app.dare HTTP/1.1\r\nHost: test\r\n\r\n")
-        .await;
+    let reply = server.request("GET http://test/app.dare HTTP/1.1\r\nHost: test\r\n\r\n").await;
     assert_eq!(reply.status, 200);
     assert_eq!(reply.body, b"public");
     server.stop().await;
@@ -88,17 +75,9 @@ async fn directories_and_hidden_files_are_not_served() {
     let server = server().await;
     server.file(".hidden", b"temporary");
     server.file("sub/.partial", b"temporary");
-    for target in [
-        "/",
-        "/sub",
-        "/sub/",
-        "/empty-dir",
-        "/empty-dir/",
-        "/.hidden",
-        "/sub/.partial",
-        "/missing",
-        "/app.dare/",
-    ] {
+    for target in
+        ["/", "/sub", "/sub/", "/empty-dir", "/empty-dir/", "/.hidden", "/sub/.partial", "/missing", "/app.dare/"]
+    {
         let reply = server.get(target, &[]).await;
         assert_eq!(reply.status, 404, "{target}");
     }
@@ -126,10 +105,9 @@ async fn special_files_are_not_served() {
     if !matches!(status, Ok(s) if s.success()) {
         eprintln!("note: mkfifo unavailable, FIFO case skipped");
     } else {
-        let reply =
-            tokio::time::timeout(std::time::Duration::from_secs(5), server.get("/fifo", &[]))
-                .await
-                .expect("a FIFO does not hang the server");
+        let reply = tokio::time::timeout(std::time::Duration::from_secs(5), server.get("/fifo", &[]))
+            .await
+            .expect("a FIFO does not hang the server");
         assert_eq!(reply.status, 404);
     }
     std::os::unix::fs::symlink("/dev/zero", server.root().join("zero")).unwrap();

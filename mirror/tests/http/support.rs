@@ -14,9 +14,7 @@ use tokio::task::JoinHandle;
 
 /// Deterministic bytes that differ at every offset modulo 251.
 pub fn content(len: usize) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i % 251) as u8 ^ (i / 251) as u8)
-        .collect()
+    (0..len).map(|i| (i % 251) as u8 ^ (i / 251) as u8).collect()
 }
 
 pub struct TestServer {
@@ -40,19 +38,13 @@ impl TestServer {
     }
 
     pub async fn with_config(config: ServerConfig) -> TestServer {
-        TestServer::with(Options {
-            config,
-            ..Options::default()
-        })
-        .await
+        TestServer::with(Options { config, ..Options::default() }).await
     }
 
     pub async fn with(options: Options) -> TestServer {
         let dir = tempfile::tempdir().expect("temporary directory");
         std::fs::create_dir(dir.path().join("root")).expect("root directory");
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind loopback");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
         let addr = listener.local_addr().expect("local address");
         let mut server = Server::new(dir.path().join("root"), options.config);
         if let Some(lengths) = options.lengths {
@@ -65,12 +57,7 @@ impl TestServer {
         let task = tokio::spawn(server.run(listener, async {
             let _ = stopped.await;
         }));
-        TestServer {
-            addr,
-            dir,
-            stop: Some(stop),
-            task: Some(task),
-        }
+        TestServer { addr, dir, stop: Some(stop), task: Some(task) }
     }
 
     pub fn root(&self) -> PathBuf {
@@ -150,28 +137,20 @@ pub struct Reply {
 
 impl Reply {
     pub fn header(&self, name: &str) -> Option<&str> {
-        let mut values = self
-            .headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name));
+        let mut values = self.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name));
         let first = values.next().map(|(_, v)| v.as_str());
         assert!(values.next().is_none(), "header {name} repeated");
         first
     }
 
     pub fn content_length(&self) -> Option<u64> {
-        self.header("content-length")
-            .map(|v| v.parse().expect("numeric content-length"))
+        self.header("content-length").map(|v| v.parse().expect("numeric content-length"))
     }
 
     /// The headers except `Date`, for comparing two responses.
     pub fn headers_without_date(&self) -> Vec<(String, String)> {
-        let mut headers: Vec<_> = self
-            .headers
-            .iter()
-            .filter(|(n, _)| !n.eq_ignore_ascii_case("date"))
-            .cloned()
-            .collect();
+        let mut headers: Vec<_> =
+            self.headers.iter().filter(|(n, _)| !n.eq_ignore_ascii_case("date")).cloned().collect();
         headers.sort();
         headers
     }
@@ -184,17 +163,11 @@ pub struct Client {
 impl Client {
     pub async fn connect(addr: SocketAddr) -> Client {
         let stream = TcpStream::connect(addr).await.expect("connect");
-        Client {
-            stream: BufReader::new(stream),
-        }
+        Client { stream: BufReader::new(stream) }
     }
 
     pub async fn send(&mut self, raw: &[u8]) {
-        self.stream
-            .get_mut()
-            .write_all(raw)
-            .await
-            .expect("send request");
+        self.stream.get_mut().write_all(raw).await.expect("send request");
     }
 
     pub async fn request(&mut self, raw: &str) -> Reply {
@@ -209,11 +182,8 @@ impl Client {
         if self.stream.read_line(&mut line).await? == 0 {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
-        let status = line
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("bad status line {line:?}"));
+        let status =
+            line.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("bad status line {line:?}"));
         let mut headers = Vec::new();
         loop {
             line.clear();
@@ -234,15 +204,9 @@ impl Client {
     /// request was HEAD or the status has no body.
     pub async fn reply(&mut self, head_request: bool) -> std::io::Result<Reply> {
         let (status, headers) = self.head().await?;
-        let mut reply = Reply {
-            status,
-            headers,
-            body: Vec::new(),
-        };
+        let mut reply = Reply { status, headers, body: Vec::new() };
         if !head_request && status != 304 && status != 204 {
-            let len = reply
-                .content_length()
-                .expect("content-length on every body");
+            let len = reply.content_length().expect("content-length on every body");
             reply.body = vec![0; len as usize];
             self.stream.read_exact(&mut reply.body).await?;
         }
@@ -281,9 +245,7 @@ pub fn multipart(reply: &Reply) -> Vec<(String, String, Vec<u8>)> {
     let delimiter = format!("--{boundary}");
     let mut rest: &[u8] = &reply.body;
     let mut parts = Vec::new();
-    rest = rest
-        .strip_prefix(delimiter.as_bytes())
-        .expect("body opens with the boundary");
+    rest = rest.strip_prefix(delimiter.as_bytes()).expect("body opens with the boundary");
     loop {
         if let Some(end) = rest.strip_prefix(b"--\r\n") {
             assert!(end.is_empty(), "nothing after the closing boundary");
@@ -306,16 +268,10 @@ pub fn multipart(reply: &Reply) -> Vec<(String, String, Vec<u8>)> {
         let range = range.expect("part has Content-Range");
         let (first, last, _) = parse_content_range(&range);
         let len = (last - first + 1) as usize;
-        parts.push((
-            range,
-            ctype.expect("part has Content-Type"),
-            rest[..len].to_vec(),
-        ));
+        parts.push((range, ctype.expect("part has Content-Type"), rest[..len].to_vec()));
         rest = &rest[len..];
         rest = rest.strip_prefix(b"\r\n").expect("CRLF before a boundary");
-        rest = rest
-            .strip_prefix(delimiter.as_bytes())
-            .expect("boundary after a part");
+        rest = rest.strip_prefix(delimiter.as_bytes()).expect("boundary after a part");
     }
 }
 
@@ -324,11 +280,7 @@ pub fn parse_content_range(value: &str) -> (u64, u64, u64) {
     let spec = value.strip_prefix("bytes ").expect("bytes unit");
     let (range, total) = spec.split_once('/').expect("range/total");
     let (first, last) = range.split_once('-').expect("first-last");
-    (
-        first.parse().expect("first"),
-        last.parse().expect("last"),
-        total.parse().expect("total"),
-    )
+    (first.parse().expect("first"), last.parse().expect("last"), total.parse().expect("total"))
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -337,9 +289,6 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 
 pub fn append(path: &Path, bytes: &[u8]) {
     use std::io::Write;
-    let mut file = std::fs::OpenOptions::new()
-        .append(true)
-        .open(path)
-        .expect("open for append");
+    let mut file = std::fs::OpenOptions::new().append(true).open(path).expect("open for append");
     file.write_all(bytes).expect("append");
 }
