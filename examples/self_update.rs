@@ -1,0 +1,64 @@
+//! An application that updates itself: on start it checks for a newer build
+//! of itself, installs it with dare-updater, and replaces its own executable
+//! with the new one (atomically, by rename), then re-executes it.
+//!
+//! The published build for each target is expected to contain the
+//! executable at `bin/<name>` (as `dare publish --artifact TRIPLE=dir/` with
+//! `dir/bin/self_update` makes it).
+//!
+//! ```sh
+//! SELF_UPDATE_MIRROR=http://127.0.0.1:8080/app.dare SELF_UPDATE_KEY="$(cat release.key.pub)" \
+//!   cargo run --example self_update
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use dare_container::keys::VerifierKey;
+use dare_updater::{Status, UpdaterBuilder, blocking};
+
+/// This build's version; a real app uses `env!("CARGO_PKG_VERSION")`.
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let (Ok(mirror), Ok(key)) = (std::env::var("SELF_UPDATE_MIRROR"), std::env::var("SELF_UPDATE_KEY")) else {
+        println!("self_update {VERSION}: set SELF_UPDATE_MIRROR and SELF_UPDATE_KEY to check for updates");
+        return Ok(());
+    };
+    let exe = std::env::current_exe()?;
+    let name = exe.file_name().and_then(|n| n.to_str()).unwrap_or("self_update").to_string();
+    let home = data_dir(&exe);
+    let key: VerifierKey = key.trim().parse()?;
+    let updater = blocking::Updater::new(
+        UpdaterBuilder::new().mirror(mirror).trust(key).state_dir(home.join("state")).install_dir(home.join("install")),
+    )?;
+    let outcome = updater.update()?;
+    if outcome.status != Status::Updated {
+        println!("self_update {VERSION}: up to date ({})", outcome.version);
+        return Ok(());
+    }
+    let new_exe = home.join("install/current/bin").join(&name);
+    replace_self(&exe, &new_exe)?;
+    println!("self_update {VERSION}: replaced myself with {}; restarting", outcome.version);
+    let err = exec(&exe);
+    Err(err.into())
+}
+
+/// Where the updater keeps its state: next to the executable.
+fn data_dir(exe: &Path) -> PathBuf {
+    exe.parent().unwrap_or(Path::new(".")).join(".self_update")
+}
+
+/// Copies the verified new executable next to the running one, then renames
+/// it over the running one: one atomic step; the old inode stays valid for
+/// the running process.
+fn replace_self(exe: &Path, new_exe: &Path) -> std::io::Result<()> {
+    let staged = exe.with_extension("new");
+    std::fs::copy(new_exe, &staged)?;
+    std::fs::File::open(&staged)?.sync_all()?;
+    std::fs::rename(&staged, exe)
+}
+
+fn exec(exe: &Path) -> std::io::Error {
+    use std::os::unix::process::CommandExt;
+    std::process::Command::new(exe).args(std::env::args_os().skip(1)).exec()
+}
