@@ -58,7 +58,7 @@ pub enum UpdateError {
     },
     /// Every mirror failed.
     #[error("network: {0}")]
-    Network(#[source] FetchError),
+    Network(FetchError),
     /// Local files could not be read or written.
     #[error("{op} {}: {source}", path.display())]
     Io {

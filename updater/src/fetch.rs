@@ -164,7 +164,7 @@ impl Mirrors {
                     Err(e) => e,
                 };
                 let retry = error.is_retryable();
-                tracing::warn!(mirror = name, %error, retry, "fetch attempt failed");
+                tracing::info!(mirror = name, %error, retry, "fetch attempt failed");
                 failures.push((name.to_owned(), error));
                 if !retry {
                     break;
