@@ -175,7 +175,13 @@ pub(crate) async fn run(cfg: &Config, mirrors: &Mirrors, install_wanted: bool) -
     // Install, then record.
     let install_path = if newer {
         progress(cfg, Event::Installing);
-        Some(install(&cfg.install_dir, &release.version, &verified.files)?)
+        match install(&cfg.install_dir, &release.version, &verified.files) {
+            Ok(path) => Some(path),
+            Err(e) => {
+                let _ = fs::remove_dir_all(&staging);
+                return Err(e);
+            }
+        }
     } else {
         None
     };

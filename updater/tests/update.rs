@@ -681,6 +681,7 @@ async fn an_install_that_fails_midway_keeps_the_old_build() {
     let e = c.update(&m).await.unwrap_err();
     assert!(matches!(e, UpdateError::Io { .. }), "{e:?}");
     println!("install failed midway: {e}");
+    assert!(!c.state.join("staging").exists(), "the verified files are not left behind");
     assert_installed(&c.install, LINUX, "1.0.0", p.app_size);
     assert_eq!(c.snapshot().1, state_before, "the state records only what is installed");
     assert_eq!(c.state().unwrap().installed.unwrap().version, "1.0.0");
