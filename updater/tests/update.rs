@@ -694,6 +694,20 @@ async fn an_install_that_fails_midway_keeps_the_old_build() {
     assert_eq!(versions(&c.install), ["1.0.0", "1.1.0"]);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_current_that_is_not_a_link_is_left_alone() {
+    let dir = tempdir();
+    let p = Publisher::small(dir.path());
+    p.publish("1.0.0", T0 + 60);
+    let c = Client::new(dir.path(), "client", LINUX, p.verifiers());
+    fs::create_dir_all(&c.install).unwrap();
+    fs::write(c.install.join("current"), "not a link").unwrap();
+    let before = c.snapshot();
+    let e = c.update(&mem(&p)).await.unwrap_err();
+    assert!(matches!(e, UpdateError::State(_)), "{e:?}");
+    assert_untouched(&c, &before);
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // The replica
 
