@@ -94,7 +94,12 @@ pub fn install(install_dir: &Path, version: &str, files: &[StagedFile]) -> Resul
         .map_err(|e| UpdateError::io("creating", &new_link, e))?;
     fs::rename(&new_link, &link).map_err(|e| UpdateError::io("switching", &link, e))?;
     sync_dir(install_dir)?;
-    prune(&versions, version, previous.as_deref());
+    // When `current` already named this version (an earlier run was killed after switching it but
+    // before recording it), the build before it is not known here: prune nothing this time rather
+    // than remove the previous build.
+    if previous.as_deref() != Some(version) {
+        prune(&versions, version, previous.as_deref());
+    }
     Ok(final_dir)
 }
 

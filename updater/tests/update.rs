@@ -708,6 +708,32 @@ async fn a_current_that_is_not_a_link_is_left_alone() {
     assert_untouched(&c, &before);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_install_and_record_is_repaired_by_the_next_run() {
+    let dir = tempdir();
+    let p = Publisher::small(dir.path());
+    p.publish("1.0.0", T0 + 60);
+    let m = mem(&p);
+    let c = Client::new(dir.path(), "client", LINUX, p.verifiers());
+    c.update(&m).await.unwrap();
+    p.publish("1.1.0", T0 + 120);
+    m.set_content(p.bytes());
+
+    // Install 1.1.0, then put the state back as it was: as if killed after switching `current` but
+    // before the state (and the replica's committed length) were recorded.
+    let saved = fs::read(c.state.join("state.json")).unwrap();
+    c.update(&m).await.unwrap();
+    fs::write(c.state.join("state.json"), &saved).unwrap();
+    assert_installed(&c.install, LINUX, "1.1.0", p.app_size);
+
+    let o = c.update(&m).await.unwrap();
+    assert_eq!((o.status, o.version.as_str(), o.previous.as_deref()), (Status::Updated, "1.1.0", Some("1.0.0")));
+    assert_installed(&c.install, LINUX, "1.1.0", p.app_size);
+    assert_eq!(versions(&c.install), ["1.0.0", "1.1.0"], "the previous build is kept");
+    let o = c.update(&m).await.unwrap();
+    assert_eq!((o.status, o.requests), (Status::UpToDate, 1));
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // The replica
 
