@@ -628,6 +628,17 @@ async fn a_server_that_ignores_ranges_still_works() {
     assert_eq!((o.status, o.version.as_str()), (Status::Updated, "1.1.0"));
     assert_installed(&c.install, LINUX, "1.1.0", p.app_size);
 
+    // Multi-range answers coalesced into one part, or with their parts reversed.
+    for (name, m) in [
+        ("coalesce", MemoryTransport::new("memory", p.bytes()).coalesce()),
+        ("reorder", MemoryTransport::new("memory", p.bytes()).reorder()),
+    ] {
+        let c = Client::new(dir.path(), name, LINUX, p.verifiers());
+        let o = c.update(&Arc::new(m)).await.unwrap();
+        assert_eq!((o.status, o.version.as_str()), (Status::Updated, "1.1.0"), "{name}");
+        assert_installed(&c.install, LINUX, "1.1.0", p.app_size);
+    }
+
     let content: Arc<[u8]> = p.bytes().into();
     let knobs = Knobs { ignore_ranges: true, ..Knobs::default() };
     let server = TestServer::start_with(Arc::new(move |_| Arc::clone(&content)), knobs).await;
@@ -656,6 +667,33 @@ async fn the_http_server_serves_a_newer_file_between_requests() {
     let o = c.at(&server.url()).update().await.unwrap();
     assert_eq!((o.status, o.version.as_str()), (Status::Updated, "1.0.0"));
     let o = c.at(&server.url()).update().await.unwrap();
+    assert_eq!((o.status, o.version.as_str()), (Status::Updated, "1.1.0"));
+    assert_installed(&c.install, LINUX, "1.1.0", p.app_size);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_that_goes_back_mid_session() {
+    // The tail comes from release 2, everything after from release 1: the new entries are past the end.
+    let dir = tempdir();
+    let p = Publisher::small(dir.path());
+    p.publish("1.0.0", T0 + 60);
+    let r1: Arc<[u8]> = p.bytes().into();
+    p.publish("1.1.0", T0 + 120);
+    let r2: Arc<[u8]> = p.bytes().into();
+    let (a, b) = (r1.clone(), r2.clone());
+    let pick = Arc::new(move |n| if n == 0 { b.clone() } else { a.clone() });
+    let server = TestServer::start_with(pick.clone(), Knobs::default()).await;
+    let c = Client::new(dir.path(), "client", LINUX, p.verifiers());
+    let before = c.snapshot();
+    let e = c.at(&server.url()).update().await.unwrap_err();
+    assert!(matches!(e, UpdateError::Network(_)), "{e:?}");
+    println!("mirror went back: {e}");
+    assert_untouched(&c, &before);
+
+    // With a second, honest mirror the update completes there.
+    let lying = TestServer::start_with(pick, Knobs::default()).await;
+    let honest = TestServer::start(r2.to_vec()).await;
+    let o = c.builder().mirror(lying.url()).mirror(honest.url()).build().unwrap().update().await.unwrap();
     assert_eq!((o.status, o.version.as_str()), (Status::Updated, "1.1.0"));
     assert_installed(&c.install, LINUX, "1.1.0", p.app_size);
 }
@@ -958,4 +996,5 @@ async fn budget_one_target_of_twenty_after_twenty_releases() {
     for l in &lines {
         println!("{l}");
     }
+    println!("http ranges: {:?}", server20.log());
 }
