@@ -519,6 +519,13 @@ async fn checkpoints_without_enough_trusted_signatures_are_refused() {
     assert!(matches!(e, UpdateError::BadSignature(_)), "{e:?}");
     assert_untouched(&c, &before);
 
+    // The same key trusted twice is a configuration mistake, not an attack: refused when building.
+    let c2 = Client::new(dir.path(), "twice", LINUX, vec![key(1).verifier(), key(1).verifier()]);
+    for threshold in [1, 2] {
+        let e = c2.builder().threshold(threshold).transport(mem(&p)).build().unwrap_err();
+        assert!(matches!(e, UpdateError::Config(_)), "threshold {threshold}: {e:?}");
+    }
+
     // A container whose trust root needs both keys, which both sign: accepted with threshold 2.
     let dir2 = tempdir();
     let both = Publisher::create(dir2.path(), "app.dare", vec![key(1), key(2)], 2, 4096);
