@@ -534,6 +534,81 @@ async fn checkpoints_without_enough_trusted_signatures_are_refused() {
     assert_eq!(o.status, Status::Updated);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_container_signed_by_the_same_key_is_refused() {
+    let dir = tempdir();
+    let p = Publisher::small(dir.path());
+    p.publish("1.0.0", T0 + 60);
+    let other = Publisher::create_for("example.com/other", dir.path(), "other.dare", vec![key(1)], 1, 4096);
+    other.publish("2.0.0", T0 + 60);
+
+    // Pinned at the first update.
+    let c = Client::new(dir.path(), "client", LINUX, p.verifiers());
+    c.update(&mem(&p)).await.unwrap();
+    let before = c.snapshot();
+    let e = c.update(&mem(&other)).await.unwrap_err();
+    match &e {
+        UpdateError::WrongOrigin { expected, found } => {
+            assert_eq!((expected.as_str(), found.as_str()), (ORIGIN, "example.com/other"))
+        }
+        e => panic!("{e:?}"),
+    }
+    assert_untouched(&c, &before);
+    // Pinned by the configuration.
+    let fresh = Client::new(dir.path(), "fresh", LINUX, p.verifiers());
+    let e = fresh.builder().origin(ORIGIN).transport(mem(&other)).build().unwrap().update().await.unwrap_err();
+    assert!(matches!(e, UpdateError::WrongOrigin { .. }), "{e:?}");
+    assert!(!fresh.install.exists());
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Progress and concurrency
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_events_follow_the_update() {
+    use dare_updater::Event;
+    use std::sync::Mutex;
+    let dir = tempdir();
+    let p = Publisher::small(dir.path());
+    p.publish("1.0.0", T0 + 60);
+    let c = Client::new(dir.path(), "client", LINUX, p.verifiers());
+    let events: Arc<Mutex<Vec<Event>>> = Arc::default();
+    let sink = Arc::clone(&events);
+    let updater = c
+        .builder()
+        .transport(mem(&p))
+        .progress(Arc::new(move |e: Event| sink.lock().unwrap().push(e)))
+        .build()
+        .unwrap();
+    let o = updater.update().await.unwrap();
+    let events = events.lock().unwrap().clone();
+    assert_eq!(events.first(), Some(&Event::Checking));
+    assert!(events.contains(&Event::Found { version: "1.0.0".into(), bytes: o.payload_bytes }), "{events:?}");
+    assert_eq!(events.last(), Some(&Event::Installing));
+    let fetched: Vec<u64> =
+        events.iter().filter_map(|e| if let Event::Fetched { bytes } = e { Some(*bytes) } else { None }).collect();
+    assert!(!fetched.is_empty() && fetched.windows(2).all(|w| w[0] < w[1]), "{fetched:?}");
+    assert!(*fetched.last().unwrap() <= o.payload_bytes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_updates_at_once_on_one_state_directory() {
+    let dir = tempdir();
+    let p = Publisher::small(dir.path());
+    p.publish("1.0.0", T0 + 60);
+    let slow = Arc::new(MemoryTransport::new("slow", p.bytes()).delay(std::time::Duration::from_millis(200)));
+    let c = Client::new(dir.path(), "client", LINUX, p.verifiers());
+    let (a, b) = (c.via(slow.clone()), c.via(slow.clone()));
+    let (ra, rb) = tokio::join!(a.update(), b.update());
+    let (won, lost) = match (ra, rb) {
+        (Ok(o), Err(e)) | (Err(e), Ok(o)) => (o, e),
+        other => panic!("one update must win and one be refused: {other:?}"),
+    };
+    assert_eq!(won.status, Status::Updated);
+    assert!(matches!(&lost, UpdateError::State(m) if m.contains("locked")), "{lost:?}");
+    assert_installed(&c.install, LINUX, "1.0.0", p.app_size);
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Mirrors and networks
 

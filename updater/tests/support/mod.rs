@@ -92,11 +92,23 @@ pub struct Publisher {
 impl Publisher {
     /// A new container in `dir` named `name`, with a trust root of `keys` and `threshold`.
     pub fn create(dir: &Path, name: &str, keys: Vec<SigningKey>, threshold: u32, app_size: usize) -> Publisher {
+        Publisher::create_for(ORIGIN, dir, name, keys, threshold, app_size)
+    }
+
+    /// Like [`Publisher::create`] for a container named `origin`.
+    pub fn create_for(
+        origin: &str,
+        dir: &Path,
+        name: &str,
+        keys: Vec<SigningKey>,
+        threshold: u32,
+        app_size: usize,
+    ) -> Publisher {
         let container = dir.join(name);
         let builds = dir.join(format!("{name}.builds"));
         fs::create_dir_all(&builds).unwrap();
         let trust = TrustRoot::new(keys.iter().map(|k| k.verifier()).collect(), threshold).unwrap();
-        let genesis = Genesis { format: FORMAT_VERSION, origin: ORIGIN.into(), product: "app".into(), trust };
+        let genesis = Genesis { format: FORMAT_VERSION, origin: origin.into(), product: "app".into(), trust };
         let signers: Vec<&SigningKey> = keys.iter().collect();
         Appender::create(&container, genesis, &signers, T0).unwrap();
         Publisher { container, keys, app_size, builds }
