@@ -93,6 +93,17 @@ async fn first_install_up_to_date_and_next_release() {
     assert_eq!(versions(&c.install), ["1.0.0", "1.1.0"]);
     // The previous build is still intact.
     assert_eq!(fs::read(c.install.join("versions/1.0.0/bin/app")).unwrap(), app_bytes(LINUX, "1.0.0", p.app_size));
+
+    // The one after prunes the oldest. (A new state directory on the same install directory: a third
+    // update on one state directory hits the replica bug, see `a_third_release_prunes_the_oldest`.)
+    p.publish("1.2.0", T0 + 180);
+    m.set_content(p.bytes());
+    let mut again = Client::new(dir.path(), "again", LINUX, p.verifiers());
+    again.install = c.install.clone();
+    let o = again.update(&m).await.unwrap();
+    assert_eq!((o.status, o.version.as_str(), o.previous.as_deref()), (Status::Updated, "1.2.0", None));
+    assert_installed(&c.install, LINUX, "1.2.0", p.app_size);
+    assert_eq!(versions(&c.install), ["1.1.0", "1.2.0"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -456,6 +467,7 @@ async fn an_old_seal_is_a_freeze_until_a_heartbeat() {
     p.heartbeat(T0 + 29 * DAY);
     m.set_content(p.bytes());
     let o = c.update(&m).await.unwrap();
+    println!("after a heartbeat: {o:?}");
     assert_eq!((o.status, o.signed_time), (Status::UpToDate, T0 + 29 * DAY));
     assert_eq!(c.state().unwrap().time, T0 + 29 * DAY);
     let o = fresh.update(&m).await.unwrap();
@@ -1079,4 +1091,5 @@ async fn budget_one_target_of_twenty_after_twenty_releases() {
         println!("{l}");
     }
     println!("http ranges: {:?}", server20.log());
+
 }
