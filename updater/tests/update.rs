@@ -1092,4 +1092,11 @@ async fn budget_one_target_of_twenty_after_twenty_releases() {
     }
     println!("http ranges: {:?}", server20.log());
 
+    // A heartbeat seal after it: the up-to-date check is still one request.
+    p.heartbeat(T0 + 60 * 21);
+    m.set_content(p.bytes());
+    let o = c.via(m.clone()).check().await.unwrap();
+    println!("budget: up-to-date after a heartbeat: {} bytes in {} request(s)", o.bytes_fetched, o.requests);
+    assert_eq!((o.status, o.signed_time), (Status::UpToDate, T0 + 60 * 21));
+    assert_eq!(o.requests, 1, "an up-to-date check after a heartbeat");
 }
