@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dare_container::header::{validate_channel, validate_known_target};
-use dare_container::keys::VerifierKey;
+use dare_container::keys::{TrustRoot, VerifierKey};
 
 use crate::error::UpdateError;
 use crate::fetch::RetryPolicy;
@@ -177,6 +177,10 @@ impl UpdaterBuilder {
                 self.trust.len()
             )));
         }
+        // The checkpoint is verified against exactly this trust root: a key given twice would
+        // otherwise make every update fail as a bad signature.
+        TrustRoot::new(self.trust.clone(), threshold)
+            .map_err(|e| UpdateError::Config(format!("the trusted keys: {e}")))?;
         let target = self.target.unwrap_or_else(host_target);
         validate_known_target(&target).map_err(|e| UpdateError::Config(e.to_string()))?;
         let channel = self.channel.unwrap_or_else(|| "stable".into());

@@ -44,8 +44,7 @@ pub fn install(install_dir: &Path, version: &str, files: &[StagedFile]) -> Resul
     if version.is_empty() || version.contains('/') || version.starts_with('.') {
         return Err(UpdateError::State(format!("`{version}` cannot name a directory")));
     }
-    let versions = install_dir.join("versions");
-    fs::create_dir_all(&versions).map_err(|e| UpdateError::io("creating", &versions, e))?;
+    // Refuse before creating anything: a refusal leaves the install directory as it was.
     let link = current_link(install_dir);
     if let Ok(m) = fs::symlink_metadata(&link)
         && !m.file_type().is_symlink()
@@ -55,6 +54,8 @@ pub fn install(install_dir: &Path, version: &str, files: &[StagedFile]) -> Resul
             link.display()
         )));
     }
+    let versions = install_dir.join("versions");
+    fs::create_dir_all(&versions).map_err(|e| UpdateError::io("creating", &versions, e))?;
     let previous = current_version(install_dir);
     let tmp = versions.join(format!(".incoming-{version}-{}", std::process::id()));
     if tmp.exists() {
@@ -93,7 +94,12 @@ pub fn install(install_dir: &Path, version: &str, files: &[StagedFile]) -> Resul
         .map_err(|e| UpdateError::io("creating", &new_link, e))?;
     fs::rename(&new_link, &link).map_err(|e| UpdateError::io("switching", &link, e))?;
     sync_dir(install_dir)?;
-    prune(&versions, version, previous.as_deref());
+    // When `current` already named this version (an earlier run was killed after switching it but
+    // before recording it), the build before it is not known here: prune nothing this time rather
+    // than remove the previous build.
+    if previous.as_deref() != Some(version) {
+        prune(&versions, version, previous.as_deref());
+    }
     Ok(final_dir)
 }
 

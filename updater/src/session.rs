@@ -175,7 +175,13 @@ pub(crate) async fn run(cfg: &Config, mirrors: &Mirrors, install_wanted: bool) -
     // Install, then record.
     let install_path = if newer {
         progress(cfg, Event::Installing);
-        Some(install(&cfg.install_dir, &release.version, &verified.files)?)
+        match install(&cfg.install_dir, &release.version, &verified.files) {
+            Ok(path) => Some(path),
+            Err(e) => {
+                let _ = fs::remove_dir_all(&staging);
+                return Err(e);
+            }
+        }
     } else {
         None
     };
@@ -565,7 +571,9 @@ fn save_state(
     origin: String,
 ) -> Result<(), UpdateError> {
     let frontier = tail.frontier().map_err(|e| UpdateError::State(e.to_string()))?;
-    let tail_hint = (tail.len - tail.manifest_frame.offset) + 512;
+    // Room for one more seal: the next check most often finds a heartbeat after this tail, and must
+    // still read the manifest in its one request.
+    let tail_hint = (tail.len - tail.manifest_frame.offset) + tail.seal_frame.len() + 512;
     let state = State {
         origin,
         checkpoint: tail.seal.checkpoint.clone(),

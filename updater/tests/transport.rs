@@ -1,5 +1,6 @@
 //! The network layer against honest and hostile servers on loopback, local files and the in-memory fake.
 
+#[path = "transport_support/mod.rs"]
 mod support;
 
 use std::sync::Arc;

@@ -1,423 +1,361 @@
-//! A small HTTP/1.1 range server on raw tokio TCP whose behaviour tests can turn hostile, and a
-//! recording sink.
+//! Fixtures for the updater's tests: containers built with the publisher
+//! library, clients with a fixed clock, snapshots of directories, and two
+//! HTTP servers (a range server of our own with fault knobs, and nginx).
+
 #![allow(dead_code)]
 
-use std::future::Future;
-use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+pub mod nginx;
+pub mod server;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-use dare_updater::transport::{ByteRange, RangeSink, SinkError};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::{JoinHandle, JoinSet};
+use dare_container::Appender;
+use dare_container::client::{ProofPlan, SignedTail, TailRead, read_tail};
+use dare_container::frame::Window;
+use dare_container::header::{FORMAT_VERSION, Genesis};
+use dare_container::keys::{SigningKey, TrustRoot, VerifierKey};
+use dare_container::merkle::Frontier;
+use dare_container::verify::{EntryRecord, Scan, ScanOptions};
+use dare_publisher::{Artifact, PublishOptions};
+use dare_updater::fetch::RetryPolicy;
+use dare_updater::transport::{Timeouts, Transport};
+use dare_updater::{Outcome, UpdateError, Updater, UpdaterBuilder};
 
-/// How the server answers.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Mode {
-    /// RFC 9110 ranges: 206 single part, multipart/byteranges, 416.
-    #[default]
-    Honour,
-    /// 200 with the whole file.
-    Ignore,
-    /// One 206 part from the first requested byte to the last.
-    Coalesce,
-    /// Multipart parts in reverse order.
-    Reorder,
-    /// 404.
-    NotFound,
-    /// 416 with `Content-Range: bytes */LEN`.
-    Unsatisfiable,
-    /// 206 with a malformed Content-Range.
-    BadContentRange,
-    /// 206 with a Content-Range for bytes nobody asked for.
-    WrongRange,
-    /// 206 whose Content-Length is larger than its Content-Range.
-    LongerThanRange,
-    /// A single 206 part with only the last requested range.
-    LastOnly,
-    /// Never answers.
-    StallHeaders,
+/// The signed time of the genesis; releases follow a minute apart.
+pub const T0: u64 = 1_700_000_000;
+pub const DAY: u64 = 86_400;
+/// The clock of most clients: an hour after the genesis.
+pub fn now() -> u64 {
+    T0 + 3600
 }
 
-/// Knobs; change them between requests with [`Server::set`].
-#[derive(Clone, Debug, Default)]
-pub struct Knobs {
-    pub mode: Mode,
-    /// Close the connection after this many body bytes, for the next this-many requests.
-    pub drop_after: Option<(usize, u32)>,
-    /// Stop sending (but keep the connection) after this many body bytes.
-    pub stall_after: Option<usize>,
-    /// Junk sent after the body, beyond what Content-Length says.
-    pub extra_bytes: usize,
-    /// Write the body in pieces of this size (0: at once), waiting `write_delay` between them.
-    pub write_chunk: usize,
-    pub write_delay: Duration,
+pub const ORIGIN: &str = "example.com/app";
+pub const LINUX: &str = "x86_64-unknown-linux-gnu";
+pub const ARM: &str = "aarch64-unknown-linux-gnu";
+pub const MAC: &str = "aarch64-apple-darwin";
+pub const WINDOWS: &str = "x86_64-pc-windows-msvc";
+/// The targets of the usual fixture.
+pub const TARGETS: [&str; 3] = [LINUX, ARM, MAC];
+
+/// A publisher key, deterministic from `seed`.
+pub fn key(seed: u8) -> SigningKey {
+    SigningKey::from_seed(ORIGIN, [seed; 32]).expect("a valid key name")
 }
 
-/// What the server saw and did for one request.
-#[derive(Clone, Debug)]
-pub struct Logged {
-    pub path: String,
-    pub range: Option<String>,
-    pub status: u16,
-    /// The body as planned (Content-Length).
-    pub body_len: usize,
+/// A deterministic, incompressible byte string for `label`.
+pub fn noise(label: &str, len: usize) -> Vec<u8> {
+    // splitmix64 seeded with FNV-1a of the label.
+    let mut s = label.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = s;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+    }
+    out.truncate(len);
+    out
 }
 
-struct Shared {
-    content: Mutex<Vec<u8>>,
-    knobs: Mutex<Knobs>,
-    log: Mutex<Vec<Logged>>,
-    connections: AtomicU64,
+/// The executable of one build.
+pub fn app_bytes(target: &str, version: &str, size: usize) -> Vec<u8> {
+    let mut b = format!("#!/bin/sh\necho {target} {version}\n").into_bytes();
+    b.extend(noise(&format!("{target} {version}"), size));
+    b
 }
 
-/// A server on 127.0.0.1; stopped when dropped.
-pub struct Server {
-    pub addr: SocketAddr,
-    shared: Arc<Shared>,
-    task: JoinHandle<()>,
+/// The single random file of one build (see [`Publisher::publish_single`]).
+pub fn single_bytes(target: &str, version: &str, size: usize) -> Vec<u8> {
+    noise(&format!("single {target} {version}"), size)
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+/// The text file of one build (compressible).
+pub fn readme_text(target: &str, version: &str) -> String {
+    format!("app {version} for {target}\n").repeat(40)
 }
 
-/// A byte stream to speak HTTP on.
-pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
-
-/// Turns an accepted TCP connection into the stream to speak HTTP on (TLS, in one test).
-pub type Wrap = Arc<dyn Fn(TcpStream) -> Pin<Box<dyn Future<Output = Option<Box<dyn Stream>>> + Send>> + Send + Sync>;
-
-impl Server {
-    /// Serves `content` at every path (and a 301 at `/moved` to `/c.dare`).
-    pub async fn start(content: Vec<u8>) -> Server {
-        Self::start_with(content, None).await
-    }
-
-    pub async fn start_with(content: Vec<u8>, wrap: Option<Wrap>) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("local addr");
-        let shared = Arc::new(Shared {
-            content: Mutex::new(content),
-            knobs: Mutex::new(Knobs::default()),
-            log: Mutex::new(Vec::new()),
-            connections: AtomicU64::new(0),
-        });
-        let state = Arc::clone(&shared);
-        let task = tokio::spawn(async move {
-            let mut connections = JoinSet::new();
-            loop {
-                let Ok((socket, _)) = listener.accept().await else { return };
-                state.connections.fetch_add(1, Ordering::Relaxed);
-                let state = Arc::clone(&state);
-                let wrap = wrap.clone();
-                connections.spawn(async move {
-                    match wrap {
-                        None => serve(socket, state).await,
-                        Some(wrap) => {
-                            if let Some(stream) = wrap(socket).await {
-                                serve(stream, state).await
-                            }
-                        }
-                    }
-                });
-                while connections.try_join_next().is_some() {}
-            }
-        });
-        Server { addr, shared, task }
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://{}/c.dare", self.addr)
-    }
-
-    pub fn set(&self, f: impl FnOnce(&mut Knobs)) {
-        f(&mut self.shared.knobs.lock().unwrap());
-    }
-
-    pub fn set_content(&self, content: Vec<u8>) {
-        *self.shared.content.lock().unwrap() = content;
-    }
-
-    pub fn log(&self) -> Vec<Logged> {
-        self.shared.log.lock().unwrap().clone()
-    }
-
-    /// Connections accepted so far.
-    pub fn connections(&self) -> u64 {
-        self.shared.connections.load(Ordering::Relaxed)
-    }
-
-    pub fn ranges_seen(&self) -> Vec<Option<String>> {
-        self.log().into_iter().map(|l| l.range).collect()
-    }
+/// A container and the keys that sign it.
+pub struct Publisher {
+    pub container: PathBuf,
+    pub keys: Vec<SigningKey>,
+    /// Bytes of random content in each build's executable.
+    pub app_size: usize,
+    builds: PathBuf,
 }
 
-async fn serve(mut socket: impl AsyncRead + AsyncWrite + Unpin, shared: Arc<Shared>) {
-    let mut buf = Vec::new();
-    loop {
-        let head = loop {
-            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head: Vec<u8> = buf.drain(..i + 4).collect();
-                break String::from_utf8_lossy(&head).into_owned();
-            }
-            if buf.len() > 16 * 1024 {
-                return;
-            }
-            match socket.read_buf(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        };
-        let mut lines = head.split("\r\n");
-        let path = lines.next().and_then(|l| l.split(' ').nth(1)).unwrap_or("/").to_owned();
-        let range = lines
-            .filter_map(|l| l.split_once(':'))
-            .find(|(name, _)| name.eq_ignore_ascii_case("range"))
-            .map(|(_, v)| v.trim().to_owned());
-        let knobs = {
-            let mut knobs = shared.knobs.lock().unwrap();
-            let current = knobs.clone();
-            if let Some((bytes, left)) = knobs.drop_after {
-                knobs.drop_after = (left > 1).then_some((bytes, left - 1));
-            }
-            current
-        };
-        let content = shared.content.lock().unwrap().clone();
-        let (status, headers, body) = respond(&path, range.as_deref(), &content, knobs.mode);
-        shared.log.lock().unwrap().push(Logged { path, range, status, body_len: body.len() });
-        if knobs.mode == Mode::StallHeaders {
-            std::future::pending::<()>().await;
-        }
-        let mut out = format!("HTTP/1.1 {status} X\r\n").into_bytes();
-        for (name, value) in &headers {
-            out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
-        }
-        if !headers.iter().any(|(n, _)| n == "Content-Length") {
-            out.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
-        }
-        out.extend_from_slice(b"\r\n");
-        if socket.write_all(&out).await.is_err() {
-            return;
-        }
-        let mut limit = body.len();
-        let mut cut = false;
-        if let Some((n, _)) = knobs.drop_after {
-            cut |= n < limit;
-            limit = limit.min(n);
-        }
-        let stall = knobs.stall_after.is_some_and(|n| n < body.len());
-        if let Some(n) = knobs.stall_after {
-            limit = limit.min(n);
-        }
-        let chunk = if knobs.write_chunk == 0 { limit.max(1) } else { knobs.write_chunk };
-        for piece in body[..limit].chunks(chunk) {
-            if socket.write_all(piece).await.is_err() {
-                return;
-            }
-            if !knobs.write_delay.is_zero() {
-                tokio::time::sleep(knobs.write_delay).await;
-            }
-        }
-        if stall {
-            let _ = socket.flush().await;
-            std::future::pending::<()>().await;
-        }
-        if cut {
-            let _ = socket.flush().await;
-            let _ = socket.shutdown().await;
-            return;
-        }
-        if knobs.extra_bytes > 0 {
-            let _ = socket.write_all(&vec![b'!'; knobs.extra_bytes]).await;
-        }
-        if socket.flush().await.is_err() {
-            return;
-        }
+impl Publisher {
+    /// A new container in `dir` named `name`, with a trust root of `keys` and `threshold`.
+    pub fn create(dir: &Path, name: &str, keys: Vec<SigningKey>, threshold: u32, app_size: usize) -> Publisher {
+        Publisher::create_for(ORIGIN, dir, name, keys, threshold, app_size)
+    }
+
+    /// Like [`Publisher::create`] for a container named `origin`.
+    pub fn create_for(
+        origin: &str,
+        dir: &Path,
+        name: &str,
+        keys: Vec<SigningKey>,
+        threshold: u32,
+        app_size: usize,
+    ) -> Publisher {
+        let container = dir.join(name);
+        let builds = dir.join(format!("{name}.builds"));
+        fs::create_dir_all(&builds).unwrap();
+        let trust = TrustRoot::new(keys.iter().map(|k| k.verifier()).collect(), threshold).unwrap();
+        let genesis = Genesis { format: FORMAT_VERSION, origin: origin.into(), product: "app".into(), trust };
+        let signers: Vec<&SigningKey> = keys.iter().collect();
+        Appender::create(&container, genesis, &signers, T0).unwrap();
+        Publisher { container, keys, app_size, builds }
+    }
+
+    /// A container with one key (seed 1) and small builds.
+    pub fn small(dir: &Path) -> Publisher {
+        Publisher::create(dir, "app.dare", vec![key(1)], 1, 6 * 1024)
+    }
+
+    /// A copy of this container under another name (a fork starts here).
+    pub fn copy(&self, name: &str) -> Publisher {
+        let dir = self.container.parent().unwrap();
+        let container = dir.join(name);
+        fs::copy(&self.container, &container).unwrap();
+        let builds = dir.join(format!("{name}.builds"));
+        fs::create_dir_all(&builds).unwrap();
+        Publisher { container, keys: self.keys.clone(), app_size: self.app_size, builds }
+    }
+
+    /// Writes the build of `target` at `version` (salted, so forks differ) as a directory.
+    fn build(&self, target: &str, version: &str, salt: &str) -> PathBuf {
+        let dir = self.builds.join(format!("{target}-{version}{salt}"));
+        fs::create_dir_all(dir.join("bin")).unwrap();
+        fs::create_dir_all(dir.join("share")).unwrap();
+        let app = dir.join("bin/app");
+        fs::write(&app, app_bytes(target, &format!("{version}{salt}"), self.app_size)).unwrap();
+        fs::set_permissions(&app, fs::Permissions::from_mode(0o755)).unwrap();
+        let readme = dir.join("share/readme.txt");
+        fs::write(&readme, readme_text(target, &format!("{version}{salt}"))).unwrap();
+        fs::set_permissions(&readme, fs::Permissions::from_mode(0o644)).unwrap();
+        dir
+    }
+
+    /// Publishes `version` for `targets` at `time`, builds salted with `salt`.
+    pub fn publish_salted(&self, version: &str, time: u64, targets: &[&str], salt: &str) {
+        let artifacts: Vec<Artifact> =
+            targets.iter().map(|t| Artifact { target: (*t).to_string(), path: self.build(t, version, salt) }).collect();
+        let signers: Vec<&SigningKey> = self.keys.iter().collect();
+        let mut opts = PublishOptions::new(version, artifacts, time);
+        opts.workers = 1;
+        dare_publisher::publish(&self.container, &signers, &opts, &mut |_| {}).unwrap();
+    }
+
+    /// Publishes `version` at `time` with one file `app` of `size` random bytes per target.
+    pub fn publish_single(&self, version: &str, time: u64, targets: &[&str], size: usize) {
+        let artifacts: Vec<Artifact> = targets
+            .iter()
+            .map(|t| {
+                let dir = self.builds.join(format!("{t}-{version}"));
+                fs::create_dir_all(&dir).unwrap();
+                let app = dir.join("app");
+                fs::write(&app, single_bytes(t, version, size)).unwrap();
+                fs::set_permissions(&app, fs::Permissions::from_mode(0o755)).unwrap();
+                Artifact { target: (*t).to_string(), path: app }
+            })
+            .collect();
+        let signers: Vec<&SigningKey> = self.keys.iter().collect();
+        let mut opts = PublishOptions::new(version, artifacts, time);
+        opts.level = 1;
+        dare_publisher::publish(&self.container, &signers, &opts, &mut |_| {}).unwrap();
+    }
+
+    /// Publishes `version` for every usual target at `time`.
+    pub fn publish(&self, version: &str, time: u64) {
+        self.publish_salted(version, time, &TARGETS, "");
+    }
+
+    /// Appends a heartbeat seal at `time`.
+    pub fn heartbeat(&self, time: u64) {
+        let signers: Vec<&SigningKey> = self.keys.iter().collect();
+        dare_publisher::heartbeat(&self.container, &signers, time).unwrap();
+    }
+
+    /// The container's bytes.
+    pub fn bytes(&self) -> Vec<u8> {
+        fs::read(&self.container).unwrap()
+    }
+
+    /// A full verification of the container.
+    pub fn scan(&self) -> Scan {
+        dare_container::verify_file(&self.container, &ScanOptions { payloads: true, pins: None }).unwrap()
+    }
+
+    /// The verifier keys.
+    pub fn verifiers(&self) -> Vec<VerifierKey> {
+        self.keys.iter().map(|k| k.verifier()).collect()
     }
 }
 
-type Response = (u16, Vec<(String, String)>, Vec<u8>);
-
-fn respond(path: &str, range: Option<&str>, content: &[u8], mode: Mode) -> Response {
-    let len = content.len() as u64;
-    let h = |name: &str, value: String| (name.to_owned(), value);
-    if path == "/moved" {
-        return (301, vec![h("Location", "/c.dare".into())], Vec::new());
-    }
-    match mode {
-        Mode::NotFound => return (404, vec![], b"not here".to_vec()),
-        Mode::Unsatisfiable => return (416, vec![h("Content-Range", format!("bytes */{len}"))], Vec::new()),
-        Mode::Ignore => return (200, vec![], content.to_vec()),
-        _ => {}
-    }
-    let Some(spans) = range.and_then(|r| parse_range(r, len)) else {
-        return (200, vec![], content.to_vec());
-    };
-    if spans.is_empty() {
-        return (416, vec![h("Content-Range", format!("bytes */{len}"))], Vec::new());
-    }
-    let single = |s: u64, e: u64| -> Response {
-        (206, vec![h("Content-Range", format!("bytes {s}-{}/{len}", e - 1))], content[s as usize..e as usize].to_vec())
-    };
-    match mode {
-        Mode::BadContentRange => {
-            let (s, e) = spans[0];
-            (
-                206,
-                vec![h("Content-Range", format!("bytes {}-{s}/{len}", e + 5))],
-                content[s as usize..e as usize].to_vec(),
-            )
-        }
-        Mode::WrongRange => {
-            let (s, e) = spans[0];
-            // The same length, just after the requested bytes (or at the start).
-            if e + (e - s) <= len { single(e, e + (e - s)) } else { single(0, 1) }
-        }
-        Mode::LongerThanRange => {
-            let (s, e) = spans[0];
-            let body = content[s as usize..(e as usize + 10).min(content.len())].to_vec();
-            (206, vec![h("Content-Range", format!("bytes {s}-{}/{len}", e - 1))], body)
-        }
-        Mode::LastOnly => {
-            let (s, e) = spans[spans.len() - 1];
-            single(s, e)
-        }
-        Mode::Coalesce => {
-            let s = spans.iter().map(|s| s.0).min().unwrap();
-            let e = spans.iter().map(|s| s.1).max().unwrap();
-            single(s, e)
-        }
-        _ if spans.len() == 1 => single(spans[0].0, spans[0].1),
-        _ => {
-            let mut parts = spans.clone();
-            if mode == Mode::Reorder {
-                parts.reverse();
-            }
-            let boundary = "3d6b6a416f9b5";
-            let mut body = Vec::new();
-            for (s, e) in parts {
-                body.extend_from_slice(
-                    format!(
-                        "\r\n--{boundary}\r\nContent-Type: application/octet-stream\r\nContent-Range: bytes {s}-{}/{len}\r\n\r\n",
-                        e - 1
-                    )
-                    .as_bytes(),
-                );
-                body.extend_from_slice(&content[s as usize..e as usize]);
-            }
-            body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-            (206, vec![h("Content-Type", format!("multipart/byteranges; boundary={boundary}"))], body)
-        }
-    }
-}
-
-/// The satisfiable ranges of a Range header (`None`: not a bytes range, ignore it).
-fn parse_range(value: &str, len: u64) -> Option<Vec<(u64, u64)>> {
-    let specs = value.strip_prefix("bytes=")?;
-    let mut spans = Vec::new();
-    for spec in specs.split(',') {
-        let (a, b) = spec.trim().split_once('-')?;
-        let span = if a.is_empty() {
-            let n: u64 = b.parse().ok()?;
-            (n > 0 && len > 0).then(|| (len - n.min(len), len))
-        } else {
-            let a: u64 = a.parse().ok()?;
-            let b: u64 = if b.is_empty() { len.saturating_sub(1) } else { b.parse().ok()? };
-            (a < len && a <= b).then(|| (a, b.min(len - 1) + 1))
-        };
-        spans.extend(span);
-    }
-    Some(spans)
-}
-
-// ---------------------------------------------------------------------------------------------------------
-
-/// One range as the sink saw it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Got {
-    pub index: usize,
-    pub start: u64,
-    pub total: Option<u64>,
-    pub bytes: Vec<u8>,
-}
-
-/// Records everything; refuses data once `refuse_after` bytes have arrived (when set).
-#[derive(Debug, Default)]
-pub struct Collect {
-    pub got: Vec<Got>,
-    pub refuse_after: Option<u64>,
-    pub seen: u64,
-    pub data_calls: u64,
-}
-
-impl Collect {
-    pub fn refusing_after(n: u64) -> Self {
-        Collect { refuse_after: Some(n), ..Collect::default() }
-    }
-}
-
-impl RangeSink for Collect {
-    fn begin(&mut self, index: usize, start: u64, total: Option<u64>) -> Result<(), SinkError> {
-        self.got.push(Got { index, start, total, bytes: Vec::new() });
-        Ok(())
-    }
-
-    fn data(&mut self, bytes: &[u8]) -> Result<(), SinkError> {
-        self.seen += bytes.len() as u64;
-        self.data_calls += 1;
-        if self.refuse_after.is_some_and(|n| self.seen > n) {
-            return Err(SinkError("digest mismatch".into()));
-        }
-        match self.got.last_mut() {
-            Some(got) => got.bytes.extend_from_slice(bytes),
-            None => return Err(SinkError("data before begin".into())),
-        }
-        Ok(())
-    }
-}
-
-/// What a sink must have seen for `ranges` of `content`: one `begin` per range, in order, and the bytes.
-pub fn expected(content: &[u8], ranges: &[ByteRange]) -> Vec<Got> {
-    let total = content.len() as u64;
-    ranges
+/// The entry of `path` in the newest release of `target` (by leaf order).
+pub fn entry_of(scan: &Scan, target: &str, version: &str, path: &str) -> EntryRecord {
+    scan.entries
         .iter()
-        .enumerate()
-        .map(|(index, r)| {
-            let (s, e) = match *r {
-                ByteRange::Span { start, end } => (start, end),
-                ByteRange::Suffix(n) => (total - n.min(total), total),
-            };
-            Got { index, start: s, total: Some(total), bytes: content[s as usize..e as usize].to_vec() }
-        })
-        .collect()
+        .rev()
+        .find(|e| e.entry.target == target && e.entry.version == version && e.entry.path == path)
+        .cloned()
+        .unwrap_or_else(|| panic!("no entry {target} {version} {path}"))
 }
 
-/// Deterministic, position-dependent bytes.
-pub fn content(len: usize) -> Vec<u8> {
-    let mut x: u32 = 0x9e37_79b9;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
+/// The verified tail of a whole container.
+pub fn signed_tail(bytes: &[u8], trust: &[VerifierKey]) -> SignedTail {
+    match read_tail(&Window::new(0, bytes), bytes.len() as u64, trust, 1).unwrap() {
+        TailRead::Complete(t) => *t,
+        TailRead::NeedMore { .. } => panic!("a whole container cannot need more"),
+    }
 }
 
-pub fn span(start: u64, end: u64) -> ByteRange {
-    ByteRange::Span { start, end }
+/// The tile byte ranges a client with the stored tree `old` fetches to prove `leaves`.
+pub fn proof_ranges(tail: &SignedTail, old: &Frontier, leaves: &[u64]) -> Vec<(u64, u64)> {
+    ProofPlan::new(tail, old, &leaves.iter().copied().collect()).unwrap().ranges()
 }
 
-/// A port on 127.0.0.1 with nothing listening (bound and closed).
-pub fn dead_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
+/// A client's directories and settings.
+pub struct Client {
+    pub state: PathBuf,
+    pub install: PathBuf,
+    pub target: String,
+    pub trust: Vec<VerifierKey>,
+    pub threshold: u32,
+    pub clock: fn() -> u64,
+}
+
+impl Client {
+    /// A client for `target` under `root/name`, trusting `trust`.
+    pub fn new(root: &Path, name: &str, target: &str, trust: Vec<VerifierKey>) -> Client {
+        Client {
+            state: root.join(name).join("state"),
+            install: root.join(name).join("install"),
+            target: target.into(),
+            trust,
+            threshold: 1,
+            clock: now,
+        }
+    }
+
+    /// A builder with this client's settings, a fixed clock and quick retries, but no mirror.
+    pub fn builder(&self) -> UpdaterBuilder {
+        let mut b = UpdaterBuilder::new()
+            .state_dir(&self.state)
+            .install_dir(&self.install)
+            .target(self.target.clone())
+            .threshold(self.threshold)
+            .clock(self.clock)
+            .retry(quick_retry())
+            .timeouts(Timeouts { connect: Duration::from_secs(2), idle: Duration::from_secs(5) });
+        for k in &self.trust {
+            b = b.trust(k.clone());
+        }
+        b
+    }
+
+    /// An updater reading through `t`.
+    pub fn via(&self, t: Arc<dyn Transport>) -> Updater {
+        self.builder().transport(t).build().unwrap()
+    }
+
+    /// An updater reading `location` (a path or URL).
+    pub fn at(&self, location: &str) -> Updater {
+        self.builder().mirror(location).build().unwrap()
+    }
+
+    /// One update through `t`.
+    pub async fn update(&self, t: &Arc<impl Transport + 'static>) -> Result<Outcome, UpdateError> {
+        let t: Arc<dyn Transport> = t.clone();
+        self.via(t).update().await
+    }
+
+    /// The loaded state, if any.
+    pub fn state(&self) -> Option<dare_updater::state::State> {
+        dare_updater::state::State::load(&self.state).unwrap()
+    }
+
+    /// A snapshot of the install directory and of the state files.
+    pub fn snapshot(&self) -> (Snapshot, Snapshot) {
+        (snapshot(&self.install), snapshot_files(&self.state, &["state.json", "replica.dare"]))
+    }
+}
+
+pub fn quick_retry() -> RetryPolicy {
+    RetryPolicy { attempts: 2, backoff: Duration::from_millis(5), max_backoff: Duration::from_millis(20) }
+}
+
+/// What a directory tree holds: per relative path, its kind, mode and bytes (or link target).
+pub type Snapshot = BTreeMap<PathBuf, String>;
+
+pub fn snapshot(dir: &Path) -> Snapshot {
+    let mut out = Snapshot::new();
+    if fs::symlink_metadata(dir).is_ok() {
+        walk(dir, dir, &mut out);
+    }
+    out
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut Snapshot) {
+    let mut entries: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    entries.sort();
+    for p in entries {
+        let rel = p.strip_prefix(root).unwrap().to_path_buf();
+        let m = fs::symlink_metadata(&p).unwrap();
+        let mode = m.permissions().mode() & 0o7777;
+        if m.file_type().is_symlink() {
+            out.insert(rel, format!("link -> {}", fs::read_link(&p).unwrap().display()));
+        } else if m.is_dir() {
+            out.insert(rel, format!("dir {mode:o}"));
+            walk(root, &p, out);
+        } else {
+            let bytes = fs::read(&p).unwrap();
+            out.insert(rel, format!("file {mode:o} {} {:x?}", bytes.len(), fnv(&bytes)));
+        }
+    }
+}
+
+fn snapshot_files(dir: &Path, names: &[&str]) -> Snapshot {
+    let mut out = Snapshot::new();
+    for n in names {
+        if let Ok(bytes) = fs::read(dir.join(n)) {
+            out.insert(PathBuf::from(n), format!("{} {:x}", bytes.len(), fnv(&bytes)));
+        }
+    }
+    out
+}
+
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3))
+}
+
+/// Checks that `current` points at `versions/<version>` holding this target's build with its modes.
+pub fn assert_installed(install: &Path, target: &str, version: &str, app_size: usize) {
+    let link = fs::read_link(install.join("current")).expect("current is a symlink");
+    assert_eq!(link, Path::new("versions").join(version));
+    let dir = install.join("versions").join(version);
+    let app = dir.join("bin/app");
+    assert_eq!(fs::read(&app).unwrap(), app_bytes(target, version, app_size), "{}", app.display());
+    assert_eq!(fs::metadata(&app).unwrap().permissions().mode() & 0o777, 0o755);
+    let readme = dir.join("share/readme.txt");
+    assert_eq!(fs::read_to_string(&readme).unwrap(), readme_text(target, version));
+    assert_eq!(fs::metadata(&readme).unwrap().permissions().mode() & 0o777, 0o644);
+    let current = install.join("current/bin/app");
+    assert_eq!(fs::read(current).unwrap(), app_bytes(target, version, app_size));
+}
+
+/// The versions kept under `versions/`, sorted.
+pub fn versions(install: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(install.join("versions"))
+        .map(|r| r.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
 }

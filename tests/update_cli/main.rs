@@ -1,0 +1,276 @@
+//! `dare update` as a user runs it: the built binary, containers made with
+//! `dare keygen`, `init` and `publish`, local path and file:// mirrors, the
+//! `--json` object on success and on failure, and one distinct message per
+//! refusal.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+const LINUX: &str = "x86_64-unknown-linux-gnu";
+const ARM: &str = "aarch64-unknown-linux-gnu";
+const WINDOWS: &str = "x86_64-pc-windows-msvc";
+const ORIGIN: &str = "example.com/app";
+
+fn dare(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dare"))
+        .args(args)
+        .env_remove("SOURCE_DATE_EPOCH")
+        .env_remove("DARE_LOG")
+        .output()
+        .expect("the dare binary runs")
+}
+
+#[track_caller]
+fn ok(args: &[&str]) -> String {
+    let out = dare(args);
+    assert!(out.status.success(), "dare {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// A publisher's key and a container, made with the CLI.
+struct Site {
+    dir: PathBuf,
+    key: PathBuf,
+    public: PathBuf,
+    container: PathBuf,
+}
+
+impl Site {
+    fn new(dir: &Path, key_name: &str, container: &str, time: u64) -> Site {
+        let key = dir.join(format!("{key_name}.key"));
+        if !key.exists() {
+            ok(&["keygen", "--out", s(&key), "--name", ORIGIN]);
+        }
+        let public = dir.join(format!("{key_name}.key.pub"));
+        let container = dir.join(container);
+        ok(&["init", s(&container), "--key", s(&key), "--origin", ORIGIN, "--time", &time.to_string()]);
+        Site { dir: dir.to_path_buf(), key, public, container }
+    }
+
+    /// A copy of the container (sharing its genesis and key).
+    fn copy(&self, name: &str) -> Site {
+        let container = self.dir.join(name);
+        fs::copy(&self.container, &container).unwrap();
+        Site { dir: self.dir.clone(), key: self.key.clone(), public: self.public.clone(), container }
+    }
+
+    /// Publishes `version` for Linux and ARM, the builds salted with `salt`.
+    fn publish(&self, version: &str, time: u64, salt: &str) {
+        let mut args: Vec<String> = vec![
+            "publish".into(),
+            s(&self.container).into(),
+            "--key".into(),
+            s(&self.key).into(),
+            "--version".into(),
+            version.into(),
+            "--time".into(),
+            time.to_string(),
+        ];
+        for t in [LINUX, ARM] {
+            let build = self.dir.join(format!("build-{t}-{version}{salt}"));
+            fs::create_dir_all(build.join("bin")).unwrap();
+            let app = build.join("bin/app");
+            fs::write(&app, app_text(t, version, salt)).unwrap();
+            fs::set_permissions(&app, fs::Permissions::from_mode(0o755)).unwrap();
+            fs::write(build.join("notes.txt"), format!("release notes {version}\n")).unwrap();
+            args.push("--artifact".into());
+            args.push(format!("{t}={}", build.display()));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        ok(&args);
+    }
+}
+
+fn app_text(target: &str, version: &str, salt: &str) -> String {
+    format!("#!/bin/sh\necho {target} {version}{salt}\n").repeat(50)
+}
+
+/// A client's directories.
+struct Client {
+    state: PathBuf,
+    install: PathBuf,
+}
+
+impl Client {
+    fn new(dir: &Path, name: &str) -> Client {
+        Client { state: dir.join(name).join("state"), install: dir.join(name).join("install") }
+    }
+
+    /// `dare update` with the state, install and target flags, and `extra`.
+    fn update(&self, from: &str, trust: &Path, target: &str, extra: &[&str]) -> Output {
+        let mut args = vec![
+            "update",
+            "--from",
+            from,
+            "--trust",
+            s(trust),
+            "--state",
+            s(&self.state),
+            "--install",
+            s(&self.install),
+            "--target",
+            target,
+        ];
+        args.extend_from_slice(extra);
+        dare(&args)
+    }
+
+    /// `dare update --json`: exit code, the JSON object on stdout, stderr.
+    fn json(&self, from: &str, trust: &Path, target: &str, extra: &[&str]) -> (i32, Value, String) {
+        let mut extra = extra.to_vec();
+        extra.push("--json");
+        let out = self.update(from, trust, target, &extra);
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(stdout.lines().count(), 1, "exactly one JSON line on stdout: {stdout:?}");
+        let v: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+        (out.status.code().unwrap(), v, String::from_utf8(out.stderr).unwrap())
+    }
+
+    fn current(&self) -> Option<PathBuf> {
+        fs::read_link(self.install.join("current")).ok()
+    }
+}
+
+#[test]
+fn json_on_success_check_and_a_path_mirror() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = now() - 3600;
+    let site = Site::new(tmp.path(), "release", "app.dare", t);
+    site.publish("1.0.0", t + 60, "");
+    let c = Client::new(tmp.path(), "client");
+    let from = s(&site.container);
+
+    let (code, v, _) = c.json(from, &site.public, LINUX, &[]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["status"], "updated");
+    assert_eq!(v["target"], LINUX);
+    assert_eq!(v["version"], "1.0.0");
+    assert_eq!(v["previous"], Value::Null);
+    assert!(v["bytes_fetched"].as_u64().unwrap() > 0);
+    assert!((1..=3).contains(&v["requests"].as_u64().unwrap()), "{v}");
+    assert_eq!(c.current(), Some(PathBuf::from("versions/1.0.0")));
+    let app = c.install.join("current/bin/app");
+    assert_eq!(fs::read_to_string(&app).unwrap(), app_text(LINUX, "1.0.0", ""));
+    assert_eq!(fs::metadata(&app).unwrap().permissions().mode() & 0o777, 0o755);
+
+    let (code, v, _) = c.json(from, &site.public, LINUX, &[]);
+    assert_eq!((code, v["status"].as_str(), v["requests"].as_u64()), (0, Some("up-to-date"), Some(1)), "{v}");
+    assert_eq!(v["previous"], "1.0.0");
+
+    // --check reports a newer build and installs nothing.
+    site.publish("1.1.0", t + 120, "");
+    let (code, v, _) = c.json(from, &site.public, LINUX, &["--check"]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        (v["status"].as_str(), v["version"].as_str(), v["previous"].as_str()),
+        (Some("available"), Some("1.1.0"), Some("1.0.0"))
+    );
+    assert_eq!(v["requests"], 1);
+    assert_eq!(c.current(), Some(PathBuf::from("versions/1.0.0")));
+
+    // A file:// URL is a mirror too.
+    let url = format!("file://{}", site.container.display());
+    let (code, v, _) = c.json(&url, &site.public, LINUX, &[]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        (v["status"].as_str(), v["version"].as_str(), v["previous"].as_str()),
+        (Some("updated"), Some("1.1.0"), Some("1.0.0"))
+    );
+    assert_eq!(c.current(), Some(PathBuf::from("versions/1.1.0")));
+
+    // Without --json: a human line on stdout.
+    let out = c.update(from, &site.public, LINUX, &[]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("up to date"), "{text}");
+}
+
+/// Runs a refused update both ways: `--json` (exit 1, one error object naming the kind) and plain
+/// (exit 1, one `error: ...` line). Returns the message; checks nothing was installed or changed.
+#[track_caller]
+fn refused(c: &Client, from: &str, trust: &Path, target: &str, kind: &str) -> String {
+    let before = (c.current(), fs::read(c.state.join("state.json")).ok());
+    let (code, v, stderr) = c.json(from, trust, target, &[]);
+    assert_eq!(code, 1, "{v}");
+    assert_eq!(v["status"], "error", "{v}");
+    assert_eq!(v["kind"], kind, "{v}");
+    let message = v["error"].as_str().unwrap().to_string();
+    assert!(stderr.contains(&format!("error: {message}")), "{stderr}");
+    let out = c.update(from, trust, target, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert_eq!(before, (c.current(), fs::read(c.state.join("state.json")).ok()), "nothing changed");
+    message
+}
+
+#[test]
+fn every_refusal_has_its_own_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = now() - 3600;
+    let site = Site::new(tmp.path(), "release", "app.dare", t);
+    let fork = site.copy("fork.dare");
+    site.publish("1.0.0", t + 60, "");
+    let release1 = site.copy("release1.dare");
+    site.publish("1.1.0", t + 120, "");
+    fork.publish("1.0.0", t + 60, "-evil");
+    fork.publish("1.1.0", t + 120, "-evil");
+
+    let c = Client::new(tmp.path(), "client");
+    let (code, v, _) = c.json(s(&site.container), &site.public, LINUX, &[]);
+    assert_eq!((code, v["version"].as_str()), (0, Some("1.1.0")), "{v}");
+
+    let mut messages = Vec::new();
+    let m = refused(&c, s(&release1.container), &site.public, LINUX, "rollback");
+    assert!(m.contains("rollback refused"), "{m}");
+    messages.push(m);
+    let m = refused(&c, s(&fork.container), &site.public, LINUX, "fork");
+    assert!(m.contains("fork refused"), "{m}");
+    messages.push(m);
+    let m = refused(&c, s(&site.container), &site.public, WINDOWS, "missing-target");
+    assert!(m.contains(&format!("no release for target {WINDOWS}")) && m.contains(LINUX) && m.contains(ARM), "{m}");
+    messages.push(m);
+
+    // A key the container is not signed with.
+    let other = Site::new(tmp.path(), "other", "other.dare", t);
+    let fresh = Client::new(tmp.path(), "fresh");
+    let m = refused(&fresh, s(&site.container), &other.public, LINUX, "bad-signature");
+    assert!(m.contains("bad signature"), "{m}");
+    messages.push(m);
+
+    // A container last sealed a month ago.
+    let old = Site::new(tmp.path(), "release", "old.dare", now() - 40 * 86_400);
+    old.publish("1.0.0", now() - 30 * 86_400, "");
+    let m = refused(&fresh, s(&old.container), &old.public, LINUX, "freeze");
+    assert!(m.contains("freeze refused") && m.contains("1209600"), "{m}");
+    messages.push(m);
+    // ... accepted with a longer --max-age.
+    let (code, v, _) = fresh.json(s(&old.container), &old.public, LINUX, &["--max-age", &(40 * 86_400).to_string()]);
+    assert_eq!((code, v["status"].as_str()), (0, Some("updated")), "{v}");
+
+    let firsts: std::collections::BTreeSet<&str> = messages.iter().map(|m| m.split(':').next().unwrap()).collect();
+    assert_eq!(firsts.len(), messages.len(), "distinct messages: {messages:#?}");
+    for m in &messages {
+        println!("{m}");
+    }
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let out = dare(&["update", "--json"]);
+    assert_eq!(out.status.code(), Some(2));
+}
