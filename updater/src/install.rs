@@ -33,6 +33,12 @@ pub fn current_link(install_dir: &Path) -> PathBuf {
 
 /// The version `current` points at, if any.
 pub fn current_version(install_dir: &Path) -> Option<String> {
+    current_dir_name(install_dir).map(|n| n.split('~').next().unwrap_or_default().to_string())
+}
+
+/// The directory under `versions/` that `current` points at: the version,
+/// or `<version>~N` when that version was installed again (semver has no `~`).
+fn current_dir_name(install_dir: &Path) -> Option<String> {
     let target = fs::read_link(current_link(install_dir)).ok()?;
     let name = target.file_name()?.to_str()?.to_string();
     (target.parent()? == Path::new("versions")).then_some(name)
@@ -56,6 +62,7 @@ pub fn install(install_dir: &Path, version: &str, files: &[StagedFile]) -> Resul
     }
     let versions = install_dir.join("versions");
     fs::create_dir_all(&versions).map_err(|e| UpdateError::io("creating", &versions, e))?;
+    let previous_dir = current_dir_name(install_dir);
     let previous = current_version(install_dir);
     let tmp = versions.join(format!(".incoming-{version}-{}", std::process::id()));
     if tmp.exists() {
@@ -78,27 +85,40 @@ pub fn install(install_dir: &Path, version: &str, files: &[StagedFile]) -> Resul
         let _ = fs::remove_dir_all(&tmp);
         return Err(e);
     }
-    let final_dir = versions.join(version);
-    if final_dir.exists() {
-        // Re-installing the same version (an earlier run installed it but
-        // was killed before recording it): move the old copy aside first.
-        let aside = versions.join(format!(".replaced-{version}-{}", std::process::id()));
-        fs::rename(&final_dir, &aside).map_err(|e| UpdateError::io("moving aside", &final_dir, e))?;
-        let _ = fs::remove_dir_all(&aside);
+    // Re-installing a version (an earlier run installed it but was killed
+    // before recording it) goes to a fresh directory, so `current` always
+    // names a complete build, even between the two renames.
+    let mut name = version.to_string();
+    if previous_dir.as_deref() == Some(version) {
+        let mut n = 0u32;
+        while versions.join(&name).exists() {
+            n += 1;
+            name = format!("{version}~{n}");
+        }
+    } else if versions.join(&name).exists() {
+        // A leftover nothing points at (a run killed before switching).
+        let stale = versions.join(&name);
+        fs::remove_dir_all(&stale).map_err(|e| UpdateError::io("removing", &stale, e))?;
     }
+    let final_dir = versions.join(&name);
     fs::rename(&tmp, &final_dir).map_err(|e| UpdateError::io("moving into place", &final_dir, e))?;
     sync_dir(&versions)?;
     let new_link = install_dir.join(format!(".current-{}", std::process::id()));
     let _ = fs::remove_file(&new_link);
-    std::os::unix::fs::symlink(Path::new("versions").join(version), &new_link)
+    std::os::unix::fs::symlink(Path::new("versions").join(&name), &new_link)
         .map_err(|e| UpdateError::io("creating", &new_link, e))?;
     fs::rename(&new_link, &link).map_err(|e| UpdateError::io("switching", &link, e))?;
     sync_dir(install_dir)?;
-    // When `current` already named this version (an earlier run was killed after switching it but
-    // before recording it), the build before it is not known here: prune nothing this time rather
-    // than remove the previous build.
-    if previous.as_deref() != Some(version) {
-        prune(&versions, version, previous.as_deref());
+    // When `current` already named this version (an earlier run was killed
+    // after switching it but before recording it), only that old copy goes.
+    if previous.as_deref() == Some(version) {
+        // The old copy of this same version is replaced; which build came
+        // before it is not known here, so nothing else is removed.
+        if let Some(old) = &previous_dir {
+            let _ = fs::remove_dir_all(versions.join(old));
+        }
+    } else {
+        prune(&versions, &name, previous_dir.as_deref());
     }
     Ok(final_dir)
 }

@@ -336,11 +336,14 @@ fn fnv(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3))
 }
 
-/// Checks that `current` points at `versions/<version>` holding this target's build with its modes.
+/// Checks that `current` points at `versions/<version>` (or `<version>~N`) holding this target's build with its modes.
 pub fn assert_installed(install: &Path, target: &str, version: &str, app_size: usize) {
     let link = fs::read_link(install.join("current")).expect("current is a symlink");
-    assert_eq!(link, Path::new("versions").join(version));
-    let dir = install.join("versions").join(version);
+    // A version installed again lands in `versions/<version>~N`.
+    let name = link.file_name().unwrap().to_string_lossy().into_owned();
+    assert_eq!(link.parent(), Some(Path::new("versions")));
+    assert_eq!(name.split('~').next(), Some(version), "current -> {}", link.display());
+    let dir = install.join("versions").join(&name);
     let app = dir.join("bin/app");
     assert_eq!(fs::read(&app).unwrap(), app_bytes(target, version, app_size), "{}", app.display());
     assert_eq!(fs::metadata(&app).unwrap().permissions().mode() & 0o777, 0o755);
@@ -354,7 +357,10 @@ pub fn assert_installed(install: &Path, target: &str, version: &str, app_size: u
 /// The versions kept under `versions/`, sorted.
 pub fn versions(install: &Path) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(install.join("versions"))
-        .map(|r| r.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
+        .map(|r| {
+            r.map(|e| e.unwrap().file_name().to_string_lossy().split('~').next().unwrap_or_default().to_string())
+                .collect()
+        })
         .unwrap_or_default();
     v.sort();
     v
