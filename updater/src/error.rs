@@ -80,6 +80,20 @@ impl UpdateError {
         UpdateError::Io { op, path: path.into(), source }
     }
 
+    /// Whether starting over from another mirror could succeed: the data
+    /// failed verification or was stale, which says more about a mirror
+    /// than about the publisher.
+    pub fn another_mirror_may_help(&self) -> bool {
+        matches!(
+            self,
+            UpdateError::Rollback(_)
+                | UpdateError::Freeze { .. }
+                | UpdateError::Fork(_)
+                | UpdateError::BadSignature(_)
+                | UpdateError::BadDigest(_)
+        )
+    }
+
     /// A short stable name for the kind of failure (for `--json` and logs).
     pub fn kind(&self) -> &'static str {
         match self {

@@ -106,7 +106,6 @@ pub struct Outcome {
 /// Checks for and installs new builds. Cheap to keep; each call is one session.
 pub struct Updater {
     cfg: config::Config,
-    mirrors: fetch::Mirrors,
 }
 
 impl std::fmt::Debug for Updater {
@@ -117,20 +116,50 @@ impl std::fmt::Debug for Updater {
 
 impl Updater {
     pub(crate) fn new(cfg: config::Config) -> Self {
-        let mirrors = fetch::Mirrors::new(cfg.transports.clone(), cfg.retry.clone());
-        Updater { cfg, mirrors }
+        Updater { cfg }
     }
 
     /// Reads the signed tail and reports whether a newer build exists. One
     /// request; installs nothing and records nothing.
     pub async fn check(&self) -> Result<Outcome, UpdateError> {
-        session::run(&self.cfg, &self.mirrors, false).await
+        self.run(false).await
     }
 
     /// Installs the newest build for the target if it is newer than the
     /// installed one, after verifying everything.
     pub async fn update(&self) -> Result<Outcome, UpdateError> {
-        session::run(&self.cfg, &self.mirrors, true).await
+        self.run(true).await
+    }
+
+    /// Runs a session, starting with each mirror in turn when one serves
+    /// data that fails verification or is stale (a bad signature or digest,
+    /// a fork, a rollback, a freeze): another mirror may be honest and
+    /// current. The first mirror's error is returned when all fail.
+    async fn run(&self, install: bool) -> Result<Outcome, UpdateError> {
+        let n = self.cfg.transports.len();
+        let mut spent = fetch::Mirrors::new(Vec::new(), self.cfg.retry.clone()).stats();
+        let mut first_error = None;
+        for start in 0..n {
+            let mut order = self.cfg.transports.clone();
+            order.rotate_left(start);
+            let mirrors = fetch::Mirrors::new(order, self.cfg.retry.clone());
+            match session::run(&self.cfg, &mirrors, install).await {
+                Ok(mut outcome) => {
+                    outcome.bytes_fetched += spent.bytes;
+                    outcome.requests += spent.requests;
+                    return Ok(outcome);
+                }
+                Err(e) if start + 1 < n && e.another_mirror_may_help() => {
+                    tracing::warn!(mirror = %mirrors.names()[0], error = %e, "trying the next mirror");
+                    let s = mirrors.stats();
+                    spent.bytes += s.bytes;
+                    spent.requests += s.requests;
+                    first_error.get_or_insert(e);
+                }
+                Err(e) => return Err(first_error.unwrap_or(e)),
+            }
+        }
+        Err(first_error.unwrap_or_else(|| UpdateError::Config("no mirror given".into())))
     }
 
     /// The install directory.

@@ -654,6 +654,23 @@ async fn failover_to_a_good_mirror() {
     assert_eq!((o.status, o.version.as_str()), (Status::Updated, "1.0.0"));
     assert_installed(&c.install, LINUX, "1.0.0", p.app_size);
 
+    // A mirror serving a damaged build, then an honest one: the session starts over there.
+    let app = entry_of(&p.scan(), LINUX, "1.0.0", "bin/app");
+    let liar = Arc::new(MemoryTransport::new("liar", p.bytes()).corrupt(app.frame.payload_offset + 3));
+    let honest = mem(&p);
+    let c = Client::new(dir.path(), "liar-then-honest", LINUX, p.verifiers());
+    let o = c.builder().transport(liar.clone()).transport(honest.clone()).build().unwrap().update().await.unwrap();
+    assert_eq!((o.status, o.version.as_str()), (Status::Updated, "1.0.0"));
+    assert!(liar.stats().requests >= 2 && honest.stats().requests >= 2);
+    assert!(o.requests >= liar.stats().requests + honest.stats().requests, "the outcome counts both mirrors' requests");
+    assert_installed(&c.install, LINUX, "1.0.0", p.app_size);
+    // Only liars: the first mirror's error, nothing installed.
+    let c = Client::new(dir.path(), "liars", LINUX, p.verifiers());
+    let liar2 = Arc::new(MemoryTransport::new("liar2", p.bytes()).corrupt(app.frame.payload_offset + 5));
+    let e = c.builder().transport(liar).transport(liar2).build().unwrap().update().await.unwrap_err();
+    assert!(matches!(e, UpdateError::BadDigest(_)), "{e:?}");
+    assert!(!c.install.exists());
+
     // Every mirror dead: a network error, nothing installed.
     let c = Client::new(dir.path(), "none", LINUX, p.verifiers());
     let e = c.at(&dead_url).update().await.unwrap_err();
