@@ -540,6 +540,42 @@ fn extract_fixture() -> Fixture {
     fx
 }
 
+fn is_empty_dir(p: &Path) -> bool {
+    fs::read_dir(p).expect("reading a directory").next().is_none()
+}
+
+#[test]
+fn extract_refuses_to_write_through_a_symlink_in_the_output() {
+    let fx = extract_fixture();
+    let elsewhere = tempfile::tempdir().expect("a temporary directory");
+    let out = fx.path("out");
+    fs::create_dir(&out).expect("the output directory");
+    std::os::unix::fs::symlink(elsewhere.path(), out.join("bin")).expect("a symlink");
+    let err = fx.extract(LINUX, None, &out).expect_err("refused");
+    assert_contains(&err.to_string(), &["bin", "is a symlink"]);
+    assert!(is_empty_dir(elsewhere.path()), "something was written through the symlink");
+    // Nothing is half-written: the file that would have been fine is not there either.
+    let left: Vec<_> = fs::read_dir(&out).expect("reading").map(|e| e.expect("entry").file_name()).collect();
+    assert_eq!(left, vec![std::ffi::OsString::from("bin")], "extract left {left:?}");
+}
+
+#[test]
+fn extract_refuses_a_directory_where_a_file_goes() {
+    let fx = extract_fixture();
+    let out = fx.path("out");
+    fs::create_dir_all(out.join("bin/tool")).expect("a directory in the way");
+    let err = fx.extract(LINUX, None, &out).expect_err("refused");
+    assert_contains(&err.to_string(), &["bin/tool", "is a directory"]);
+    assert!(is_empty_dir(&out.join("bin/tool")));
+    assert!(!out.join("app.txt").exists(), "extract wrote app.txt before refusing");
+    // A file where a directory goes.
+    let out2 = fx.path("out2");
+    write(&out2.join("bin"), b"a file", 0o644);
+    let err = fx.extract(LINUX, None, &out2).expect_err("refused");
+    assert_contains(&err.to_string(), &["bin", "is not a directory"]);
+    assert_eq!(fs::read(out2.join("bin")).expect("reading"), b"a file");
+}
+
 #[test]
 fn extract_into_a_fresh_directory_writes_the_build() {
     let fx = extract_fixture();
