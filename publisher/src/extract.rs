@@ -55,10 +55,15 @@ pub fn extract(container: &Path, opts: &ExtractOptions) -> Result<ExtractReport,
     let scan = scan_file(container, &ScanOptions { payloads: false, pins: opts.pins.clone() })?;
     let version = match &opts.version {
         Some(v) => semver::Version::parse(v).map_err(|e| PublishError::Invalid(format!("--version {v}: {e}")))?,
-        None => {
-            let r = scan.manifest.release(&opts.channel, &opts.target).ok_or_else(|| not_found(&scan, opts, None))?;
-            semver::Version::parse(&r.version).map_err(|e| PublishError::Integrity(e.to_string()))?
-        }
+        // The newest sealed entry: versions only grow per target and channel.
+        // (Not `scan.manifest`, which may be an unsealed one from a torn tail.)
+        None => scan
+            .entries
+            .iter()
+            .rev()
+            .find(|e| e.entry.target == opts.target && e.entry.channel == opts.channel)
+            .map(|e| e.entry.semver())
+            .ok_or_else(|| not_found(&scan, opts, None))?,
     };
     let entries: Vec<&EntryRecord> = scan
         .entries
@@ -112,9 +117,9 @@ fn not_found(scan: &dare_container::verify::Scan, opts: &ExtractOptions, v: Opti
         None => format!("no release for {} on channel {}", opts.target, opts.channel),
     };
     if have.is_empty() {
-        let mut targets: Vec<String> =
-            scan.manifest.releases.iter().map(|r| format!("{}/{}", r.channel, r.target)).collect();
-        targets.dedup();
+        let targets: BTreeSet<String> =
+            scan.entries.iter().map(|e| format!("{}/{}", e.entry.channel, e.entry.target)).collect();
+        let targets: Vec<String> = targets.into_iter().collect();
         PublishError::NotFound(format!(
             "{what}; the container has: {}",
             if targets.is_empty() { "nothing yet".into() } else { targets.join(", ") }

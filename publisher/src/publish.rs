@@ -115,11 +115,10 @@ pub fn publish(
     let files = gather(&opts.artifacts)?;
     progress(PublishEvent::Gathered { files: files.len(), bytes: files.iter().map(|f| f.size).sum() });
 
-    let appender = Appender::open(container, false)?;
-    if let Some(cut) = appender.cut_tail() {
+    let (appender, cut) = open_appender(container)?;
+    if let Some(cut) = &cut {
         progress(PublishEvent::CutTail(cut.clone()));
     }
-    let cut = appender.cut_tail().cloned();
     check_signers(&appender, keys, opts.time)?;
     // Every rule checked for every file before a byte is written.
     let entry_for = |f: &crate::release::SourceFile, staged: Option<&crate::compress::Staged>| Entry {
@@ -205,6 +204,22 @@ pub(crate) fn check_signers(appender: &Appender, keys: &[&SigningKey], time: u64
         )));
     }
     Ok(())
+}
+
+/// Opens `container` for appending, cutting a torn tail, and returns the cut.
+///
+/// After a cut the container is opened again: `Appender::open` builds its
+/// state from a scan that also read the torn tail, and a complete manifest
+/// frame there stands in for the sealed one (container/src/verify.rs), so a
+/// seal or a new manifest would build on releases that were just cut off.
+/// With the tail gone, the second open sees only sealed frames.
+pub(crate) fn open_appender(container: &Path) -> Result<(Appender, Option<CutTail>), PublishError> {
+    let appender = Appender::open(container, false)?;
+    let Some(cut) = appender.cut_tail().cloned() else {
+        return Ok((appender, None));
+    };
+    drop(appender);
+    Ok((Appender::open(container, false)?, Some(cut)))
 }
 
 pub(crate) fn parent_dir(path: &Path) -> std::path::PathBuf {
