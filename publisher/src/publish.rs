@@ -167,7 +167,8 @@ pub fn publish(
         return Err(e);
     }
     progress(PublishEvent::Sealing);
-    let seal = appender.seal(keys, opts.time)?;
+    let keys = distinct_keys(keys);
+    let seal = appender.seal(&keys, opts.time).inspect_err(|_| cut_back(container))?;
     Ok(PublishReport { version: opts.version.clone(), channel: opts.channel.clone(), targets, seal, cut })
 }
 
@@ -204,6 +205,28 @@ pub(crate) fn check_signers(appender: &Appender, keys: &[&SigningKey], time: u64
         )));
     }
     Ok(())
+}
+
+/// Each key once: a note may carry only one signature per key, and
+/// `--key K --key K` means K signs.
+pub(crate) fn distinct_keys<'k>(keys: &[&'k SigningKey]) -> Vec<&'k SigningKey> {
+    let mut out: Vec<&SigningKey> = Vec::with_capacity(keys.len());
+    for k in keys {
+        if !out.iter().any(|o| o.verifier() == k.verifier()) {
+            out.push(k);
+        }
+    }
+    out
+}
+
+/// After a failed `Appender::seal` (it consumes the appender, so it cannot be
+/// aborted), opens the container again so the unsealed bytes it left are cut
+/// back, and the container is what it was. Best effort: if that fails too,
+/// the pending file still marks the bytes for the next command to cut.
+pub(crate) fn cut_back(container: &Path) {
+    if let Err(e) = Appender::open(container, false) {
+        tracing::warn!("could not cut back {} after a failed seal: {e}", container.display());
+    }
 }
 
 /// Opens `container` for appending, cutting a torn tail, and returns the cut.

@@ -704,3 +704,16 @@ fn extract_after_a_torn_tail_with_a_whole_manifest_takes_the_sealed_release() {
     assert_eq!(report.version, "1.0.0");
     assert_eq!(fs::read(out.join("app")).expect("reading"), b"app 1.0.0");
 }
+
+#[test]
+fn the_same_key_given_twice_signs_once() {
+    let fx = Fixture::new();
+    let app = fx.build("app", b"app");
+    let opts = PublishOptions::new("1.0.0", arts(&[(LINUX, &app)]), T0 + 60);
+    publish(&fx.container, &[&fx.key, &fx.key], &opts, &mut |_| {}).expect("publishing");
+    let scan = fx.scan();
+    assert_eq!(scan.last_seal.signers, vec![fx.key.verifier()]);
+    heartbeat(&fx.container, &[&fx.key, &fx.key], T0 + 120).expect("a heartbeat");
+    let scan = fx.scan();
+    assert_eq!(scan.last_seal.seal.checkpoint.matches("\n\u{2014} ").count(), 1, "{}", scan.last_seal.seal.checkpoint);
+}

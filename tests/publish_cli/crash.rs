@@ -260,3 +260,65 @@ fn a_publish_torn_inside_any_frame_leaves_the_previous_release() {
     let line = env.fail(&["verify", &env.container]);
     assert!(line.contains(&format!("torn tail at byte {}", base.len())), "{line}");
 }
+
+/// `dare ARGS` with writes past `limit` bytes of any file failing (EFBIG),
+/// as on a full disk; `None` when prlimit is not installed.
+fn dare_with_file_size_limit(limit: usize, args: &[&str]) -> Option<std::process::Output> {
+    if std::process::Command::new("prlimit").arg("--version").output().is_err() {
+        eprintln!("skipped: prlimit (util-linux) is not installed");
+        return None;
+    }
+    // SIGXFSZ ignored (it survives exec), so the write fails instead of killing.
+    let script = format!("trap '' XFSZ; exec prlimit --fsize={limit} \"$0\" \"$@\"");
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg(env!("CARGO_BIN_EXE_dare"))
+        .args(args)
+        .env_remove("SOURCE_DATE_EPOCH")
+        .output()
+        .expect("running sh");
+    Some(out)
+}
+
+#[test]
+fn a_publish_or_seal_that_fails_while_sealing_leaves_the_container_as_it_was() {
+    let env = Env::new();
+    let app = env.path("builds/app");
+    write(&app, &text_bytes(300_000, 5), 0o755);
+    env.ok(&strs(&env.publish_args("1.0.0", &[(LINUX, &app), (MAC, &app)], &[])));
+    let base = env.container_bytes();
+    // Where the entries of 2.0.0 end and its tail (tiles, manifest, seal) starts.
+    let args = env.publish_args("2.0.0", &[(LINUX, &app), (MAC, &app)], &[]);
+    env.ok(&strs(&args));
+    let full = env.container_bytes();
+    let tail = dare_container::frame::Frames::new(&full[..], base.len() as u64, full.len() as u64)
+        .map(|f| f.expect("a frame"))
+        .find(|f| {
+            let h = dare_container::frame::read_header(&full[..], f).expect("a header");
+            !h.starts_with(b"{\"kind\":\"entry\"")
+        })
+        .expect("a tail")
+        .offset as usize;
+    fs::write(&env.container, &base).expect("restoring");
+
+    // Every entry fits, the seal does not.
+    let Some(out) = dare_with_file_size_limit(tail, &strs(&args)) else { return };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.starts_with("error: ") && stderr.contains("File too large"), "{stderr}");
+    assert!(env.container_bytes() == base, "a failed seal left unsealed bytes: {stderr}");
+    assert!(!env.pending().exists());
+    // A heartbeat that cannot write its seal.
+    let t = (T0 + 120).to_string();
+    let Some(out) = dare_with_file_size_limit(base.len(), &["seal", &env.container, "--key", &env.key, "--time", &t])
+    else {
+        return;
+    };
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(env.container_bytes() == base);
+    assert!(!env.pending().exists());
+    // Both work without the limit.
+    env.ok(&strs(&args));
+    assert!(env.container_bytes() == full);
+}
