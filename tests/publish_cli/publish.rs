@@ -227,3 +227,16 @@ fn extract_writes_the_build_and_refuses_escapes() {
     let line = env.fail(&args);
     assert!(line.contains("no release for") && line.contains(&format!("stable/{LINUX}")), "{line}");
 }
+
+#[test]
+#[ignore = "BUG: src/main.rs:21 prints `{e:#}`, and dare_container::Error::Io (container/src/error.rs:18) and \
+            PublishError::Io (publisher/src/error.rs:14) put the io::Error both in their message and in source(), \
+            so every I/O error shows the OS message twice"]
+fn an_io_error_names_its_cause_once() {
+    let env = Env::new();
+    let missing = env.path("builds/missing");
+    let line = env.fail(&strs(&env.publish_args("1.0.0", &[(LINUX, &missing)], &[])));
+    assert_eq!(line.matches("No such file or directory").count(), 1, "{line}");
+    let line = env.fail(&["verify", &env.p("no-such.dare")]);
+    assert_eq!(line.matches("No such file or directory").count(), 1, "{line}");
+}
