@@ -113,6 +113,7 @@ pub fn publish(
         return Err(PublishError::Invalid(format!("zstd level {} is not between 1 and 22", opts.level)));
     }
     let files = gather(&opts.artifacts)?;
+    refuse_the_container_itself(container, &files)?;
     progress(PublishEvent::Gathered { files: files.len(), bytes: files.iter().map(|f| f.size).sum() });
 
     let (appender, cut) = open_appender(container)?;
@@ -203,6 +204,27 @@ pub(crate) fn check_signers(appender: &Appender, keys: &[&SigningKey], time: u64
         return Err(PublishError::Invalid(format!(
             "the signed time {time} is before the last seal's {last}; pass a later --time"
         )));
+    }
+    Ok(())
+}
+
+/// An artifact directory that holds the container (`dare publish dist/app.dare
+/// --artifact T=dist`) would put a copy of the container into each release,
+/// doubling it every time, and its pending file vanishes while being read.
+fn refuse_the_container_itself(container: &Path, files: &[crate::release::SourceFile]) -> Result<(), PublishError> {
+    // A container that cannot be resolved is reported by Appender::open.
+    let Ok(container) = std::fs::canonicalize(container) else { return Ok(()) };
+    let pending = dare_container::pending_path(&container);
+    for f in files {
+        let Ok(source) = std::fs::canonicalize(&f.source) else { continue };
+        if source == container || source == pending {
+            return Err(PublishError::Invalid(format!(
+                "{}: the container itself (or its pending file) is inside the artifact {}; publish from \
+                 a directory that does not hold the container",
+                f.source.display(),
+                f.target
+            )));
+        }
     }
     Ok(())
 }

@@ -717,3 +717,34 @@ fn the_same_key_given_twice_signs_once() {
     let scan = fx.scan();
     assert_eq!(scan.last_seal.seal.checkpoint.matches("\n\u{2014} ").count(), 1, "{}", scan.last_seal.seal.checkpoint);
 }
+
+#[test]
+fn refuses_an_artifact_directory_that_holds_the_container() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let dist = dir.path().join("dist");
+    fs::create_dir(&dist).expect("a directory");
+    let container = dist.join("app.dare");
+    let key = key("release", 1);
+    create(&container, &[&key], 1);
+    write(&dist.join("app"), b"app", 0o755);
+    let fx = Fixture { dir, container, key };
+    let msg = refused(&fx, || fx.publish("1.0.0", &[(LINUX, &dist)]));
+    assert_contains(&msg, &["app.dare: the container itself", "inside the artifact"]);
+    // Named through another path, too.
+    let other = fx.path("dist/../dist/app.dare");
+    let msg = refused(&fx, || fx.publish("1.0.0", &[(LINUX, &fx.path("dist/app")), (LINUX, &other)]));
+    assert_contains(&msg, &["the container itself"]);
+}
+
+#[test]
+fn refuses_while_another_publisher_holds_the_lock() {
+    let fx = Fixture::new();
+    let app = fx.build("app", b"app");
+    let holder = Appender::open(&fx.container, false).expect("taking the lock");
+    let msg = refused(&fx, || fx.publish("1.0.0", &[(LINUX, &app)]));
+    assert_contains(&msg, &["is locked by another publisher"]);
+    let msg = refused(&fx, || heartbeat(&fx.container, &[&fx.key], T0 + 60).map(|_| unreachable_report()));
+    assert_contains(&msg, &["is locked by another publisher"]);
+    drop(holder);
+    fx.publish("1.0.0", &[(LINUX, &app)]).expect("publishing once the lock is free");
+}
