@@ -206,6 +206,24 @@ fn extract_writes_the_build_and_refuses_escapes() {
             assert_eq!(mode(&b), mode(&a), "{t} {rel}");
         }
     }
+    // --trust pins the publisher key: the right one extracts, another refuses.
+    let pinned = env.p("pinned-out");
+    env.ok(&["extract", &env.container, "--target", MAC, "--out", &pinned, "--trust", &format!("{}.pub", env.key)]);
+    let stranger = env.path("stranger.key");
+    dare().arg("keygen").arg("--out").arg(&stranger).assert().success();
+    let other = env.p("other-out");
+    let line = env.fail(&[
+        "extract",
+        &env.container,
+        "--target",
+        MAC,
+        "--out",
+        &other,
+        "--trust",
+        &format!("{}.pub", s(&stranger)),
+    ]);
+    assert!(line.contains("seal signatures"), "{line}");
+    assert!(!Path::new(&other).exists());
     // A symlink in the output directory is not followed.
     let elsewhere = tempfile::tempdir().expect("a temporary directory");
     let out_dir = env.path("linked-out");
