@@ -2,12 +2,14 @@
 //!
 //! Every file is first written into a staging directory inside the output
 //! directory and checked against its signed digests (stored bytes, then the
-//! decompressed content). Only when every file of the build verifies are they
-//! moved into place, one `rename` each. Paths come from signed headers that
+//! decompressed content). Every destination is checked before anything is
+//! written, and only when every file of the build verifies are they moved
+//! into place, one `rename` each. Paths come from signed headers that
 //! forbid absolute paths and `..`; on top of that, no directory on the way is
 //! followed if it is a symlink, so nothing is written outside the output
 //! directory.
 
+use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -53,10 +55,15 @@ pub fn extract(container: &Path, opts: &ExtractOptions) -> Result<ExtractReport,
     let scan = scan_file(container, &ScanOptions { payloads: false, pins: opts.pins.clone() })?;
     let version = match &opts.version {
         Some(v) => semver::Version::parse(v).map_err(|e| PublishError::Invalid(format!("--version {v}: {e}")))?,
-        None => {
-            let r = scan.manifest.release(&opts.channel, &opts.target).ok_or_else(|| not_found(&scan, opts, None))?;
-            semver::Version::parse(&r.version).map_err(|e| PublishError::Integrity(e.to_string()))?
-        }
+        // The newest sealed entry: versions only grow per target and channel.
+        // (Not `scan.manifest`, which may be an unsealed one from a torn tail.)
+        None => scan
+            .entries
+            .iter()
+            .rev()
+            .find(|e| e.entry.target == opts.target && e.entry.channel == opts.channel)
+            .map(|e| e.entry.semver())
+            .ok_or_else(|| not_found(&scan, opts, None))?,
     };
     let entries: Vec<&EntryRecord> = scan
         .entries
@@ -67,6 +74,11 @@ pub fn extract(container: &Path, opts: &ExtractOptions) -> Result<ExtractReport,
         return Err(not_found(&scan, opts, Some(&version)));
     }
     fs::create_dir_all(&opts.out).map_err(|e| PublishError::io("creating", &opts.out, e))?;
+    // Refuse before writing anything, so a refusal leaves `out` as it was.
+    let paths: BTreeSet<&str> = entries.iter().map(|e| e.entry.path.as_str()).collect();
+    for e in &entries {
+        check_destination(&opts.out, &e.entry.path, &paths)?;
+    }
     let staging = make_staging(&opts.out)?;
     let file = File::open(container).map_err(|e| PublishError::io("opening", container, e))?;
     let result = (|| {
@@ -105,9 +117,9 @@ fn not_found(scan: &dare_container::verify::Scan, opts: &ExtractOptions, v: Opti
         None => format!("no release for {} on channel {}", opts.target, opts.channel),
     };
     if have.is_empty() {
-        let mut targets: Vec<String> =
-            scan.manifest.releases.iter().map(|r| format!("{}/{}", r.channel, r.target)).collect();
-        targets.dedup();
+        let targets: BTreeSet<String> =
+            scan.entries.iter().map(|e| format!("{}/{}", e.entry.channel, e.entry.target)).collect();
+        let targets: Vec<String> = targets.into_iter().collect();
         PublishError::NotFound(format!(
             "{what}; the container has: {}",
             if targets.is_empty() { "nothing yet".into() } else { targets.join(", ") }
@@ -211,9 +223,25 @@ impl Write for HashingFile {
     }
 }
 
+/// Checks `out/rel` as [`safe_destination`] would, without creating
+/// anything, and that no other file of the build is one of its directories.
+fn check_destination(out: &Path, rel: &str, paths: &BTreeSet<&str>) -> Result<(), PublishError> {
+    if let Some((i, _)) = rel.match_indices('/').find(|(i, _)| paths.contains(&rel[..*i])) {
+        return Err(PublishError::Integrity(format!(
+            "{rel}: the build also has a file {}, so both cannot be written",
+            &rel[..i]
+        )));
+    }
+    walk_destination(out, rel, false).map(drop)
+}
+
 /// `out/rel`, creating the directories on the way, refusing any component
 /// that is a symlink or not a directory.
 fn safe_destination(out: &Path, rel: &str) -> Result<PathBuf, PublishError> {
+    walk_destination(out, rel, true)
+}
+
+fn walk_destination(out: &Path, rel: &str, create: bool) -> Result<PathBuf, PublishError> {
     let mut at = out.to_path_buf();
     let parts: Vec<&str> = rel.split('/').collect();
     for (i, part) in parts.iter().enumerate() {
@@ -237,6 +265,10 @@ fn safe_destination(out: &Path, rel: &str) -> Result<PathBuf, PublishError> {
             }
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if !create {
+                    // Nothing below a missing directory exists yet.
+                    break;
+                }
                 if !last {
                     fs::create_dir(&at).map_err(|e| PublishError::io("creating", &at, e))?;
                 }

@@ -113,13 +113,13 @@ pub fn publish(
         return Err(PublishError::Invalid(format!("zstd level {} is not between 1 and 22", opts.level)));
     }
     let files = gather(&opts.artifacts)?;
+    refuse_the_container_itself(container, &files)?;
     progress(PublishEvent::Gathered { files: files.len(), bytes: files.iter().map(|f| f.size).sum() });
 
-    let appender = Appender::open(container, false)?;
-    if let Some(cut) = appender.cut_tail() {
+    let (appender, cut) = open_appender(container)?;
+    if let Some(cut) = &cut {
         progress(PublishEvent::CutTail(cut.clone()));
     }
-    let cut = appender.cut_tail().cloned();
     check_signers(&appender, keys, opts.time)?;
     // Every rule checked for every file before a byte is written.
     let entry_for = |f: &crate::release::SourceFile, staged: Option<&crate::compress::Staged>| Entry {
@@ -168,7 +168,8 @@ pub fn publish(
         return Err(e);
     }
     progress(PublishEvent::Sealing);
-    let seal = appender.seal(keys, opts.time)?;
+    let keys = distinct_keys(keys);
+    let seal = appender.seal(&keys, opts.time).inspect_err(|_| cut_back(container))?;
     Ok(PublishReport { version: opts.version.clone(), channel: opts.channel.clone(), targets, seal, cut })
 }
 
@@ -205,6 +206,65 @@ pub(crate) fn check_signers(appender: &Appender, keys: &[&SigningKey], time: u64
         )));
     }
     Ok(())
+}
+
+/// An artifact directory that holds the container (`dare publish dist/app.dare
+/// --artifact T=dist`) would put a copy of the container into each release,
+/// doubling it every time, and its pending file vanishes while being read.
+fn refuse_the_container_itself(container: &Path, files: &[crate::release::SourceFile]) -> Result<(), PublishError> {
+    // A container that cannot be resolved is reported by Appender::open.
+    let Ok(container) = std::fs::canonicalize(container) else { return Ok(()) };
+    let pending = dare_container::pending_path(&container);
+    for f in files {
+        let Ok(source) = std::fs::canonicalize(&f.source) else { continue };
+        if source == container || source == pending {
+            return Err(PublishError::Invalid(format!(
+                "{}: the container itself (or its pending file) is inside the artifact {}; publish from \
+                 a directory that does not hold the container",
+                f.source.display(),
+                f.target
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Each key once: a note may carry only one signature per key, and
+/// `--key K --key K` means K signs.
+pub(crate) fn distinct_keys<'k>(keys: &[&'k SigningKey]) -> Vec<&'k SigningKey> {
+    let mut out: Vec<&SigningKey> = Vec::with_capacity(keys.len());
+    for k in keys {
+        if !out.iter().any(|o| o.verifier() == k.verifier()) {
+            out.push(k);
+        }
+    }
+    out
+}
+
+/// After a failed `Appender::seal` (it consumes the appender, so it cannot be
+/// aborted), opens the container again so the unsealed bytes it left are cut
+/// back, and the container is what it was. Best effort: if that fails too,
+/// the pending file still marks the bytes for the next command to cut.
+pub(crate) fn cut_back(container: &Path) {
+    if let Err(e) = Appender::open(container, false) {
+        tracing::warn!("could not cut back {} after a failed seal: {e}", container.display());
+    }
+}
+
+/// Opens `container` for appending, cutting a torn tail, and returns the cut.
+///
+/// After a cut the container is opened again: `Appender::open` builds its
+/// state from a scan that also read the torn tail, and a complete manifest
+/// frame there stands in for the sealed one (container/src/verify.rs), so a
+/// seal or a new manifest would build on releases that were just cut off.
+/// With the tail gone, the second open sees only sealed frames.
+pub(crate) fn open_appender(container: &Path) -> Result<(Appender, Option<CutTail>), PublishError> {
+    let appender = Appender::open(container, false)?;
+    let Some(cut) = appender.cut_tail().cloned() else {
+        return Ok((appender, None));
+    };
+    drop(appender);
+    Ok((Appender::open(container, false)?, Some(cut)))
 }
 
 pub(crate) fn parent_dir(path: &Path) -> std::path::PathBuf {

@@ -62,6 +62,9 @@ pub fn gather(artifacts: &[Artifact]) -> Result<Vec<SourceFile>, PublishError> {
     }
     let mut targets: Vec<String> = Vec::new();
     for a in artifacts {
+        // An `Artifact` built by hand skips `FromStr`'s check.
+        validate_known_target(&a.target)
+            .map_err(|e| PublishError::Invalid(format!("--artifact {}={}: {e}", a.target, a.path.display())))?;
         if !targets.contains(&a.target) {
             targets.push(a.target.clone());
         }
@@ -92,6 +95,17 @@ pub fn gather(artifacts: &[Artifact]) -> Result<Vec<SourceFile>, PublishError> {
         files.sort_by(|a, b| a.path.cmp(&b.path));
         if let Some(w) = files.windows(2).find(|w| w[0].path == w[1].path) {
             return Err(PublishError::Invalid(format!("{target}: two artifacts both give the file {}", w[0].path)));
+        }
+        // A file `bin` and a file `bin/tool` could never both be extracted.
+        let paths: std::collections::BTreeSet<&str> = files.iter().map(|f| f.path.as_str()).collect();
+        for f in &files {
+            let mut dirs = f.path.match_indices('/').map(|(i, _)| &f.path[..i]);
+            if let Some(d) = dirs.find(|d| paths.contains(d)) {
+                return Err(PublishError::Invalid(format!(
+                    "{target}: one artifact gives the file {d} and another the file {}, inside a directory of that name",
+                    f.path
+                )));
+            }
         }
         out.extend(files);
     }

@@ -3,10 +3,10 @@
 use std::path::Path;
 
 use dare_container::keys::SigningKey;
-use dare_container::{Appender, CutTail, SealSummary};
+use dare_container::{CutTail, SealSummary};
 
 use crate::error::PublishError;
-use crate::publish::check_signers;
+use crate::publish::{check_signers, cut_back, distinct_keys, open_appender};
 
 /// Appends a fresh seal (a new signed time) without new entries, so updaters
 /// can tell a live container from a frozen one. Cuts a torn tail first.
@@ -15,8 +15,9 @@ pub fn heartbeat(
     keys: &[&SigningKey],
     time: u64,
 ) -> Result<(SealSummary, Option<CutTail>), PublishError> {
-    let appender = Appender::open(container, false)?;
-    let cut = appender.cut_tail().cloned();
+    let (appender, cut) = open_appender(container)?;
     check_signers(&appender, keys, time)?;
-    Ok((appender.seal(keys, time)?, cut))
+    let keys = distinct_keys(keys);
+    let summary = appender.seal(&keys, time).inspect_err(|_| cut_back(container))?;
+    Ok((summary, cut))
 }
