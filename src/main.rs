@@ -18,7 +18,7 @@ fn main() -> ExitCode {
     match cmd::run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let message = format!("{e:#}");
+            let message = one_line(&e);
             if json {
                 // An updater failure also says which defence refused it.
                 let kind = e.chain().find_map(|c| c.downcast_ref::<dare_updater::UpdateError>()).map(|u| u.kind());
@@ -28,4 +28,22 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The error and its causes on one line, each cause once: a cause whose text
+/// its parent already shows (many `Display`s include their source) is not
+/// repeated.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }

@@ -141,6 +141,16 @@ impl Appender {
         }
         let mut cut = None;
         if let Tail::Torn { offset, len, reason } = &s.tail {
+            // Only an interrupted append (which left its pending marker) is
+            // cut; bytes nobody explains may be a damaged last release.
+            if pending_publish(path) != Some(*offset) {
+                return Err(Error::Refused(format!(
+                    "{} has {len} bytes after its last valid seal (byte {offset}) that no interrupted publish \
+                     explains: {reason}. If they are a damaged release, `dare verify` says where; to drop them, \
+                     truncate the file to {offset} bytes",
+                    path.display()
+                )));
+            }
             file.set_len(*offset).map_err(|e| Error::io("cutting the torn tail of", path, e))?;
             file.sync_all().map_err(|e| Error::io("syncing", path, e))?;
             cut = Some(CutTail { offset: *offset, len: *len, reason: reason.clone() });

@@ -301,6 +301,8 @@ struct Walker<'a, R: ?Sized> {
     /// (channel, target) pairs that received entries since the last seal.
     fresh: BTreeMap<(String, String), semver::Version>,
     manifest: Option<(u64, FrameInfo, Manifest)>,
+    /// The manifest the last seal covers (a later one may be in a torn tail).
+    sealed_manifest: Option<(FrameInfo, Manifest)>,
     tiles: HashMap<(u8, u64, u16), u64>,
     tile_at: HashMap<u64, (u8, u64, u16)>,
     pending_tiles: Vec<(u64, FrameInfo, crate::header::Tile)>,
@@ -332,6 +334,7 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
             latest: BTreeMap::new(),
             fresh: BTreeMap::new(),
             manifest: None,
+            sealed_manifest: None,
             tiles: HashMap::new(),
             tile_at: HashMap::new(),
             pending_tiles: Vec::new(),
@@ -616,6 +619,7 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
         self.sealed_len = frame.end();
         self.sealed_frames = index + 1;
         self.fresh.clear();
+        self.sealed_manifest = self.manifest.as_ref().map(|(_, f, m)| (*f, m.clone()));
         self.last_seal = Some(SealState { frame_index: index, frame, seal: s, checkpoint: cp, signers });
         Ok(())
     }
@@ -705,8 +709,8 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
         };
         let (genesis, genesis_bytes) =
             self.genesis.take().ok_or(VerifyError { frame: 0, offset: 0, problem: Problem::NoSeal })?;
-        let (_, manifest_frame, manifest) =
-            self.manifest.take().ok_or(VerifyError { frame: 0, offset: 0, problem: Problem::NoSeal })?;
+        let (manifest_frame, manifest) =
+            self.sealed_manifest.take().ok_or(VerifyError { frame: 0, offset: 0, problem: Problem::NoSeal })?;
         // Leaves after the last seal are not part of the sealed tree.
         let sealed_size = last_seal.checkpoint.size;
         let mut tree = std::mem::take(&mut self.tree);

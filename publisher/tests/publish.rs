@@ -434,8 +434,6 @@ fn refuses_a_container_that_fails_verification() {
 }
 
 #[test]
-#[ignore = "BUG: Appender::open (container/src/appender.rs:149) cuts any torn tail, even when no pending file \
-            marks an interrupted publish, so a damaged last seal makes publish silently cut off the last release"]
 fn refuses_a_container_whose_last_seal_is_damaged() {
     let fx = Fixture::new();
     let app = fx.build("app", b"app");
@@ -647,8 +645,6 @@ fn tear_off_the_seal(fx: &Fixture, version: &str, target: &str, app: &Path) -> u
 }
 
 #[test]
-#[ignore = "BUG: verify::scan (container/src/verify.rs:487 and :673) returns the last manifest frame even when \
-            no seal covers it, so Scan::manifest and Appender's state come from a torn tail"]
 fn a_scan_reports_the_sealed_manifest_not_one_in_a_torn_tail() {
     let fx = Fixture::new();
     let app = fx.build("app", b"app");

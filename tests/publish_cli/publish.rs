@@ -247,9 +247,6 @@ fn extract_writes_the_build_and_refuses_escapes() {
 }
 
 #[test]
-#[ignore = "BUG: src/main.rs:21 prints `{e:#}`, and dare_container::Error::Io (container/src/error.rs:18) and \
-            PublishError::Io (publisher/src/error.rs:14) put the io::Error both in their message and in source(), \
-            so every I/O error shows the OS message twice"]
 fn an_io_error_names_its_cause_once() {
     let env = Env::new();
     let missing = env.path("builds/missing");
