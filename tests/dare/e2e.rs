@@ -1,0 +1,309 @@
+//! The whole product over loopback: `dare publish` -> `dare serve` (or nginx)
+//! -> `dare update`, a mirror syncing from an origin, and what a mirror
+//! refuses.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::{Sandbox, T0};
+
+/// A `dare serve` process, stopped (SIGTERM) when dropped.
+struct Served {
+    child: Child,
+    addr: String,
+}
+
+impl Served {
+    fn start(dir: &Path, extra: &[&str]) -> Served {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dare"))
+            .arg("serve")
+            .arg(dir)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dare serve starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().expect("stdout")).read_line(&mut line).expect("a first line");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on http://")
+            .unwrap_or_else(|| panic!("the first line says where: {line:?}"))
+            .to_string();
+        Served { child, addr }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// SIGTERM, then the exit status.
+    fn stop(mut self) -> std::process::ExitStatus {
+        terminate(&self.child);
+        let status = wait(&mut self.child, Duration::from_secs(10)).expect("dare serve stops on SIGTERM");
+        std::mem::forget(self);
+        status
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        terminate(&self.child);
+        if wait(&mut self.child, Duration::from_secs(5)).is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn terminate(child: &Child) {
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+}
+
+fn wait(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let t = Instant::now();
+    while t.elapsed() < limit {
+        if let Ok(Some(s)) = child.try_wait() {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// A plain HTTP/1.1 GET: (status, body).
+fn get(url: &str) -> (u16, Vec<u8>) {
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).expect("a path");
+    let mut s = TcpStream::connect(host).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("a response");
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("headers end");
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("a status");
+    (status, raw[split + 4..].to_vec())
+}
+
+/// Waits until `f` holds, or panics after `limit`.
+fn eventually(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(t.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+const TARGETS: [&str; 3] = ["x86_64-unknown-linux-gnu", "aarch64-apple-darwin", "x86_64-pc-windows-msvc"];
+
+/// A build directory per target for `version`: an executable and a README.
+fn builds(sb: &Sandbox, version: &str) -> Vec<String> {
+    TARGETS
+        .iter()
+        .map(|t| {
+            let dir = sb.path(&format!("build/{version}/{t}"));
+            std::fs::create_dir_all(dir.join("bin")).unwrap();
+            let body: Vec<u8> = (0..200_000u32).flat_map(|i| format!("{t} {version} {i}\n").into_bytes()).collect();
+            let exe = dir.join("bin/app");
+            std::fs::write(&exe, body).unwrap();
+            std::fs::set_permissions(&exe, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+            std::fs::write(dir.join("README"), format!("{t} {version}\n")).unwrap();
+            format!("{t}={}", dir.display())
+        })
+        .collect()
+}
+
+fn publish(sb: &Sandbox, container: &Path, version: &str, time: u64) {
+    let mut args: Vec<String> = vec![
+        "publish".into(),
+        container.display().to_string(),
+        "--key".into(),
+        "k".into(),
+        "--version".into(),
+        version.into(),
+        "--time".into(),
+        time.to_string(),
+    ];
+    for a in builds(sb, version) {
+        args.push("--artifact".into());
+        args.push(a);
+    }
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    sb.dare(&refs).ok();
+}
+
+/// `dare update` for the first target from `url`, with generous freshness (the test times are fixed).
+fn update(sb: &Sandbox, url: &str, client: &str, check: bool) -> serde_json::Value {
+    let state = format!("{client}/state");
+    let install = format!("{client}/install");
+    let mut args = vec![
+        "update", "--from", url, "--trust", "k.pub", "--state", &state, "--install", &install, "--target", TARGETS[0],
+        "--max-age", "4000000000", "--json",
+    ];
+    if check {
+        args.push("--check");
+    }
+    let run = sb.dare(&args);
+    run.ok();
+    run.json()
+}
+
+fn installed(sb: &Sandbox, client: &str) -> PathBuf {
+    sb.path(&format!("{client}/install/current"))
+}
+
+fn setup() -> (Sandbox, PathBuf) {
+    let sb = Sandbox::new();
+    sb.keygen("k");
+    std::fs::create_dir_all(sb.path("www")).unwrap();
+    let c = sb.init("www/app.dare", "k");
+    publish(&sb, &c, "1.0.0", T0 + 1);
+    (sb, c)
+}
+
+#[test]
+fn publish_serve_update_and_publish_again_while_serving() {
+    let (sb, container) = setup();
+    let server = Served::start(&sb.path("www"), &[]);
+    let url = server.url("/app.dare");
+
+    let o = update(&sb, &url, "client", false);
+    assert_eq!((o["status"].as_str(), o["version"].as_str(), o["previous"].is_null()), (Some("updated"), Some("1.0.0"), true));
+    assert!(o["requests"].as_u64().unwrap() <= 3, "{o}");
+    let exe = installed(&sb, "client").join("bin/app");
+    assert_eq!(std::fs::read(&exe).unwrap(), std::fs::read(sb.path(&format!("build/1.0.0/{}/bin/app", TARGETS[0]))).unwrap());
+
+    // The publisher appends while the mirror serves the same file.
+    publish(&sb, &container, "1.1.0", T0 + 2);
+    assert_eq!(update(&sb, &url, "client", true)["status"], "available");
+    let o = update(&sb, &url, "client", false);
+    assert_eq!((o["status"].as_str(), o["version"].as_str(), o["previous"].as_str()), (Some("updated"), Some("1.1.0"), Some("1.0.0")));
+    let o = update(&sb, &url, "client", false);
+    assert_eq!((o["status"].as_str(), o["requests"].as_u64()), (Some("up-to-date"), Some(1)), "{o}");
+
+    // The tlog endpoints follow the container.
+    let (status, note) = get(&server.url("/app.dare/checkpoint"));
+    assert_eq!(status, 200);
+    let note = String::from_utf8(note).unwrap();
+    assert!(note.starts_with("example.com/app\n"), "{note}");
+    let size: u64 = note.lines().nth(1).unwrap().parse().unwrap();
+    eventually(Duration::from_secs(90), "the checkpoint of the second release", || {
+        let (_, n) = get(&server.url("/app.dare/checkpoint"));
+        String::from_utf8_lossy(&n).lines().nth(1).and_then(|l| l.parse::<u64>().ok()).is_some_and(|s| s >= size)
+    });
+    let (status, tile) = get(&server.url(&format!("/app.dare/tile/0/000.p/{}", size.min(255))));
+    assert_eq!((status, tile.len() as u64), (200, size.min(255) * 32));
+
+    // The client's replica verifies on its own.
+    sb.dare(&["verify", "client/state/replica.dare"]).ok();
+    assert!(server.stop().success(), "dare serve exits 0 on SIGTERM");
+}
+
+#[test]
+fn a_mirror_syncs_from_an_origin_and_clients_update_from_it() {
+    let (sb, origin_file) = setup();
+    let origin = Served::start(&sb.path("www"), &[]);
+    std::fs::create_dir_all(sb.path("mirror")).unwrap();
+    let upstream = origin.url("/app.dare");
+    let mirror = Served::start(&sb.path("mirror"), &["--upstream", &upstream, "--sync-interval", "1", "--trust", "k.pub"]);
+    let len = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+
+    eventually(Duration::from_secs(30), "the first sync", || len(&sb.path("mirror/app.dare")) == len(&origin_file));
+    let o = update(&sb, &mirror.url("/app.dare"), "client", false);
+    assert_eq!(o["version"], "1.0.0");
+
+    publish(&sb, &origin_file, "1.1.0", T0 + 2);
+    eventually(Duration::from_secs(30), "the sync of 1.1.0", || len(&sb.path("mirror/app.dare")) == len(&origin_file));
+    assert_eq!(std::fs::read(sb.path("mirror/app.dare")).unwrap(), std::fs::read(&origin_file).unwrap());
+    let o = update(&sb, &mirror.url("/app.dare"), "client", false);
+    assert_eq!((o["status"].as_str(), o["version"].as_str()), (Some("updated"), Some("1.1.0")));
+    sb.dare(&["verify", "mirror/app.dare"]).ok();
+}
+
+#[test]
+fn a_mirror_refuses_a_tampered_or_rolled_back_upstream() {
+    let (sb, origin_file) = setup();
+    let good = std::fs::read(&origin_file).unwrap();
+    // The next release, with one byte of its last entry's payload flipped.
+    publish(&sb, &origin_file, "1.1.0", T0 + 2);
+    let mut tampered = std::fs::read(&origin_file).unwrap();
+    let at = good.len() + 400;
+    tampered[at] ^= 0x40;
+    std::fs::write(&origin_file, &tampered).unwrap();
+
+    std::fs::create_dir_all(sb.path("seed")).unwrap();
+    std::fs::write(sb.path("seed/app.dare"), &good).unwrap();
+    std::fs::create_dir_all(sb.path("mirror")).unwrap();
+    std::fs::write(sb.path("mirror/app.dare"), &good).unwrap();
+    let origin = Served::start(&sb.path("www"), &[]);
+    let mirror = Served::start(&sb.path("mirror"), &["--upstream", &origin.url("/app.dare"), "--sync-interval", "1"]);
+    // Several sync rounds pass; the mirror keeps serving only what it verified.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(std::fs::read(sb.path("mirror/app.dare")).unwrap(), good, "nothing unverified was appended");
+    let (status, body) = get(&mirror.url("/app.dare"));
+    assert_eq!((status, body.len()), (200, good.len()));
+    assert_eq!(update(&sb, &mirror.url("/app.dare"), "client", false)["version"], "1.0.0");
+
+    // An upstream that went back to an older file is refused too.
+    std::fs::write(&origin_file, &good[..good.len() / 2]).unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(std::fs::read(sb.path("mirror/app.dare")).unwrap(), good);
+    drop(mirror);
+}
+
+/// nginx as the mirror, when it is installed (`.ci/run` installs it).
+#[test]
+fn publish_then_update_through_nginx() {
+    let Some(nginx) = ["/usr/sbin/nginx", "/usr/bin/nginx"].into_iter().find(|p| Path::new(p).exists()) else {
+        eprintln!("nginx is not installed: skipping (apt-get install -y nginx)");
+        return;
+    };
+    let (sb, container) = setup();
+    let root = sb.path("");
+    // nginx's workers run as another user: make the files readable.
+    for p in [root.as_path(), &sb.path("www"), &container] {
+        let mode = if p.is_dir() { 0o755 } else { 0o644 };
+        std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let conf = sb.path("nginx.conf");
+    let w = root.display();
+    std::fs::write(
+        &conf,
+        format!(
+            "worker_processes 1; pid {w}/nginx.pid; error_log {w}/nginx-error.log;\n\
+             events {{ worker_connections 64; }}\n\
+             http {{ access_log off; client_body_temp_path {w}; proxy_temp_path {w}; fastcgi_temp_path {w};\n\
+               uwsgi_temp_path {w}; scgi_temp_path {w};\n\
+               server {{ listen 127.0.0.1:{port}; root {w}/www; location / {{ }} }} }}\n"
+        ),
+    )
+    .unwrap();
+    let started = Command::new(nginx).args(["-c"]).arg(&conf).args(["-p"]).arg(&root).arg("-e").arg(sb.path("nginx-error.log")).status().unwrap();
+    assert!(started.success(), "nginx starts: {}", std::fs::read_to_string(sb.path("nginx-error.log")).unwrap_or_default());
+    let stop = || {
+        if let Ok(pid) = std::fs::read_to_string(sb.path("nginx.pid")) {
+            let _ = Command::new("kill").arg(pid.trim()).status();
+        }
+    };
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let url = format!("http://127.0.0.1:{port}/app.dare");
+        let o = update(&sb, &url, "client", false);
+        assert_eq!((o["status"].as_str(), o["version"].as_str()), (Some("updated"), Some("1.0.0")));
+        publish(&sb, &container, "1.1.0", T0 + 2);
+        std::fs::set_permissions(&container, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+        let o = update(&sb, &url, "client", false);
+        assert_eq!((o["status"].as_str(), o["version"].as_str()), (Some("updated"), Some("1.1.0")));
+        assert!(o["requests"].as_u64().unwrap() <= 3, "{o}");
+        assert_eq!(update(&sb, &url, "client", false)["requests"], 1);
+    }));
+    stop();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}
