@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
 # Random 64 KiB range requests against dare-mirror and nginx, same file,
 # same machine, same run. Prints requests/s for each, the ratio dare/nginx,
-# and the servers' peak RSS.
+# the CPU time each server spent per request, and the servers' peak RSS.
 #
 #   mirror/bench/range_bench.sh            # defaults below
-#   RUNS=3 DURATION=10s CONNS=32 mirror/bench/range_bench.sh
+#   RUNS=10 DURATION=5s CONNS=32 mirror/bench/range_bench.sh
+#
+# The runs alternate between the servers (who goes first alternates too) and
+# the summary gives medians, so that load from other processes on the
+# machine hits both alike. CPU time per request (user + system, from
+# /proc/PID/stat) does not depend on how busy the machine is.
 #
 # Needs nginx and wrk (Debian: apt-get install -y nginx wrk). Both servers get
 # two workers (dare: a 2-thread tokio runtime; nginx: worker_processes 2) and
 # share the machine's cores with wrk. Only loopback addresses are used.
 set -euo pipefail
 
-RUNS=${RUNS:-3}
-DURATION=${DURATION:-10s}
+RUNS=${RUNS:-8}
+DURATION=${DURATION:-5s}
 CONNS=${CONNS:-32}
 WRK_THREADS=${WRK_THREADS:-2}
 SIZE_MIB=${SIZE_MIB:-256}
@@ -142,28 +147,55 @@ run_wrk() { # url -> requests/s
 
 hwm() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
 
-echo "wrk -t$WRK_THREADS -c$CONNS -d$DURATION, random ${RANGE_LEN}-byte ranges of a ${SIZE_MIB} MiB file"
+# Clock ticks of user + system time of the given processes (threads included).
+ticks() {
+    local total=0 p
+    for p in "$@"; do
+        total=$((total + $(awk '{ print $14 + $15 }' "/proc/$p/stat")))
+    done
+    echo "$total"
+}
+hz=$(getconf CLK_TCK)
+nginx_workers=$(pgrep -P "$(cat "$tmp/nginx.pid")" | tr '\n' ' ')
+
+# One timed run: prints "req/s cpu_us_per_request".
+measure() { # url pids...
+    local url=$1 before after rps secs
+    shift
+    before=$(ticks "$@")
+    rps=$(run_wrk "$url")
+    after=$(ticks "$@")
+    secs=${DURATION%s}
+    awk -v r="$rps" -v t=$((after - before)) -v hz="$hz" -v s="$secs" \
+        'BEGIN { printf "%s %.1f\n", r, t / hz * 1e6 / (r * s) }'
+}
+
+median() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+
+echo "wrk -t$WRK_THREADS -c$CONNS -d$DURATION, random ${RANGE_LEN}-byte ranges of a ${SIZE_MIB} MiB file, $RUNS runs each"
 echo "warm-up..."
 WARM=${WARM:-3s}
 wrk -t"$WRK_THREADS" -c"$CONNS" -d"$WARM" -s "$tmp/ranges.lua" "$dare_url/file.bin" > /dev/null
 wrk -t"$WRK_THREADS" -c"$CONNS" -d"$WARM" -s "$tmp/ranges.lua" "$nginx_url/file.bin" > /dev/null
 
-printf '%-5s %12s %12s %8s\n' run dare_req/s nginx_req/s ratio
-sum_ratio=0
+printf '%-4s %12s %12s %7s %14s %14s\n' run dare_req/s nginx_req/s ratio dare_cpu_us/req nginx_cpu_us/req
+: > "$tmp/results"
 for run in $(seq "$RUNS"); do
-    # Alternate who goes first so neither always gets the warmer machine.
     if [ $((run % 2)) = 1 ]; then
-        d=$(run_wrk "$dare_url"); n=$(run_wrk "$nginx_url")
+        read -r d dc < <(measure "$dare_url" "$dare_pid")
+        read -r n nc < <(measure "$nginx_url" $nginx_workers)
     else
-        n=$(run_wrk "$nginx_url"); d=$(run_wrk "$dare_url")
+        read -r n nc < <(measure "$nginx_url" $nginx_workers)
+        read -r d dc < <(measure "$dare_url" "$dare_pid")
     fi
     ratio=$(awk -v d="$d" -v n="$n" 'BEGIN { printf "%.3f", d / n }')
-    sum_ratio=$(awk -v s="$sum_ratio" -v r="$ratio" 'BEGIN { print s + r }')
-    printf '%-5s %12s %12s %8s\n' "$run" "$d" "$n" "$ratio"
+    printf '%-4s %12s %12s %7s %14s %14s\n' "$run" "$d" "$n" "$ratio" "$dc" "$nc"
+    echo "$d $n $ratio $dc $nc" >> "$tmp/results"
 done
-awk -v s="$sum_ratio" -v n="$RUNS" 'BEGIN { printf "mean ratio dare/nginx: %.3f\n", s / n }'
-
-nginx_workers=$(pgrep -P "$(cat "$tmp/nginx.pid")" | tr '\n' ' ')
+col() { awk -v c="$1" '{ print $c }' "$tmp/results" | median; }
+printf 'median: dare %.0f req/s, nginx %.0f req/s, ratio dare/nginx %.3f (mean %.3f)\n' \
+    "$(col 1)" "$(col 2)" "$(col 3)" "$(awk '{ s += $3 } END { print s / NR }' "$tmp/results")"
+printf 'median CPU per request: dare %s us, nginx %s us\n' "$(col 4)" "$(col 5)"
 nginx_hwm=0
 for p in $nginx_workers; do nginx_hwm=$((nginx_hwm + $(hwm "$p"))); done
 echo "peak RSS: dare $(hwm "$dare_pid") KiB; nginx workers $nginx_hwm KiB (sum), master $(hwm "$(cat "$tmp/nginx.pid")") KiB"

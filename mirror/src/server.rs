@@ -54,6 +54,12 @@ pub struct ServerConfig {
     /// whole representation is sent, as nginx's `max_ranges` does.
     /// Default 64.
     pub max_ranges: usize,
+    /// An opened file's descriptor is reused by requests for the same path
+    /// for this long (at most 256 files). Each response still reads the
+    /// file's length and validators anew, so a growing file is served
+    /// correctly; a file replaced or deleted is served as it was for up to
+    /// this long. Zero opens the file for every request. Default 100 ms.
+    pub open_file_ttl: Duration,
 }
 
 impl Default for ServerConfig {
@@ -65,6 +71,7 @@ impl Default for ServerConfig {
             max_connections: 1024,
             shutdown_timeout: Duration::from_secs(10),
             max_ranges: 64,
+            open_file_ttl: Duration::from_millis(100),
         }
     }
 }
@@ -138,6 +145,7 @@ impl Server {
             self.lengths,
             self.overlay,
             config.max_ranges,
+            config.open_file_ttl,
         ));
         let builder = Arc::new(http_builder(&config));
         let timeouts = Timeouts {
