@@ -79,7 +79,10 @@ impl Default for ServerConfig {
 /// An HTTP/1.1 (and cleartext HTTP/2) range server for one directory.
 ///
 /// Built with [`Server::new`] and the optional [`Server::lengths`] and
-/// [`Server::overlay`], then driven by [`Server::run`].
+/// [`Server::overlay`], then driven by [`Server::run`]. A clone shares the
+/// lengths and the overlay: to serve several listeners (one per core with
+/// `SO_REUSEPORT`, say), run one clone on each.
+#[derive(Clone)]
 pub struct Server {
     root: PathBuf,
     config: ServerConfig,
