@@ -1,30 +1,41 @@
 #!/usr/bin/env bash
-# Random 64 KiB range requests against dare-mirror and nginx, same file,
-# same machine, same run. Prints requests/s for each, the ratio dare/nginx,
-# and the servers' peak RSS.
+# Random 64 KiB range requests against dare-mirror and nginx: same file, same
+# machine, same run.
 #
-#   mirror/bench/range_bench.sh            # defaults below
-#   RUNS=3 DURATION=10s CONNS=32 mirror/bench/range_bench.sh
+#   mirror/bench/range_bench.sh                   # defaults below
+#   RUNS=10 DURATION=5s CONNS=32 mirror/bench/range_bench.sh
 #
-# Needs nginx and wrk (Debian: apt-get install -y nginx wrk). Both servers get
-# two workers (dare: a 2-thread tokio runtime; nginx: worker_processes 2) and
-# share the machine's cores with wrk. Only loopback addresses are used.
+# Four servers, each with two workers, sharing the machine's cores with wrk:
+#   dare          the serve_dir example: one 2-thread tokio runtime, one listener
+#   nginx         worker_processes 2, sendfile on, one shared listener
+#   dare-percore  serve_dir --per-core: two 1-thread runtimes, SO_REUSEPORT
+#   nginx-rp      as nginx, with `listen ... reuseport`
+# dare is compared with nginx, dare-percore with nginx-rp.
+#
+# Every run measures each server once, in an order that rotates, and the
+# summary gives medians, so load from other processes hits all alike. The CPU
+# time each server spends per request (user + system, from /proc/PID/stat)
+# does not depend on how busy the machine is. Peak RSS is VmHWM.
+#
+# Needs nginx and wrk (Debian: apt-get install -y nginx wrk). Only loopback
+# addresses are used; everything started is stopped on exit.
 set -euo pipefail
 
-RUNS=${RUNS:-3}
-DURATION=${DURATION:-10s}
+RUNS=${RUNS:-6}
+DURATION=${DURATION:-5s}
+WARM=${WARM:-2s}
 CONNS=${CONNS:-32}
 WRK_THREADS=${WRK_THREADS:-2}
 SIZE_MIB=${SIZE_MIB:-256}
 RANGE_LEN=${RANGE_LEN:-65536}
-SERVER_THREADS=${SERVER_THREADS:-2}
+WORKERS=${WORKERS:-2}
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 
-for tool in nginx wrk python3; do
+for tool in nginx wrk curl python3; do
     command -v "$tool" >/dev/null || {
-        echo "range_bench: $tool not found (apt-get install -y nginx wrk)" >&2
+        echo "range_bench: $tool not found (apt-get install -y nginx wrk curl)" >&2
         exit 1
     }
 done
@@ -34,11 +45,14 @@ echo "building dare-mirror (release)..."
 serve_dir="$repo/target/release/examples/serve_dir"
 
 tmp=$(mktemp -d -t dare-range-bench.XXXXXX)
-dare_pid=""
+pids=()
 cleanup() {
-    [ -n "$dare_pid" ] && kill "$dare_pid" 2>/dev/null && wait "$dare_pid" 2>/dev/null
-    [ -f "$tmp/nginx.pid" ] && kill "$(cat "$tmp/nginx.pid")" 2>/dev/null
-    sleep 0.2
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    for conf in nginx nginx-rp; do
+        [ -s "$tmp/$conf.pid" ] && kill "$(cat "$tmp/$conf.pid")" 2>/dev/null || true
+    done
+    sleep 0.3
     rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -48,56 +62,77 @@ echo "creating a ${SIZE_MIB} MiB random file..."
 head -c $((SIZE_MIB * 1024 * 1024)) /dev/urandom > "$tmp/www/file.bin"
 size=$(stat -c %s "$tmp/www/file.bin")
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+declare -A url cpu_pids
+
+start_dare() { # name, extra args...
+    local name=$1
+    shift
+    "$serve_dir" "$tmp/www" 127.0.0.1:0 --threads "$WORKERS" "$@" > "$tmp/$name.out" 2> "$tmp/$name.err" &
+    pids+=($!)
+    cpu_pids[$name]=$!
+    for _ in $(seq 50); do
+        grep -q '^listening on' "$tmp/$name.out" 2>/dev/null && break
+        sleep 0.1
+    done
+    url[$name]=$(sed -n 's/^listening on //p' "$tmp/$name.out")
+    [ -n "${url[$name]}" ] || { echo "$name did not start:" >&2; cat "$tmp/$name.err" >&2; exit 1; }
 }
 
-# --- dare ---------------------------------------------------------------
-"$serve_dir" "$tmp/www" 127.0.0.1:0 --threads "$SERVER_THREADS" > "$tmp/dare.out" 2> "$tmp/dare.err" &
-dare_pid=$!
-for _ in $(seq 50); do
-    grep -q '^listening on' "$tmp/dare.out" 2>/dev/null && break
-    sleep 0.1
-done
-dare_url=$(sed -n 's/^listening on //p' "$tmp/dare.out")
-[ -n "$dare_url" ] || { echo "dare did not start:" >&2; cat "$tmp/dare.err" >&2; exit 1; }
-
-# --- nginx --------------------------------------------------------------
-nginx_port=$(free_port)
-user_line=""
-[ "$(id -u)" = 0 ] && user_line="user $(id -un) $(id -gn);"
-mkdir -p "$tmp/nginx"
-cat > "$tmp/nginx.conf" <<CONF
+start_nginx() { # name, listen options
+    local name=$1 options=$2 port user_line=""
+    # A port the kernel just handed out and released.
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    [ "$(id -u)" = 0 ] && user_line="user $(id -un) $(id -gn);"
+    mkdir -p "$tmp/$name"
+    cat > "$tmp/$name.conf" <<CONF
 $user_line
-worker_processes $SERVER_THREADS;
-pid $tmp/nginx.pid;
-error_log $tmp/nginx/error.log warn;
+worker_processes $WORKERS;
+pid $tmp/$name.pid;
+error_log $tmp/$name/error.log warn;
 events { worker_connections 1024; }
 http {
     access_log off;
     sendfile on;
-    # tcp_nopush stays off (nginx's default): with ranges it delays the
-    # last segment of each response by ~40 ms on loopback.
+    # tcp_nopush stays off (nginx's default): on loopback it delayed the
+    # last segment of every range response by ~40 ms.
     tcp_nodelay on;
     keepalive_timeout 65;
     keepalive_requests 1000000;
     default_type application/octet-stream;
-    client_body_temp_path $tmp/nginx/body;
-    proxy_temp_path $tmp/nginx/proxy;
-    fastcgi_temp_path $tmp/nginx/fastcgi;
-    uwsgi_temp_path $tmp/nginx/uwsgi;
-    scgi_temp_path $tmp/nginx/scgi;
+    client_body_temp_path $tmp/$name/body;
+    proxy_temp_path $tmp/$name/proxy;
+    fastcgi_temp_path $tmp/$name/fastcgi;
+    uwsgi_temp_path $tmp/$name/uwsgi;
+    scgi_temp_path $tmp/$name/scgi;
     server {
-        listen 127.0.0.1:$nginx_port;
+        listen 127.0.0.1:$port $options;
         root $tmp/www;
     }
 }
 CONF
-nginx -p "$tmp/nginx" -c "$tmp/nginx.conf" -e "$tmp/nginx/error.log"
-for _ in $(seq 50); do [ -s "$tmp/nginx.pid" ] && break; sleep 0.1; done
-nginx_url="http://127.0.0.1:$nginx_port"
+    nginx -p "$tmp/$name" -c "$tmp/$name.conf" -e "$tmp/$name/error.log"
+    for _ in $(seq 50); do [ -s "$tmp/$name.pid" ] && break; sleep 0.1; done
+    sleep 0.2
+    url[$name]="http://127.0.0.1:$port"
+    cpu_pids[$name]=$(pgrep -P "$(cat "$tmp/$name.pid")" | tr '\n' ' ')
+}
 
-# --- load ---------------------------------------------------------------
+start_dare dare
+start_dare dare-percore --per-core
+start_nginx nginx ""
+start_nginx nginx-rp reuseport
+names=(dare nginx dare-percore nginx-rp)
+
+# Every server must answer a range with 206 and the exact bytes.
+head -c 66536 "$tmp/www/file.bin" | tail -c 65536 > "$tmp/expected"
+for name in "${names[@]}"; do
+    got=$(curl -s -o "$tmp/check" -w '%{http_code}' -r 1000-66535 "${url[$name]}/file.bin")
+    if [ "$got" != 206 ] || ! cmp -s "$tmp/check" "$tmp/expected"; then
+        echo "range_bench: $name did not serve the range correctly (status $got)" >&2
+        exit 1
+    fi
+done
+
 cat > "$tmp/ranges.lua" <<LUA
 local size, len = $size, $RANGE_LEN
 local counter = 0
@@ -113,57 +148,75 @@ function request()
     if math.random(2) == 1 then
         first = math.random(0, math.floor(size / len) - 1) * len  -- aligned
     else
-        first = math.random(0, size - len)             -- unaligned
+        first = math.random(0, size - len)                        -- unaligned
     end
     return wrk.format("GET", "/file.bin", { Range = "bytes=" .. first .. "-" .. (first + len - 1) })
 end
 LUA
 
-# Both must answer a range with 206 and the exact bytes.
-for url in "$dare_url" "$nginx_url"; do
-    got=$(curl -s -o "$tmp/check" -w '%{http_code}' -r 1000-66535 "$url/file.bin")
-    [ "$got" = 206 ] && cmp -s "$tmp/check" <(tail -c +1001 "$tmp/www/file.bin" | head -c 65536) || {
-        echo "range_bench: $url did not serve the range correctly (status $got)" >&2
-        exit 1
-    }
-done
+cat "$tmp/www/file.bin" > /dev/null # page cache
 
-cat "$tmp/www/file.bin" > /dev/null  # page cache
+# Clock ticks of user + system time of the given processes, threads included.
+ticks() {
+    local total=0 p
+    for p in "$@"; do
+        total=$((total + $(awk '{ print $14 + $15 }' "/proc/$p/stat")))
+    done
+    echo "$total"
+}
+hz=$(getconf CLK_TCK)
 
-run_wrk() { # url -> requests/s
-    local out
-    out=$(wrk -t"$WRK_THREADS" -c"$CONNS" -d"$DURATION" -s "$tmp/ranges.lua" "$1/file.bin")
+# One timed run against a server: prints "req/s cpu_us_per_request".
+measure() {
+    local name=$1 before after out rps
+    before=$(ticks ${cpu_pids[$name]})
+    out=$(wrk -t"$WRK_THREADS" -c"$CONNS" -d"$DURATION" -s "$tmp/ranges.lua" "${url[$name]}/file.bin")
+    after=$(ticks ${cpu_pids[$name]})
     if grep -q -e 'Non-2xx' -e 'Socket errors' <<<"$out"; then
-        echo "range_bench: errors against $1:" >&2
+        echo "range_bench: errors against $name:" >&2
         echo "$out" >&2
     fi
-    awk '/^Requests\/sec:/ { print $2 }' <<<"$out"
+    rps=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
+    awk -v r="$rps" -v t=$((after - before)) -v hz="$hz" -v s="${DURATION%s}" \
+        'BEGIN { printf "%s %.1f\n", r, t / hz * 1e6 / (r * s) }'
 }
 
-hwm() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
+median() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
-echo "wrk -t$WRK_THREADS -c$CONNS -d$DURATION, random ${RANGE_LEN}-byte ranges of a ${SIZE_MIB} MiB file"
-echo "warm-up..."
-WARM=${WARM:-3s}
-wrk -t"$WRK_THREADS" -c"$CONNS" -d"$WARM" -s "$tmp/ranges.lua" "$dare_url/file.bin" > /dev/null
-wrk -t"$WRK_THREADS" -c"$CONNS" -d"$WARM" -s "$tmp/ranges.lua" "$nginx_url/file.bin" > /dev/null
-
-printf '%-5s %12s %12s %8s\n' run dare_req/s nginx_req/s ratio
-sum_ratio=0
-for run in $(seq "$RUNS"); do
-    # Alternate who goes first so neither always gets the warmer machine.
-    if [ $((run % 2)) = 1 ]; then
-        d=$(run_wrk "$dare_url"); n=$(run_wrk "$nginx_url")
-    else
-        n=$(run_wrk "$nginx_url"); d=$(run_wrk "$dare_url")
-    fi
-    ratio=$(awk -v d="$d" -v n="$n" 'BEGIN { printf "%.3f", d / n }')
-    sum_ratio=$(awk -v s="$sum_ratio" -v r="$ratio" 'BEGIN { print s + r }')
-    printf '%-5s %12s %12s %8s\n' "$run" "$d" "$n" "$ratio"
+echo "wrk -t$WRK_THREADS -c$CONNS -d$DURATION, random ${RANGE_LEN}-byte ranges of a ${SIZE_MIB} MiB file, $WORKERS workers per server, $RUNS runs"
+for name in "${names[@]}"; do
+    wrk -t"$WRK_THREADS" -c"$CONNS" -d"$WARM" -s "$tmp/ranges.lua" "${url[$name]}/file.bin" > /dev/null
 done
-awk -v s="$sum_ratio" -v n="$RUNS" 'BEGIN { printf "mean ratio dare/nginx: %.3f\n", s / n }'
 
-nginx_workers=$(pgrep -P "$(cat "$tmp/nginx.pid")" | tr '\n' ' ')
-nginx_hwm=0
-for p in $nginx_workers; do nginx_hwm=$((nginx_hwm + $(hwm "$p"))); done
-echo "peak RSS: dare $(hwm "$dare_pid") KiB; nginx workers $nginx_hwm KiB (sum), master $(hwm "$(cat "$tmp/nginx.pid")") KiB"
+printf '%-4s' run
+for name in "${names[@]}"; do printf ' %13s' "$name"; done
+printf '   (req/s)\n'
+for run in $(seq "$RUNS"); do
+    printf '%-4s' "$run"
+    declare -A line=()
+    # Rotate who goes first.
+    for i in "${!names[@]}"; do
+        name=${names[$(((i + run) % ${#names[@]}))]}
+        read -r rps cpu < <(measure "$name")
+        echo "$rps" >> "$tmp/$name.rps"
+        echo "$cpu" >> "$tmp/$name.cpu"
+        line[$name]=$rps
+    done
+    for name in "${names[@]}"; do printf ' %13s' "${line[$name]}"; done
+    printf '\n'
+    echo "$(awk -v d="${line[dare]}" -v n="${line[nginx]}" 'BEGIN { print d / n }')" >> "$tmp/ratio"
+    echo "$(awk -v d="${line[dare-percore]}" -v n="${line[nginx-rp]}" 'BEGIN { print d / n }')" >> "$tmp/ratio-rp"
+done
+
+echo
+printf '%-13s %12s %16s %14s\n' server "median req/s" "median CPU us/req" "peak RSS KiB"
+for name in "${names[@]}"; do
+    rss=0
+    for p in ${cpu_pids[$name]}; do rss=$((rss + $(awk '/^VmHWM:/ { print $2 }' "/proc/$p/status"))); done
+    printf '%-13s %12.0f %16.1f %14s\n' "$name" "$(median < "$tmp/$name.rps")" "$(median < "$tmp/$name.cpu")" "$rss"
+done
+echo "(nginx RSS: sum of its workers)"
+printf 'ratio dare/nginx:            median %.3f, mean %.3f\n' \
+    "$(median < "$tmp/ratio")" "$(awk '{ s += $1 } END { print s / NR }' "$tmp/ratio")"
+printf 'ratio dare-percore/nginx-rp: median %.3f, mean %.3f\n' \
+    "$(median < "$tmp/ratio-rp")" "$(awk '{ s += $1 } END { print s / NR }' "$tmp/ratio-rp")"

@@ -40,7 +40,7 @@ impl Piece {
 }
 
 /// The body of every response the server sends.
-pub struct ResponseBody {
+pub(crate) struct ResponseBody {
     pieces: VecDeque<Piece>,
     file: Option<Arc<File>>,
     reading: Option<JoinHandle<io::Result<Bytes>>>,

@@ -5,8 +5,8 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, PoisonError, RwLock};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 
@@ -129,11 +129,17 @@ pub(crate) struct OpenFile {
 }
 
 impl OpenFile {
-    /// Opens `path` in `dir`. `Ok(None)` when there is no regular file there
-    /// inside the directory: missing, a directory, a FIFO or device, or a
-    /// symlink that leads out.
-    pub fn open(dir: &ServedDir, path: &RequestPath, cap: Option<u64>) -> io::Result<Option<OpenFile>> {
-        let Some(file) = dir.open_file(path.relative())? else {
+    /// Opens `path` in `dir`, or takes the descriptor `recent` holds for it.
+    /// `Ok(None)` when there is no regular file there inside the directory:
+    /// missing, a directory, a FIFO or device, or a symlink that leads out.
+    /// Length and validators come from an `fstat` made now either way.
+    pub fn open(
+        dir: &ServedDir,
+        recent: &RecentFiles,
+        path: &RequestPath,
+        cap: Option<u64>,
+    ) -> io::Result<Option<OpenFile>> {
+        let Some(file) = recent.open(dir, path)? else {
             return Ok(None);
         };
         let meta = file.metadata()?;
@@ -149,7 +155,56 @@ impl OpenFile {
         // nanosecond) gives a new tag, so a file that grows gets a new one.
         let etag =
             format!("\"{:x}-{:x}-{:x}-{:x}.{:x}\"", meta.dev(), meta.ino(), len, meta.mtime(), meta.mtime_nsec());
-        Ok(Some(OpenFile { file: Arc::new(file), len, etag, last_modified }))
+        Ok(Some(OpenFile { file, len, etag, last_modified }))
+    }
+}
+
+/// At most this many descriptors are kept open by [`RecentFiles`].
+const RECENT_FILES: usize = 256;
+
+/// Descriptors of recently opened files, reused for a short time so that a
+/// busy file is not opened and closed for every request.
+///
+/// Every response still `fstat`s the descriptor, so a file that grows is
+/// seen at once. A file renamed over or deleted is served as it was for up
+/// to `ttl`. Sharing a descriptor is safe: every read names its offset.
+#[derive(Debug)]
+pub(crate) struct RecentFiles {
+    ttl: Duration,
+    files: Mutex<HashMap<String, (Arc<File>, Instant)>>,
+}
+
+impl RecentFiles {
+    /// A zero `ttl` keeps nothing.
+    pub fn new(ttl: Duration) -> RecentFiles {
+        RecentFiles { ttl, files: Mutex::new(HashMap::new()) }
+    }
+
+    fn open(&self, dir: &ServedDir, path: &RequestPath) -> io::Result<Option<Arc<File>>> {
+        if self.ttl.is_zero() {
+            return Ok(dir.open_file(path.relative())?.map(Arc::new));
+        }
+        let now = Instant::now();
+        if let Some((file, opened)) = self.lock().get(path.as_str())
+            && now.duration_since(*opened) < self.ttl
+        {
+            return Ok(Some(file.clone()));
+        }
+        let Some(file) = dir.open_file(path.relative())?.map(Arc::new) else {
+            return Ok(None);
+        };
+        let mut files = self.lock();
+        if files.len() >= RECENT_FILES {
+            files.retain(|_, (_, opened)| now.duration_since(*opened) < self.ttl);
+        }
+        if files.len() < RECENT_FILES {
+            files.insert(path.as_str().to_owned(), (file.clone(), now));
+        }
+        Ok(Some(file))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Arc<File>, Instant)>> {
+        self.files.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 

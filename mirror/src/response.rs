@@ -6,7 +6,7 @@ use std::hash::{BuildHasher, RandomState};
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use hyper::header::{self, HeaderValue};
@@ -14,7 +14,7 @@ use hyper::http::request::Parts;
 use hyper::{Method, Request, Response, StatusCode, Version};
 
 use crate::body::{AccessLog, CHUNK, Piece, ResponseBody};
-use crate::files::{OpenFile, PathRejection, RequestPath, ServedDir, ServedLengths};
+use crate::files::{OpenFile, PathRejection, RecentFiles, RequestPath, ServedDir, ServedLengths};
 use crate::overlay::{Overlay, OverlayBody};
 use crate::range::{ByteRange, RangeRequest, Resolution};
 use crate::sendfile::SendQueue;
@@ -25,6 +25,7 @@ const OCTET_STREAM: &str = "application/octet-stream";
 /// What the server serves, shared by all connections.
 pub(crate) struct Site {
     pub dir: ServedDir,
+    pub recent: RecentFiles,
     pub lengths: ServedLengths,
     pub overlay: Option<Arc<dyn Overlay>>,
     pub max_ranges: usize,
@@ -32,9 +33,16 @@ pub(crate) struct Site {
 }
 
 impl Site {
-    pub fn new(dir: ServedDir, lengths: ServedLengths, overlay: Option<Arc<dyn Overlay>>, max_ranges: usize) -> Site {
+    pub fn new(
+        dir: ServedDir,
+        lengths: ServedLengths,
+        overlay: Option<Arc<dyn Overlay>>,
+        max_ranges: usize,
+        open_file_ttl: Duration,
+    ) -> Site {
         Site {
             dir,
+            recent: RecentFiles::new(open_file_ttl),
             lengths,
             overlay,
             max_ranges,
@@ -96,7 +104,7 @@ fn route(site: &Site, parts: Parts, send_queue: Option<Arc<SendQueue>>) -> Respo
     // Opening, stat'ing and (without sendfile) reading the first chunk run
     // inline, as in nginx: these are microseconds on a warm cache, less than
     // a hop to the blocking pool costs (measured with bench/range_bench.sh).
-    match OpenFile::open(&site.dir, &path, cap) {
+    match OpenFile::open(&site.dir, &site.recent, &path, cap) {
         Ok(Some(file)) => answer(site, &parts, Representation::from_file(file), send_queue),
         Ok(None) => not_found(),
         Err(e) => {

@@ -11,6 +11,10 @@
 //! placeholder by its address and sends the file range with `sendfile(2)`
 //! instead. hyper sees exactly the byte counts it expects.
 //!
+//! That hyper passes body bytes through is an implementation detail of
+//! hyper 1.x, not a promise; every HTTP/1 test in `tests/http` compares the
+//! body bytes it receives, so a hyper that copied them would fail there.
+//!
 //! Linux only: elsewhere connections get no queue and bodies are read.
 //!
 //! The queue is first-in first-out because HTTP/1 writes one response body at

@@ -54,6 +54,12 @@ pub struct ServerConfig {
     /// whole representation is sent, as nginx's `max_ranges` does.
     /// Default 64.
     pub max_ranges: usize,
+    /// An opened file's descriptor is reused by requests for the same path
+    /// for this long (at most 256 files). Each response still reads the
+    /// file's length and validators anew, so a growing file is served
+    /// correctly; a file replaced or deleted is served as it was for up to
+    /// this long. Zero opens the file for every request. Default 100 ms.
+    pub open_file_ttl: Duration,
 }
 
 impl Default for ServerConfig {
@@ -65,6 +71,7 @@ impl Default for ServerConfig {
             max_connections: 1024,
             shutdown_timeout: Duration::from_secs(10),
             max_ranges: 64,
+            open_file_ttl: Duration::from_millis(100),
         }
     }
 }
@@ -72,7 +79,10 @@ impl Default for ServerConfig {
 /// An HTTP/1.1 (and cleartext HTTP/2) range server for one directory.
 ///
 /// Built with [`Server::new`] and the optional [`Server::lengths`] and
-/// [`Server::overlay`], then driven by [`Server::run`].
+/// [`Server::overlay`], then driven by [`Server::run`]. A clone shares the
+/// lengths and the overlay: to serve several listeners (one per core with
+/// `SO_REUSEPORT`, say), run one clone on each.
+#[derive(Clone)]
 pub struct Server {
     root: PathBuf,
     config: ServerConfig,
@@ -126,7 +136,7 @@ impl Server {
         let addr = listener.local_addr().map_err(MirrorError::Listener)?;
         tracing::info!(%addr, root = %dir.path().display(), "serving");
         let config = self.config;
-        let site = Arc::new(Site::new(dir, self.lengths, self.overlay, config.max_ranges));
+        let site = Arc::new(Site::new(dir, self.lengths, self.overlay, config.max_ranges, config.open_file_ttl));
         let builder = Arc::new(http_builder(&config));
         let timeouts =
             Timeouts { header_read: config.header_read_timeout, idle: config.idle_timeout, send: config.send_timeout };

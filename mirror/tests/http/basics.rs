@@ -134,3 +134,17 @@ async fn overlay_answers_first_and_falls_through() {
     assert_eq!(server.get("/x/../checkpoint", &[]).await.status, 400);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn http_1_0_clients() {
+    let server = TestServer::start().await;
+    let data = server.file("app.dare", &content(300_000));
+    let mut client = server.client().await;
+    client.send(b"GET /app.dare HTTP/1.0\r\nRange: bytes=100-200099\r\n\r\n").await;
+    let reply = client.reply(false).await.unwrap();
+    assert_eq!(reply.status, 206);
+    assert_eq!(reply.body, &data[100..200_100]);
+    // Without keep-alive the server closes after the response.
+    assert!(client.closed_within(std::time::Duration::from_secs(2)).await);
+    server.stop().await;
+}

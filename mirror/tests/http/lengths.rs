@@ -101,3 +101,41 @@ async fn a_file_shrinking_during_a_response_aborts_it() {
     assert!(start[..kept] == data[..kept]);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_replaced_or_deleted_file_is_seen_after_the_open_file_ttl() {
+    let server = TestServer::with(Options {
+        config: dare_mirror::ServerConfig { open_file_ttl: Duration::from_millis(200), ..Default::default() },
+        ..Options::default()
+    })
+    .await;
+    server.file("app.dare", b"old");
+    assert_eq!(server.get("/app.dare", &[]).await.body, b"old");
+    // Growth shows at once: the descriptor is stat'ed for every response.
+    append(&server.root().join("app.dare"), b"+");
+    assert_eq!(server.get("/app.dare", &[]).await.body, b"old+");
+    // A file renamed over the path shows once the descriptor has expired.
+    std::fs::write(server.dir.path().join("next"), b"new").unwrap();
+    std::fs::rename(server.dir.path().join("next"), server.root().join("app.dare")).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(server.get("/app.dare", &[]).await.body, b"new");
+    std::fs::remove_file(server.root().join("app.dare")).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(server.get("/app.dare", &[]).await.status, 404);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn without_the_open_file_cache_a_replacement_shows_at_once() {
+    let server = TestServer::with(Options {
+        config: dare_mirror::ServerConfig { open_file_ttl: Duration::ZERO, ..Default::default() },
+        ..Options::default()
+    })
+    .await;
+    server.file("app.dare", b"old");
+    assert_eq!(server.get("/app.dare", &[]).await.body, b"old");
+    std::fs::write(server.dir.path().join("next"), b"new").unwrap();
+    std::fs::rename(server.dir.path().join("next"), server.root().join("app.dare")).unwrap();
+    assert_eq!(server.get("/app.dare", &[]).await.body, b"new");
+    server.stop().await;
+}
