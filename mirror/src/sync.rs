@@ -194,7 +194,8 @@ impl Syncer {
         }
         let local = &self.cfg.local;
         let first = before == 0;
-        let staged = File::open(&staging).map_err(|e| io_err("opening", &staging, e))?;
+        let staged =
+            OpenOptions::new().read(true).write(true).open(&staging).map_err(|e| io_err("opening", &staging, e))?;
         let base = if first { None } else { Some(File::open(local).map_err(|e| io_err("opening", local, e))?) };
         let total = before + fetched;
         let pins = if first { self.cfg.pins.clone() } else { None };

@@ -4,4 +4,5 @@
 mod cli_keys;
 mod cli_ls;
 mod cli_verify;
+mod e2e;
 mod support;
