@@ -633,26 +633,24 @@ class Verifier:
             if self.prev is None or self.prev[:2] != (n, root):
                 raise Invalid("a seal without new leaves does not repeat the previous tree")
             return
-        if not leaves or proof is None or proof.h["size"] != n or len(proof.h["leaves"]) != len(leaves):
-            raise Invalid("segment lacks a proof frame of the checkpoint size listing each leaf")
-        idx = proof.h["leaves"]
-        if len(set(idx)) != len(idx) or (self.prev and n < self.prev[0]):
-            raise Invalid("the proof lists a leaf index twice, or the tree shrank", proof)
+        if not leaves or proof is None or proof.h["size"] != n or (self.prev and n < self.prev[0]):
+            raise Invalid("no proof frame of the checkpoint size, or the tree shrank")
+        idx = proof.h["leaves"]  # one index per leaf frame; the proof follows them (as dare writes)
+        if len(idx) != len(set(idx)) or len(idx) != len(leaves) or leaves[-1].index > proof.index:
+            raise Invalid("proof.leaves is not one distinct index per leaf frame before it", proof)
         for g, i in zip(leaves, idx):
             g.leaf = i
             if (g.kind == "genesis") != (i == 0):
                 raise Invalid("leaf 0 must be the genesis, and no other leaf", g)
         m = leaves[-1]  # step 3: the manifest, leaf n-1 by manifest_proof
         mhash, mproof = sha256(b"\x00", m.header), [bytes.fromhex(x) for x in f.h["manifest_proof"]]
-        if m.kind != "manifest" or m.leaf != n - 1 or \
-                not verify_inclusion(n - 1, n, mhash, mproof, root):
+        is_last = (m.kind, m.leaf) == ("manifest", n - 1)
+        if not is_last or not verify_inclusion(n - 1, n, mhash, mproof, root):
             raise Invalid("the segment's last leaf is not a manifest proven as leaf n-1")
         listed = {(r["channel"], r["target"], r["version"], e["leaf"], e["length"])
                   for r in m.h["releases"] for e in r["entries"]}
-        for g in leaves:  # step 4 (the length too: the frames are copies)
-            e = g.h
-            if g.kind == "entry" and \
-                    (e["channel"], e["target"], e["version"], g.leaf, g.length) not in listed:
+        for g in (g for g in leaves if g.kind == "entry"):  # step 4 (copies: the length too)
+            if (g.h["channel"], g.h["target"], g.h["version"], g.leaf, g.length) not in listed:
                 raise Invalid("entry is not listed by the segment's manifest", g)
         nodes = {}  # step 5: the root from the old frontier, the leaves and the proof's nodes
         for i, (ht, k) in enumerate(proof.h["nodes"]):
@@ -662,7 +660,7 @@ class Verifier:
             nodes[(ht, k)] = self.data[at : at + 32]
         known = {g.leaf: sha256(b"\x00", g.header) for g in leaves}
         if self.root_from(0, n, self.prev[0] if self.prev else 0, known, nodes) != root:
-            raise Invalid("the root from these leaves and this proof is not the checkpoint's", proof)
+            raise Invalid("the root from the leaves and this proof is not the checkpoint's", proof)
         # Keep the frontier of tree n: manifest_proof is that of n-1, smallest first (4),
         # then push the manifest's leaf hash, merging nodes of equal height.
         nodes_n1 = [(b, ((n - 1) >> b) - 1) for b in range(64) if (n - 1) >> b & 1]
