@@ -266,7 +266,7 @@ fn check_seal(c: SealCheck<'_>) -> Result<(SealState, u64, Hash, Frontier), Veri
             return Err(seal_err(format!("leaf {} appears twice", l.index)));
         }
         if let Header::Entry(e) = &l.header {
-            check_listed(manifest, e, l.index).map_err(seal_err)?;
+            check_listed(manifest, e, l.index, l.frame.len()).map_err(seal_err)?;
         }
     }
     let nodes: HashMap<NodeId, Hash> = proof
@@ -285,9 +285,9 @@ fn check_seal(c: SealCheck<'_>) -> Result<(SealState, u64, Hash, Frontier), Veri
 }
 
 /// An entry in a replica must be one the manifest of its seal lists.
-fn check_listed(manifest: &Manifest, e: &Entry, leaf: u64) -> Result<(), String> {
+fn check_listed(manifest: &Manifest, e: &Entry, leaf: u64, length: u64) -> Result<(), String> {
     match manifest.release(&e.channel, &e.target) {
-        Some(r) if r.version == e.version && r.entries.iter().any(|x| x.leaf == leaf) => Ok(()),
+        Some(r) if r.version == e.version && r.entries.iter().any(|x| x.leaf == leaf && x.length == length) => Ok(()),
         _ => Err(format!("entry {} {} {} (leaf {leaf}) is not in its seal's manifest", e.target, e.version, e.path)),
     }
 }
