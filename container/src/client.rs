@@ -206,16 +206,7 @@ impl ProofPlan {
 
     /// Byte ranges `[start, end)` to fetch, sorted and merged where they touch.
     pub fn ranges(&self) -> Vec<(u64, u64)> {
-        let mut r: Vec<(u64, u64)> = self.fetch.iter().map(|(_, at, n)| (*at, *at + u64::from(*n) * 32)).collect();
-        r.sort_unstable();
-        let mut out: Vec<(u64, u64)> = Vec::new();
-        for (s, e) in r {
-            match out.last_mut() {
-                Some(last) if s <= last.1 => last.1 = last.1.max(e),
-                _ => out.push((s, e)),
-            }
-        }
-        out
+        merge_ranges(self.fetch.iter().map(|(_, at, n)| (*at, *at + u64::from(*n) * 32)).collect())
     }
 
     /// Bytes of hashes to fetch.
@@ -255,6 +246,19 @@ impl ProofPlan {
         ids.dedup();
         ids
     }
+}
+
+/// Sorts byte ranges `[start, end)` and merges the ones that overlap or touch.
+pub fn merge_ranges(mut ranges: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    ranges.sort_unstable();
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for (s, e) in ranges {
+        match out.last_mut() {
+            Some(last) if s <= last.1 => last.1 = last.1.max(e),
+            _ => out.push((s, e)),
+        }
+    }
+    out
 }
 
 /// Fetched byte ranges of a container, looked up by offset.

@@ -111,26 +111,29 @@ impl<R: Read> Read for HashingReader<R> {
     }
 }
 
-/// A writer that hashes and discards, failing once more than `limit` bytes
-/// arrive: the sink for decompressed content whose signed size is `limit`.
-pub struct BoundedHashSink {
+/// A writer that hashes what passes through to `inner` and fails once more
+/// than `limit` bytes arrive: the sink for decompressed content whose signed
+/// size is `limit` (use [`io::sink`] to only hash it).
+pub struct BoundedHashWriter<W> {
+    inner: W,
     hasher: Hasher,
     limit: u64,
 }
 
-impl BoundedHashSink {
-    /// A sink that accepts at most `limit` bytes.
-    pub fn new(limit: u64) -> Self {
-        BoundedHashSink { hasher: Hasher::new(), limit }
+impl<W: Write> BoundedHashWriter<W> {
+    /// Accepts at most `limit` bytes for `inner`.
+    pub fn new(inner: W, limit: u64) -> Self {
+        BoundedHashWriter { inner, hasher: Hasher::new(), limit }
     }
 
-    /// The digest and byte count.
-    pub fn finish(self) -> (Digest32, u64) {
-        self.hasher.finish()
+    /// The digest, the byte count and the inner writer.
+    pub fn finish(self) -> (Digest32, u64, W) {
+        let (d, n) = self.hasher.finish();
+        (d, n, self.inner)
     }
 }
 
-impl Write for BoundedHashSink {
+impl<W: Write> Write for BoundedHashWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if self.hasher.count() + buf.len() as u64 > self.limit {
             return Err(io::Error::new(
@@ -138,12 +141,13 @@ impl Write for BoundedHashSink {
                 format!("content is longer than its signed size of {} bytes", self.limit),
             ));
         }
-        self.hasher.update(buf);
-        Ok(buf.len())
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        self.inner.flush()
     }
 }
 
@@ -266,7 +270,7 @@ mod tests {
 
     #[test]
     fn bounded_sink_refuses_extra_bytes() {
-        let mut s = BoundedHashSink::new(4);
+        let mut s = BoundedHashWriter::new(io::sink(), 4);
         assert!(s.write_all(b"abcd").is_ok());
         assert!(s.write_all(b"e").is_err());
     }

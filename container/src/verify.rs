@@ -17,7 +17,7 @@ use std::io::{self, Write};
 use std::sync::mpsc;
 
 use crate::frame::{FrameError, FrameInfo, Frames, FramesBack, ReadAt, read_frame_before, read_header};
-use crate::hashio::{BoundedHashSink, Hasher, stream_range, to_hex};
+use crate::hashio::{BoundedHashWriter, Hasher, stream_range, to_hex};
 use crate::header::{
     Compression, Entry, EntryRef, FrameRef, Genesis, Header, HeaderError, Manifest, Release, Seal, Sha256Hex,
 };
@@ -800,12 +800,13 @@ pub fn check_payload<R: ReadAt + Sync + ?Sized>(src: &R, frame: &FrameInfo, e: &
                 let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(4);
                 let size = e.size;
                 let decoder = scope.spawn(move || -> Result<(Hash, u64), String> {
-                    let mut dec =
-                        crate::zstdio::OneFrame::new(BoundedHashSink::new(size)).map_err(|e| e.to_string())?;
+                    let mut dec = crate::zstdio::OneFrame::new(BoundedHashWriter::new(io::sink(), size))
+                        .map_err(|e| e.to_string())?;
                     for chunk in rx {
                         dec.write_all(&chunk).map_err(|e| e.to_string())?;
                     }
-                    Ok(dec.finish().map_err(|e| e.to_string())?.finish())
+                    let (digest, n, _) = dec.finish().map_err(|e| e.to_string())?.finish();
+                    Ok((digest, n))
                 });
                 let sent = stream_range(src, frame.payload_offset, frame.payload_len, |c| {
                     stored.update(c);

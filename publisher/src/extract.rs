@@ -16,7 +16,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use dare_container::frame::ReadAt;
-use dare_container::hashio::{Hasher, stream_range, to_hex};
+use dare_container::hashio::{BoundedHashWriter, Hasher, stream_range, to_hex};
 use dare_container::header::{Compression, Entry};
 use dare_container::keys::VerifierKey;
 use dare_container::scan_file;
@@ -153,7 +153,7 @@ fn write_verified<R: ReadAt + Sync>(src: &R, rec: &EntryRecord, dest: &Path) -> 
         .open(dest)
         .map_err(|err| PublishError::io("creating", dest, err))?;
     let mut stored = Hasher::new();
-    let writer = HashingFile { out: BufWriter::with_capacity(1 << 20, out), hasher: Hasher::new(), limit: e.size };
+    let writer = BoundedHashWriter::new(BufWriter::with_capacity(1 << 20, out), e.size);
     let io_err = |err: io::Error| PublishError::io("writing", dest, err);
     let writer = match e.compression {
         Compression::None => {
@@ -184,8 +184,7 @@ fn write_verified<R: ReadAt + Sync>(src: &R, rec: &EntryRecord, dest: &Path) -> 
             e.stored_sha256
         )));
     }
-    let HashingFile { out, hasher, .. } = writer;
-    let (content, len) = hasher.finish();
+    let (content, len, out) = writer.finish();
     if len != e.size || content != e.sha256.0 {
         return Err(PublishError::Integrity(format!(
             "{}: the content ({len} bytes) hashes to {}, not the signed {} ({} bytes)",
@@ -199,28 +198,6 @@ fn write_verified<R: ReadAt + Sync>(src: &R, rec: &EntryRecord, dest: &Path) -> 
     f.sync_all().map_err(io_err)?;
     fs::set_permissions(dest, fs::Permissions::from_mode(e.mode & 0o777)).map_err(io_err)?;
     Ok(())
-}
-
-/// A file writer that hashes and refuses to grow past the signed size.
-struct HashingFile {
-    out: BufWriter<File>,
-    hasher: Hasher,
-    limit: u64,
-}
-
-impl Write for HashingFile {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.hasher.count() + buf.len() as u64 > self.limit {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "content is longer than its signed size"));
-        }
-        let n = self.out.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
-    }
 }
 
 /// Checks `out/rel` as [`safe_destination`] would, without creating

@@ -41,12 +41,12 @@ pub enum Command {
     Ls(ls::Args),
     /// Verify and write one build's files into a directory.
     Extract(extract::Args),
-    /// Publish, serve and update on loopback with generated builds, and report what happened.
-    Demo(demo::Args),
     /// Serve a directory of containers over HTTP with byte ranges; sync from upstreams.
     Serve(serve::Args),
     /// Check for and install the newest build from untrusted mirrors.
     Update(update::Args),
+    /// Publish, serve and update on loopback with generated builds, and report what happened.
+    Demo(demo::Args),
 }
 
 impl Command {

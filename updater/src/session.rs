@@ -15,14 +15,14 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use dare_container::client::{
-    Fetched, PlanError, ProofPlan, SignedTail, TailError, TailRead, check_entry_header, read_tail,
+    Fetched, PlanError, ProofPlan, SignedTail, TailError, TailRead, check_entry_header, merge_ranges, read_tail,
 };
 use dare_container::frame::{FrameEvent, FrameStream, Window, read_frame_at, read_header};
-use dare_container::hashio::{Hasher, to_hex};
+use dare_container::hashio::{BoundedHashWriter, Hasher, to_hex};
 use dare_container::header::{Compression, Entry, EntryRef, Header};
 use dare_container::merkle::{Frontier, Hash, NodeId, ProofError, leaf_hash};
 use dare_container::replica::ReplicaWriter;
@@ -138,7 +138,7 @@ pub(crate) async fn run(cfg: &Config, mirrors: &Mirrors, install_wanted: bool) -
         hash_ranges.push((0, GENESIS_GUESS.min(tail.len)));
     }
     let hash_ranges: Vec<(u64, u64)> =
-        merge(hash_ranges).into_iter().filter(|(s, e)| !fetched.has(*s, e - s)).collect();
+        merge_ranges(hash_ranges).into_iter().filter(|(s, e)| !fetched.has(*s, e - s)).collect();
     let entry_ranges = contiguous(&entries);
     let payload_bytes: u64 = entry_ranges.iter().map(|(s, e)| e - s).sum();
     if newer {
@@ -366,19 +366,6 @@ fn network(e: FetchError) -> UpdateError {
         FetchError::Refused(s) => UpdateError::BadDigest(s.0),
         other => UpdateError::Network(other),
     }
-}
-
-/// Sorts ranges and merges the ones that overlap or touch.
-fn merge(mut ranges: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
-    ranges.sort_unstable();
-    let mut out: Vec<(u64, u64)> = Vec::new();
-    for (s, e) in ranges {
-        match out.last_mut() {
-            Some(last) if s <= last.1 => last.1 = last.1.max(e),
-            _ => out.push((s, e)),
-        }
-    }
-    out
 }
 
 /// Groups entry frames into contiguous byte ranges.
@@ -670,26 +657,7 @@ enum Content {
 }
 
 /// A staging file that hashes what it is given and refuses more than the signed size.
-struct BoundedFile {
-    out: BufWriter<File>,
-    hasher: Hasher,
-    limit: u64,
-}
-
-impl Write for BoundedFile {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.hasher.count() + buf.len() as u64 > self.limit {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "content is longer than its signed size"));
-        }
-        let n = self.out.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
-    }
-}
+type BoundedFile = BoundedHashWriter<BufWriter<File>>;
 
 impl<'a> EntrySink<'a> {
     fn new(
@@ -751,11 +719,7 @@ impl<'a> EntrySink<'a> {
                 }
                 let staged = self.staging.join(format!("leaf-{}", r.leaf));
                 let file = File::create(&staged).map_err(|e| format!("{}: {e}", staged.display()))?;
-                let sink = BoundedFile {
-                    out: BufWriter::with_capacity(1 << 20, file),
-                    hasher: Hasher::new(),
-                    limit: entry.size,
-                };
+                let sink = BoundedHashWriter::new(BufWriter::with_capacity(1 << 20, file), entry.size);
                 let out = match entry.compression {
                     Compression::None => Content::Plain(sink),
                     Compression::Zstd => {
@@ -801,8 +765,7 @@ impl<'a> EntrySink<'a> {
                         e.stored_sha256
                     ));
                 }
-                let BoundedFile { out, hasher, .. } = file;
-                let (content, len) = hasher.finish();
+                let (content, len, out) = file.finish();
                 if len != e.size || content != e.sha256.0 {
                     return Err(format!(
                         "entry {}: the content ({len} bytes) hashes to {}, not the signed {} ({} bytes)",
