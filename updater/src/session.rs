@@ -116,7 +116,7 @@ pub(crate) async fn run(cfg: &Config, mirrors: &Mirrors, install_wanted: bool) -
         if let Some(s) = &state
             && tail.seal.time > s.time
         {
-            let mut w = open_replica(cfg, s)?;
+            let mut w = open_replica(cfg, s.replica_len)?;
             append_window(&mut w, &fetched, tail.seal_frame.offset, tail.seal_frame.len())?;
             let len = w.commit()?;
             save_state(cfg, &tail, s.installed.clone(), len, s.origin.clone())?;
@@ -186,25 +186,7 @@ pub(crate) async fn run(cfg: &Config, mirrors: &Mirrors, install_wanted: bool) -
         None
     };
     let origin = state.as_ref().map_or_else(|| tail.checkpoint.origin.clone(), |s| s.origin.clone());
-    let placeholder;
-    let st = match &state {
-        Some(s) => s,
-        None => {
-            placeholder = State {
-                origin: origin.clone(),
-                checkpoint: String::new(),
-                size: 0,
-                root: [0; 32],
-                time: 0,
-                frontier: Frontier::new(),
-                replica_len: 0,
-                tail_hint: hint,
-                installed: None,
-            };
-            &placeholder
-        }
-    };
-    let mut w = open_replica(cfg, st)?;
+    let mut w = open_replica(cfg, state.as_ref().map_or(0, |s| s.replica_len))?;
     let written = (|| {
         if first_sync {
             let g = verified.genesis.as_ref().ok_or_else(|| UpdateError::State("genesis frame missing".into()))?;
@@ -238,7 +220,7 @@ pub(crate) async fn run(cfg: &Config, mirrors: &Mirrors, install_wanted: bool) -
     let installed = if newer {
         Some(Installed { target: cfg.target.clone(), channel: cfg.channel.clone(), version: release.version.clone() })
     } else {
-        st.installed.clone()
+        state.as_ref().and_then(|s| s.installed.clone())
     };
     save_state(cfg, &tail, installed, replica_len, origin)?;
     let _ = fs::remove_dir_all(&staging);
@@ -533,9 +515,9 @@ async fn classify(
     }
 }
 
-fn open_replica(cfg: &Config, state: &State) -> Result<ReplicaWriter, UpdateError> {
+fn open_replica(cfg: &Config, committed: u64) -> Result<ReplicaWriter, UpdateError> {
     let path = replica_path(&cfg.state_dir);
-    let w = ReplicaWriter::open(&path, state.replica_len).map_err(|e| {
+    let w = ReplicaWriter::open(&path, committed).map_err(|e| {
         UpdateError::State(format!(
             "{e}; the replica does not match the state (remove {} to start over)",
             cfg.state_dir.display()
