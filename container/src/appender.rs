@@ -116,6 +116,8 @@ pub struct Appender {
     end: u64,
     cut: Option<CutTail>,
     pending_written: bool,
+    /// Where the last seal frame sits and its SHA-256 (it carries the signed root).
+    last_seal: (u64, u64, [u8; 32]),
 }
 
 impl std::fmt::Debug for Appender {
@@ -157,8 +159,20 @@ impl Appender {
         }
         remove_pending(path)?;
         let base_len = s.sealed_len;
+        let seal_frame = s.last_seal.frame;
+        let last_seal =
+            (seal_frame.offset, seal_frame.len(), seal_digest(&file, seal_frame.offset, seal_frame.len(), path)?);
         let state = State::from_scan(s);
-        Ok(Appender { path: path.to_path_buf(), file, state, base_len, end: base_len, cut, pending_written: false })
+        Ok(Appender {
+            path: path.to_path_buf(),
+            file,
+            state,
+            base_len,
+            end: base_len,
+            cut,
+            pending_written: false,
+            last_seal,
+        })
     }
 
     /// Creates a new container at `path` (refusing to overwrite anything):
@@ -368,6 +382,12 @@ impl Appender {
         }
         if !self.pending_written {
             self.check_same_file()?;
+            // The same length is not enough: the last seal (and so the signed
+            // root) must still be the one this append builds on.
+            let (at, n, digest) = self.last_seal;
+            if seal_digest(&self.file, at, n, &self.path)? != digest {
+                return Err(Error::Changed { path: self.path.clone(), reason: "its last seal was rewritten".into() });
+            }
             let pending = pending_path(&self.path);
             let body = format!("{{\"sealed_len\":{}}}\n", self.base_len);
             write_synced(&pending, body.as_bytes())?;
@@ -533,6 +553,12 @@ pub(crate) fn lock_exclusive(file: &File, path: &Path) -> Result<(), Error> {
             Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("locking", path, e)),
         }
     }
+}
+
+fn seal_digest(file: &File, offset: u64, len: u64, path: &Path) -> Result<[u8; 32], Error> {
+    let mut buf = vec![0u8; usize::try_from(len).map_err(|_| Error::Refused("seal frame too large".into()))?];
+    crate::frame::ReadAt::read_exact_at(file, &mut buf, offset).map_err(|e| Error::io("reading", path, e))?;
+    Ok(crate::hashio::sha256(&buf))
 }
 
 fn parent_dir(path: &Path) -> PathBuf {
