@@ -30,6 +30,10 @@ pub enum TailError {
     /// The last frame is not a seal, or the seal's manifest is not a manifest.
     #[error("the container's tail: {0}")]
     Layout(String),
+    /// The container does not end with a complete seal: a publish caught in
+    /// progress, or a damaged copy. Nothing in it can be used.
+    #[error("the container does not end with a seal ({0}): a publish in progress, or a damaged copy")]
+    Unsealed(String),
     /// The checkpoint's signatures do not verify with the trusted keys.
     #[error("the checkpoint is not signed by the trusted keys: {0}")]
     Signature(#[source] NoteError),
@@ -101,11 +105,12 @@ pub fn read_tail(window: &Window<'_>, len: u64, keys: &[VerifierKey], threshold:
         Err(FrameError::Truncated { needed, .. }) if window.base() > 0 && needed <= len => {
             return Ok(TailRead::NeedMore { start: len - needed });
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(TailError::Unsealed(e.to_string())),
     };
-    let seal = match Header::parse(&read_header(window, &seal_frame)?)? {
-        Header::Seal(s) => s,
-        other => return Err(TailError::Layout(format!("the last frame is a {} frame, not a seal", other.kind()))),
+    let seal = match Header::parse(&read_header(window, &seal_frame)?) {
+        Ok(Header::Seal(s)) => s,
+        Ok(other) => return Err(TailError::Unsealed(format!("its last frame is a {} frame", other.kind()))),
+        Err(e) => return Err(e.into()),
     };
     let note = Note::parse(seal.checkpoint.as_bytes()).map_err(TailError::Signature)?;
     let checkpoint = Checkpoint::parse(note.text()).map_err(TailError::Signature)?;

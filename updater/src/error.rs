@@ -32,6 +32,10 @@ pub enum UpdateError {
     /// forked, or the mirror served proof data that does not match.
     #[error("fork refused: {0}")]
     Fork(String),
+    /// The mirror's copy does not end with a seal: a publish caught in
+    /// progress (try again soon), or a damaged copy.
+    #[error("unsealed: {0}")]
+    Unsealed(String),
     /// The checkpoint is not signed by enough trusted keys, or its tail is malformed.
     #[error("bad signature: {0}")]
     BadSignature(String),
@@ -91,6 +95,7 @@ impl UpdateError {
                 | UpdateError::Fork(_)
                 | UpdateError::BadSignature(_)
                 | UpdateError::BadDigest(_)
+                | UpdateError::Unsealed(_)
         )
     }
 
@@ -102,6 +107,7 @@ impl UpdateError {
             UpdateError::Freeze { .. } => "freeze",
             UpdateError::Fork(_) => "fork",
             UpdateError::BadSignature(_) => "bad-signature",
+            UpdateError::Unsealed(_) => "unsealed",
             UpdateError::BadDigest(_) => "bad-digest",
             UpdateError::MissingTarget { .. } => "missing-target",
             UpdateError::WrongOrigin { .. } => "wrong-origin",

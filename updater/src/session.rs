@@ -340,7 +340,10 @@ async fn fetch_tail(cfg: &Config, mirrors: &Mirrors, hint: u64) -> Result<(Signe
 }
 
 fn tail_error(e: TailError) -> UpdateError {
-    UpdateError::BadSignature(e.to_string())
+    match e {
+        TailError::Unsealed(_) => UpdateError::Unsealed(e.to_string()),
+        e => UpdateError::BadSignature(e.to_string()),
+    }
 }
 
 fn network(e: FetchError) -> UpdateError {

@@ -325,7 +325,7 @@ async fn damage_to_a_tile_hash() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn damage_to_the_tail_is_a_bad_signature() {
+async fn damage_to_the_tail_is_a_bad_signature_or_unsealed() {
     let dir = tempdir();
     let p = Publisher::small(dir.path());
     p.publish("1.0.0", T0 + 60);
@@ -333,9 +333,32 @@ async fn damage_to_the_tail_is_a_bad_signature() {
     let fresh = Client::new(dir.path(), "fresh", LINUX, p.verifiers());
     let m = scan.manifest_frame;
     let seal = scan.last_seal.frame;
-    for at in [m.header_offset + 30, seal.header_offset + 40, seal.offset + seal.len() - 1] {
+    for at in [m.header_offset + 30, seal.header_offset + 40] {
         let err = refused_with_corruption(&fresh, p.bytes(), at).await;
         assert!(matches!(err, UpdateError::BadSignature(_)), "byte {at}: {err:?}");
+    }
+    // A file that does not end with a whole frame reads like a publish in progress.
+    let err = refused_with_corruption(&fresh, p.bytes(), seal.offset + seal.len() - 1).await;
+    assert!(matches!(err, UpdateError::Unsealed(_)), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_caught_mid_publish_is_unsealed_not_an_attack() {
+    let dir = tempdir();
+    let p = Publisher::small(dir.path());
+    p.publish("1.0.0", T0 + 60);
+    let sealed = p.bytes();
+    p.publish("1.1.0", T0 + 120);
+    let full = p.bytes();
+    let fresh = Client::new(dir.path(), "fresh", LINUX, p.verifiers());
+    // Whole frames after the last seal, and a frame cut in half.
+    let entries_end = sealed.len() + (full.len() - sealed.len()) / 2;
+    for cut in [entries_end, sealed.len() + 100] {
+        let m = Arc::new(MemoryTransport::new("mid-publish", full[..cut].to_vec()));
+        let e = fresh.builder().transport(m).build().unwrap().update().await.unwrap_err();
+        assert!(matches!(e, UpdateError::Unsealed(_)), "cut at {cut}: {e:?}");
+        assert_eq!(e.kind(), "unsealed");
+        assert!(!fresh.install.exists());
     }
 }
 
