@@ -107,6 +107,8 @@ pub struct Syncer {
     tlog: TlogOverlay,
     client: Client<HttpConnector, Empty<Bytes>>,
     verified: u64,
+    /// The tree size of the verified copy.
+    size: u64,
     preferred: usize,
 }
 
@@ -123,7 +125,7 @@ impl Syncer {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(Duration::from_secs(10)));
         let client = Client::builder(TokioExecutor::new()).build(connector);
-        let mut s = Syncer { cfg, lengths, tlog, client, verified: 0, preferred: 0 };
+        let mut s = Syncer { cfg, lengths, tlog, client, verified: 0, size: 0, preferred: 0 };
         if s.cfg.local.exists() {
             let file = File::open(&s.cfg.local).map_err(|e| io_err("opening", &s.cfg.local, e))?;
             let len = file.metadata().map_err(|e| io_err("reading", &s.cfg.local, e))?.len();
@@ -154,6 +156,7 @@ impl Syncer {
 
     fn publish(&mut self, scan: &Scan) {
         self.verified = scan.sealed_len;
+        self.size = scan.size();
         self.lengths.set(&self.cfg.url_path, scan.sealed_len);
         self.tlog.set(
             &self.cfg.url_path,
@@ -190,7 +193,7 @@ impl Syncer {
         let staging = staging_path(&self.cfg.local);
         let fetched = self.fetch(url, before, &staging).await?;
         if fetched == 0 {
-            return Ok(SyncReport { before, after: before, size: 0 });
+            return Ok(SyncReport { before, after: before, size: self.size });
         }
         let local = &self.cfg.local;
         let first = before == 0;

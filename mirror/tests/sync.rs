@@ -465,7 +465,7 @@ async fn follows_releases_and_heartbeats_round_after_round() {
 
     // Nothing new.
     let report = syncer.sync_once().await.expect("a sync with nothing new");
-    assert_eq!((report.before, report.after), (want.len() as u64, want.len() as u64));
+    assert_eq!(report, SyncReport { before: want.len() as u64, after: want.len() as u64, size });
     mirror.assert_copy(&want);
     assert_eq!(mirror.listing(), ["app.dare"]);
     origin.stop().await;
