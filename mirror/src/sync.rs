@@ -189,16 +189,24 @@ impl Syncer {
     }
 
     async fn sync_from(&mut self, url: &str) -> Result<SyncReport, SyncError> {
-        let before = self.verified;
         let staging = staging_path(&self.cfg.local);
-        let fetched = self.fetch(url, before, &staging).await?;
+        let result = self.sync_through(url, &staging).await;
+        // Unverified bytes never stay behind, whether they were refused or
+        // the round failed midway.
+        let _ = fs::remove_file(&staging);
+        result
+    }
+
+    async fn sync_through(&mut self, url: &str, staging: &Path) -> Result<SyncReport, SyncError> {
+        let before = self.verified;
+        let fetched = self.fetch(url, before, staging).await?;
         if fetched == 0 {
             return Ok(SyncReport { before, after: before, size: self.size });
         }
         let local = &self.cfg.local;
         let first = before == 0;
         let staged =
-            OpenOptions::new().read(true).write(true).open(&staging).map_err(|e| io_err("opening", &staging, e))?;
+            OpenOptions::new().read(true).write(true).open(staging).map_err(|e| io_err("opening", staging, e))?;
         let base = if first { None } else { Some(File::open(local).map_err(|e| io_err("opening", local, e))?) };
         let total = before + fetched;
         let pins = if first { self.cfg.pins.clone() } else { None };
@@ -219,21 +227,19 @@ impl Syncer {
             );
         }
         if scan.sealed_len <= before {
-            let _ = fs::remove_file(&staging);
             return Ok(SyncReport { before, after: before, size: scan.size() });
         }
         // Append exactly the verified bytes.
         let add = scan.sealed_len - before;
         if first {
-            staged.set_len(add).map_err(|e| io_err("cutting", &staging, e))?;
-            staged.sync_all().map_err(|e| io_err("syncing", &staging, e))?;
-            fs::rename(&staging, local).map_err(|e| io_err("moving into place", local, e))?;
+            staged.set_len(add).map_err(|e| io_err("cutting", staging, e))?;
+            staged.sync_all().map_err(|e| io_err("syncing", staging, e))?;
+            fs::rename(staging, local).map_err(|e| io_err("moving into place", local, e))?;
         } else {
             let mut out = OpenOptions::new().append(true).open(local).map_err(|e| io_err("opening", local, e))?;
             let mut src = io::Read::take(&staged, add);
             io::copy(&mut src, &mut out).map_err(|e| io_err("appending to", local, e))?;
             out.sync_all().map_err(|e| io_err("syncing", local, e))?;
-            let _ = fs::remove_file(&staging);
         }
         if let Some(dir) = local.parent() {
             let _ = File::open(dir).and_then(|d| d.sync_all());

@@ -418,6 +418,7 @@ async fn a_first_sync_pinned_to_another_key_is_refused() {
     assert!(!mirror.local.exists(), "no local copy");
     assert_eq!(mirror.served(), None);
     assert_eq!(syncer.verified_len(), 0);
+    assert!(mirror.listing().is_empty(), "nothing left behind: {:?}", mirror.listing());
     origin.stop().await;
 }
 
@@ -518,6 +519,7 @@ async fn a_tampered_release_is_refused_and_the_copy_stays() {
         eprintln!("{what}: {reason}");
         mirror.assert_copy(&good);
         assert_eq!(syncer.verified_len(), good.len() as u64, "{what}");
+        assert_eq!(mirror.listing(), ["app.dare"], "{what}: nothing left behind");
     }
 
     // The real release syncs.
@@ -558,6 +560,7 @@ async fn a_fork_is_refused() {
     origin.serve_bytes(&read(&b));
     assert_refused(syncer.sync_once().await);
     mirror.assert_copy(&read(&a));
+    assert_eq!(mirror.listing(), ["app.dare"]);
     origin.stop().await;
 }
 
