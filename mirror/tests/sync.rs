@@ -552,7 +552,8 @@ async fn a_fork_is_refused() {
     // b is longer than a: its bytes past a's length are no extension of a.
     assert!(read(&b).len() > read(&a).len());
     origin.serve_bytes(&read(&b));
-    assert_refused(syncer.sync_once().await);
+    let reason = assert_refused(syncer.sync_once().await);
+    assert!(reason.contains("fork"), "{reason}");
     mirror.assert_copy(&read(&a));
 
     // b grows further: still no extension of a.
@@ -561,6 +562,26 @@ async fn a_fork_is_refused() {
     assert_refused(syncer.sync_once().await);
     mirror.assert_copy(&read(&a));
     assert_eq!(mirror.listing(), ["app.dare"]);
+    origin.stop().await;
+}
+
+#[tokio::test]
+async fn a_fork_of_the_same_length_is_refused() {
+    let origin = Origin::start().await;
+    let (a, b) = fork(&origin.publisher, 3000);
+    let (a_bytes, b_bytes) = (read(&a), read(&b));
+    assert_eq!(a_bytes.len(), b_bytes.len(), "the fork has the same length");
+    assert_eq!(scan(&a).size(), scan(&b).size(), "and the same tree size");
+    assert_ne!(scan(&a).last_seal.checkpoint.root, scan(&b).last_seal.checkpoint.root, "but another root");
+    origin.serve_bytes(&a_bytes);
+    let mirror = Mirror::new();
+    let mut syncer = mirror.syncer(&origin.url());
+    syncer.sync_once().await.expect("syncing a");
+
+    origin.serve_bytes(&b_bytes);
+    let reason = assert_refused(syncer.sync_once().await);
+    assert!(reason.contains("fork"), "{reason}");
+    mirror.assert_copy(&a_bytes);
     origin.stop().await;
 }
 
