@@ -13,7 +13,7 @@
 //! rolled-back upstream is refused and logged; the local copy stays as it was.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -244,7 +244,11 @@ impl Syncer {
             staged.sync_all().map_err(|e| io_err("syncing", staging, e))?;
             fs::rename(staging, local).map_err(|e| io_err("moving into place", local, e))?;
         } else {
-            let mut out = OpenOptions::new().append(true).open(local).map_err(|e| io_err("opening", local, e))?;
+            let mut out = OpenOptions::new().write(true).open(local).map_err(|e| io_err("opening", local, e))?;
+            // Whatever lies past the verified length (a failed append's
+            // bytes) is not part of the copy: write the new bytes over it.
+            out.set_len(before).map_err(|e| io_err("cutting back", local, e))?;
+            out.seek(SeekFrom::Start(before)).map_err(|e| io_err("seeking in", local, e))?;
             let mut src = io::Read::take(&staged, add);
             io::copy(&mut src, &mut out).map_err(|e| io_err("appending to", local, e))?;
             out.sync_all().map_err(|e| io_err("syncing", local, e))?;

@@ -890,3 +890,29 @@ async fn a_restart_cuts_a_torn_local_tail_and_resumes() {
     mirror.assert_copy(&v2);
     origin.stop().await;
 }
+
+/// Bytes past the verified length (a failed append, say) are never served
+/// and never end up inside the copy: the next sync writes over them.
+#[tokio::test]
+async fn bytes_past_the_verified_length_are_written_over() {
+    let origin = Origin::start().await;
+    let mirror = Mirror::new();
+    let mut syncer = mirror.syncer(&origin.url());
+    syncer.sync_once().await.expect("the first sync");
+    let v1 = origin.bytes();
+    origin.release("1.1.0", 2, 8000, T0 + 2);
+    let v2 = origin.bytes();
+
+    for leftover in [b"junk left by a failed append".to_vec(), v2[v1.len()..v1.len() + 3000].to_vec()] {
+        let mut f = std::fs::OpenOptions::new().append(true).open(&mirror.local).unwrap();
+        std::io::Write::write_all(&mut f, &leftover).unwrap();
+        drop(f);
+        assert_eq!(mirror.served(), Some(v1.len() as u64), "the leftover is not served");
+    }
+    let report = syncer.sync_once().await.expect("the next sync");
+    assert_eq!((report.before, report.after), (v1.len() as u64, v2.len() as u64));
+    mirror.assert_copy(&v2);
+    // And the copy still opens.
+    assert_eq!(mirror.syncer(&origin.url()).verified_len(), v2.len() as u64);
+    origin.stop().await;
+}
