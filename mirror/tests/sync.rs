@@ -502,21 +502,17 @@ async fn a_tampered_release_is_refused_and_the_copy_stays() {
     let signature = seal_signature_byte(&full, &s);
     assert!(signature > good.len());
 
-    for (what, at, flip) in [
-        ("a payload byte", payload, 0x01u8),
-        ("a header byte", header, 0x01),
-        (
-            "a seal signature byte",
-            signature,
-            // Stays base64: 'A' <-> 'B', 'a' <-> 'b', ...
-            0x03,
-        ),
+    for (what, at, flip, why) in [
+        ("a payload byte", payload, 0x01u8, "payload SHA-256"),
+        ("a header byte", header, 0x01, "header"),
+        // Letters and digits stay base64 ('A' <-> 'B'): a signature that fails.
+        ("a seal signature byte", signature, 0x03, "seal signatures"),
     ] {
         let mut tampered = full.clone();
         tampered[at] ^= flip;
         origin.serve_bytes(&tampered);
         let reason = assert_refused(syncer.sync_once().await);
-        eprintln!("{what}: {reason}");
+        assert!(reason.contains(why), "{what}: {reason}");
         mirror.assert_copy(&good);
         assert_eq!(syncer.verified_len(), good.len() as u64, "{what}");
         assert_eq!(mirror.listing(), ["app.dare"], "{what}: nothing left behind");
