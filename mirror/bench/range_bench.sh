@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
-# Random 64 KiB range requests against dare-mirror and nginx: same file, same
-# machine, same run.
+# Random 64 KiB range requests against `dare serve` and nginx: same file,
+# same machine, same run.
 #
 #   mirror/bench/range_bench.sh                   # defaults below
 #   RUNS=10 DURATION=5s CONNS=32 mirror/bench/range_bench.sh
+#   ACCESS_LOG=1 mirror/bench/range_bench.sh      # also dare serve logging every request
+#   DARE_ALT=/tmp/dare-old DARE_ALT_ARGS= mirror/bench/range_bench.sh
+#                                                 # also another dare binary (ARGS default: --workers N)
 #
-# Four servers, each with two workers, sharing the machine's cores with wrk:
-#   dare          the serve_dir example: one 2-thread tokio runtime, one listener
+# Servers, each with two workers, sharing the machine's cores with wrk:
+#   dare          target/release/dare serve DIR --listen 127.0.0.1:PORT --workers 2,
+#                 with DARE_LOG=warn (no access log)
 #   nginx         worker_processes 2, sendfile on, one shared listener
-#   dare-percore  serve_dir --per-core: two 1-thread runtimes, SO_REUSEPORT
 #   nginx-rp      as nginx, with `listen ... reuseport`
-# dare is compared with nginx, dare-percore with nginx-rp.
+#   dare-log      (ACCESS_LOG=1) as dare, with the default INFO access log
+#                 written to a file
+#   dare-alt      (DARE_ALT=BIN) as dare, run from another binary
+# Ratios compare dare with nginx and with nginx-rp.
 #
 # Every run measures each server once, in an order that rotates, and the
 # summary gives medians, so load from other processes hits all alike. The CPU
@@ -29,6 +35,8 @@ WRK_THREADS=${WRK_THREADS:-2}
 SIZE_MIB=${SIZE_MIB:-256}
 RANGE_LEN=${RANGE_LEN:-65536}
 WORKERS=${WORKERS:-2}
+ACCESS_LOG=${ACCESS_LOG:-}
+DARE_ALT=${DARE_ALT:-}
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -40,9 +48,9 @@ for tool in nginx wrk curl python3; do
     }
 done
 
-echo "building dare-mirror (release)..."
-(cd "$repo" && cargo build --release --quiet -p dare-mirror --example serve_dir)
-serve_dir="$repo/target/release/examples/serve_dir"
+echo "building dare (release)..."
+(cd "$repo" && cargo build --release --quiet --bin dare)
+dare="$repo/target/release/dare"
 
 tmp=$(mktemp -d -t dare-range-bench.XXXXXX)
 pids=()
@@ -64,10 +72,17 @@ size=$(stat -c %s "$tmp/www/file.bin")
 
 declare -A url cpu_pids
 
-start_dare() { # name, extra args...
-    local name=$1
-    shift
-    "$serve_dir" "$tmp/www" 127.0.0.1:0 --threads "$WORKERS" "$@" > "$tmp/$name.out" 2> "$tmp/$name.err" &
+# A port the kernel just handed out and released.
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+start_dare() { # name, binary, DARE_LOG, extra args...
+    local name=$1 bin=$2 log=$3 port
+    shift 3
+    port=$(free_port)
+    DARE_LOG=$log "$bin" serve "$tmp/www" --listen "127.0.0.1:$port" "$@" \
+        > "$tmp/$name.out" 2> "$tmp/$name.err" &
     pids+=($!)
     cpu_pids[$name]=$!
     for _ in $(seq 50); do
@@ -75,13 +90,16 @@ start_dare() { # name, extra args...
         sleep 0.1
     done
     url[$name]=$(sed -n 's/^listening on //p' "$tmp/$name.out")
-    [ -n "${url[$name]}" ] || { echo "$name did not start:" >&2; cat "$tmp/$name.err" >&2; exit 1; }
+    [ "${url[$name]}" = "http://127.0.0.1:$port" ] || {
+        echo "$name did not start on port $port:" >&2
+        cat "$tmp/$name.out" "$tmp/$name.err" >&2
+        exit 1
+    }
 }
 
 start_nginx() { # name, listen options
     local name=$1 options=$2 port user_line=""
-    # A port the kernel just handed out and released.
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    port=$(free_port)
     [ "$(id -u)" = 0 ] && user_line="user $(id -un) $(id -gn);"
     mkdir -p "$tmp/$name"
     cat > "$tmp/$name.conf" <<CONF
@@ -117,11 +135,19 @@ CONF
     cpu_pids[$name]=$(pgrep -P "$(cat "$tmp/$name.pid")" | tr '\n' ' ')
 }
 
-start_dare dare
-start_dare dare-percore --per-core
+start_dare dare "$dare" warn --workers "$WORKERS"
 start_nginx nginx ""
 start_nginx nginx-rp reuseport
-names=(dare nginx dare-percore nginx-rp)
+names=(dare nginx nginx-rp)
+if [ -n "$ACCESS_LOG" ]; then
+    start_dare dare-log "$dare" info --workers "$WORKERS"
+    names+=(dare-log)
+fi
+if [ -n "$DARE_ALT" ]; then
+    # shellcheck disable=SC2086 # DARE_ALT_ARGS is a list of words.
+    start_dare dare-alt "$DARE_ALT" warn ${DARE_ALT_ARGS---workers $WORKERS}
+    names+=(dare-alt)
+fi
 
 # Every server must answer a range with 206 and the exact bytes.
 head -c 66536 "$tmp/www/file.bin" | tail -c 65536 > "$tmp/expected"
@@ -204,8 +230,8 @@ for run in $(seq "$RUNS"); do
     done
     for name in "${names[@]}"; do printf ' %13s' "${line[$name]}"; done
     printf '\n'
-    echo "$(awk -v d="${line[dare]}" -v n="${line[nginx]}" 'BEGIN { print d / n }')" >> "$tmp/ratio"
-    echo "$(awk -v d="${line[dare-percore]}" -v n="${line[nginx-rp]}" 'BEGIN { print d / n }')" >> "$tmp/ratio-rp"
+    awk -v d="${line[dare]}" -v n="${line[nginx]}" 'BEGIN { print d / n }' >> "$tmp/ratio"
+    awk -v d="${line[dare]}" -v n="${line[nginx-rp]}" 'BEGIN { print d / n }' >> "$tmp/ratio-rp"
 done
 
 echo
@@ -216,7 +242,7 @@ for name in "${names[@]}"; do
     printf '%-13s %12.0f %16.1f %14s\n' "$name" "$(median < "$tmp/$name.rps")" "$(median < "$tmp/$name.cpu")" "$rss"
 done
 echo "(nginx RSS: sum of its workers)"
-printf 'ratio dare/nginx:            median %.3f, mean %.3f\n' \
+printf 'ratio dare/nginx:    median %.3f, mean %.3f\n' \
     "$(median < "$tmp/ratio")" "$(awk '{ s += $1 } END { print s / NR }' "$tmp/ratio")"
-printf 'ratio dare-percore/nginx-rp: median %.3f, mean %.3f\n' \
+printf 'ratio dare/nginx-rp: median %.3f, mean %.3f\n' \
     "$(median < "$tmp/ratio-rp")" "$(awk '{ s += $1 } END { print s / NR }' "$tmp/ratio-rp")"

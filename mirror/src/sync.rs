@@ -1,8 +1,10 @@
 //! Keeping a local copy of an upstream container in sync, verified.
 //!
-//! Every interval the syncer asks an upstream for the bytes after its own
-//! verified length, streams them into a staging file, and verifies the local
-//! copy plus the staged bytes as one container: every new frame's structure
+//! Every interval the syncer asks an upstream for its bytes from the start of
+//! the local copy's last seal, checks that they begin with that very seal (so
+//! a fork is caught even when it has the same length), streams the rest into
+//! a staging file, and verifies the local copy plus the staged bytes as one
+//! container: every new frame's structure
 //! and header, every new payload's digests, the tiles, every new seal's
 //! signatures (against the local genesis trust root, or `--trust` keys on the
 //! very first sync) and its consistency with the seals before. Only the
@@ -11,7 +13,7 @@
 //! rolled-back upstream is refused and logged; the local copy stays as it was.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -107,6 +109,12 @@ pub struct Syncer {
     tlog: TlogOverlay,
     client: Client<HttpConnector, Empty<Bytes>>,
     verified: u64,
+    /// The tree size of the verified copy.
+    size: u64,
+    /// Where the verified copy's last seal starts. Each round asks from
+    /// there and compares the seal with the upstream's bytes, so an upstream
+    /// that forked, even to the same length, is caught.
+    anchor: u64,
     preferred: usize,
 }
 
@@ -123,7 +131,7 @@ impl Syncer {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(Duration::from_secs(10)));
         let client = Client::builder(TokioExecutor::new()).build(connector);
-        let mut s = Syncer { cfg, lengths, tlog, client, verified: 0, preferred: 0 };
+        let mut s = Syncer { cfg, lengths, tlog, client, verified: 0, size: 0, anchor: 0, preferred: 0 };
         if s.cfg.local.exists() {
             let file = File::open(&s.cfg.local).map_err(|e| io_err("opening", &s.cfg.local, e))?;
             let len = file.metadata().map_err(|e| io_err("reading", &s.cfg.local, e))?.len();
@@ -154,6 +162,8 @@ impl Syncer {
 
     fn publish(&mut self, scan: &Scan) {
         self.verified = scan.sealed_len;
+        self.size = scan.size();
+        self.anchor = scan.last_seal.frame.offset;
         self.lengths.set(&self.cfg.url_path, scan.sealed_len);
         self.tlog.set(
             &self.cfg.url_path,
@@ -186,16 +196,25 @@ impl Syncer {
     }
 
     async fn sync_from(&mut self, url: &str) -> Result<SyncReport, SyncError> {
-        let before = self.verified;
         let staging = staging_path(&self.cfg.local);
-        let fetched = self.fetch(url, before, &staging).await?;
+        let result = self.sync_through(url, &staging).await;
+        // Unverified bytes never stay behind, whether they were refused or
+        // the round failed midway.
+        let _ = fs::remove_file(&staging);
+        result
+    }
+
+    async fn sync_through(&mut self, url: &str, staging: &Path) -> Result<SyncReport, SyncError> {
+        let before = self.verified;
+        let overlap = self.last_seal_bytes()?;
+        let fetched = self.fetch(url, &overlap, staging).await?;
         if fetched == 0 {
-            return Ok(SyncReport { before, after: before, size: 0 });
+            return Ok(SyncReport { before, after: before, size: self.size });
         }
         let local = &self.cfg.local;
         let first = before == 0;
         let staged =
-            OpenOptions::new().read(true).write(true).open(&staging).map_err(|e| io_err("opening", &staging, e))?;
+            OpenOptions::new().read(true).write(true).open(staging).map_err(|e| io_err("opening", staging, e))?;
         let base = if first { None } else { Some(File::open(local).map_err(|e| io_err("opening", local, e))?) };
         let total = before + fetched;
         let pins = if first { self.cfg.pins.clone() } else { None };
@@ -216,21 +235,23 @@ impl Syncer {
             );
         }
         if scan.sealed_len <= before {
-            let _ = fs::remove_file(&staging);
             return Ok(SyncReport { before, after: before, size: scan.size() });
         }
         // Append exactly the verified bytes.
         let add = scan.sealed_len - before;
         if first {
-            staged.set_len(add).map_err(|e| io_err("cutting", &staging, e))?;
-            staged.sync_all().map_err(|e| io_err("syncing", &staging, e))?;
-            fs::rename(&staging, local).map_err(|e| io_err("moving into place", local, e))?;
+            staged.set_len(add).map_err(|e| io_err("cutting", staging, e))?;
+            staged.sync_all().map_err(|e| io_err("syncing", staging, e))?;
+            fs::rename(staging, local).map_err(|e| io_err("moving into place", local, e))?;
         } else {
-            let mut out = OpenOptions::new().append(true).open(local).map_err(|e| io_err("opening", local, e))?;
+            let mut out = OpenOptions::new().write(true).open(local).map_err(|e| io_err("opening", local, e))?;
+            // Whatever lies past the verified length (a failed append's
+            // bytes) is not part of the copy: write the new bytes over it.
+            out.set_len(before).map_err(|e| io_err("cutting back", local, e))?;
+            out.seek(SeekFrom::Start(before)).map_err(|e| io_err("seeking in", local, e))?;
             let mut src = io::Read::take(&staged, add);
             io::copy(&mut src, &mut out).map_err(|e| io_err("appending to", local, e))?;
             out.sync_all().map_err(|e| io_err("syncing", local, e))?;
-            let _ = fs::remove_file(&staging);
         }
         if let Some(dir) = local.parent() {
             let _ = File::open(dir).and_then(|d| d.sync_all());
@@ -240,9 +261,26 @@ impl Syncer {
         Ok(SyncReport { before, after: scan.sealed_len, size: scan.size() })
     }
 
-    /// Streams upstream bytes from `from` into the staging file; returns how many.
-    async fn fetch(&self, url: &str, from: u64, staging: &Path) -> Result<u64, SyncError> {
+    /// The verified copy's bytes from its last seal to its end.
+    fn last_seal_bytes(&self) -> Result<Vec<u8>, SyncError> {
+        if self.verified == 0 {
+            return Ok(Vec::new());
+        }
+        let local = &self.cfg.local;
+        let file = File::open(local).map_err(|e| io_err("opening", local, e))?;
+        let mut buf = vec![0u8; (self.verified - self.anchor) as usize];
+        file.read_exact_at(&mut buf, self.anchor).map_err(|e| io_err("reading", local, e))?;
+        Ok(buf)
+    }
+
+    /// Asks the upstream for its bytes from the start of `overlap` (the
+    /// verified copy's last seal), checks that they begin with `overlap`,
+    /// and streams the rest into the staging file; returns how many.
+    async fn fetch(&self, url: &str, overlap: &[u8], staging: &Path) -> Result<u64, SyncError> {
         let up = |reason: String| SyncError::Upstream { url: url.to_string(), reason };
+        let before = self.verified;
+        let from = before - overlap.len() as u64;
+        let rollback = |upstream: u64| SyncError::Rollback { url: url.to_string(), upstream, local: before };
         let uri: hyper::Uri = url.parse().map_err(|e| up(format!("not a URL: {e}")))?;
         if uri.scheme_str() != Some("http") {
             return Err(up(
@@ -268,9 +306,14 @@ impl Syncer {
                     .get(hyper::header::CONTENT_RANGE)
                     .and_then(|v| v.to_str().ok())
                     .ok_or_else(|| up("206 without Content-Range".into()))?;
-                let start = parse_content_range_start(cr).ok_or_else(|| up(format!("bad Content-Range {cr}")))?;
+                let (start, total) = parse_content_range(cr).ok_or_else(|| up(format!("bad Content-Range {cr}")))?;
                 if start != from {
                     return Err(up(format!("asked for bytes from {from}, got a range from {start}")));
+                }
+                if let Some(total) = total
+                    && total < before
+                {
+                    return Err(rollback(total));
                 }
             }
             200 => skip = from,
@@ -281,9 +324,12 @@ impl Syncer {
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.strip_prefix("bytes */"))
                     .and_then(|v| v.parse::<u64>().ok());
+                // The range starts inside the verified copy, so a 416 means
+                // the upstream is shorter (or, before the first sync, empty).
                 return match len {
-                    Some(l) if l < from => Err(SyncError::Rollback { url: url.to_string(), upstream: l, local: from }),
-                    _ => Ok(0),
+                    Some(l) if l < before => Err(rollback(l)),
+                    _ if before == 0 => Ok(0),
+                    _ => Err(up(format!("416 for bytes from {from}, which it should hold"))),
                 };
             }
             s => return Err(up(format!("HTTP status {s}"))),
@@ -291,6 +337,7 @@ impl Syncer {
         let mut out = File::create(staging).map_err(|e| io_err("creating", staging, e))?;
         let mut body = resp.into_body();
         let mut written = 0u64;
+        let mut matched = 0usize;
         loop {
             let frame = tokio::time::timeout(self.cfg.idle_timeout, body.frame())
                 .await
@@ -303,6 +350,20 @@ impl Syncer {
                 data = data.slice(n..);
                 skip -= n as u64;
             }
+            if matched < overlap.len() {
+                let n = data.len().min(overlap.len() - matched);
+                if let Some(i) = data[..n].iter().zip(&overlap[matched..]).position(|(a, b)| a != b) {
+                    return Err(SyncError::Refused {
+                        url: url.to_string(),
+                        reason: format!(
+                            "its byte {} differs from the verified copy's last seal: a fork, or another container",
+                            from + (matched + i) as u64
+                        ),
+                    });
+                }
+                matched += n;
+                data = data.slice(n..);
+            }
             if data.is_empty() {
                 continue;
             }
@@ -313,8 +374,11 @@ impl Syncer {
             // A local write of one network chunk: short, so done in place.
             out.write_all(&data).map_err(|e| io_err("writing", staging, e))?;
         }
-        if skip > 0 && status == 200 {
-            return Err(SyncError::Rollback { url: url.to_string(), upstream: from - skip, local: from });
+        if skip > 0 {
+            return Err(rollback(from - skip));
+        }
+        if matched < overlap.len() {
+            return Err(rollback(from + matched as u64));
         }
         out.sync_all().map_err(|e| io_err("syncing", staging, e))?;
         Ok(written)
@@ -350,11 +414,13 @@ fn io_err(op: &'static str, path: &Path, source: io::Error) -> SyncError {
     SyncError::Io { op, path: path.to_path_buf(), source }
 }
 
-fn parse_content_range_start(v: &str) -> Option<u64> {
+/// `bytes FIRST-LAST/TOTAL`: the first byte and the total, if known (`*`).
+fn parse_content_range(v: &str) -> Option<(u64, Option<u64>)> {
     let rest = v.strip_prefix("bytes ")?;
-    let (range, _) = rest.split_once('/')?;
+    let (range, total) = rest.split_once('/')?;
     let (start, _) = range.split_once('-')?;
-    start.parse().ok()
+    let total = if total == "*" { None } else { Some(total.parse().ok()?) };
+    Some((start.parse().ok()?, total))
 }
 
 /// The verified local copy followed by the staged bytes, read as one file.
@@ -381,5 +447,19 @@ impl ReadAt for Joined<'_> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_content_range;
+
+    #[test]
+    fn content_ranges() {
+        assert_eq!(parse_content_range("bytes 10-19/100"), Some((10, Some(100))));
+        assert_eq!(parse_content_range("bytes 10-19/*"), Some((10, None)));
+        assert_eq!(parse_content_range("bytes */100"), None);
+        assert_eq!(parse_content_range("bytes 10-19/x"), None);
+        assert_eq!(parse_content_range("items 10-19/100"), None);
     }
 }

@@ -52,12 +52,14 @@ impl TlogOverlay {
 impl Overlay for TlogOverlay {
     fn lookup(&self, path: &str) -> Option<OverlayBody> {
         // Only paths under a known container: `/NAME/checkpoint`, `/NAME/tile/...`.
-        let logs = self.logs.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Every request comes here first: the lock is taken only for those.
         if let Some(name) = path.strip_suffix("/checkpoint") {
+            let logs = self.logs.read().unwrap_or_else(std::sync::PoisonError::into_inner);
             return logs.get(name).map(|l| OverlayBody::text(l.checkpoint.clone()));
         }
         let at = path.find("/tile/")?;
         let (name, rest) = path.split_at(at);
+        let logs = self.logs.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         let log = logs.get(name)?;
         let tile = TileId::parse_path(&rest[1..]).ok()?;
         let have = log.size >> (8 * u32::from(tile.level));

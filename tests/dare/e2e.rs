@@ -288,6 +288,39 @@ fn a_mirror_refuses_a_tampered_or_rolled_back_upstream() {
     drop(mirror);
 }
 
+/// Workers share one port (`SO_REUSEPORT`), yet a second server on that
+/// address is refused rather than handed a share of the connections.
+#[test]
+fn workers_share_one_port_and_a_second_server_is_refused() {
+    let sb = Sandbox::new();
+    std::fs::create_dir_all(sb.path("www")).unwrap();
+    std::fs::write(sb.path("www/a.txt"), b"hello\n").unwrap();
+    let server = Served::start(&sb.path("www"), &["--workers", "4"]);
+    for _ in 0..40 {
+        assert_eq!(get(&server.url("/a.txt")), (200, b"hello\n".to_vec()));
+    }
+    for workers in ["1", "3"] {
+        let mut second = Command::new(env!("CARGO_BIN_EXE_dare"))
+            .args(["serve", "www", "--listen", &server.addr, "--workers", workers])
+            .current_dir(sb.path(""))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let Some(status) = wait(&mut second, Duration::from_secs(10)) else {
+            let _ = second.kill();
+            let _ = second.wait();
+            panic!("a second server on {} with {workers} worker(s) started", server.addr);
+        };
+        let mut stderr = String::new();
+        second.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+        assert_eq!(status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("Address already in use"), "{stderr}");
+    }
+    assert_eq!(get(&server.url("/a.txt")).0, 200);
+    assert!(server.stop().success(), "dare serve exits 0 on SIGTERM");
+}
+
 /// nginx as the mirror, when it is installed (`.ci/run` installs it).
 #[test]
 fn publish_then_update_through_nginx() {
