@@ -12,7 +12,9 @@
 //! runtime and its own `SO_REUSEPORT` listener on the same address, and the
 //! kernel spreads connections over them (nginx's `listen ... reuseport`).
 //! No task ever moves between threads, which measured faster on small range
-//! requests; `dare serve` runs this model (`bench/range_bench.sh` measures it).
+//! requests than one multi-threaded runtime. `dare serve` also runs one
+//! single-threaded runtime per thread, but all accept from one shared
+//! listener, which measured faster still (`bench/range_bench.sh`).
 //!
 //! Logging follows `RUST_LOG` (default `warn`; `dare_mirror::access=info`
 //! for an access log).

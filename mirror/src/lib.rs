@@ -36,9 +36,10 @@
 //! - Opening and `fstat` run on the runtime's threads, as nginx does them:
 //!   microseconds on a warm cache, less than a hop to a thread pool.
 //!
-//! Serving several listeners (one per core with `SO_REUSEPORT`, each on its
-//! own single-threaded runtime) is a matter of running one clone of the
-//! [`Server`] on each; `examples/serve_dir.rs` shows it.
+//! Serving from several single-threaded runtimes (one per core, each with
+//! its own `SO_REUSEPORT` listener or a clone of one shared listener) is a
+//! matter of running one clone of the [`Server`] on each;
+//! `examples/serve_dir.rs` shows the first, `dare serve` the second.
 //!
 //! The crate logs through `tracing` and never prints: one event per request
 //! at INFO with the target `dare_mirror::access`.

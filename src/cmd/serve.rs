@@ -2,12 +2,13 @@
 //! optionally keeping some in sync with upstreams, verified.
 //!
 //! Requests are served by one thread per worker, each with its own
-//! single-threaded runtime and its own `SO_REUSEPORT` listener on the same
-//! address: the kernel spreads connections over them and no task ever moves
-//! between threads (nginx's `listen ... reuseport`). This measured faster
-//! than one multi-threaded runtime on small range requests
-//! (`mirror/bench/range_bench.sh`). Syncs, local logs and signals run on the
-//! main thread's own runtime, so verifying a sync never takes a server thread.
+//! single-threaded runtime accepting from one shared listening socket, as
+//! nginx's workers do: a connection stays on the thread that accepted it and
+//! no task ever moves between threads. On random 64 KiB ranges
+//! (`mirror/bench/range_bench.sh`) this measured faster than one
+//! multi-threaded runtime, and faster than one `SO_REUSEPORT` listener per
+//! thread. Syncs, local logs and signals run on the main thread's own
+//! runtime, so verifying a sync never takes a server thread.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -93,7 +94,8 @@ pub fn run(a: Args) -> Result<()> {
         syncers.push(syncer);
     }
 
-    let (sockets, addr) = bind(a.listen, workers).with_context(|| format!("binding {}", a.listen))?;
+    let listener = listen(a.listen).with_context(|| format!("binding {}", a.listen))?;
+    let addr = listener.local_addr().context("reading the bound address")?;
     let server =
         Server::new(a.dir.clone(), ServerConfig::default()).lengths(lengths).overlay(std::sync::Arc::new(tlog.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -103,25 +105,31 @@ pub fn run(a: Args) -> Result<()> {
             let _ = rx.wait_for(|s| *s).await;
         }
     };
-    // Each server thread says once that it listens, and once that it ended.
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::io::Result<()>>();
+    // Each server thread says when it ended (early only when it failed).
     let (ended_tx, mut ended_rx) = mpsc::unbounded_channel::<Result<()>>();
     let mut threads = Vec::new();
-    for (i, socket) in sockets.into_iter().enumerate() {
-        let (server, shutdown, ready, ended) = (server.clone(), stopped(), ready_tx.clone(), ended_tx.clone());
-        let thread = std::thread::Builder::new()
-            .name(format!("dare-serve-{i}"))
-            .spawn(move || {
-                let result = serve_one(socket, server, shutdown, ready);
-                let _ = ended.send(result);
-            })
-            .context("starting a server thread")?;
-        threads.push(thread);
+    let mut started = Ok(());
+    for i in 0..workers {
+        let (server, shutdown, ended) = (server.clone(), stopped(), ended_tx.clone());
+        let spawned = listener.try_clone().context("sharing the listener").and_then(|listener| {
+            std::thread::Builder::new()
+                .name(format!("dare-serve-{i}"))
+                .spawn(move || {
+                    let _ = ended.send(serve_one(listener, server, shutdown));
+                })
+                .context("starting a server thread")
+        });
+        match spawned {
+            Ok(thread) => threads.push(thread),
+            Err(e) => {
+                started = Err(e);
+                break;
+            }
+        }
     }
-    drop((ready_tx, ended_tx));
+    drop((listener, ended_tx));
     drop(entered);
-    let listening = (0..threads.len()).try_for_each(|_| ready_rx.recv().unwrap_or_else(|_| Err(closed())));
-    let result = match listening {
+    let result = match started {
         Ok(()) => {
             crate::outln!("listening on http://{addr}");
             let _ = std::io::stdout().flush();
@@ -149,7 +157,7 @@ pub fn run(a: Args) -> Result<()> {
         }
         Err(e) => {
             let _ = stop_tx.send(true);
-            Err(anyhow!(e).context(format!("listening on {addr}")))
+            Err(e)
         }
     };
     for thread in threads {
@@ -162,64 +170,28 @@ pub fn run(a: Args) -> Result<()> {
     result
 }
 
-fn closed() -> std::io::Error {
-    std::io::Error::other("a server thread ended before it listened")
-}
-
 /// Runs one server on its own single-threaded runtime until `shutdown`.
 fn serve_one(
-    socket: TcpSocket,
+    listener: std::net::TcpListener,
     server: Server,
     shutdown: impl std::future::Future<Output = ()> + Send,
-    ready: std::sync::mpsc::Sender<std::io::Result<()>>,
 ) -> Result<()> {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            let _ = ready.send(Err(std::io::Error::other(format!("starting a runtime: {e}"))));
-            return Ok(());
-        }
-    };
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting a server runtime")?;
     runtime.block_on(async move {
-        // The listener registers with this thread's runtime.
-        let listener = match socket.listen(BACKLOG) {
-            Ok(listener) => listener,
-            Err(e) => {
-                let _ = ready.send(Err(e));
-                return Ok(());
-            }
-        };
-        let _ = ready.send(Ok(()));
+        // This thread's runtime watches the shared socket too.
+        let listener = tokio::net::TcpListener::from_std(listener).context("watching the listener")?;
         server.run(listener, shutdown).await.context("serving")
     })
 }
 
-/// `n` sockets bound to `addr`, all with `SO_REUSEPORT` when `n > 1` so that
-/// the kernel spreads connections over them; with port 0 they share the port
-/// the kernel picks. Returns them and the bound address.
-fn bind(addr: SocketAddr, n: usize) -> std::io::Result<(Vec<TcpSocket>, SocketAddr)> {
-    let socket = |reuseport: bool, addr: SocketAddr| -> std::io::Result<TcpSocket> {
-        let s = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
-        s.set_reuseaddr(true)?;
-        if reuseport {
-            s.set_reuseport(true)?;
-        }
-        s.bind(addr)?;
-        Ok(s)
-    };
-    if n == 1 {
-        let s = socket(false, addr)?;
-        let addr = s.local_addr()?;
-        return Ok((vec![s], addr));
-    }
-    // SO_REUSEPORT would also share the port with any other process of this
-    // user that set it (a second `dare serve`, say): first make sure nobody
-    // holds the address, and learn the port when it is 0.
-    let probe = std::net::TcpListener::bind(addr)?;
-    let addr = probe.local_addr()?;
-    drop(probe);
-    let sockets = (0..n).map(|_| socket(true, addr)).collect::<std::io::Result<Vec<_>>>()?;
-    Ok((sockets, addr))
+/// The listening socket every server thread accepts from, non-blocking.
+fn listen(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    // Registered with the runtime entered here only until handed on.
+    socket.listen(BACKLOG)?.into_std()
 }
 
 /// SIGINT and SIGTERM, caught from creation on.

@@ -288,10 +288,10 @@ fn a_mirror_refuses_a_tampered_or_rolled_back_upstream() {
     drop(mirror);
 }
 
-/// Workers share one port (`SO_REUSEPORT`), yet a second server on that
-/// address is refused rather than handed a share of the connections.
+/// Several workers serve one address; a second server on that address is
+/// refused rather than handed a share of the connections.
 #[test]
-fn workers_share_one_port_and_a_second_server_is_refused() {
+fn workers_serve_one_address_and_a_second_server_is_refused() {
     let sb = Sandbox::new();
     std::fs::create_dir_all(sb.path("www")).unwrap();
     std::fs::write(sb.path("www/a.txt"), b"hello\n").unwrap();
