@@ -376,16 +376,7 @@ pub fn read_frame_at<R: ReadAt + ?Sized>(src: &R, offset: u64, end: u64) -> Resu
     if available < 2 {
         return Err(truncated(2));
     }
-    let [tag] = c.bytes::<1>(offset)?;
-    let w = width_from_tag(tag, FRAME_TAG_BASE).ok_or(FrameError::BadTag {
-        offset,
-        at: offset,
-        found: tag,
-        what: "frame",
-    })?;
-    if available < 1 + w as u64 {
-        return Err(truncated(1 + w as u64));
-    }
+    let (tag, w) = frame_tag(&c, offset, available)?;
     let body = read_be(&c, offset + 1, w)?;
     check_len(offset, body, w)?;
     let total = body
@@ -406,6 +397,18 @@ pub fn read_frame_at<R: ReadAt + ?Sized>(src: &R, offset: u64, end: u64) -> Resu
         return Err(FrameError::EndMismatch { offset });
     }
     read_records(&c, offset, body_start, body)
+}
+
+/// The frame tag at `at` (a frame's first or last byte) and the width of the
+/// length it announces, checking `available` bytes hold the tag and length.
+fn frame_tag<R: ReadAt + ?Sized>(c: &Cursor<'_, R>, at: u64, available: u64) -> Result<(u8, usize), FrameError> {
+    let [tag] = c.bytes::<1>(at)?;
+    let w =
+        width_from_tag(tag, FRAME_TAG_BASE).ok_or(FrameError::BadTag { offset: at, at, found: tag, what: "frame" })?;
+    if available < 1 + w as u64 {
+        return Err(FrameError::Truncated { offset: at, needed: 1 + w as u64, available });
+    }
+    Ok((tag, w))
 }
 
 fn read_be<R: ReadAt + ?Sized>(c: &Cursor<'_, R>, at: u64, width: usize) -> Result<u64, FrameError> {
@@ -468,16 +471,7 @@ pub fn read_frame_before<R: ReadAt + ?Sized>(src: &R, start: u64, end: u64) -> R
     if available < 2 {
         return Err(truncated(2));
     }
-    let [tag] = c.bytes::<1>(last)?;
-    let w = width_from_tag(tag, FRAME_TAG_BASE).ok_or(FrameError::BadTag {
-        offset: last,
-        at: last,
-        found: tag,
-        what: "frame",
-    })?;
-    if available < 1 + w as u64 {
-        return Err(truncated(1 + w as u64));
-    }
+    let (_, w) = frame_tag(&c, last, available)?;
     let mut le = [0u8; 8];
     src.read_exact_at(&mut le[..w], last - w as u64).map_err(|e| c.io(e, last - w as u64, w as u64))?;
     let body = u64::from_le_bytes(le);
