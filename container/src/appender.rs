@@ -1,31 +1,44 @@
-//! Creating containers and appending releases to them, crash-safely.
+//! Creating containers and appending releases to them, crash-safely, from
+//! the tail alone.
 //!
 //! An [`Appender`] holds an exclusive lock on the container for its whole
-//! life. Before its first write it records the sealed length in a small
+//! life. Opening reads only the genesis and the tail: the last seal (whose
+//! signatures it checks), the map and manifest it names (checked against the
+//! signed root), and the right-edge tiles (checked against the map's
+//! frontier): enough to append leaves and write the tiles they complete,
+//! without re-reading the log. `dare verify` stays the full check.
+//!
+//! Before its first write an append records the sealed length in a small
 //! *pending* file beside the container (`CONTAINER.pending`), so that a
 //! reader finding bytes after the last seal can tell an interrupted publish
-//! from a damaged file. It then appends entries, and [`Appender::seal`]
-//! appends the tail (new full tiles, the right-edge tiles, the manifest, the
-//! signed seal), fsyncs, and removes the pending file. A crash at any moment
-//! leaves the previous seal intact; the next [`Appender::open`] cuts the
-//! torn tail off.
+//! from a damaged file. It then appends entries, deltas and indexes, and
+//! [`Appender::seal`] appends the tail (new full tiles, filled pages, the
+//! right-edge tiles, the map, the manifest, the signed seal), fsyncs, and
+//! removes the pending file. A crash at any moment leaves the previous seal
+//! intact; the next [`Appender::open`] cuts the torn tail off.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use crate::client::prove_local;
+use crate::content;
 use crate::error::Error;
-use crate::frame::{encode_frame, write_frame};
-use crate::hashio::{HashingReader, to_hex};
+use crate::frame::{FrameInfo, encode_frame, read_frame_at, read_frame_before, read_header, write_frame};
+use crate::hashio::{HashingReader, sha256, to_hex};
 use crate::header::{
-    Entry, EntryRef, FrameRef, Genesis, Header, Manifest, Release, Seal, Sha256Hex, Tile, validate_origin,
+    Compression, Delta, Entry, FileRecord, FrameRef, Genesis, Header, Index, LeafRef, Manifest, Map, Page, Release,
+    Seal, Sha256Hex, Tile, listing_bytes, validate_origin,
 };
 use crate::keys::{SigningKey, TrustRoot};
-use crate::merkle::{MemoryTree, leaf_hash};
+use crate::map::{Edge, LevelMap, PAGE_WIDTH, TileMap, encode_page, levels};
+use crate::merkle::{Hash, leaf_hash};
 use crate::note::{Checkpoint, Note};
-use crate::tiles::{self, TileId};
-use crate::verify::{Draft, Scan, ScanOptions, Tail, scan};
+use crate::tiles::{TILE_WIDTH, TileId};
+
+/// The zstd level of index listings (small, and read by every client of a target).
+const LISTING_LEVEL: i32 = 19;
 
 /// The pending file that marks an append in progress: `CONTAINER.pending`.
 pub fn pending_path(container: &Path) -> PathBuf {
@@ -69,20 +82,31 @@ pub struct CutTail {
     pub reason: String,
 }
 
-/// The log state an append builds on.
+/// The sealed log an append builds on, read from its tail, and what this
+/// append added since.
 struct State {
     origin: String,
     trust: TrustRoot,
     /// A trust root appended since the last seal.
     pending_trust: Option<TrustRoot>,
-    tree: MemoryTree,
+    /// The latest keys leaf.
+    keys: Option<LeafRef>,
+    edge: Edge,
     sealed_size: u64,
     last_time: Option<u64>,
     manifest: Manifest,
     manifest_frame: Option<FrameRef>,
-    tiles: HashMap<(u8, u64, u16), u64>,
-    /// Releases appended since the last seal: version, entries, paths.
-    fresh: BTreeMap<(String, String), Draft>,
+    /// Where the tiles of the sealed tree are.
+    map: TileMap,
+    map_frame: Option<FrameRef>,
+    /// Full tiles completed since the last seal.
+    completed: Vec<(TileId, Vec<Hash>)>,
+    /// Indexes appended since the last seal.
+    fresh: BTreeMap<(String, String), Release>,
+    /// Entries and deltas appended since the last seal: leaf to what it holds.
+    stored: HashMap<u64, (LeafRef, Sha256Hex, Option<Sha256Hex>)>,
+    /// Of those, the ones no index names yet.
+    unreferenced: BTreeSet<u64>,
 }
 
 /// Bytes written after a position, counted.
@@ -110,6 +134,8 @@ pub struct Appender {
     path: PathBuf,
     file: File,
     state: State,
+    /// The sealed root.
+    root: Hash,
     /// The sealed length when opened (after any cut).
     base_len: u64,
     /// The current end of the file.
@@ -126,49 +152,53 @@ impl std::fmt::Debug for Appender {
     }
 }
 
+fn refused(path: &Path, why: impl std::fmt::Display) -> Error {
+    Error::Refused(format!("{}: {why}", path.display()))
+}
+
 impl Appender {
-    /// Opens a container for appending: takes the lock, verifies every frame's
-    /// structure, header, tree, tiles and seals (payload digests too when
-    /// `payloads`), and cuts off a torn tail after the last seal.
-    pub fn open(path: &Path, payloads: bool) -> Result<Appender, Error> {
+    /// Opens a container for appending: takes the lock, reads the genesis
+    /// and the tail (the last seal, checked against the trust root in
+    /// effect; the map and manifest, checked against the signed root; the
+    /// right-edge tiles, checked against the map), and cuts off a torn tail
+    /// that the pending file of an interrupted append explains.
+    pub fn open(path: &Path) -> Result<Appender, Error> {
         let file = OpenOptions::new().read(true).write(true).open(path).map_err(|e| Error::io("opening", path, e))?;
         lock_exclusive(&file, path)?;
         let len = file.metadata().map_err(|e| Error::io("reading", path, e))?.len();
-        let s = scan(&file, len, &ScanOptions { payloads, pins: None })?;
-        if s.partial {
-            return Err(Error::Refused(format!(
-                "{} is a partial container (an updater's replica); publish to the full container",
-                path.display()
-            )));
-        }
-        let mut cut = None;
-        if let Tail::Torn { offset, len, reason } = &s.tail {
-            // Only an interrupted append (which left its pending marker) is
-            // cut; bytes nobody explains may be a damaged last release.
-            if pending_publish(path) != Some(*offset) {
-                return Err(Error::Refused(format!(
-                    "{} has {len} bytes after its last valid seal (byte {offset}) that no interrupted publish \
-                     explains: {reason}. If they are a damaged release, `dare verify` says where; to drop them, \
-                     truncate the file to {offset} bytes",
-                    path.display()
-                )));
+        let last = read_frame_before(&file, 0, len).ok().filter(|f| is_seal(&file, f));
+        let (sealed_len, cut) = match (last, pending_publish(path)) {
+            (Some(_), _) => (len, None),
+            (None, Some(sealed)) if sealed < len && read_frame_before(&file, 0, sealed).is_ok_and(|f| is_seal(&file, &f)) => {
+                let reason = "an interrupted publish (its pending file names the last seal)".to_string();
+                (sealed, Some(CutTail { offset: sealed, len: len - sealed, reason }))
             }
-            file.set_len(*offset).map_err(|e| Error::io("cutting the torn tail of", path, e))?;
+            _ => {
+                return Err(refused(
+                    path,
+                    "does not end with a seal, and no interrupted publish explains the bytes after its last one; \
+                     `dare verify` says where it breaks",
+                ));
+            }
+        };
+        let (state, root, seal_frame) = State::read_tail(&file, sealed_len).map_err(|e| match e {
+            Error::Refused(m) => refused(path, m),
+            e => e,
+        })?;
+        if let Some(c) = &cut {
+            file.set_len(c.offset).map_err(|e| Error::io("cutting the torn tail of", path, e))?;
             file.sync_all().map_err(|e| Error::io("syncing", path, e))?;
-            cut = Some(CutTail { offset: *offset, len: *len, reason: reason.clone() });
         }
         remove_pending(path)?;
-        let base_len = s.sealed_len;
-        let seal_frame = s.last_seal.frame;
         let last_seal =
             (seal_frame.offset, seal_frame.len(), seal_digest(&file, seal_frame.offset, seal_frame.len(), path)?);
-        let state = State::from_scan(s);
         Ok(Appender {
             path: path.to_path_buf(),
             file,
             state,
-            base_len,
-            end: base_len,
+            root,
+            base_len: sealed_len,
+            end: sealed_len,
             cut,
             pending_written: false,
             last_seal,
@@ -194,19 +224,24 @@ impl Appender {
                 origin: genesis.origin.clone(),
                 trust: genesis.trust.clone(),
                 pending_trust: None,
-                tree: MemoryTree::new(),
+                keys: None,
+                edge: Edge::new(),
                 sealed_size: 0,
                 last_time: None,
                 manifest: Manifest::default(),
                 manifest_frame: None,
-                tiles: HashMap::new(),
+                map: TileMap { before: Default::default(), levels: Vec::new() },
+                map_frame: None,
+                completed: Vec::new(),
                 fresh: BTreeMap::new(),
+                stored: HashMap::new(),
+                unreferenced: BTreeSet::new(),
             };
             let mut sink = Sink { out: BufWriter::new(&file), pos: 0 };
             let frame = encode_frame(&genesis_bytes, b"").ok_or_else(|| Error::Refused("genesis too large".into()))?;
             sink.out.write_all(&frame).map_err(|e| Error::io("writing", &tmp, e))?;
             sink.pos = frame.len() as u64;
-            state.tree.push(leaf_hash(&genesis_bytes));
+            state.push_leaf(leaf_hash(&genesis_bytes));
             let summary = state.write_tail(&mut sink, keys, time, true)?;
             let out = sink.out.into_inner().map_err(|e| Error::io("writing", &tmp, e.into_error()))?;
             out.sync_all().map_err(|e| Error::io("syncing", &tmp, e))?;
@@ -260,35 +295,57 @@ impl Appender {
         self.base_len
     }
 
-    /// Checks that an entry may be appended: a version newer than the sealed
-    /// release of its target and channel, one version per target and channel
-    /// in one release, and no path twice.
-    pub fn check_entry(&self, e: &Entry) -> Result<(), Error> {
-        Header::Entry(e.clone()).validate()?;
+    /// Reads an index of the sealed log and its listing, proving the index
+    /// is in the signed tree at its leaf (with tile hashes read from the
+    /// file) and its listing matches the index's digests.
+    pub fn read_index(&self, at: LeafRef) -> Result<(Index, Vec<FileRecord>), Error> {
+        let bad = |m: String| refused(&self.path, format!("the index at byte {}: {m}", at.offset));
+        if at.leaf >= self.state.sealed_size || at.end() > self.base_len {
+            return Err(bad("is not in the sealed log".into()));
+        }
+        let frame = read_frame_at(&self.file, at.offset, at.end()).map_err(|e| bad(e.to_string()))?;
+        let bytes = read_header(&self.file, &frame).map_err(|e| bad(e.to_string()))?;
+        let Ok(Header::Index(ix)) = Header::parse(&bytes) else { return Err(bad("is not an index".into())) };
+        if frame.len() != at.length {
+            return Err(bad("has another length".into()));
+        }
+        prove_local(&self.file, &self.state.map, &self.root, &BTreeMap::from([(at.leaf, leaf_hash(&bytes))]))
+            .map_err(|e| bad(format!("is not leaf {} of the signed tree: {e}", at.leaf)))?;
+        let files = content::listing(&self.file, &frame, &ix).map_err(|e| bad(e.to_string()))?;
+        Ok((ix, files))
+    }
+
+    /// The content of the entry at `at` (which must hold `sha256`), in memory,
+    /// at most `limit` bytes: a delta's base.
+    pub fn entry_bytes(&self, at: LeafRef, sha256: Sha256Hex, limit: u64) -> Result<Vec<u8>, Error> {
+        let bad = |m: String| refused(&self.path, format!("the entry at byte {}: {m}", at.offset));
+        let frame = read_frame_at(&self.file, at.offset, at.end().min(self.end)).map_err(|e| bad(e.to_string()))?;
+        let bytes = read_header(&self.file, &frame).map_err(|e| bad(e.to_string()))?;
+        match Header::parse(&bytes) {
+            Ok(Header::Entry(e)) if e.sha256 == sha256 => {
+                content::entry_bytes(&self.file, &frame, &e, limit).map_err(|e| bad(e.to_string()))
+            }
+            _ => Err(bad(format!("does not hold {sha256}"))),
+        }
+    }
+
+    /// Checks that an index may be appended: a version newer than the sealed
+    /// release of its target and channel, and one index per target and
+    /// channel in one release.
+    pub fn check_release(&self, channel: &str, target: &str, version: &str) -> Result<(), Error> {
+        crate::header::validate_channel(channel)?;
         // Writers are stricter than readers: only triples target-lexicon knows.
-        crate::header::validate_known_target(&e.target)?;
-        let version = e.semver();
-        let key = (e.channel.clone(), e.target.clone());
-        if let Some(d) = self.state.fresh.get(&key) {
-            let v = &d.version;
-            if *v != version {
-                return Err(Error::Refused(format!(
-                    "{} on {} gets both {v} and {version} in one release",
-                    e.target, e.channel
-                )));
-            }
-            if d.paths.contains(&e.path) {
-                return Err(Error::Refused(format!(
-                    "{} {} {version} already has a file {}",
-                    e.target, e.channel, e.path
-                )));
-            }
-        } else if let Some(r) = self.state.manifest.release(&e.channel, &e.target) {
+        crate::header::validate_known_target(target)?;
+        crate::header::validate_version(version)?;
+        let v = semver::Version::parse(version).map_err(|e| Error::Refused(e.to_string()))?;
+        if self.state.fresh.contains_key(&(channel.to_string(), target.to_string())) {
+            return Err(Error::Refused(format!("{target} on {channel} gets two builds in one release")));
+        }
+        if let Some(r) = self.state.manifest.release(channel, target) {
             let published = semver::Version::parse(&r.version).map_err(|err| Error::Refused(err.to_string()))?;
-            if version.cmp_precedence(&published) != std::cmp::Ordering::Greater {
+            if v.cmp_precedence(&published) != std::cmp::Ordering::Greater {
                 return Err(Error::Refused(format!(
-                    "version {version} is not greater than {published}, already published for {} on {}",
-                    e.target, e.channel
+                    "version {v} is not greater than {published}, already published for {target} on {channel}"
                 )));
             }
         }
@@ -297,34 +354,113 @@ impl Appender {
 
     /// Appends one entry whose payload (exactly `entry.stored_size` bytes,
     /// hashing to `entry.stored_sha256`) is streamed from `payload`.
-    pub fn append_entry(&mut self, entry: Entry, payload: &mut dyn Read) -> Result<EntryRef, Error> {
-        self.check_entry(&entry)?;
-        let bytes = Header::Entry(entry.clone()).to_bytes()?;
+    pub fn append_entry(&mut self, entry: Entry, payload: &mut dyn Read) -> Result<LeafRef, Error> {
+        let (sha, size) = (entry.sha256, entry.stored_size);
+        let stored_sha = entry.stored_sha256;
+        let at = self.append_payload(Header::Entry(entry), size, stored_sha, payload)?;
+        self.state.stored.insert(at.leaf, (at, sha, None));
+        Ok(at)
+    }
+
+    /// Appends one delta whose payload is streamed from `payload`.
+    pub fn append_delta(&mut self, delta: Delta, payload: &mut dyn Read) -> Result<LeafRef, Error> {
+        let (sha, base, size) = (delta.sha256, delta.base, delta.stored_size);
+        let stored_sha = delta.stored_sha256;
+        let at = self.append_payload(Header::Delta(delta), size, stored_sha, payload)?;
+        self.state.stored.insert(at.leaf, (at, sha, Some(base)));
+        Ok(at)
+    }
+
+    fn append_payload(
+        &mut self,
+        header: Header,
+        size: u64,
+        stored_sha: Sha256Hex,
+        payload: &mut dyn Read,
+    ) -> Result<LeafRef, Error> {
+        let bytes = header.to_bytes()?;
         self.begin()?;
         let mut out = BufWriter::with_capacity(1 << 20, &self.file);
         let mut reader = HashingReader::new(payload);
-        let n = write_frame(&mut out, &bytes, entry.stored_size, &mut reader)
+        let n = write_frame(&mut out, &bytes, size, &mut reader)
             .and_then(|n| out.flush().map(|()| n))
             .map_err(|e| Error::io("appending to", &self.path, e))?;
         drop(out);
         let (digest, _, _) = reader.finish();
-        if digest != entry.stored_sha256.0 {
+        if digest != stored_sha.0 {
             return Err(Error::Refused(format!(
-                "payload for {} hashed to {} while being written, not the announced {}",
-                entry.path,
-                to_hex(&digest),
-                entry.stored_sha256
+                "a payload hashed to {} while being written, not the announced {stored_sha}",
+                to_hex(&digest)
             )));
         }
-        let leaf = self.state.tree.size();
-        self.state.tree.push(leaf_hash(&bytes));
-        let r = EntryRef { leaf, offset: self.end, length: n };
+        let leaf = self.state.push_leaf(leaf_hash(&bytes));
+        let at = LeafRef { leaf, offset: self.end, length: n };
         self.end += n;
-        let key = (entry.channel.clone(), entry.target.clone());
-        let slot = self.state.fresh.entry(key).or_insert_with(|| Draft::new(entry.semver()));
-        slot.entries.push(r);
-        slot.paths.insert(entry.path);
-        Ok(r)
+        self.state.unreferenced.insert(leaf);
+        Ok(at)
+    }
+
+    /// Appends the index of one build: its listing (sorted by path) is
+    /// compressed and stored as the index's payload. Every entry and delta
+    /// it names must be in the sealed log or appended in this release.
+    pub fn append_index(
+        &mut self,
+        channel: &str,
+        target: &str,
+        version: &str,
+        files: &[FileRecord],
+    ) -> Result<LeafRef, Error> {
+        self.check_release(channel, target, version)?;
+        for f in files {
+            self.check_named(f.entry, f.sha256, None, &f.path)?;
+            for d in &f.deltas {
+                self.check_named(d.at(), f.sha256, Some(d.base), &f.path)?;
+            }
+        }
+        let listing = listing_bytes(files)?;
+        let packed = zstd::bulk::compress(&listing, LISTING_LEVEL)
+            .map_err(|e| Error::Refused(format!("compressing the listing: {e}")))?;
+        let (payload, compression) =
+            if packed.len() < listing.len() { (packed, Compression::Zstd) } else { (listing.clone(), Compression::None) };
+        let index = Index {
+            channel: channel.into(),
+            target: target.into(),
+            version: version.into(),
+            files: files.len() as u64,
+            size: listing.len() as u64,
+            sha256: Sha256Hex(sha256(&listing)),
+            stored_size: payload.len() as u64,
+            stored_sha256: Sha256Hex(sha256(&payload)),
+            compression,
+            previous: self.state.manifest.release(channel, target).map(|r| r.index),
+        };
+        let at = self.append_payload(Header::Index(index), payload.len() as u64, Sha256Hex(sha256(&payload)), &mut payload.as_slice())?;
+        self.state.unreferenced.remove(&at.leaf);
+        for f in files {
+            self.state.unreferenced.remove(&f.entry.leaf);
+            for d in &f.deltas {
+                self.state.unreferenced.remove(&d.leaf);
+            }
+        }
+        let key = (channel.to_string(), target.to_string());
+        self.state.fresh.insert(
+            key,
+            Release { channel: channel.into(), target: target.into(), version: version.into(), index: at },
+        );
+        Ok(at)
+    }
+
+    /// An entry or delta an index names: one appended in this release must
+    /// be exactly what was appended; one in the sealed log is taken from an
+    /// index the caller read through [`Self::read_index`].
+    fn check_named(&self, at: LeafRef, sha: Sha256Hex, base: Option<Sha256Hex>, path: &str) -> Result<(), Error> {
+        if at.leaf < self.state.sealed_size && at.end() <= self.base_len {
+            return Ok(());
+        }
+        match self.state.stored.get(&at.leaf) {
+            Some((r, s, b)) if *r == at && *s == sha && *b == base => Ok(()),
+            _ => Err(Error::Refused(format!("{path}: no such entry at leaf {} was appended", at.leaf))),
+        }
     }
 
     /// Appends a new trust root. The next seal must be signed by a threshold
@@ -338,7 +474,8 @@ impl Appender {
         self.begin()?;
         let frame = encode_frame(&bytes, b"").ok_or_else(|| Error::Refused("keys frame too large".into()))?;
         (&self.file).write_all(&frame).map_err(|e| Error::io("appending to", &self.path, e))?;
-        self.state.tree.push(leaf_hash(&bytes));
+        let leaf = self.state.push_leaf(leaf_hash(&bytes));
+        self.state.keys = Some(LeafRef { leaf, offset: self.end, length: frame.len() as u64 });
         self.end += frame.len() as u64;
         self.state.pending_trust = Some(trust);
         Ok(())
@@ -350,7 +487,7 @@ impl Appender {
         self.begin()?;
         let file = &self.file;
         let mut sink = Sink { out: BufWriter::new(file), pos: self.end };
-        let new_leaves = self.state.tree.size() != self.state.sealed_size;
+        let new_leaves = self.state.edge.size() != self.state.sealed_size;
         let mut summary = self.state.write_tail(&mut sink, keys, time, new_leaves)?;
         sink.out.flush().map_err(|e| Error::io("appending to", &self.path, e))?;
         drop(sink);
@@ -410,41 +547,122 @@ impl Appender {
     }
 }
 
+fn is_seal(file: &File, f: &FrameInfo) -> bool {
+    read_header(file, f).ok().is_some_and(|h| matches!(Header::parse(&h), Ok(Header::Seal(_))))
+}
+
+/// Reads one frame's header at `r`, which must be exactly that frame.
+fn header_at(file: &File, r: FrameRef, end: u64, what: &str) -> Result<(FrameInfo, Vec<u8>, Header), Error> {
+    let bad = |m: String| Error::Refused(format!("its {what} at byte {}: {m}", r.offset));
+    let frame = read_frame_at(file, r.offset, end).map_err(|e| bad(e.to_string()))?;
+    if frame.len() != r.length {
+        return Err(bad("has another length than the seal says".into()));
+    }
+    let bytes = read_header(file, &frame).map_err(|e| bad(e.to_string()))?;
+    let h = Header::parse(&bytes).map_err(|e| bad(e.to_string()))?;
+    Ok((frame, bytes, h))
+}
+
 impl State {
-    fn from_scan(s: Scan) -> State {
-        State {
-            origin: s.genesis.origin.clone(),
-            trust: s.trust.clone(),
-            pending_trust: None,
-            sealed_size: s.size(),
-            last_time: Some(s.last_seal.seal.time),
-            manifest: s.manifest,
-            manifest_frame: Some(FrameRef { offset: s.manifest_frame.offset, length: s.manifest_frame.len() }),
-            tiles: s.tiles,
-            tree: s.tree,
-            fresh: BTreeMap::new(),
+    /// Reads the sealed state from the genesis and the tail ending at `sealed_len`.
+    fn read_tail(file: &File, sealed_len: u64) -> Result<(State, Hash, FrameInfo), Error> {
+        let bad = |m: String| Error::Refused(m);
+        let g = read_frame_at(file, 0, sealed_len).map_err(|e| bad(format!("its genesis frame: {e}")))?;
+        let genesis = match read_header(file, &g).ok().map(|b| Header::parse(&b)) {
+            Some(Ok(Header::Genesis(g))) => g,
+            _ => return Err(bad("its first frame is not a genesis frame".into())),
+        };
+        let seal_frame = read_frame_before(file, 0, sealed_len).map_err(|e| bad(format!("its last seal: {e}")))?;
+        let seal = match read_header(file, &seal_frame).ok().map(|b| Header::parse(&b)) {
+            Some(Ok(Header::Seal(s))) => s,
+            _ => return Err(bad("its last frame is not a seal".into())),
+        };
+        let note = Note::parse(seal.checkpoint.as_bytes()).map_err(|e| bad(format!("its last seal: {e}")))?;
+        let cp = Checkpoint::parse(note.text()).map_err(|e| bad(format!("its last seal: {e}")))?;
+        let n = cp.size;
+        if cp.origin != genesis.origin || cp.time != Some(seal.time) || n < 2 {
+            return Err(bad("its last seal does not match its genesis or its own time".into()));
         }
+        let (map_frame, _, map_h) = header_at(file, seal.map, seal_frame.offset, "map")?;
+        if !matches!(map_h, Header::Map(Map { size }) if size == n) {
+            return Err(bad(format!("the seal's map is not a map of {n} leaves")));
+        }
+        let mut raw = vec![0u8; map_frame.payload_len as usize];
+        crate::frame::ReadAt::read_exact_at(file, &mut raw, map_frame.payload_offset)
+            .map_err(|e| bad(format!("its map: {e}")))?;
+        let map = TileMap::decode(n, &raw).map_err(|e| bad(format!("its map: {e}")))?;
+        let (_, mbytes, mh) = header_at(file, seal.manifest, seal_frame.offset, "manifest")?;
+        let Header::Manifest(manifest) = mh else { return Err(bad("the seal's manifest is not a manifest".into())) };
+        let mut top = map.before.clone();
+        top.push(leaf_hash(&mbytes))?;
+        if top.root() != cp.root {
+            return Err(bad("its manifest and map do not give the signed root".into()));
+        }
+        // The right edge: each level's partial tile, which must give the same frontier.
+        let mut partials = Vec::new();
+        for (l, level) in map.levels.iter().enumerate() {
+            let w = (n >> (8 * l)) % TILE_WIDTH;
+            let mut hashes = Vec::new();
+            if let Some(at) = level.edge {
+                let mut raw = vec![0u8; (w * 32) as usize];
+                crate::frame::ReadAt::read_exact_at(file, &mut raw, at).map_err(|e| bad(format!("a tile: {e}")))?;
+                hashes = raw.chunks_exact(32).map(|c| c.try_into().unwrap_or([0; 32])).collect();
+            }
+            partials.push(hashes);
+        }
+        let edge = Edge::from_partials(n, partials)?;
+        if edge.frontier() != top {
+            return Err(bad("its right-edge tiles do not match its signed tree".into()));
+        }
+        // The trust root in effect: the genesis one, or the latest keys leaf's.
+        let trust = match manifest.keys {
+            None => genesis.trust.clone(),
+            Some(at) => {
+                let (_, kbytes, kh) = header_at(file, FrameRef { offset: at.offset, length: at.length }, sealed_len, "keys leaf")?;
+                let Header::Keys(k) = kh else { return Err(bad("the manifest's keys leaf is not one".into())) };
+                prove_local(file, &map, &cp.root, &BTreeMap::from([(at.leaf, leaf_hash(&kbytes))]))
+                    .map_err(|e| bad(format!("its keys leaf is not in the signed tree: {e}")))?;
+                k.trust
+            }
+        };
+        note.verify(&trust).map_err(|e| bad(format!("its last seal is not signed by its trust root: {e}")))?;
+        let state = State {
+            origin: genesis.origin,
+            trust,
+            pending_trust: None,
+            keys: manifest.keys,
+            edge,
+            sealed_size: n,
+            last_time: Some(seal.time),
+            manifest,
+            manifest_frame: Some(seal.manifest),
+            map,
+            map_frame: Some(seal.map),
+            completed: Vec::new(),
+            fresh: BTreeMap::new(),
+            stored: HashMap::new(),
+            unreferenced: BTreeSet::new(),
+        };
+        Ok((state, cp.root, seal_frame))
+    }
+
+    fn push_leaf(&mut self, hash: Hash) -> u64 {
+        let leaf = self.edge.size();
+        self.completed.extend(self.edge.push(hash));
+        leaf
     }
 
     /// The manifest after this release: the sealed one with fresh releases merged in.
     fn next_manifest(&self) -> Manifest {
         let mut map: BTreeMap<(String, String), Release> =
             self.manifest.releases.iter().map(|r| ((r.channel.clone(), r.target.clone()), r.clone())).collect();
-        for ((channel, target), d) in &self.fresh {
-            map.insert(
-                (channel.clone(), target.clone()),
-                Release {
-                    channel: channel.clone(),
-                    target: target.clone(),
-                    version: d.version.to_string(),
-                    entries: d.entries.clone(),
-                },
-            );
+        for (k, r) in &self.fresh {
+            map.insert(k.clone(), r.clone());
         }
-        Manifest { releases: map.into_values().collect() }
+        Manifest { releases: map.into_values().collect(), keys: self.keys }
     }
 
-    /// Writes (when `new_tree`) the tiles and manifest, then the seal.
+    /// Writes (when `new_tree`) the tiles, pages, map and manifest, then the seal.
     fn write_tail(
         &mut self,
         sink: &mut Sink<'_>,
@@ -476,42 +694,50 @@ impl State {
             }
         }
         if new_tree {
+            if let Some(leaf) = self.unreferenced.first() {
+                return Err(Error::Refused(format!("the entry at leaf {leaf} is named by no index of this release")));
+            }
             let manifest = self.next_manifest();
             let mbytes = Header::Manifest(manifest.clone()).to_bytes()?;
-            let old = self.sealed_size;
-            self.tree.push(leaf_hash(&mbytes));
-            let n = self.tree.size();
-            let mut written: BTreeSet<TileId> = BTreeSet::new();
-            for t in tiles::new_full_tiles(old, n).into_iter().chain(tiles::right_edge(n)) {
-                if !written.insert(t) || self.tiles.contains_key(&(t.level, t.index, t.width)) {
-                    continue;
-                }
-                let hashes = tiles::tile_hashes(&self.tree, t)?;
-                let payload = tiles::tile_bytes(&hashes);
+            let before = self.edge.frontier();
+            self.push_leaf(leaf_hash(&mbytes));
+            let n = self.edge.size();
+            let mut map = TileMap { before, levels: std::mem::take(&mut self.map.levels) };
+            map.levels.resize(usize::from(levels(n)), LevelMap::default());
+            // New full tiles, by level then index; then the pages they fill.
+            let mut done = std::mem::take(&mut self.completed);
+            done.sort_by_key(|(t, _)| (t.level, t.index));
+            for (t, hashes) in &done {
                 let header = Header::Tile(Tile { level: t.level, index: t.index, width: t.width });
-                let (_, at) = sink.frame(&header, &payload)?;
-                self.tiles.insert((t.level, t.index, t.width), at);
+                let (_, at) = sink.frame(&header, &hashes.concat())?;
+                map.levels[usize::from(t.level)].loose.push(at);
             }
+            for (l, level) in map.levels.iter_mut().enumerate() {
+                while level.loose.len() as u64 >= PAGE_WIDTH {
+                    let rest = level.loose.split_off(PAGE_WIDTH as usize);
+                    let page = Page { level: l as u8, index: level.pages.len() as u64 };
+                    let (_, at) = sink.frame(&Header::Page(page), &encode_page(&level.loose))?;
+                    level.pages.push(at);
+                    level.loose = rest;
+                }
+                level.edge = None;
+            }
+            for (t, hashes) in self.edge.partials() {
+                let header = Header::Tile(Tile { level: t.level, index: t.index, width: t.width });
+                let (_, at) = sink.frame(&header, &hashes.concat())?;
+                map.levels[usize::from(t.level)].edge = Some(at);
+            }
+            let (map_ref, _) = sink.frame(&Header::Map(Map { size: n }), &map.encode().map_err(|e| Error::Refused(e.to_string()))?)?;
             let (mref, _) = sink.frame(&Header::Manifest(manifest.clone()), b"")?;
             self.manifest = manifest;
             self.manifest_frame = Some(mref);
+            self.map = map;
+            self.map_frame = Some(map_ref);
         }
-        let n = self.tree.size();
-        let root = self.tree.root_at(n)?;
+        let n = self.edge.size();
+        let root = self.edge.root();
         let mref = self.manifest_frame.ok_or_else(|| Error::Refused("no manifest to seal".into()))?;
-        let mut tile_offsets: Vec<Vec<u64>> = Vec::new();
-        for t in tiles::tiles_at(n) {
-            let at = *self
-                .tiles
-                .get(&(t.level, t.index, t.width))
-                .ok_or_else(|| Error::Refused(format!("tile {} was never written", t.path())))?;
-            let level = t.level as usize;
-            if tile_offsets.len() <= level {
-                tile_offsets.resize(level + 1, Vec::new());
-            }
-            tile_offsets[level].push(at);
-        }
-        let proof = self.tree.inclusion_proof(n - 1, n)?;
+        let map_ref = self.map_frame.ok_or_else(|| Error::Refused("no map to seal".into()))?;
         let cp = Checkpoint { origin: self.origin.clone(), size: n, root, time: Some(time), extensions: Vec::new() };
         let note = Note::sign(&cp.to_text(), keys)?;
         // Sign only what verifies: the threshold of the root in effect (and of a new root).
@@ -520,13 +746,7 @@ impl State {
             note.verify(t)?;
         }
         let checkpoint = String::from_utf8(note.to_bytes()).map_err(|e| Error::Refused(e.to_string()))?;
-        let seal = Seal {
-            checkpoint: checkpoint.clone(),
-            time,
-            manifest: mref,
-            manifest_proof: proof.into_iter().map(Sha256Hex).collect(),
-            tiles: tile_offsets,
-        };
+        let seal = Seal { checkpoint: checkpoint.clone(), time, manifest: mref, map: map_ref };
         sink.frame(&Header::Seal(seal), b"")?;
         if let Some(t) = self.pending_trust.take() {
             self.trust = t;
@@ -534,6 +754,7 @@ impl State {
         self.sealed_size = n;
         self.last_time = Some(time);
         self.fresh.clear();
+        self.stored.clear();
         Ok(SealSummary { size: n, root, time, len: sink.pos, appended: 0, checkpoint })
     }
 }

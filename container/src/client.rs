@@ -1,21 +1,32 @@
 //! What a client needs to check a container it only reads parts of.
 //!
-//! An updater fetches a suffix of the container and hands it to
-//! [`read_tail`], which finds the seal and the manifest in it, verifies the
-//! checkpoint's signatures and the manifest's inclusion as the last leaf.
-//! [`ProofPlan`] then says which node hashes the client still needs to tie
-//! the entries it fetches (and its stored checkpoint) to the signed root, and
-//! where in the container's tiles those hashes sit, so it range-reads only
-//! those bytes. [`ProofPlan::root`] computes the root from what came back.
+//! An update reads, in order:
+//! 1. a small suffix holding the last seal: [`read_seal`] verifies the
+//!    checkpoint's signatures. If the tree is the one the client already
+//!    verified, that is all (an up-to-date check is this one read);
+//! 2. the map and the manifest the seal names ([`top_ranges`]):
+//!    [`read_top`] checks the manifest is the last leaf of the signed tree,
+//!    using the frontier in the map;
+//! 3. its own target's index and, through [`ProofPlan`], the few tile hashes
+//!    that tie it (and the client's stored tree) to the signed root;
+//! 4. the entries and deltas it lacks, proven the same way.
+//!
+//! [`ProofPlan`] says which node hashes are needed and where in the tiles
+//! they are (the map lists the tiles; a tile listed in a page costs one more
+//! 8-byte read), so a client range-reads only those bytes.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::frame::{FrameError, FrameInfo, ReadAt, Window, read_frame_at, read_frame_before, read_header};
-use crate::header::{Entry, Header, HeaderError, Manifest, Seal};
+use crate::frame::{FrameError, FrameInfo, ReadAt, Window, frame_len, read_frame_at, read_frame_before, read_header};
+use crate::header::{FrameRef, Header, HeaderError, Index, Manifest, Map, Release, Seal};
 use crate::keys::VerifierKey;
-use crate::merkle::{Frontier, Hash, NodeId, ProofError, leaf_hash, plan_nodes, root_from_nodes, verify_inclusion};
+use crate::map::{Located, MapError, TileMap, payload_len};
+use crate::merkle::{Frontier, Hash, NodeId, ProofError, leaf_hash, plan_nodes, root_from_nodes};
 use crate::note::{Checkpoint, Note, NoteError};
-use crate::tiles::{TileError, hash_span, node_span};
+use crate::tiles::{TileError, TileId, hash_span, node_span};
+
+/// The longest manifest frame a client reads (1 MiB of header and framing).
+pub const MAX_MANIFEST_FRAME: u64 = (1 << 20) + 32;
 
 /// Why a container's tail cannot be trusted.
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +38,7 @@ pub enum TailError {
     /// A header is malformed.
     #[error("the container's tail: {0}")]
     Header(#[from] HeaderError),
-    /// The last frame is not a seal, or the seal's manifest is not a manifest.
+    /// The last frame is not a seal, or the seal's manifest or map is not one.
     #[error("the container's tail: {0}")]
     Layout(String),
     /// The container does not end with a complete seal: a publish caught in
@@ -42,49 +53,33 @@ pub enum TailError {
     Manifest(#[source] ProofError),
 }
 
-/// A verified tail: the seal, its signed checkpoint and the manifest proven
-/// to be its last leaf.
+/// A verified seal: its checkpoint's signatures hold.
 #[derive(Clone, Debug)]
-pub struct SignedTail {
-    /// The container length the tail was read at.
+pub struct SignedSeal {
+    /// The container length the seal was read at.
     pub len: u64,
     /// The seal frame.
-    pub seal_frame: FrameInfo,
+    pub frame: FrameInfo,
     /// The seal.
     pub seal: Seal,
     /// The checkpoint it signs.
     pub checkpoint: Checkpoint,
     /// The keys whose signatures verified.
     pub signers: Vec<VerifierKey>,
-    /// The manifest frame.
-    pub manifest_frame: FrameInfo,
-    /// The manifest.
-    pub manifest: Manifest,
-    /// The manifest's leaf hash (leaf `size - 1`).
-    pub manifest_leaf: Hash,
-    /// The frontier of the tree before the manifest (size - 1), from the seal's proof.
-    pub frontier_before: Frontier,
 }
 
-impl SignedTail {
+impl SignedSeal {
     /// Tree size.
     pub fn size(&self) -> u64 {
         self.checkpoint.size
     }
-
-    /// The frontier of the whole signed tree.
-    pub fn frontier(&self) -> Result<Frontier, ProofError> {
-        let mut f = self.frontier_before.clone();
-        f.push(self.manifest_leaf)?;
-        Ok(f)
-    }
 }
 
-/// What [`read_tail`] found.
+/// What [`read_seal`] found.
 #[derive(Debug)]
-pub enum TailRead {
-    /// The seal and manifest, verified.
-    Complete(Box<SignedTail>),
+pub enum SealRead {
+    /// The seal, verified.
+    Complete(Box<SignedSeal>),
     /// The window does not reach back far enough: fetch from `start`.
     NeedMore {
         /// The offset the window must start at.
@@ -92,22 +87,21 @@ pub enum TailRead {
     },
 }
 
-/// Reads the seal at the end of a container of `len` bytes and the manifest
-/// it names from `window` (a suffix of the container), verifying the
-/// checkpoint against `keys` (at least `threshold` distinct signers) and the
-/// manifest's inclusion proof.
-pub fn read_tail(window: &Window<'_>, len: u64, keys: &[VerifierKey], threshold: u32) -> Result<TailRead, TailError> {
+/// Reads the seal at the end of a container of `len` bytes from `window` (a
+/// suffix of the container), verifying its checkpoint against `keys` (at
+/// least `threshold` distinct signers).
+pub fn read_seal(window: &Window<'_>, len: u64, keys: &[VerifierKey], threshold: u32) -> Result<SealRead, TailError> {
     if window.end() != len {
         return Err(TailError::Layout(format!("the window ends at {} but the container is {len} bytes", window.end())));
     }
-    let seal_frame = match read_frame_before(window, window.base(), len) {
+    let frame = match read_frame_before(window, window.base(), len) {
         Ok(f) => f,
         Err(FrameError::Truncated { needed, .. }) if window.base() > 0 && needed <= len => {
-            return Ok(TailRead::NeedMore { start: len - needed });
+            return Ok(SealRead::NeedMore { start: len - needed });
         }
         Err(e) => return Err(TailError::Unsealed(e.to_string())),
     };
-    let seal = match Header::parse(&read_header(window, &seal_frame)?) {
+    let seal = match Header::parse(&read_header(window, &frame)?) {
         Ok(Header::Seal(s)) => s,
         Ok(other) => return Err(TailError::Unsealed(format!("its last frame is a {} frame", other.kind()))),
         Err(e) => return Err(e.into()),
@@ -118,41 +112,113 @@ pub fn read_tail(window: &Window<'_>, len: u64, keys: &[VerifierKey], threshold:
     if checkpoint.time != Some(seal.time) {
         return Err(TailError::Layout("the seal's time is not the signed time".into()));
     }
-    let n = checkpoint.size;
-    if n < 2 {
-        return Err(TailError::Layout(format!("a signed tree of {n} leaves has no manifest")));
+    if checkpoint.size < 2 {
+        return Err(TailError::Layout(format!("a signed tree of {} leaves has no manifest", checkpoint.size)));
     }
-    let m = seal.manifest;
-    if m.offset.checked_add(m.length).is_none_or(|end| end > seal_frame.offset) {
-        return Err(TailError::Layout("the seal names a manifest that is not before it".into()));
+    for (what, r) in [("manifest", seal.manifest), ("map", seal.map)] {
+        if r.offset.checked_add(r.length).is_none_or(|end| end > frame.offset) {
+            return Err(TailError::Layout(format!("the seal names a {what} that is not before it")));
+        }
     }
-    if m.offset < window.base() {
-        return Ok(TailRead::NeedMore { start: m.offset });
+    Ok(SealRead::Complete(Box::new(SignedSeal { len, frame, seal, checkpoint, signers })))
+}
+
+/// The exact length of the map frame of a tree of `size` leaves.
+pub fn map_frame_len(size: u64) -> Option<u64> {
+    let header = Header::Map(Map { size }).to_bytes().ok()?;
+    frame_len(header.len() as u64, payload_len(size))
+}
+
+/// The byte ranges holding the map and the manifest a verified seal names,
+/// merged when they touch (a publisher writes the map just before the
+/// manifest). Each is bounded by what the signed tree size allows.
+pub fn top_ranges(seal: &SignedSeal) -> Result<Vec<(u64, u64)>, TailError> {
+    let s = &seal.seal;
+    if Some(s.map.length) != map_frame_len(seal.size()) {
+        return Err(TailError::Layout(format!(
+            "the seal names a map of {} bytes; a tree of {} leaves has a map of {:?}",
+            s.map.length,
+            seal.size(),
+            map_frame_len(seal.size())
+        )));
     }
-    let manifest_frame = read_frame_at(window, m.offset, m.offset + m.length)?;
-    if manifest_frame.len() != m.length {
+    if s.manifest.length > MAX_MANIFEST_FRAME {
+        return Err(TailError::Layout(format!("the seal names a manifest of {} bytes", s.manifest.length)));
+    }
+    Ok(merge_ranges(vec![(s.map.offset, s.map.end()), (s.manifest.offset, s.manifest.end())]))
+}
+
+/// A verified top of the tree: the seal, its map, and the manifest proven
+/// to be its last leaf.
+#[derive(Clone, Debug)]
+pub struct SignedTop {
+    /// The seal.
+    pub seal: SignedSeal,
+    /// The map frame.
+    pub map_frame: FrameInfo,
+    /// The map (its frontier is proven with the manifest; its tile offsets
+    /// are checked by every proof that uses them).
+    pub map: TileMap,
+    /// The manifest frame.
+    pub manifest_frame: FrameInfo,
+    /// The manifest.
+    pub manifest: Manifest,
+    /// The manifest's leaf hash (leaf `size - 1`).
+    pub manifest_leaf: Hash,
+}
+
+impl SignedTop {
+    /// Tree size.
+    pub fn size(&self) -> u64 {
+        self.seal.size()
+    }
+
+    /// The frontier of the whole signed tree.
+    pub fn frontier(&self) -> Result<Frontier, ProofError> {
+        let mut f = self.map.before.clone();
+        f.push(self.manifest_leaf)?;
+        Ok(f)
+    }
+}
+
+fn frame_at<R: ReadAt + ?Sized>(src: &R, what: &str, r: FrameRef) -> Result<(FrameInfo, Header), TailError> {
+    let frame = read_frame_at(src, r.offset, r.end())?;
+    if frame.len() != r.length {
+        return Err(TailError::Layout(format!("the {what} frame's length is not the one the seal names")));
+    }
+    Ok((frame, Header::parse(&read_header(src, &frame)?)?))
+}
+
+/// Reads the map and manifest a verified seal names from `src` (holding the
+/// [`top_ranges`]) and checks the manifest is leaf `n-1` of the signed tree.
+pub fn read_top<R: ReadAt + ?Sized>(seal: SignedSeal, src: &R) -> Result<SignedTop, TailError> {
+    let n = seal.size();
+    let (map_frame, h) = frame_at(src, "map", seal.seal.map)?;
+    match h {
+        Header::Map(m) if m.size == n => {}
+        Header::Map(m) => return Err(TailError::Layout(format!("the map is for {} leaves, the seal's tree {n}", m.size))),
+        other => return Err(TailError::Layout(format!("the seal names a {} frame as its map", other.kind()))),
+    }
+    let mut raw = vec![0u8; map_frame.payload_len as usize];
+    src.read_exact_at(&mut raw, map_frame.payload_offset)
+        .map_err(|e| TailError::Frame(FrameError::Io { offset: map_frame.offset, source: e }))?;
+    let map = TileMap::decode(n, &raw).map_err(|e| TailError::Layout(e.to_string()))?;
+    let manifest_frame = read_frame_at(src, seal.seal.manifest.offset, seal.seal.manifest.end())?;
+    if manifest_frame.len() != seal.seal.manifest.length {
         return Err(TailError::Layout("the manifest frame's length is not the one the seal names".into()));
     }
-    let bytes = read_header(window, &manifest_frame)?;
+    let bytes = read_header(src, &manifest_frame)?;
     let manifest = match Header::parse(&bytes)? {
         Header::Manifest(x) => x,
         other => return Err(TailError::Layout(format!("the seal names a {} frame as its manifest", other.kind()))),
     };
     let manifest_leaf = leaf_hash(&bytes);
-    let proof: Vec<Hash> = seal.manifest_proof.iter().map(|h| h.0).collect();
-    verify_inclusion(n - 1, n, &manifest_leaf, &proof, &checkpoint.root).map_err(TailError::Manifest)?;
-    let frontier_before = Frontier::from_last_leaf_proof(n, &proof).map_err(TailError::Manifest)?;
-    Ok(TailRead::Complete(Box::new(SignedTail {
-        len,
-        seal_frame,
-        seal,
-        checkpoint,
-        signers,
-        manifest_frame,
-        manifest,
-        manifest_leaf,
-        frontier_before,
-    })))
+    let mut f = map.before.clone();
+    f.push(manifest_leaf).map_err(TailError::Manifest)?;
+    if f.root() != seal.checkpoint.root {
+        return Err(TailError::Manifest(ProofError::RootMismatch));
+    }
+    Ok(SignedTop { seal, map_frame, map, manifest_frame, manifest, manifest_leaf })
 }
 
 /// Why a proof could not be planned or checked.
@@ -162,15 +228,15 @@ pub enum PlanError {
     /// Tree arithmetic.
     #[error(transparent)]
     Proof(#[from] ProofError),
-    /// Tile arithmetic, or the seal does not say where a tile is.
+    /// Tile arithmetic.
     #[error(transparent)]
     Tile(#[from] TileError),
-    /// The seal lacks a tile location.
-    #[error("the seal does not say where tile {0} is")]
-    NoTile(String),
-    /// Fetched bytes are missing for a hash.
+    /// The map does not list a tile.
+    #[error(transparent)]
+    Map(#[from] MapError),
+    /// Fetched bytes are missing for a hash or a page slot.
     #[error("no bytes were fetched for {0}")]
-    Missing(NodeId),
+    Missing(String),
 }
 
 /// The node hashes a client needs, and the container byte ranges they come from.
@@ -178,79 +244,132 @@ pub enum PlanError {
 pub struct ProofPlan {
     size: u64,
     old: Frontier,
-    /// Nodes the tail already gives (the frontier before the manifest).
+    /// Nodes the map already gives (the frontier before the manifest).
     known: HashMap<NodeId, Hash>,
-    /// Nodes to fetch: the byte offset of the first tile hash, and how many hashes.
-    fetch: Vec<(NodeId, u64, u16)>,
+    /// Nodes to fetch, with the tile span holding them.
+    want: Vec<(NodeId, crate::tiles::TileSpan)>,
+    /// Where each needed tile's hashes start.
+    tiles: HashMap<TileId, u64>,
+    /// Tiles listed in a page: the 8-byte slot to read first.
+    slots: Vec<(TileId, u64)>,
 }
 
 impl ProofPlan {
-    /// Plans the hashes that prove `leaves` (and the manifest, and, when
-    /// `old` is a stored tree, consistency with it) against `tail`'s root.
-    pub fn new(tail: &SignedTail, old: &Frontier, leaves: &BTreeSet<u64>) -> Result<ProofPlan, PlanError> {
-        let n = tail.size();
-        let mut wanted = leaves.clone();
-        wanted.insert(n - 1);
-        let nodes = plan_nodes(n, old, &wanted)?;
+    /// Plans the hashes that prove `leaves` (which should include the
+    /// manifest, `size - 1`) and, when `old` is a stored tree, consistency
+    /// with it, against the tree `map` describes.
+    pub fn new(map: &TileMap, old: &Frontier, leaves: &BTreeSet<u64>) -> Result<ProofPlan, PlanError> {
+        let n = map.size();
+        let nodes = plan_nodes(n, old, leaves)?;
         let known: HashMap<NodeId, Hash> =
-            tail.frontier_before.nodes().into_iter().zip(tail.frontier_before.hashes().iter().copied()).collect();
-        let mut fetch = Vec::new();
+            map.before.nodes().into_iter().zip(map.before.hashes().iter().copied()).collect();
+        let mut want = Vec::new();
+        let mut tiles = HashMap::new();
+        let mut slots = Vec::new();
         for node in nodes {
             if known.contains_key(&node) {
                 continue;
             }
             let span = node_span(node, n)?;
-            let offsets = tail.seal.tiles.get(span.tile.level as usize);
-            let base = offsets
-                .and_then(|l| l.get(usize::try_from(span.tile.index).ok()?))
-                .ok_or_else(|| PlanError::NoTile(span.tile.path()))?;
-            fetch.push((node, base + u64::from(span.first) * 32, span.count));
+            if let std::collections::hash_map::Entry::Vacant(v) = tiles.entry(span.tile) {
+                match map.locate(span.tile)? {
+                    Located::Tile(at) => {
+                        v.insert(at);
+                    }
+                    Located::InPage { page, slot } => {
+                        if !slots.iter().any(|(t, _)| *t == span.tile) {
+                            slots.push((span.tile, page + slot * 8));
+                        }
+                    }
+                }
+            }
+            want.push((node, span));
         }
-        Ok(ProofPlan { size: n, old: old.clone(), known, fetch })
+        Ok(ProofPlan { size: n, old: old.clone(), known, want, tiles, slots })
     }
 
-    /// Byte ranges `[start, end)` to fetch, sorted and merged where they touch.
+    /// Byte ranges of page slots to read before [`Self::ranges`] is known
+    /// (tiles listed in a page rather than in the map). Usually none.
+    pub fn slot_ranges(&self) -> Vec<(u64, u64)> {
+        merge_ranges(self.slots.iter().filter(|(t, _)| !self.tiles.contains_key(t)).map(|(_, at)| (*at, at + 8)).collect())
+    }
+
+    /// Reads the page slots from the fetched bytes (`bytes(start, len)`).
+    pub fn resolve_slots<'a>(&mut self, bytes: impl Fn(u64, u64) -> Option<&'a [u8]>) -> Result<(), PlanError> {
+        for (tile, at) in &self.slots {
+            let raw = bytes(*at, 8).ok_or_else(|| PlanError::Missing(format!("the page slot of {tile}")))?;
+            let off = u64::from_be_bytes(raw.try_into().map_err(|_| PlanError::Missing(tile.to_string()))?);
+            self.tiles.insert(*tile, off);
+        }
+        Ok(())
+    }
+
+    /// Byte ranges `[start, end)` of tile hashes to fetch, sorted and merged
+    /// where they touch. Call after the page slots are resolved.
     pub fn ranges(&self) -> Vec<(u64, u64)> {
-        merge_ranges(self.fetch.iter().map(|(_, at, n)| (*at, *at + u64::from(*n) * 32)).collect())
+        merge_ranges(self.want.iter().filter_map(|(_, s)| self.span_range(s)).collect())
     }
 
-    /// Bytes of hashes to fetch.
-    pub fn fetch_bytes(&self) -> u64 {
-        self.ranges().iter().map(|(s, e)| e - s).sum()
+    fn span_range(&self, s: &crate::tiles::TileSpan) -> Option<(u64, u64)> {
+        let base = self.tiles.get(&s.tile)?;
+        let start = base.checked_add(u64::from(s.first) * 32)?;
+        Some((start, start.checked_add(u64::from(s.count) * 32)?))
     }
 
     /// Every node hash of the plan, from the fetched bytes (`bytes(start, len)`).
     pub fn nodes<'a>(&self, bytes: impl Fn(u64, u64) -> Option<&'a [u8]>) -> Result<HashMap<NodeId, Hash>, PlanError> {
         let mut out = self.known.clone();
-        for (node, at, count) in &self.fetch {
-            let raw = bytes(*at, u64::from(*count) * 32).ok_or(PlanError::Missing(*node))?;
-            let hashes: Vec<Hash> = raw
-                .chunks_exact(32)
-                .map(|c| {
-                    let mut h = [0u8; 32];
-                    h.copy_from_slice(c);
-                    h
-                })
-                .collect();
+        for (node, span) in &self.want {
+            let (s, e) = self.span_range(span).ok_or_else(|| PlanError::Missing(span.tile.to_string()))?;
+            let raw = bytes(s, e - s).ok_or_else(|| PlanError::Missing(node.to_string()))?;
+            let hashes: Vec<Hash> = raw.chunks_exact(32).map(|c| c.try_into().unwrap_or([0; 32])).collect();
             out.insert(*node, hash_span(&hashes)?);
         }
         Ok(out)
     }
 
-    /// The root computed from `leaves` (leaf index to leaf hash, which must
-    /// include the manifest) and `nodes`, using the old frontier for
-    /// everything before it.
+    /// The root computed from `leaves` (leaf index to leaf hash) and `nodes`,
+    /// using the old frontier for everything before it.
     pub fn root(&self, leaves: &BTreeMap<u64, Hash>, nodes: &HashMap<NodeId, Hash>) -> Result<Hash, ProofError> {
         root_from_nodes(self.size, &self.old, leaves, nodes)
     }
 
     /// The nodes the plan uses (to keep as proof material in a replica), sorted.
     pub fn node_ids(&self) -> Vec<NodeId> {
-        let mut ids: Vec<NodeId> = self.fetch.iter().map(|(n, _, _)| *n).chain(self.known.keys().copied()).collect();
+        let mut ids: Vec<NodeId> = self.want.iter().map(|(n, _)| *n).chain(self.known.keys().copied()).collect();
         ids.sort_unstable();
         ids.dedup();
         ids
     }
+}
+
+/// Proves `leaves` against the signed root with tile hashes read from `src`
+/// (a whole container on disk): what a publisher does to trust an index it
+/// builds on without re-reading the log. Returns the node hashes used.
+pub fn prove_local<R: ReadAt + ?Sized>(
+    src: &R,
+    map: &TileMap,
+    root: &Hash,
+    leaves: &BTreeMap<u64, Hash>,
+) -> Result<HashMap<NodeId, Hash>, PlanError> {
+    let mut plan = ProofPlan::new(map, &Frontier::new(), &leaves.keys().copied().collect())?;
+    let read = |ranges: Vec<(u64, u64)>| -> Result<Fetched, PlanError> {
+        let mut f = Fetched::new();
+        for (s, e) in ranges {
+            let mut buf = vec![0u8; (e - s) as usize];
+            src.read_exact_at(&mut buf, s).map_err(|err| PlanError::Missing(format!("bytes {s}..{e}: {err}")))?;
+            f.insert(s, buf);
+        }
+        Ok(f)
+    };
+    let slots = read(plan.slot_ranges())?;
+    plan.resolve_slots(|s, l| slots.get(s, l))?;
+    let hashes = read(plan.ranges())?;
+    let nodes = plan.nodes(|s, l| hashes.get(s, l))?;
+    if plan.root(leaves, &nodes)? != *root {
+        return Err(PlanError::Proof(ProofError::RootMismatch));
+    }
+    Ok(nodes)
 }
 
 /// Sorts byte ranges `[start, end)` and merges the ones that overlap or touch.
@@ -295,6 +414,11 @@ impl Fetched {
     pub fn has(&self, start: u64, len: u64) -> bool {
         self.get(start, len).is_some()
     }
+
+    /// The parts of `ranges` not already here.
+    pub fn missing(&self, ranges: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+        ranges.into_iter().filter(|(s, e)| !self.has(*s, e - s)).collect()
+    }
 }
 
 impl ReadAt for Fetched {
@@ -309,16 +433,20 @@ impl ReadAt for Fetched {
     }
 }
 
-/// Checks that a fetched entry header is the one the manifest promised:
-/// the right kind, target, channel and version.
-pub fn check_entry_header(bytes: &[u8], channel: &str, target: &str, version: &str) -> Result<Entry, String> {
+/// Checks that a fetched index header is the one the manifest promised: the
+/// right kind, channel, target and version.
+pub fn check_index_header(bytes: &[u8], release: &Release) -> Result<Index, String> {
     match Header::parse(bytes) {
-        Ok(Header::Entry(e)) if e.channel == channel && e.target == target && e.version == version => Ok(e),
-        Ok(Header::Entry(e)) => Err(format!(
-            "an entry for {} {} {} where {channel} {target} {version} was expected",
-            e.channel, e.target, e.version
+        Ok(Header::Index(i))
+            if i.channel == release.channel && i.target == release.target && i.version == release.version =>
+        {
+            Ok(i)
+        }
+        Ok(Header::Index(i)) => Err(format!(
+            "an index of {} {} {} where {} {} {} was expected",
+            i.channel, i.target, i.version, release.channel, release.target, release.version
         )),
-        Ok(other) => Err(format!("a {} frame where an entry was expected", other.kind())),
+        Ok(other) => Err(format!("a {} frame where an index was expected", other.kind())),
         Err(e) => Err(e.to_string()),
     }
 }

@@ -15,7 +15,7 @@ use crate::hashio::{Digest32, digest_from_hex, to_hex};
 use crate::keys::TrustRoot;
 
 /// The format version written in the genesis frame.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Why a header is not acceptable.
 #[derive(Debug, thiserror::Error)]
@@ -80,15 +80,23 @@ impl<'de> Deserialize<'de> for Sha256Hex {
 pub enum Header {
     /// Frame 0: what the container is and who signs it.
     Genesis(Genesis),
-    /// One file of one build for one target.
+    /// One content, stored once.
     Entry(Entry),
+    /// One content as a patch against another.
+    Delta(Delta),
+    /// One build of one target on one channel: its file listing.
+    Index(Index),
     /// The newest release of every target on every channel.
     Manifest(Manifest),
     /// A new trust root.
     Keys(Keys),
     /// A tlog tile (not a leaf).
     Tile(Tile),
-    /// A signed checkpoint and where to find its proof material (not a leaf).
+    /// Where 256 full tiles are (not a leaf).
+    Page(Page),
+    /// The frontier before the manifest and where the tiles are (not a leaf).
+    Map(Map),
+    /// A signed checkpoint and where its manifest and map are (not a leaf).
     Seal(Seal),
     /// Proof material in a partial container (not a leaf).
     Proof(Proof),
@@ -110,7 +118,15 @@ impl Header {
 
     /// Whether frames of this kind are leaves of the Merkle tree.
     pub fn is_leaf(&self) -> bool {
-        matches!(self, Header::Genesis(_) | Header::Entry(_) | Header::Manifest(_) | Header::Keys(_))
+        matches!(
+            self,
+            Header::Genesis(_)
+                | Header::Entry(_)
+                | Header::Delta(_)
+                | Header::Index(_)
+                | Header::Manifest(_)
+                | Header::Keys(_)
+        )
     }
 
     /// The `"kind"` string.
@@ -118,9 +134,13 @@ impl Header {
         match self {
             Header::Genesis(_) => "genesis",
             Header::Entry(_) => "entry",
+            Header::Delta(_) => "delta",
+            Header::Index(_) => "index",
             Header::Manifest(_) => "manifest",
             Header::Keys(_) => "keys",
             Header::Tile(_) => "tile",
+            Header::Page(_) => "page",
+            Header::Map(_) => "map",
             Header::Seal(_) => "seal",
             Header::Proof(_) => "proof",
         }
@@ -131,9 +151,13 @@ impl Header {
         match self {
             Header::Genesis(g) => g.validate(),
             Header::Entry(e) => e.validate(),
+            Header::Delta(d) => d.validate(),
+            Header::Index(i) => i.validate(),
             Header::Manifest(m) => m.validate(),
             Header::Keys(k) => k.trust.validate().map_err(|e| field("trust", e.to_string())),
             Header::Tile(t) => t.validate(),
+            Header::Page(p) => p.validate(),
+            Header::Map(_) => Ok(()),
             Header::Seal(s) => s.validate(),
             Header::Proof(p) => p.validate(),
         }
@@ -187,27 +211,17 @@ pub fn validate_origin(origin: &str) -> Result<(), HeaderError> {
 pub enum Compression {
     /// The payload is the content.
     None,
-    /// The payload is one zstd stream of the content.
+    /// The payload is one zstd frame of the content.
     Zstd,
 }
 
-/// One file of one build for one target triple.
+/// One file's content, stored once however many builds hold it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Entry {
-    /// The target triple, e.g. `x86_64-unknown-linux-gnu`.
-    pub target: String,
-    /// The release's semver version.
-    pub version: String,
-    /// The release channel, e.g. `stable`.
-    pub channel: String,
-    /// The file's relative path, `/`-separated.
-    pub path: String,
-    /// Unix permission bits (`0o644` or `0o755` as written by dare).
-    pub mode: u32,
     /// Content length.
     pub size: u64,
-    /// Content SHA-256.
+    /// Content SHA-256: what the container stores once.
     pub sha256: Sha256Hex,
     /// Payload length as stored.
     pub stored_size: u64,
@@ -215,26 +229,112 @@ pub struct Entry {
     pub stored_sha256: Sha256Hex,
     /// How the payload is stored.
     pub compression: Compression,
-    /// An earlier leaf whose content this payload patches (reserved; dare does not write deltas yet).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delta_base: Option<u64>,
 }
 
 impl Entry {
     fn validate(&self) -> Result<(), HeaderError> {
-        validate_target(&self.target)?;
-        validate_version(&self.version)?;
-        validate_channel(&self.channel)?;
-        validate_path(&self.path)?;
-        if self.mode > 0o7777 {
-            return Err(field("mode", "must be at most 0o7777"));
-        }
         if self.compression == Compression::None && (self.size != self.stored_size || self.sha256 != self.stored_sha256)
         {
             return Err(field("compression", "an uncompressed payload must have the content's size and sha256"));
         }
-        if self.delta_base.is_some() {
-            return Err(field("delta_base", "deltas are not supported by this reader"));
+        Ok(())
+    }
+}
+
+/// A file's content as a zstd patch against another content (its `base`):
+/// the payload is one zstd frame compressed with the base's bytes as a raw
+/// prefix (`zstd --patch-from`). The base and the result are both stored in
+/// full elsewhere in the container, so a delta is never needed and never chained.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Delta {
+    /// SHA-256 of the base content.
+    pub base: Sha256Hex,
+    /// Length of the base content.
+    pub base_size: u64,
+    /// Length of the content this delta produces.
+    pub size: u64,
+    /// SHA-256 of the content this delta produces.
+    pub sha256: Sha256Hex,
+    /// Payload length.
+    pub stored_size: u64,
+    /// Payload SHA-256.
+    pub stored_sha256: Sha256Hex,
+}
+
+impl Delta {
+    fn validate(&self) -> Result<(), HeaderError> {
+        if self.base == self.sha256 {
+            return Err(field("base", "a delta's base is not its result"));
+        }
+        Ok(())
+    }
+}
+
+/// Where one leaf frame sits: its leaf index, byte offset and total length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeafRef {
+    /// Its leaf index.
+    pub leaf: u64,
+    /// Byte offset of the frame.
+    pub offset: u64,
+    /// Byte length of the frame.
+    pub length: u64,
+}
+
+impl LeafRef {
+    /// One past the frame's last byte.
+    pub fn end(&self) -> u64 {
+        self.offset.saturating_add(self.length)
+    }
+}
+
+/// One build of one target on one channel: the header of its file listing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Index {
+    /// The channel.
+    pub channel: String,
+    /// The target triple.
+    pub target: String,
+    /// The release's version.
+    pub version: String,
+    /// How many files the listing holds.
+    pub files: u64,
+    /// Length of the listing (the JSON array of [`FileRecord`]s).
+    pub size: u64,
+    /// SHA-256 of the listing.
+    pub sha256: Sha256Hex,
+    /// Payload length as stored.
+    pub stored_size: u64,
+    /// Payload SHA-256 as stored.
+    pub stored_sha256: Sha256Hex,
+    /// How the listing is stored.
+    pub compression: Compression,
+    /// The index of the previous release of this channel and target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<LeafRef>,
+}
+
+/// The largest file listing a reader accepts, decompressed (64 MiB: some
+/// 200,000 files).
+pub const MAX_LISTING: u64 = 64 << 20;
+
+impl Index {
+    fn validate(&self) -> Result<(), HeaderError> {
+        validate_channel(&self.channel)?;
+        validate_target(&self.target)?;
+        validate_version(&self.version)?;
+        if self.compression == Compression::None && (self.size != self.stored_size || self.sha256 != self.stored_sha256)
+        {
+            return Err(field("compression", "an uncompressed listing must have the listing's size and sha256"));
+        }
+        if self.size > MAX_LISTING {
+            return Err(field("size", format!("a listing is at most {MAX_LISTING} bytes")));
+        }
+        if self.files == 0 {
+            return Err(field("files", "a build has at least one file"));
         }
         Ok(())
     }
@@ -243,6 +343,261 @@ impl Entry {
     pub fn semver(&self) -> semver::Version {
         // Validated at parse time.
         semver::Version::parse(&self.version).unwrap_or_else(|_| semver::Version::new(0, 0, 0))
+    }
+}
+
+/// A delta that produces a file's content from another content.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeltaRef {
+    /// SHA-256 of the base content.
+    pub base: Sha256Hex,
+    /// The delta's leaf.
+    pub leaf: u64,
+    /// Byte offset of its frame.
+    pub offset: u64,
+    /// Byte length of its frame.
+    pub length: u64,
+}
+
+impl DeltaRef {
+    /// Where the delta frame sits.
+    pub fn at(&self) -> LeafRef {
+        LeafRef { leaf: self.leaf, offset: self.offset, length: self.length }
+    }
+}
+
+/// One file of a build, in an index's listing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRecord {
+    /// The file's relative path, `/`-separated.
+    pub path: String,
+    /// Unix permission bits (`0o644` or `0o755` as written by dare).
+    pub mode: u32,
+    /// Content length.
+    pub size: u64,
+    /// Content SHA-256.
+    pub sha256: Sha256Hex,
+    /// The entry holding the content in full.
+    pub entry: LeafRef,
+    /// Deltas producing the content from earlier versions of the file.
+    pub deltas: Vec<DeltaRef>,
+}
+
+/// Parses and validates a file listing (the decompressed payload of an index).
+pub fn parse_listing(bytes: &[u8], files: u64) -> Result<Vec<FileRecord>, HeaderError> {
+    let list: Vec<FileRecord> = serde_json::from_slice(bytes)?;
+    if list.len() as u64 != files {
+        return Err(field("files", format!("the index says {files} files, the listing has {}", list.len())));
+    }
+    validate_listing(&list)?;
+    Ok(list)
+}
+
+/// The bytes of a listing. Validates first.
+pub fn listing_bytes(list: &[FileRecord]) -> Result<Vec<u8>, HeaderError> {
+    validate_listing(list)?;
+    Ok(serde_json::to_vec(list)?)
+}
+
+fn validate_listing(list: &[FileRecord]) -> Result<(), HeaderError> {
+    for f in list {
+        validate_path(&f.path)?;
+        if f.mode > 0o7777 {
+            return Err(field("mode", "must be at most 0o7777"));
+        }
+        if f.deltas.iter().any(|d| d.base == f.sha256) {
+            return Err(field("deltas", format!("{}: a delta's base is not the file's own content", f.path)));
+        }
+        if f.deltas.windows(2).any(|w| w[0].base >= w[1].base) {
+            return Err(field("deltas", format!("{}: sorted by base, without repeats", f.path)));
+        }
+    }
+    for w in list.windows(2) {
+        if w[0].path >= w[1].path {
+            return Err(field("path", "the listing must be sorted by path, without repeats"));
+        }
+    }
+    // A file `a` and a file `a/b` cannot both be written.
+    let paths: std::collections::HashSet<&str> = list.iter().map(|f| f.path.as_str()).collect();
+    for f in list {
+        if let Some((i, _)) = f.path.match_indices('/').find(|(i, _)| paths.contains(&f.path[..*i])) {
+            return Err(field("path", format!("{} is a file and also holds {}", &f.path[..i], f.path)));
+        }
+    }
+    Ok(())
+}
+
+/// The newest release of one target on one channel, and where its index is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Release {
+    /// The channel.
+    pub channel: String,
+    /// The target triple.
+    pub target: String,
+    /// The newest version.
+    pub version: String,
+    /// Its index leaf.
+    pub index: LeafRef,
+}
+
+/// The last leaf of every signed tree: the newest version of every target on
+/// every channel, and where each one's index is.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// One release per (channel, target), sorted by channel then target.
+    pub releases: Vec<Release>,
+    /// The latest `keys` leaf (the trust root in effect), if the genesis root
+    /// was ever rotated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys: Option<LeafRef>,
+}
+
+impl Manifest {
+    fn validate(&self) -> Result<(), HeaderError> {
+        for w in self.releases.windows(2) {
+            if (&w[0].channel, &w[0].target) >= (&w[1].channel, &w[1].target) {
+                return Err(field("releases", "must be sorted by channel then target, without repeats"));
+            }
+        }
+        for r in &self.releases {
+            validate_channel(&r.channel)?;
+            validate_target(&r.target)?;
+            validate_version(&r.version)?;
+        }
+        Ok(())
+    }
+
+    /// The release of `target` on `channel`.
+    pub fn release(&self, channel: &str, target: &str) -> Option<&Release> {
+        self.releases.iter().find(|r| r.channel == channel && r.target == target)
+    }
+}
+
+/// A new trust root, taking effect at the seal that first covers it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Keys {
+    /// The new trust root.
+    pub trust: TrustRoot,
+}
+
+/// A C2SP tlog tile; its payload is the tile's `width` hashes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tile {
+    /// Tile level (level L holds hashes of tree height 8L).
+    pub level: u8,
+    /// Tile index within the level.
+    pub index: u64,
+    /// Number of hashes, 1 to 256.
+    pub width: u16,
+}
+
+impl Tile {
+    fn validate(&self) -> Result<(), HeaderError> {
+        if self.level > 7 || self.width == 0 || self.width > 256 {
+            return Err(field("width", "a tile has level 0 to 7 and 1 to 256 hashes"));
+        }
+        Ok(())
+    }
+}
+
+/// Where 256 full tiles of one level are: the payload is 256 big-endian
+/// `u64`s, the payload offsets of tiles `index * 256 ..` of `level`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Page {
+    /// The tile level.
+    pub level: u8,
+    /// The page's position among that level's pages.
+    pub index: u64,
+}
+
+impl Page {
+    fn validate(&self) -> Result<(), HeaderError> {
+        if self.level > 7 {
+            return Err(field("level", "a page is for tile level 0 to 7"));
+        }
+        Ok(())
+    }
+}
+
+/// The proof material of one tree (not a leaf): the frontier before its
+/// manifest, and where every tile is. Its payload's layout is a function of
+/// `size` alone ([`crate::tiles::MapLayout`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Map {
+    /// The tree size it describes.
+    pub size: u64,
+}
+
+/// Where a frame sits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FrameRef {
+    /// Byte offset of the frame.
+    pub offset: u64,
+    /// Byte length of the frame.
+    pub length: u64,
+}
+
+impl FrameRef {
+    /// One past the frame's last byte.
+    pub fn end(&self) -> u64 {
+        self.offset.saturating_add(self.length)
+    }
+}
+
+/// The last frame after every publish: the signed checkpoint, and where its
+/// manifest and map are. Small, so an up-to-date check reads only this.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Seal {
+    /// The C2SP signed note of the checkpoint, signature lines included.
+    pub checkpoint: String,
+    /// The signed time (Unix seconds); equal to the checkpoint's `time` line.
+    pub time: u64,
+    /// The manifest frame (leaf n-1).
+    pub manifest: FrameRef,
+    /// The map frame of tree n.
+    pub map: FrameRef,
+}
+
+impl Seal {
+    fn validate(&self) -> Result<(), HeaderError> {
+        if self.checkpoint.len() > 64 * 1024 {
+            return Err(field("checkpoint", "over 64 KiB"));
+        }
+        Ok(())
+    }
+}
+
+/// Proof material in a partial container: the leaf index of every leaf frame
+/// since the previous seal, in file order, and the node hashes (in the
+/// payload, 32 bytes each, in the order of `nodes`) that, with those leaves and
+/// the previous seal's tree, give the root of the next seal's tree.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Proof {
+    /// The tree size of the seal that follows.
+    pub size: u64,
+    /// Leaf index of each leaf frame since the previous seal, in file order.
+    pub leaves: Vec<u64>,
+    /// `[height, index]` of each node hash in the payload.
+    pub nodes: Vec<(u8, u64)>,
+}
+
+impl Proof {
+    fn validate(&self) -> Result<(), HeaderError> {
+        if self.leaves.iter().any(|l| *l >= self.size) || self.nodes.iter().any(|(h, _)| *h > 63) {
+            return Err(field("leaves", "leaf index past the tree size or node height over 63"));
+        }
+        Ok(())
     }
 }
 
@@ -311,228 +666,129 @@ pub fn validate_path(path: &str) -> Result<(), HeaderError> {
     Ok(())
 }
 
-/// Where one entry frame sits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EntryRef {
-    /// Its leaf index.
-    pub leaf: u64,
-    /// Byte offset of the frame.
-    pub offset: u64,
-    /// Byte length of the frame.
-    pub length: u64,
-}
-
-/// The newest release of one target on one channel.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Release {
-    /// The channel.
-    pub channel: String,
-    /// The target triple.
-    pub target: String,
-    /// The newest version.
-    pub version: String,
-    /// Its entries, by leaf index.
-    pub entries: Vec<EntryRef>,
-}
-
-/// The last leaf of every signed tree.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Manifest {
-    /// One release per (channel, target), sorted by channel then target.
-    pub releases: Vec<Release>,
-}
-
-impl Manifest {
-    fn validate(&self) -> Result<(), HeaderError> {
-        for w in self.releases.windows(2) {
-            if (&w[0].channel, &w[0].target) >= (&w[1].channel, &w[1].target) {
-                return Err(field("releases", "must be sorted by channel then target, without repeats"));
-            }
-        }
-        for r in &self.releases {
-            validate_channel(&r.channel)?;
-            validate_target(&r.target)?;
-            validate_version(&r.version)?;
-            if r.entries.is_empty() {
-                return Err(field("entries", "a release has at least one entry"));
-            }
-            if r.entries.windows(2).any(|w| w[0].leaf >= w[1].leaf) {
-                return Err(field("entries", "must be sorted by leaf index, without repeats"));
-            }
-        }
-        Ok(())
-    }
-
-    /// The release of `target` on `channel`.
-    pub fn release(&self, channel: &str, target: &str) -> Option<&Release> {
-        self.releases.iter().find(|r| r.channel == channel && r.target == target)
-    }
-}
-
-/// A new trust root, taking effect at the seal that first covers it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Keys {
-    /// The new trust root.
-    pub trust: TrustRoot,
-}
-
-/// A C2SP tlog tile; its payload is the tile's `width` hashes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Tile {
-    /// Tile level (level L holds hashes of tree height 8L).
-    pub level: u8,
-    /// Tile index within the level.
-    pub index: u64,
-    /// Number of hashes, 1 to 256.
-    pub width: u16,
-}
-
-impl Tile {
-    fn validate(&self) -> Result<(), HeaderError> {
-        if self.level > 7 || self.width == 0 || self.width > 256 {
-            return Err(field("width", "a tile has level 0 to 7 and 1 to 256 hashes"));
-        }
-        Ok(())
-    }
-}
-
-/// Where a frame sits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FrameRef {
-    /// Byte offset of the frame.
-    pub offset: u64,
-    /// Byte length of the frame.
-    pub length: u64,
-}
-
-/// The last frame after every publish: the signed checkpoint, and where the
-/// proof material for it sits.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Seal {
-    /// The C2SP signed note of the checkpoint, signature lines included.
-    pub checkpoint: String,
-    /// The signed time (Unix seconds); equal to the checkpoint's `time` line.
-    pub time: u64,
-    /// The manifest frame (leaf n-1); `offset + length` is the container's
-    /// length up to the manifest.
-    pub manifest: FrameRef,
-    /// The RFC 9162 inclusion proof of the manifest (leaf n-1) in the tree of
-    /// size n: the roots of the tree of size n-1's perfect subtrees, smallest first.
-    pub manifest_proof: Vec<Sha256Hex>,
-    /// `tiles[L][N]`: the byte offset of the first hash of tile (L, N) of the
-    /// tree of size n; per level the last one is partial when the level's
-    /// hash count is not a multiple of 256. Empty in a partial container.
-    pub tiles: Vec<Vec<u64>>,
-}
-
-impl Seal {
-    fn validate(&self) -> Result<(), HeaderError> {
-        if self.checkpoint.len() > 64 * 1024 {
-            return Err(field("checkpoint", "over 64 KiB"));
-        }
-        if self.manifest_proof.len() > 64 || self.tiles.len() > 8 {
-            return Err(field("manifest_proof", "proof or tile list too long"));
-        }
-        Ok(())
-    }
-}
-
-/// Proof material in a partial container: the leaf index of every leaf frame
-/// since the previous seal, in file order, and the node hashes (in the
-/// payload, 32 bytes each, in the order of `nodes`) that, with those leaves and
-/// the previous seal's tree, give the root of the next seal's tree.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Proof {
-    /// The tree size of the seal that follows.
-    pub size: u64,
-    /// Leaf index of each leaf frame since the previous seal, in file order.
-    pub leaves: Vec<u64>,
-    /// `[height, index]` of each node hash in the payload.
-    pub nodes: Vec<(u8, u64)>,
-}
-
-impl Proof {
-    fn validate(&self) -> Result<(), HeaderError> {
-        if self.leaves.iter().any(|l| *l >= self.size) || self.nodes.iter().any(|(h, _)| *h > 63) {
-            return Err(field("leaves", "leaf index past the tree size or node height over 63"));
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn entry() -> Entry {
-        Entry {
+    fn digest(b: &[u8]) -> Sha256Hex {
+        Sha256Hex(crate::hashio::sha256(b))
+    }
+
+    fn index() -> Index {
+        Index {
+            channel: "stable".into(),
             target: "x86_64-unknown-linux-gnu".into(),
             version: "1.2.3-rc.1".into(),
-            channel: "stable".into(),
-            path: "bin/app".into(),
+            files: 1,
+            size: 3,
+            sha256: digest(b"abc"),
+            stored_size: 3,
+            stored_sha256: digest(b"abc"),
+            compression: Compression::None,
+            previous: None,
+        }
+    }
+
+    fn file(path: &str) -> FileRecord {
+        FileRecord {
+            path: path.into(),
             mode: 0o755,
             size: 3,
-            sha256: Sha256Hex(crate::hashio::sha256(b"abc")),
-            stored_size: 3,
-            stored_sha256: Sha256Hex(crate::hashio::sha256(b"abc")),
-            compression: Compression::None,
-            delta_base: None,
+            sha256: digest(b"abc"),
+            entry: LeafRef { leaf: 1, offset: 10, length: 20 },
+            deltas: Vec::new(),
         }
     }
 
     #[test]
-    fn entry_bytes_are_stable_and_kind_comes_first() {
-        let h = Header::Entry(entry());
+    fn index_bytes_are_stable_and_kind_comes_first() {
+        let h = Header::Index(index());
         let b = h.to_bytes().unwrap();
         let s = std::str::from_utf8(&b).unwrap();
-        assert!(s.starts_with(r#"{"kind":"entry","target":"x86_64-unknown-linux-gnu","version":"1.2.3-rc.1""#), "{s}");
-        assert!(!s.contains("delta_base"));
+        assert!(s.starts_with(r#"{"kind":"index","channel":"stable","target":"x86_64-unknown-linux-gnu""#), "{s}");
+        assert!(!s.contains("previous"));
         assert_eq!(Header::parse(&b).unwrap(), h);
     }
 
     #[test]
     fn rejects_unknown_and_duplicate_fields() {
-        let b = Header::Entry(entry()).to_bytes().unwrap();
+        let b = Header::Index(index()).to_bytes().unwrap();
         let s = String::from_utf8(b).unwrap();
         let extra = s.replacen("{", r#"{"extra":1,"#, 1);
         assert!(Header::parse(extra.as_bytes()).is_err());
-        let dup = s.replacen(r#""mode":493"#, r#""mode":493,"mode":420"#, 1);
+        let dup = s.replacen(r#""files":1"#, r#""files":1,"files":2"#, 1);
         assert!(Header::parse(dup.as_bytes()).is_err());
         assert!(Header::parse(br#"{"kind":"nope"}"#).is_err());
         assert!(Header::parse(br#"[1]"#).is_err());
     }
 
     #[test]
-    fn rejects_bad_entry_values() {
-        type Mutation = Box<dyn Fn(&mut Entry)>;
+    fn rejects_bad_index_values() {
+        type Mutation = Box<dyn Fn(&mut Index)>;
         let cases: Vec<(&str, Mutation)> = vec![
             ("target", Box::new(|e| e.target = "x86_64".into())),
             ("target", Box::new(|e| e.target = "not a triple".into())),
             ("target", Box::new(|e| e.target = "x86_64--linux".into())),
             ("version", Box::new(|e| e.version = "1.2".into())),
             ("channel", Box::new(|e| e.channel = "Stable".into())),
-            ("path", Box::new(|e| e.path = "../etc/passwd".into())),
-            ("path", Box::new(|e| e.path = "/etc/passwd".into())),
-            ("path", Box::new(|e| e.path = "a//b".into())),
-            ("path", Box::new(|e| e.path = "a/./b".into())),
-            ("path", Box::new(|e| e.path = "a\\b".into())),
-            ("mode", Box::new(|e| e.mode = 0o10000)),
             ("compression", Box::new(|e| e.stored_size = 4)),
+            ("files", Box::new(|e| e.files = 0)),
         ];
         for (what, f) in cases {
-            let mut e = entry();
+            let mut e = index();
             f(&mut e);
-            let err = Header::Entry(e).to_bytes().unwrap_err();
+            let err = Header::Index(e).to_bytes().unwrap_err();
             assert!(err.to_string().contains(what), "{what}: {err}");
         }
+    }
+
+    #[test]
+    fn rejects_bad_listings() {
+        for (what, list) in [
+            ("path", vec![file("../etc/passwd")]),
+            ("path", vec![file("/etc/passwd")]),
+            ("path", vec![file("a//b")]),
+            ("path", vec![file("a/./b")]),
+            ("path", vec![file("a\\b")]),
+            ("path", vec![file("b"), file("a")]),
+            ("path", vec![file("a"), file("a")]),
+            ("path", vec![file("a"), file("a/b")]),
+            ("path", vec![file("a"), file("a.txt"), file("a/b")]),
+        ] {
+            let err = listing_bytes(&list).unwrap_err();
+            assert!(err.to_string().contains(what), "{what}: {err}");
+        }
+        let mut f = file("a");
+        f.mode = 0o10000;
+        assert!(listing_bytes(&[f]).unwrap_err().to_string().contains("mode"));
+        let mut f = file("a");
+        f.deltas = vec![DeltaRef { base: f.sha256, leaf: 2, offset: 0, length: 1 }];
+        assert!(listing_bytes(&[f]).unwrap_err().to_string().contains("deltas"));
+        let ok = vec![file("a.txt"), file("a/b"), file("b")];
+        let bytes = listing_bytes(&ok).unwrap();
+        assert_eq!(parse_listing(&bytes, 3).unwrap(), ok);
+        assert!(parse_listing(&bytes, 2).is_err());
+    }
+
+    #[test]
+    fn deltas_and_entries_have_their_own_rules() {
+        let e = Entry {
+            size: 3,
+            sha256: digest(b"abc"),
+            stored_size: 4,
+            stored_sha256: digest(b"abcd"),
+            compression: Compression::None,
+        };
+        assert!(Header::Entry(e).to_bytes().unwrap_err().to_string().contains("compression"));
+        let d = Delta {
+            base: digest(b"abc"),
+            base_size: 3,
+            size: 3,
+            sha256: digest(b"abc"),
+            stored_size: 1,
+            stored_sha256: digest(b"x"),
+        };
+        assert!(Header::Delta(d).to_bytes().unwrap_err().to_string().contains("base"));
     }
 
     #[test]
@@ -549,7 +805,7 @@ mod tests {
 
     #[test]
     fn digests_must_be_lowercase_hex() {
-        let s = String::from_utf8(Header::Entry(entry()).to_bytes().unwrap()).unwrap();
+        let s = String::from_utf8(Header::Index(index()).to_bytes().unwrap()).unwrap();
         let upper = s.replacen("ba7816bf", "BA7816BF", 1);
         assert!(Header::parse(upper.as_bytes()).is_err());
     }
@@ -560,10 +816,12 @@ mod tests {
             channel: c.into(),
             target: t.into(),
             version: "1.0.0".into(),
-            entries: vec![EntryRef { leaf: 1, offset: 10, length: 20 }],
+            index: LeafRef { leaf: 1, offset: 10, length: 20 },
         };
-        let ok =
-            Manifest { releases: vec![r("beta", "x86_64-unknown-linux-gnu"), r("stable", "aarch64-apple-darwin")] };
+        let ok = Manifest {
+            releases: vec![r("beta", "x86_64-unknown-linux-gnu"), r("stable", "aarch64-apple-darwin")],
+            keys: None,
+        };
         assert!(Header::Manifest(ok.clone()).to_bytes().is_ok());
         let mut bad = ok;
         bad.releases.reverse();

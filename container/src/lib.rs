@@ -38,11 +38,13 @@
 
 pub mod appender;
 pub mod client;
+pub mod content;
 pub mod error;
 pub mod frame;
 pub mod hashio;
 pub mod header;
 pub mod keys;
+pub mod map;
 pub mod merkle;
 pub mod note;
 mod partial;

@@ -709,6 +709,22 @@ pub fn root_from_nodes(
     root_walk(0, size, old, leaves, nodes)
 }
 
+/// The hash of the complete node `node` computed as [`root_from_nodes`]
+/// computes the root: from the old frontier, the caller's leaves and given
+/// node hashes. With the nodes that gave a tree's root, this yields each node
+/// of that tree's frontier.
+pub fn subtree_from_nodes(
+    node: NodeId,
+    old: &Frontier,
+    leaves: &BTreeMap<u64, Hash>,
+    nodes: &HashMap<NodeId, Hash>,
+) -> Result<Hash, ProofError> {
+    if node.height >= 64 {
+        return Err(ProofError::MissingNode(node));
+    }
+    root_walk(node.start(), node.end(), old, leaves, nodes)
+}
+
 fn root_walk(
     lo: u64,
     hi: u64,

@@ -2,24 +2,30 @@
 //!
 //! The leaves present are checked by inclusion: at every seal, the proof frame
 //! before it names the leaf index of every leaf frame since the previous
-//! seal, and its node hashes, with those leaves and the previous seal's tree
-//! (its frontier, from the previous seal's manifest proof), must give the
-//! signed root. A seal with no new leaves must repeat the previous root.
+//! seal, and its node hashes, with those leaves and the previous seal's tree,
+//! must give the signed root. A seal with no new leaves must repeat the
+//! previous root. Every index present must be the one its seal's manifest
+//! names, and every entry present must be named by an index present.
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::content;
 use crate::frame::{FrameInfo, Frames, ReadAt, read_header};
-use crate::header::{Entry, Genesis, Header, Manifest, Proof, Seal};
+use crate::header::{FileRecord, Genesis, Header, Manifest, Proof, Seal};
 use crate::keys::{TrustRoot, VerifierKey};
-use crate::merkle::{Frontier, Hash, MemoryTree, NodeId, leaf_hash, root_from_nodes, verify_inclusion};
+use crate::merkle::{Frontier, Hash, MemoryTree, NodeId, leaf_hash, root_from_nodes};
 use crate::note::{Checkpoint, Note};
-use crate::verify::{EntryRecord, Problem, Scan, ScanOptions, SealState, Tail, VerifyError, check_payload};
+use crate::verify::{
+    EntryRecord, IndexRecord, Problem, Scan, ScanOptions, SealState, Stored, Tail, VerifyError, content_problem,
+};
 
 struct Leaf {
     index: u64,
     frame: FrameInfo,
     hash: Hash,
     header: Header,
+    /// An index's files.
+    files: Vec<FileRecord>,
 }
 
 /// Scans a partial container: see the module documentation.
@@ -37,6 +43,7 @@ pub(crate) fn scan_partial<R: ReadAt + Sync + ?Sized>(
     let mut prev: Option<(u64, Hash, Frontier)> = None;
     let mut last_seal: Option<SealState> = None;
     let mut entries: Vec<EntryRecord> = Vec::new();
+    let mut indexes: Vec<IndexRecord> = Vec::new();
     let mut manifest: Option<(FrameInfo, Manifest)> = None;
     let mut seals = 0u64;
     let mut sealed_len = 0u64;
@@ -62,25 +69,53 @@ pub(crate) fn scan_partial<R: ReadAt + Sync + ?Sized>(
         if index == 0 {
             let Header::Genesis(g) = header else { return Err(err(Problem::NotGenesis(header.kind()))) };
             trust = Some(g.trust.clone());
-            segment.push(Leaf { index: 0, frame, hash: leaf_hash(&bytes), header: Header::Genesis(g.clone()) });
+            segment.push(Leaf {
+                index: 0,
+                frame,
+                hash: leaf_hash(&bytes),
+                header: Header::Genesis(g.clone()),
+                files: Vec::new(),
+            });
             genesis = Some((g, bytes));
             continue;
         }
         match header {
             Header::Genesis(_) => return Err(err(Problem::ExtraGenesis)),
             Header::Entry(ref e) => {
-                if opts.payloads {
-                    check_payload(src, &frame, e).map_err(err)?;
+                if frame.payload_len != e.stored_size {
+                    return Err(err(Problem::Payload("the payload is not stored_size bytes".into())));
                 }
-                segment.push(Leaf { index: u64::MAX, frame, hash: leaf_hash(&bytes), header });
+                if opts.payloads {
+                    content::check_entry(src, &frame, e).map_err(|e| err(content_problem(e)))?;
+                }
+                segment.push(Leaf { index: u64::MAX, frame, hash: leaf_hash(&bytes), header, files: Vec::new() });
+            }
+            Header::Delta(ref d) => {
+                if frame.payload_len != d.stored_size {
+                    return Err(err(Problem::Payload("the payload is not stored_size bytes".into())));
+                }
+                // Its base is not here: only the stored bytes can be checked.
+                if opts.payloads {
+                    content::check_delta_stored(src, &frame, d).map_err(|e| err(content_problem(e)))?;
+                }
+                segment.push(Leaf { index: u64::MAX, frame, hash: leaf_hash(&bytes), header, files: Vec::new() });
+            }
+            Header::Index(ref ix) => {
+                if frame.payload_len != ix.stored_size {
+                    return Err(err(Problem::Payload("the payload is not stored_size bytes".into())));
+                }
+                let files = content::listing(src, &frame, ix).map_err(|e| err(content_problem(e)))?;
+                segment.push(Leaf { index: u64::MAX, frame, hash: leaf_hash(&bytes), header, files });
             }
             Header::Manifest(_) | Header::Keys(_) => {
                 if frame.payload_len != 0 {
                     return Err(err(Problem::Payload("this frame kind has an empty payload".into())));
                 }
-                segment.push(Leaf { index: u64::MAX, frame, hash: leaf_hash(&bytes), header });
+                segment.push(Leaf { index: u64::MAX, frame, hash: leaf_hash(&bytes), header, files: Vec::new() });
             }
-            Header::Tile(_) => return Err(err(Problem::Unexpected("tile (a partial container keeps proof frames)"))),
+            Header::Tile(_) | Header::Page(_) | Header::Map(_) => {
+                return Err(err(Problem::Unexpected("tile, page or map (a partial container keeps proof frames)")));
+            }
             Header::Proof(p) => {
                 if proof.is_some() {
                     return Err(err(Problem::Unexpected("second proof")));
@@ -127,7 +162,15 @@ pub(crate) fn scan_partial<R: ReadAt + Sync + ?Sized>(
                 })?;
                 for leaf in segment.drain(..) {
                     match leaf.header {
-                        Header::Entry(e) => entries.push(EntryRecord { leaf: leaf.index, frame: leaf.frame, entry: e }),
+                        Header::Entry(e) => {
+                            entries.push(EntryRecord { leaf: leaf.index, frame: leaf.frame, stored: Stored::Entry(e) })
+                        }
+                        Header::Delta(d) => {
+                            entries.push(EntryRecord { leaf: leaf.index, frame: leaf.frame, stored: Stored::Delta(d) })
+                        }
+                        Header::Index(index) => {
+                            indexes.push(IndexRecord { leaf: leaf.index, frame: leaf.frame, index, files: leaf.files })
+                        }
                         Header::Manifest(m) => manifest = Some((leaf.frame, m)),
                         _ => {}
                     }
@@ -169,6 +212,7 @@ pub(crate) fn scan_partial<R: ReadAt + Sync + ?Sized>(
         manifest,
         manifest_frame,
         entries,
+        indexes,
         tiles: HashMap::new(),
         tail,
         walked_backward: false,
@@ -246,7 +290,7 @@ fn check_seal(c: SealCheck<'_>) -> Result<(SealState, u64, Hash, Frontier), Veri
     if proof.size != n {
         return Err(seal_err(format!("the proof is for {} leaves, the checkpoint for {n}", proof.size)));
     }
-    // The manifest: the last leaf, proven by the seal's inclusion proof.
+    // The manifest: the last leaf.
     let last = c.segment.last().ok_or_else(|| seal_err("no leaves before the seal".into()))?;
     let Header::Manifest(ref manifest) = last.header else {
         return Err(seal_err("the last leaf before a seal must be its manifest".into()));
@@ -254,10 +298,6 @@ fn check_seal(c: SealCheck<'_>) -> Result<(SealState, u64, Hash, Frontier), Veri
     if last.index != n - 1 || c.seal.manifest.length != last.frame.len() {
         return Err(seal_err(format!("the manifest must be leaf {} of the signed tree", n - 1)));
     }
-    let mproof: Vec<Hash> = c.seal.manifest_proof.iter().map(|h| h.0).collect();
-    verify_inclusion(n - 1, n, &last.hash, &mproof, &cp.root).map_err(|e| err(Problem::Proof(e)))?;
-    let mut frontier = Frontier::from_last_leaf_proof(n, &mproof).map_err(|e| err(Problem::Proof(e)))?;
-    frontier.push(last.hash).map_err(|e| err(Problem::Proof(e)))?;
     // Every leaf present, with the proof's nodes and the previous tree, gives the signed root.
     let old = c.prev.map_or_else(Frontier::new, |p| p.2.clone());
     let mut leaves: BTreeMap<u64, Hash> = BTreeMap::new();
@@ -265,10 +305,8 @@ fn check_seal(c: SealCheck<'_>) -> Result<(SealState, u64, Hash, Frontier), Veri
         if leaves.insert(l.index, l.hash).is_some() {
             return Err(seal_err(format!("leaf {} appears twice", l.index)));
         }
-        if let Header::Entry(e) = &l.header {
-            check_listed(manifest, e, l.index, l.frame.len()).map_err(seal_err)?;
-        }
     }
+    check_listed(manifest, c.segment).map_err(seal_err)?;
     let nodes: HashMap<NodeId, Hash> = proof
         .nodes
         .iter()
@@ -281,13 +319,51 @@ fn check_seal(c: SealCheck<'_>) -> Result<(SealState, u64, Hash, Frontier), Veri
             "the leaves present and the proof give a root that is not the signed one (tree of {n} leaves)"
         )));
     }
+    // The next seal builds on this tree: its frontier, from the nodes that made the root.
+    let frontier = frontier_of(n, &old, &leaves, &nodes).map_err(|e| err(Problem::Proof(e)))?;
     Ok(state(frontier))
 }
 
-/// An entry in a replica must be one the manifest of its seal lists.
-fn check_listed(manifest: &Manifest, e: &Entry, leaf: u64, length: u64) -> Result<(), String> {
-    match manifest.release(&e.channel, &e.target) {
-        Some(r) if r.version == e.version && r.entries.iter().any(|x| x.leaf == leaf && x.length == length) => Ok(()),
-        _ => Err(format!("entry {} {} {} (leaf {leaf}) is not in its seal's manifest", e.target, e.version, e.path)),
+/// Every index present is the one the manifest names for its channel and
+/// target; every entry present is named by an index present.
+fn check_listed(manifest: &Manifest, segment: &[Leaf]) -> Result<(), String> {
+    let mut named: Vec<(u64, u64)> = Vec::new();
+    for l in segment {
+        if let Header::Index(ix) = &l.header {
+            match manifest.release(&ix.channel, &ix.target) {
+                Some(r) if r.index.leaf == l.index && r.index.length == l.frame.len() && r.version == ix.version => {}
+                _ => {
+                    return Err(format!(
+                        "the index of {} {} {} (leaf {}) is not the one its seal's manifest names",
+                        ix.channel, ix.target, ix.version, l.index
+                    ));
+                }
+            }
+            for f in &l.files {
+                named.push((f.entry.leaf, f.entry.length));
+                named.extend(f.deltas.iter().map(|d| (d.leaf, d.length)));
+            }
+        }
     }
+    for l in segment {
+        if matches!(l.header, Header::Entry(_) | Header::Delta(_)) && !named.contains(&(l.index, l.frame.len())) {
+            return Err(format!("the entry at leaf {} is not named by an index present", l.index));
+        }
+    }
+    Ok(())
+}
+
+/// The frontier of tree `n`, each of its nodes computed from what proved the root.
+fn frontier_of(
+    n: u64,
+    old: &Frontier,
+    leaves: &BTreeMap<u64, Hash>,
+    nodes: &HashMap<NodeId, Hash>,
+) -> Result<Frontier, crate::merkle::ProofError> {
+    let hashes = Frontier::from_parts(n, vec![[0; 32]; n.count_ones() as usize])?
+        .nodes()
+        .into_iter()
+        .map(|id| crate::merkle::subtree_from_nodes(id, old, leaves, nodes))
+        .collect::<Result<Vec<_>, _>>()?;
+    Frontier::from_parts(n, hashes)
 }

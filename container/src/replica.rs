@@ -1,15 +1,16 @@
 //! Partial containers: an updater's local replica.
 //!
-//! A replica holds the genesis frame and, for every update, copies of the
-//! frames the client fetched (the same bytes as upstream: its entries and the
-//! manifest), a `proof` frame, and a copy of the seal. The proof frame lists
-//! the leaf index of every leaf frame since the previous seal and the node
-//! hashes that, with those leaves and the previous seal's tree, give the new
-//! seal's root. So every leaf present can be checked against a signed
-//! checkpoint, offline, and nothing in the replica is trusted for being there.
+//! A replica holds what verification and the next update need, not every
+//! payload ever fetched: the genesis frame, the index of the installed build,
+//! the manifest, a `proof` frame and a copy of the seal. The proof frame
+//! lists the leaf index of every leaf frame and the node hashes that, with
+//! those leaves, give the seal's root. So every leaf present can be checked
+//! against a signed checkpoint, offline, and nothing in the replica is
+//! trusted for being there. Each update writes a whole new replica and
+//! renames it over the old one: its size stays that of one build's metadata.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufWriter, Read};
 use std::path::{Path, PathBuf};
 
 use crate::error::Error;
@@ -17,62 +18,46 @@ use crate::frame::encode_frame;
 use crate::header::{Header, Proof};
 use crate::merkle::{Hash, NodeId};
 
-/// Appends update segments to a replica under an exclusive lock.
+/// Writes a new replica beside the old one, then replaces it in one rename.
 #[derive(Debug)]
 pub struct ReplicaWriter {
     path: PathBuf,
-    file: File,
-    start: u64,
-    end: u64,
+    tmp: PathBuf,
+    out: BufWriter<File>,
+    len: u64,
 }
 
 impl ReplicaWriter {
-    /// Opens (creating if missing) the replica at `path`, cutting it back to
-    /// `committed` bytes: whatever an interrupted update left after that is
-    /// not part of the replica.
-    pub fn open(path: &Path, committed: u64) -> Result<ReplicaWriter, Error> {
+    /// Starts a new replica that will replace `path` when committed.
+    pub fn create(path: &Path) -> Result<ReplicaWriter, Error> {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = path.with_file_name(format!(".{name}.new"));
         let file = OpenOptions::new()
-            .read(true)
             .write(true)
             .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(|e| Error::io("opening", path, e))?;
-        crate::appender::lock_exclusive(&file, path)?;
-        let len = file.metadata().map_err(|e| Error::io("reading", path, e))?.len();
-        if len < committed {
-            return Err(Error::Changed {
-                path: path.to_path_buf(),
-                reason: format!("it is {len} bytes but {committed} were committed"),
-            });
-        }
-        if len > committed {
-            file.set_len(committed).map_err(|e| Error::io("cutting back", path, e))?;
-        }
-        (&file).seek(SeekFrom::Start(committed)).map_err(|e| Error::io("seeking in", path, e))?;
-        Ok(ReplicaWriter { path: path.to_path_buf(), file, start: committed, end: committed })
+            .truncate(true)
+            .open(&tmp)
+            .map_err(|e| Error::io("creating", &tmp, e))?;
+        Ok(ReplicaWriter { path: path.to_path_buf(), tmp, out: BufWriter::with_capacity(1 << 20, file), len: 0 })
     }
 
     /// The replica's length so far.
     pub fn len(&self) -> u64 {
-        self.end
+        self.len
     }
 
-    /// Whether nothing has been written yet (not even a genesis).
+    /// Whether nothing has been written yet.
     pub fn is_empty(&self) -> bool {
-        self.end == 0
+        self.len == 0
     }
 
     /// Appends exactly `len` bytes of already verified frames from `src`.
     pub fn append_frames(&mut self, src: &mut dyn Read, len: u64) -> Result<(), Error> {
-        let mut out = BufWriter::with_capacity(1 << 20, &self.file);
-        let n = io::copy(&mut src.take(len), &mut out)
-            .and_then(|n| out.flush().map(|()| n))
-            .map_err(|e| Error::io("writing", &self.path, e))?;
+        let n = io::copy(&mut src.take(len), &mut self.out).map_err(|e| Error::io("writing", &self.tmp, e))?;
         if n != len {
-            return Err(Error::io("writing", &self.path, io::Error::other(format!("copied {n} of {len} bytes"))));
+            return Err(Error::io("writing", &self.tmp, io::Error::other(format!("copied {n} of {len} bytes"))));
         }
-        self.end += n;
+        self.len += n;
         Ok(())
     }
 
@@ -90,14 +75,25 @@ impl ReplicaWriter {
         self.append_frames(&mut frame.as_slice(), frame.len() as u64)
     }
 
-    /// Syncs what was appended and returns the new committed length.
+    /// Syncs the new replica and renames it over the old one; returns its length.
     pub fn commit(self) -> Result<u64, Error> {
-        self.file.sync_all().map_err(|e| Error::io("syncing", &self.path, e))?;
-        Ok(self.end)
+        let file = self.out.into_inner().map_err(|e| Error::io("writing", &self.tmp, e.into_error()))?;
+        file.sync_all().map_err(|e| Error::io("syncing", &self.tmp, e))?;
+        drop(file);
+        std::fs::rename(&self.tmp, &self.path).map_err(|e| Error::io("replacing", &self.path, e))?;
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io("syncing", dir, e))?;
+        }
+        Ok(self.len)
     }
 
-    /// Cuts the replica back to where this writer started.
+    /// Drops the new replica; the old one stays.
     pub fn abort(self) -> Result<(), Error> {
-        self.file.set_len(self.start).map_err(|e| Error::io("cutting back", &self.path, e))
+        drop(self.out);
+        match std::fs::remove_file(&self.tmp) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io("removing", &self.tmp, e)),
+        }
     }
 }

@@ -1,27 +1,32 @@
 //! Reading and verifying a whole container.
 //!
 //! [`scan`] walks every frame forward, checks its structure and header,
-//! rebuilds the Merkle tree from the leaves, and at every seal checks the
-//! signed checkpoint (origin, size, root, time, signatures against the trust
-//! root), the manifest's place and content, the tiles, and the consistency
-//! with the seal before. With [`ScanOptions::payloads`] it also streams every
-//! entry's payload through SHA-256 (and zstd) and checks the signed digests
-//! and sizes.
+//! rebuilds the Merkle tree from the leaves, checks every index's listing
+//! (each file's content stored once in an earlier entry, each delta between
+//! two stored contents, versions growing per channel and target), and at
+//! every seal checks the signed checkpoint (origin, size, root, time,
+//! signatures against the trust root), the manifest's place and content, the
+//! tiles, pages and map, and the consistency with the seal before. With
+//! [`ScanOptions::payloads`] it also streams every entry's payload through
+//! SHA-256 (and zstd), applies every delta to its base, and checks the signed
+//! digests and sizes.
 //!
 //! A problem in any frame that a later seal covers is an error naming the
 //! first bad frame. Bytes after the last seal are never trusted: they are
 //! reported as a [`Tail::Torn`], which a publisher cuts off before appending.
 
-use std::collections::{BTreeMap, HashMap};
-use std::io::{self, Write};
-use std::sync::mpsc;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io;
 
+use crate::content::{self, MAX_DELTA_SIZE};
 use crate::frame::{FrameError, FrameInfo, Frames, FramesBack, ReadAt, read_frame_before, read_header};
-use crate::hashio::{BoundedHashWriter, Hasher, stream_range, to_hex};
+use crate::hashio::to_hex;
 use crate::header::{
-    Compression, Entry, EntryRef, FrameRef, Genesis, Header, HeaderError, Manifest, Release, Seal, Sha256Hex,
+    Delta, Entry, FileRecord, FrameRef, Genesis, Header, HeaderError, Index, LeafRef, Manifest, Release, Seal,
+    Sha256Hex,
 };
 use crate::keys::{TrustRoot, VerifierKey};
+use crate::map::{TileMap, decode_page, level_counts};
 use crate::merkle::{Hash, MemoryTree, ProofError, leaf_hash, verify_consistency};
 use crate::note::{Checkpoint, Note, NoteError};
 use crate::tiles::{self, TileId};
@@ -74,9 +79,13 @@ pub enum Problem {
     /// An entry's payload does not match its header.
     #[error("payload: {0}")]
     Payload(String),
-    /// An entry breaks release rules (version order, duplicate paths).
+    /// An entry or delta breaks the content rules (stored once, bases stored).
     #[error("entry: {0}")]
     Entry(String),
+    /// An index breaks release rules (version order, one per release) or
+    /// names content the container does not hold.
+    #[error("index: {0}")]
+    Index(String),
     /// A manifest that is not the newest release of every target.
     #[error("manifest: {0}")]
     Manifest(String),
@@ -91,6 +100,9 @@ pub enum Problem {
     /// A tile frame that is malformed or does not match the tree.
     #[error("tile: {0}")]
     Tile(String),
+    /// A page or map frame that does not say where the tiles are.
+    #[error("map: {0}")]
+    Map(String),
     /// A seal that does not match the container.
     #[error("seal: {0}")]
     Seal(String),
@@ -142,7 +154,34 @@ pub struct SealState {
     pub signers: Vec<VerifierKey>,
 }
 
-/// An entry frame of the container.
+/// A stored content: a whole entry or a delta.
+#[derive(Clone, Debug)]
+pub enum Stored {
+    /// A content stored whole.
+    Entry(Entry),
+    /// A content stored as a patch against another.
+    Delta(Delta),
+}
+
+impl Stored {
+    /// The payload length.
+    pub fn stored_size(&self) -> u64 {
+        match self {
+            Stored::Entry(e) => e.stored_size,
+            Stored::Delta(d) => d.stored_size,
+        }
+    }
+
+    /// The content's SHA-256.
+    pub fn sha256(&self) -> Sha256Hex {
+        match self {
+            Stored::Entry(e) => e.sha256,
+            Stored::Delta(d) => d.sha256,
+        }
+    }
+}
+
+/// An entry or delta frame of the container.
 #[derive(Clone, Debug)]
 pub struct EntryRecord {
     /// Its leaf index.
@@ -150,7 +189,27 @@ pub struct EntryRecord {
     /// Where it sits.
     pub frame: FrameInfo,
     /// Its header.
-    pub entry: Entry,
+    pub stored: Stored,
+}
+
+/// An index frame: one build of one target on one channel.
+#[derive(Clone, Debug)]
+pub struct IndexRecord {
+    /// Its leaf index.
+    pub leaf: u64,
+    /// Where it sits.
+    pub frame: FrameInfo,
+    /// Its header.
+    pub index: Index,
+    /// Its files.
+    pub files: Vec<FileRecord>,
+}
+
+impl IndexRecord {
+    /// Where the index frame sits.
+    pub fn at(&self) -> LeafRef {
+        LeafRef { leaf: self.leaf, offset: self.frame.offset, length: self.frame.len() }
+    }
 }
 
 /// Everything a scan learned about a container, up to its last seal.
@@ -182,8 +241,10 @@ pub struct Scan {
     pub manifest: Manifest,
     /// The last manifest's frame.
     pub manifest_frame: FrameInfo,
-    /// Every entry, in order.
+    /// Every entry and delta, in order.
     pub entries: Vec<EntryRecord>,
+    /// Every index, in order.
+    pub indexes: Vec<IndexRecord>,
     /// Tile frames: (level, index, width) to the offset of their first hash.
     pub tiles: HashMap<(u8, u64, u16), u64>,
     /// Bytes after the last seal.
@@ -201,6 +262,19 @@ impl Scan {
     /// The fingerprint of the genesis trust root.
     pub fn genesis_fingerprint(&self) -> String {
         self.genesis.trust.fingerprint()
+    }
+
+    /// The entry or delta at `leaf`.
+    pub fn entry(&self, leaf: u64) -> Option<&EntryRecord> {
+        self.entries.binary_search_by_key(&leaf, |e| e.leaf).ok().map(|i| &self.entries[i])
+    }
+
+    /// The index of `version` of `target` on `channel`, or the newest one.
+    pub fn index(&self, channel: &str, target: &str, version: Option<&str>) -> Option<&IndexRecord> {
+        self.indexes
+            .iter()
+            .rev()
+            .find(|i| i.index.channel == channel && i.index.target == target && version.is_none_or(|v| i.index.version == v))
     }
 }
 
@@ -229,7 +303,10 @@ pub fn scan_from<R: ReadAt + Sync + ?Sized>(
     let mut frames = Frames::new(src, 0, len);
     let mut index = 0u64;
     while let Some(next) = frames.next() {
-        let offset = frames_position_before(&next, &frames);
+        let offset = match &next {
+            Ok(f) => f.offset,
+            Err(_) => frames.position(),
+        };
         match next {
             Ok(frame) => {
                 w.frame(index, frame)?;
@@ -249,13 +326,6 @@ pub fn scan_from<R: ReadAt + Sync + ?Sized>(
         index += 1;
     }
     w.finish(index, ends_with_seal)
-}
-
-fn frames_position_before<R: ReadAt + ?Sized>(r: &Result<FrameInfo, FrameError>, frames: &Frames<'_, R>) -> u64 {
-    match r {
-        Ok(f) => f.offset,
-        Err(_) => frames.position(),
-    }
 }
 
 /// Walks the sealed part of a container backward from its end and checks it
@@ -285,6 +355,14 @@ pub fn walk_backward<R: ReadAt + ?Sized>(src: &R, scan: &Scan) -> Result<(), Ver
     Ok(())
 }
 
+/// The newest release of one (channel, target) as indexes arrive.
+#[derive(Clone, Debug)]
+struct Latest {
+    version: semver::Version,
+    version_text: String,
+    index: LeafRef,
+}
+
 struct Walker<'a, R: ?Sized> {
     src: &'a R,
     len: u64,
@@ -296,17 +374,29 @@ struct Walker<'a, R: ?Sized> {
     /// Frame index and offset of every leaf.
     leaf_frames: Vec<(u64, u64)>,
     entries: Vec<EntryRecord>,
-    /// The newest release of every (channel, target), as the manifest must list it.
-    latest: BTreeMap<(String, String), Draft>,
-    /// (channel, target) pairs that received entries since the last seal.
-    fresh: BTreeMap<(String, String), semver::Version>,
+    /// Content SHA-256 to the leaf of the entry that stores it.
+    content: HashMap<Sha256Hex, u64>,
+    /// (base, result) to the leaf of the delta between them.
+    deltas: HashMap<(Sha256Hex, Sha256Hex), u64>,
+    indexes: Vec<IndexRecord>,
+    latest: BTreeMap<(String, String), Latest>,
+    /// (channel, target) pairs that got an index since the last seal.
+    fresh: BTreeSet<(String, String)>,
+    /// Entries and deltas since the last seal that no index of this release names yet.
+    unreferenced: BTreeSet<u64>,
     manifest: Option<(u64, FrameInfo, Manifest)>,
     /// The manifest the last seal covers (a later one may be in a torn tail).
     sealed_manifest: Option<(FrameInfo, Manifest)>,
+    /// The latest map frame: where it sits and the tree size it is for.
+    map: Option<(FrameInfo, u64)>,
     tiles: HashMap<(u8, u64, u16), u64>,
     tile_at: HashMap<u64, (u8, u64, u16)>,
     pending_tiles: Vec<(u64, FrameInfo, crate::header::Tile)>,
+    page_at: HashMap<u64, (u8, u64)>,
+    pending_pages: Vec<(u64, FrameInfo, crate::header::Page)>,
     pending_keys: Option<(u64, FrameInfo, TrustRoot)>,
+    /// The last keys leaf, as the manifest must name it.
+    keys: Option<LeafRef>,
     last_seal: Option<SealState>,
     last_root: Hash,
     seals: u64,
@@ -331,14 +421,22 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
             tree: MemoryTree::new(),
             leaf_frames: Vec::new(),
             entries: Vec::new(),
+            content: HashMap::new(),
+            deltas: HashMap::new(),
+            indexes: Vec::new(),
             latest: BTreeMap::new(),
-            fresh: BTreeMap::new(),
+            fresh: BTreeSet::new(),
+            unreferenced: BTreeSet::new(),
             manifest: None,
             sealed_manifest: None,
+            map: None,
             tiles: HashMap::new(),
             tile_at: HashMap::new(),
             pending_tiles: Vec::new(),
+            page_at: HashMap::new(),
+            pending_pages: Vec::new(),
             pending_keys: None,
+            keys: None,
             last_seal: None,
             last_root: [0; 32],
             seals: 0,
@@ -389,19 +487,24 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
             self.genesis = Some((g, bytes));
             return Ok(());
         }
+        let empty_payload = |kind: &str| {
+            if frame.payload_len != 0 { Err(Problem::Payload(format!("a {kind} frame has an empty payload"))) } else { Ok(()) }
+        };
         let result = match header {
             Header::Genesis(_) => Err(Problem::ExtraGenesis),
             Header::Entry(e) => self.entry(index, frame, &bytes, e),
+            Header::Delta(d) => self.delta(index, frame, &bytes, d),
+            Header::Index(i) => self.index(index, frame, &bytes, i),
             Header::Manifest(m) => self.manifest(index, frame, &bytes, m),
             Header::Keys(k) => {
-                self.push_leaf(index, &frame, &bytes);
+                let leaf = self.push_leaf(index, &frame, &bytes);
                 if self.pending_keys.is_some() {
                     Err(Problem::Unexpected("second keys"))
-                } else if frame.payload_len != 0 {
-                    Err(Problem::Payload("a keys frame has an empty payload".into()))
                 } else {
-                    self.pending_keys = Some((index, frame, k.trust));
-                    Ok(())
+                    empty_payload("keys").map(|()| {
+                        self.pending_keys = Some((index, frame, k.trust));
+                        self.keys = Some(LeafRef { leaf, offset: frame.offset, length: frame.len() });
+                    })
                 }
             }
             Header::Tile(t) => {
@@ -414,6 +517,27 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
                     )))
                 } else {
                     self.pending_tiles.push((index, frame, t));
+                    Ok(())
+                }
+            }
+            Header::Page(p) => {
+                if frame.payload_len != crate::map::PAGE_WIDTH * 8 {
+                    Err(Problem::Map(format!("a page holds 256 offsets (2048 bytes), not {} bytes", frame.payload_len)))
+                } else {
+                    self.pending_pages.push((index, frame, p));
+                    Ok(())
+                }
+            }
+            Header::Map(m) => {
+                if frame.payload_len != crate::map::payload_len(m.size) || m.size == 0 {
+                    Err(Problem::Map(format!(
+                        "a map of a tree of {} leaves has {} payload bytes, not {}",
+                        m.size,
+                        crate::map::payload_len(m.size),
+                        frame.payload_len
+                    )))
+                } else {
+                    self.map = Some((frame, m.size));
                     Ok(())
                 }
             }
@@ -439,6 +563,10 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
         leaf
     }
 
+    fn check_payloads(&self, frame: &FrameInfo) -> bool {
+        self.opts.payloads && frame.offset >= self.payloads_from
+    }
+
     fn entry(&mut self, index: u64, frame: FrameInfo, bytes: &[u8], e: Entry) -> Result<(), Problem> {
         // The leaf goes into the tree whatever the rules say, so the tiles can
         // still tell which leaf a later mismatch comes from.
@@ -449,41 +577,125 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
                 frame.payload_len, e.stored_size
             )));
         }
-        let version = e.semver();
-        let key = (e.channel.clone(), e.target.clone());
-        if let Some(v) = self.fresh.get(&key) {
-            if *v != version {
-                return Err(Problem::Entry(format!(
-                    "{} {} has entries for both {v} and {version} in one release",
-                    e.channel, e.target
-                )));
-            }
-        } else if let Some(d) = self.latest.get(&key)
-            && version.cmp_precedence(&d.version) != std::cmp::Ordering::Greater
-        {
-            return Err(Problem::Entry(format!(
-                "{} {} version {version} is not newer than the published {}",
-                e.channel, e.target, d.version
+        if let Some(first) = self.content.get(&e.sha256) {
+            return Err(Problem::Entry(format!("content {} is already stored at leaf {first}", e.sha256)));
+        }
+        if self.check_payloads(&frame) {
+            content::check_entry(self.src, &frame, &e).map_err(content_problem)?;
+        }
+        self.content.insert(e.sha256, leaf);
+        self.unreferenced.insert(leaf);
+        self.entries.push(EntryRecord { leaf, frame, stored: Stored::Entry(e) });
+        Ok(())
+    }
+
+    fn delta(&mut self, index: u64, frame: FrameInfo, bytes: &[u8], d: Delta) -> Result<(), Problem> {
+        let leaf = self.push_leaf(index, &frame, bytes);
+        if frame.payload_len != d.stored_size {
+            return Err(Problem::Payload(format!(
+                "payload is {} bytes but the header says stored_size {}",
+                frame.payload_len, d.stored_size
             )));
         }
-        if let Some(d) = self.latest.get(&key)
-            && d.version == version
-            && d.paths.contains(&e.path)
-        {
-            return Err(Problem::Entry(format!("{} {} {version} has two entries for {}", e.channel, e.target, e.path)));
+        if d.base_size > MAX_DELTA_SIZE || d.size > MAX_DELTA_SIZE {
+            return Err(Problem::Entry(format!("a delta's base and result are at most {MAX_DELTA_SIZE} bytes")));
         }
-        if self.opts.payloads && frame.offset >= self.payloads_from {
-            check_payload(self.src, &frame, &e)?;
+        let stored = |sha: &Sha256Hex, what: &str| -> Result<&EntryRecord, Problem> {
+            let leaf = self
+                .content
+                .get(sha)
+                .ok_or_else(|| Problem::Entry(format!("the delta's {what} {sha} is not stored in an earlier entry")))?;
+            Ok(self.entry_at(*leaf).expect("every content leaf is an entry"))
+        };
+        let base = stored(&d.base, "base")?.clone();
+        let result = stored(&d.sha256, "result")?;
+        if base_size(&base) != d.base_size || base_size(result) != d.size {
+            return Err(Problem::Entry("the delta's sizes are not those of its base and result".into()));
         }
-        let r = EntryRef { leaf, offset: frame.offset, length: frame.len() };
-        self.fresh.insert(key.clone(), version.clone());
-        let slot = self.latest.entry(key).or_insert_with(|| Draft::new(version.clone()));
-        if slot.version != version {
-            *slot = Draft::new(version);
+        if let Some(first) = self.deltas.get(&(d.base, d.sha256)) {
+            return Err(Problem::Entry(format!("this delta is already stored at leaf {first}")));
         }
-        slot.entries.push(r);
-        slot.paths.insert(e.path.clone());
-        self.entries.push(EntryRecord { leaf, frame, entry: e });
+        if self.check_payloads(&frame) {
+            let Stored::Entry(be) = &base.stored else { unreachable!("content leaves are entries") };
+            let base_bytes = content::entry_bytes(self.src, &base.frame, be, MAX_DELTA_SIZE).map_err(content_problem)?;
+            content::delta_content(self.src, &frame, &d, &base_bytes, io::sink()).map_err(content_problem)?;
+        }
+        self.deltas.insert((d.base, d.sha256), leaf);
+        self.unreferenced.insert(leaf);
+        self.entries.push(EntryRecord { leaf, frame, stored: Stored::Delta(d) });
+        Ok(())
+    }
+
+    fn entry_at(&self, leaf: u64) -> Option<&EntryRecord> {
+        self.entries.binary_search_by_key(&leaf, |e| e.leaf).ok().map(|i| &self.entries[i])
+    }
+
+    fn index(&mut self, index: u64, frame: FrameInfo, bytes: &[u8], ix: Index) -> Result<(), Problem> {
+        let leaf = self.push_leaf(index, &frame, bytes);
+        if frame.payload_len != ix.stored_size {
+            return Err(Problem::Payload(format!(
+                "payload is {} bytes but the header says stored_size {}",
+                frame.payload_len, ix.stored_size
+            )));
+        }
+        let files = content::listing(self.src, &frame, &ix).map_err(content_problem)?;
+        let key = (ix.channel.clone(), ix.target.clone());
+        let version = ix.semver();
+        if self.fresh.contains(&key) {
+            return Err(Problem::Index(format!("{} {} has two indexes in one release", ix.channel, ix.target)));
+        }
+        match self.latest.get(&key) {
+            Some(l) if version.cmp_precedence(&l.version) != std::cmp::Ordering::Greater => {
+                return Err(Problem::Index(format!(
+                    "{} {} version {version} is not newer than the published {}",
+                    ix.channel, ix.target, l.version_text
+                )));
+            }
+            Some(l) if ix.previous != Some(l.index) => {
+                return Err(Problem::Index(format!(
+                    "{} {} {version}: `previous` does not name the index of {}",
+                    ix.channel, ix.target, l.version_text
+                )));
+            }
+            None if ix.previous.is_some() => {
+                return Err(Problem::Index(format!(
+                    "{} {} {version}: `previous` names an index, but this is the first release",
+                    ix.channel, ix.target
+                )));
+            }
+            _ => {}
+        }
+        for f in &files {
+            let Some(Stored::Entry(e)) = self.entry_at(f.entry.leaf).filter(|r| matches!(r.stored, Stored::Entry(_)) && r.frame.offset == f.entry.offset && r.frame.len() == f.entry.length).map(|r| &r.stored) else {
+                return Err(Problem::Index(format!("{}: no entry at leaf {} (byte {})", f.path, f.entry.leaf, f.entry.offset)));
+            };
+            if e.sha256 != f.sha256 || e.size != f.size {
+                return Err(Problem::Index(format!("{}: the entry at leaf {} holds other content", f.path, f.entry.leaf)));
+            }
+            for dr in &f.deltas {
+                let ok = matches!(
+                    self.entry_at(dr.leaf),
+                    Some(EntryRecord { stored: Stored::Delta(d), frame: df, .. })
+                        if d.base == dr.base && d.sha256 == f.sha256 && df.offset == dr.offset && df.len() == dr.length
+                );
+                if !ok {
+                    return Err(Problem::Index(format!(
+                        "{}: no delta from {} at leaf {} (byte {})",
+                        f.path, dr.base, dr.leaf, dr.offset
+                    )));
+                }
+            }
+        }
+        for f in &files {
+            self.unreferenced.remove(&f.entry.leaf);
+            for d in &f.deltas {
+                self.unreferenced.remove(&d.leaf);
+            }
+        }
+        let at = LeafRef { leaf, offset: frame.offset, length: frame.len() };
+        self.fresh.insert(key.clone());
+        self.latest.insert(key, Latest { version, version_text: ix.version.clone(), index: at });
+        self.indexes.push(IndexRecord { leaf, frame, index: ix, files });
         Ok(())
     }
 
@@ -496,17 +708,17 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
             releases: self
                 .latest
                 .iter()
-                .map(|((channel, target), d)| Release {
+                .map(|((channel, target), l)| Release {
                     channel: channel.clone(),
                     target: target.clone(),
-                    version: d.version.to_string(),
-                    entries: d.entries.clone(),
+                    version: l.version_text.clone(),
+                    index: l.index,
                 })
                 .collect(),
+            keys: self.keys,
         };
         if m != expected {
-            let detail = describe_manifest_difference(&expected, &m);
-            return Err(Problem::Manifest(detail));
+            return Err(Problem::Manifest(describe_manifest_difference(&expected, &m)));
         }
         self.manifest = Some((leaf, frame, m));
         Ok(())
@@ -523,7 +735,7 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
         // Tiles name a bad leaf (or a bad tile) more precisely than a root
         // mismatch or a broken rule can; the first bad frame is reported.
         let leaves_signed = matches!(&parsed, Ok((_, cp)) if cp.root == root && cp.size == n);
-        let tiles = self.check_pending_tiles(n, leaves_signed);
+        let tiles = self.check_pending_tiles(n, leaves_signed).and_then(|()| self.check_pending_pages());
         match (tiles, self.first_problem.take()) {
             // A leaf blamed by the tiles may precede the first broken rule; a
             // tile frame (written before the manifest) never explains it.
@@ -537,6 +749,14 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
         let genesis = self.genesis.as_ref().map(|g| &g.0).ok_or_else(|| err(Problem::NotGenesis("seal")))?;
         if frame.payload_len != 0 {
             return Err(err(Problem::Payload("a seal frame has an empty payload".into())));
+        }
+        if let Some(leaf) = self.unreferenced.first() {
+            let e = self.entry_at(*leaf).map_or(0, |e| e.frame.offset);
+            return Err(VerifyError {
+                frame: self.leaf_frames[*leaf as usize].0,
+                offset: e,
+                problem: Problem::Entry(format!("leaf {leaf} is stored in this release but no index names it")),
+            });
         }
         let seal_err = |msg: String| err(Problem::Seal(msg));
         // The manifest is the last leaf.
@@ -600,14 +820,8 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
             self.trust = Some(new_root);
             self.pins = None;
         }
-        // The manifest's inclusion proof.
-        let proof = self.tree.inclusion_proof(n - 1, n).map_err(|e| err(Problem::Proof(e)))?;
-        let proof: Vec<Sha256Hex> = proof.into_iter().map(Sha256Hex).collect();
-        if proof != s.manifest_proof {
-            return Err(seal_err("manifest_proof is not the inclusion proof of the manifest".into()));
-        }
-        // Tile locations.
-        self.check_seal_tiles(n, &s).map_err(seal_err)?;
+        // The map: the frontier before the manifest, and every tile's place.
+        self.check_map(n, &s).map_err(|m| err(Problem::Map(m)))?;
         // Consistency with the previous seal.
         if let Some(prev) = &self.last_seal {
             let m = prev.checkpoint.size;
@@ -657,28 +871,71 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
         Ok(())
     }
 
-    fn check_seal_tiles(&self, n: u64, s: &Seal) -> Result<(), String> {
-        let want = tiles::tiles_at(n);
-        let levels = want.iter().map(|t| t.level as usize + 1).max().unwrap_or(0);
-        if s.tiles.len() != levels {
-            return Err(format!("lists tiles for {} levels; a tree of {n} leaves has {levels}", s.tiles.len()));
-        }
-        let mut seen = vec![0usize; levels];
-        for t in &want {
-            let level = t.level as usize;
-            let offsets = &s.tiles[level];
-            let i = seen[level];
-            seen[level] += 1;
-            let Some(off) = offsets.get(i) else {
-                return Err(format!("does not say where tile {} is", t.path()));
-            };
-            if u64::try_from(i).ok() != Some(t.index) || self.tile_at.get(off) != Some(&(t.level, t.index, t.width)) {
-                return Err(format!("says tile {} is at byte {off}, but no such tile frame is there", t.path()));
+    /// Checks the page frames since the last seal: each lists exactly the
+    /// payload offsets of 256 full tile frames of its level.
+    fn check_pending_pages(&mut self) -> Result<(), (u64, u64, Problem)> {
+        for (index, frame, p) in std::mem::take(&mut self.pending_pages) {
+            let bad = |msg: String| (index, frame.offset, Problem::Map(msg));
+            let mut raw = vec![0u8; frame.payload_len as usize];
+            self.src.read_exact_at(&mut raw, frame.payload_offset).map_err(|e| (index, frame.offset, Problem::Io(e)))?;
+            let offsets = decode_page(&raw).ok_or_else(|| bad("a page holds 256 offsets".into()))?;
+            for (slot, off) in offsets.iter().enumerate() {
+                let want = p.index.checked_mul(256).and_then(|b| b.checked_add(slot as u64));
+                if want.is_none() || self.tile_at.get(off) != Some(&(p.level, want.unwrap_or(0), 256)) {
+                    return Err(bad(format!(
+                        "slot {slot} of page {}/{} says tile {:?} is at byte {off}, but no such full tile frame is there",
+                        p.level, p.index, want
+                    )));
+                }
             }
+            self.page_at.insert(frame.payload_offset, (p.level, p.index));
         }
-        for (level, offsets) in s.tiles.iter().enumerate() {
-            if offsets.len() != seen[level] {
-                return Err(format!("lists {} tiles at level {level}; the tree has {}", offsets.len(), seen[level]));
+        Ok(())
+    }
+
+    /// The seal's map is the latest map frame, for this tree, and it holds
+    /// the frontier before the manifest and every tile's place.
+    fn check_map(&self, n: u64, s: &Seal) -> Result<(), String> {
+        let (frame, size) = self.map.as_ref().ok_or("no map before the seal")?;
+        if s.map != (FrameRef { offset: frame.offset, length: frame.len() }) {
+            return Err(format!(
+                "the seal points at a map at byte {} ({} bytes), but the latest map is at byte {} ({} bytes)",
+                s.map.offset,
+                s.map.length,
+                frame.offset,
+                frame.len()
+            ));
+        }
+        if *size != n {
+            return Err(format!("the map is for a tree of {size} leaves, the seal's has {n}"));
+        }
+        let mut raw = vec![0u8; frame.payload_len as usize];
+        self.src.read_exact_at(&mut raw, frame.payload_offset).map_err(|e| e.to_string())?;
+        let map = TileMap::decode(n, &raw).map_err(|e| e.to_string())?;
+        let before = self.tree.frontier_at(n - 1).map_err(|e| e.to_string())?;
+        if map.before != before {
+            return Err("its frontier is not the tree's before the manifest".into());
+        }
+        for (l, level) in map.levels.iter().enumerate() {
+            let l = l as u8;
+            let c = level_counts(n, l);
+            for (p, off) in level.pages.iter().enumerate() {
+                if self.page_at.get(off) != Some(&(l, p as u64)) {
+                    return Err(format!("says page {l}/{p} is at byte {off}, but no such page frame is there"));
+                }
+            }
+            for (i, off) in level.loose.iter().enumerate() {
+                let t = TileId { level: l, index: c.pages * 256 + i as u64, width: 256 };
+                if self.tile_at.get(off) != Some(&(t.level, t.index, t.width)) {
+                    return Err(format!("says tile {} is at byte {off}, but no such tile frame is there", t.path()));
+                }
+            }
+            if let Some(off) = level.edge {
+                let m = n >> (8 * u32::from(l));
+                let t = TileId { level: l, index: m / 256, width: (m % 256) as u16 };
+                if self.tile_at.get(&off) != Some(&(t.level, t.index, t.width)) {
+                    return Err(format!("says tile {} is at byte {off}, but no such tile frame is there", t.path()));
+                }
             }
         }
         Ok(())
@@ -724,6 +981,9 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
             tree = t;
         }
         self.entries.retain(|e| e.leaf < sealed_size);
+        self.indexes.retain(|e| e.leaf < sealed_size);
+        let sealed_len = self.sealed_len;
+        self.tiles.retain(|_, off| *off < sealed_len);
         let trust_fallback = genesis.trust.clone();
         Ok(Scan {
             genesis,
@@ -740,10 +1000,25 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
             manifest,
             manifest_frame,
             entries: self.entries,
+            indexes: self.indexes,
             tiles: self.tiles,
             tail,
             walked_backward: false,
         })
+    }
+}
+
+fn base_size(r: &EntryRecord) -> u64 {
+    match &r.stored {
+        Stored::Entry(e) => e.size,
+        Stored::Delta(d) => d.size,
+    }
+}
+
+pub(crate) fn content_problem(e: content::ContentError) -> Problem {
+    match e {
+        content::ContentError::Mismatch(m) => Problem::Payload(m),
+        content::ContentError::Io(e) => Problem::Io(e),
     }
 }
 
@@ -754,8 +1029,8 @@ fn describe_manifest_difference(want: &Manifest, got: &Manifest) -> String {
             Some(g) if g.version != w.version => {
                 return format!("lists {} {} as {}, the newest is {}", w.channel, w.target, g.version, w.version);
             }
-            Some(g) if g.entries != w.entries => {
-                return format!("lists the wrong entries for {} {} {}", w.channel, w.target, w.version);
+            Some(g) if g.index != w.index => {
+                return format!("points at the wrong index for {} {} {}", w.channel, w.target, w.version);
             }
             _ => {}
         }
@@ -765,84 +1040,10 @@ fn describe_manifest_difference(want: &Manifest, got: &Manifest) -> String {
             return format!("lists {} {} {}, which was never published", g.channel, g.target, g.version);
         }
     }
+    if want.keys != got.keys {
+        return "does not name the latest keys leaf".into();
+    }
     "is not in canonical order".into()
-}
-
-/// One target's release on one channel as entries arrive: its version, its
-/// entries and their paths.
-#[derive(Clone, Debug)]
-pub(crate) struct Draft {
-    pub(crate) version: semver::Version,
-    pub(crate) entries: Vec<EntryRef>,
-    pub(crate) paths: std::collections::BTreeSet<String>,
-}
-
-impl Draft {
-    pub(crate) fn new(version: semver::Version) -> Self {
-        Draft { version, entries: Vec::new(), paths: Default::default() }
-    }
-}
-
-/// Streams an entry's payload and checks its stored and content digests and sizes.
-pub fn check_payload<R: ReadAt + Sync + ?Sized>(src: &R, frame: &FrameInfo, e: &Entry) -> Result<(), Problem> {
-    let mut stored = Hasher::new();
-    match e.compression {
-        Compression::None => {
-            stream_range(src, frame.payload_offset, frame.payload_len, |c| {
-                stored.update(c);
-                Ok::<_, Problem>(())
-            })?;
-        }
-        Compression::Zstd => {
-            // Decompress on a second thread so hashing the stored bytes and
-            // decoding overlap.
-            let content = std::thread::scope(|scope| -> Result<(Hash, u64), Problem> {
-                let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(4);
-                let size = e.size;
-                let decoder = scope.spawn(move || -> Result<(Hash, u64), String> {
-                    let mut dec = crate::zstdio::OneFrame::new(BoundedHashWriter::new(io::sink(), size))
-                        .map_err(|e| e.to_string())?;
-                    for chunk in rx {
-                        dec.write_all(&chunk).map_err(|e| e.to_string())?;
-                    }
-                    let (digest, n, _) = dec.finish().map_err(|e| e.to_string())?.finish();
-                    Ok((digest, n))
-                });
-                let sent = stream_range(src, frame.payload_offset, frame.payload_len, |c| {
-                    stored.update(c);
-                    // A closed channel means the decoder failed; its error is reported below.
-                    let _ = tx.send(c.to_vec());
-                    Ok::<_, Problem>(())
-                });
-                drop(tx);
-                let decoded = decoder.join().map_err(|_| Problem::Payload("zstd decoder panicked".into()))?;
-                sent?;
-                decoded.map_err(|m| Problem::Payload(format!("zstd: {m}")))
-            })?;
-            if content.1 != e.size {
-                return Err(Problem::Payload(format!("content is {} bytes, the header says {}", content.1, e.size)));
-            }
-            if content.0 != e.sha256.0 {
-                return Err(Problem::Payload(format!(
-                    "content SHA-256 is {}, the header says {}",
-                    to_hex(&content.0),
-                    e.sha256
-                )));
-            }
-        }
-    }
-    let (digest, n) = stored.finish();
-    if n != e.stored_size {
-        return Err(Problem::Payload(format!("payload is {n} bytes, the header says {}", e.stored_size)));
-    }
-    if digest != e.stored_sha256.0 {
-        return Err(Problem::Payload(format!(
-            "payload SHA-256 is {}, the header says {}",
-            to_hex(&digest),
-            e.stored_sha256
-        )));
-    }
-    Ok(())
 }
 
 impl From<io::Error> for Problem {

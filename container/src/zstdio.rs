@@ -7,20 +7,35 @@
 
 use std::io::{self, Write};
 
-use zstd::stream::raw::{Decoder, InBuffer, Operation, OutBuffer};
+use zstd::stream::raw::{DParameter, Decoder, InBuffer, Operation, OutBuffer};
+
+/// The largest zstd window a delta may use: 2^31 bytes, zstd's maximum.
+/// (A plain entry keeps zstd's default limit of 2^27.)
+pub const DELTA_WINDOW_LOG_MAX: u32 = 31;
 
 /// A writer that decodes one zstd frame into `inner`.
-pub struct OneFrame<W: Write> {
-    decoder: Decoder<'static>,
+pub struct OneFrame<'p, W: Write> {
+    decoder: Decoder<'p>,
     inner: W,
     out: Vec<u8>,
     done: bool,
 }
 
-impl<W: Write> OneFrame<W> {
+impl<W: Write> OneFrame<'static, W> {
     /// Decodes into `inner`.
     pub fn new(inner: W) -> io::Result<Self> {
         Ok(OneFrame { decoder: Decoder::new()?, inner, out: vec![0u8; 128 * 1024], done: false })
+    }
+}
+
+impl<'p, W: Write> OneFrame<'p, W> {
+    /// Decodes a delta (a frame compressed with `base` as its raw prefix, as
+    /// `zstd --patch-from` does) into `inner`. zstd keeps a window of at most
+    /// the content's size besides `base`.
+    pub fn with_prefix(inner: W, base: &'p [u8]) -> io::Result<Self> {
+        let mut decoder = Decoder::with_ref_prefix(base)?;
+        decoder.set_parameter(DParameter::WindowLogMax(DELTA_WINDOW_LOG_MAX))?;
+        Ok(OneFrame { decoder, inner, out: vec![0u8; 128 * 1024], done: false })
     }
 
     /// Checks the frame ended and returns the inner writer.
@@ -32,7 +47,7 @@ impl<W: Write> OneFrame<W> {
     }
 }
 
-impl<W: Write> Write for OneFrame<W> {
+impl<W: Write> Write for OneFrame<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
