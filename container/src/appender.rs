@@ -169,7 +169,9 @@ impl Appender {
         let last = read_frame_before(&file, 0, len).ok().filter(|f| is_seal(&file, f));
         let (sealed_len, cut) = match (last, pending_publish(path)) {
             (Some(_), _) => (len, None),
-            (None, Some(sealed)) if sealed < len && read_frame_before(&file, 0, sealed).is_ok_and(|f| is_seal(&file, &f)) => {
+            (None, Some(sealed))
+                if sealed < len && read_frame_before(&file, 0, sealed).is_ok_and(|f| is_seal(&file, &f)) =>
+            {
                 let reason = "an interrupted publish (its pending file names the last seal)".to_string();
                 (sealed, Some(CutTail { offset: sealed, len: len - sealed, reason }))
             }
@@ -315,6 +317,17 @@ impl Appender {
         Ok((ix, files))
     }
 
+    /// The header of the entry at `at`, which must hold `sha256`.
+    pub fn entry_header(&self, at: LeafRef, sha256: Sha256Hex) -> Result<Entry, Error> {
+        let bad = |m: String| refused(&self.path, format!("the entry at byte {}: {m}", at.offset));
+        let frame = read_frame_at(&self.file, at.offset, at.end().min(self.end)).map_err(|e| bad(e.to_string()))?;
+        let bytes = read_header(&self.file, &frame).map_err(|e| bad(e.to_string()))?;
+        match Header::parse(&bytes) {
+            Ok(Header::Entry(e)) if e.sha256 == sha256 && frame.len() == at.length => Ok(e),
+            _ => Err(bad(format!("does not hold {sha256}"))),
+        }
+    }
+
     /// The content of the entry at `at` (which must hold `sha256`), in memory,
     /// at most `limit` bytes: a delta's base.
     pub fn entry_bytes(&self, at: LeafRef, sha256: Sha256Hex, limit: u64) -> Result<Vec<u8>, Error> {
@@ -420,8 +433,11 @@ impl Appender {
         let listing = listing_bytes(files)?;
         let packed = zstd::bulk::compress(&listing, LISTING_LEVEL)
             .map_err(|e| Error::Refused(format!("compressing the listing: {e}")))?;
-        let (payload, compression) =
-            if packed.len() < listing.len() { (packed, Compression::Zstd) } else { (listing.clone(), Compression::None) };
+        let (payload, compression) = if packed.len() < listing.len() {
+            (packed, Compression::Zstd)
+        } else {
+            (listing.clone(), Compression::None)
+        };
         let index = Index {
             channel: channel.into(),
             target: target.into(),
@@ -434,7 +450,12 @@ impl Appender {
             compression,
             previous: self.state.manifest.release(channel, target).map(|r| r.index),
         };
-        let at = self.append_payload(Header::Index(index), payload.len() as u64, Sha256Hex(sha256(&payload)), &mut payload.as_slice())?;
+        let at = self.append_payload(
+            Header::Index(index),
+            payload.len() as u64,
+            Sha256Hex(sha256(&payload)),
+            &mut payload.as_slice(),
+        )?;
         self.state.unreferenced.remove(&at.leaf);
         for f in files {
             self.state.unreferenced.remove(&f.entry.leaf);
@@ -618,7 +639,8 @@ impl State {
         let trust = match manifest.keys {
             None => genesis.trust.clone(),
             Some(at) => {
-                let (_, kbytes, kh) = header_at(file, FrameRef { offset: at.offset, length: at.length }, sealed_len, "keys leaf")?;
+                let (_, kbytes, kh) =
+                    header_at(file, FrameRef { offset: at.offset, length: at.length }, sealed_len, "keys leaf")?;
                 let Header::Keys(k) = kh else { return Err(bad("the manifest's keys leaf is not one".into())) };
                 prove_local(file, &map, &cp.root, &BTreeMap::from([(at.leaf, leaf_hash(&kbytes))]))
                     .map_err(|e| bad(format!("its keys leaf is not in the signed tree: {e}")))?;
@@ -727,7 +749,8 @@ impl State {
                 let (_, at) = sink.frame(&header, &hashes.concat())?;
                 map.levels[usize::from(t.level)].edge = Some(at);
             }
-            let (map_ref, _) = sink.frame(&Header::Map(Map { size: n }), &map.encode().map_err(|e| Error::Refused(e.to_string()))?)?;
+            let (map_ref, _) =
+                sink.frame(&Header::Map(Map { size: n }), &map.encode().map_err(|e| Error::Refused(e.to_string()))?)?;
             let (mref, _) = sink.frame(&Header::Manifest(manifest.clone()), b"")?;
             self.manifest = manifest;
             self.manifest_frame = Some(mref);

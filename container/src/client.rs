@@ -196,7 +196,9 @@ pub fn read_top<R: ReadAt + ?Sized>(seal: SignedSeal, src: &R) -> Result<SignedT
     let (map_frame, h) = frame_at(src, "map", seal.seal.map)?;
     match h {
         Header::Map(m) if m.size == n => {}
-        Header::Map(m) => return Err(TailError::Layout(format!("the map is for {} leaves, the seal's tree {n}", m.size))),
+        Header::Map(m) => {
+            return Err(TailError::Layout(format!("the map is for {} leaves, the seal's tree {n}", m.size)));
+        }
         other => return Err(TailError::Layout(format!("the seal names a {} frame as its map", other.kind()))),
     }
     let mut raw = vec![0u8; map_frame.payload_len as usize];
@@ -291,7 +293,9 @@ impl ProofPlan {
     /// Byte ranges of page slots to read before [`Self::ranges`] is known
     /// (tiles listed in a page rather than in the map). Usually none.
     pub fn slot_ranges(&self) -> Vec<(u64, u64)> {
-        merge_ranges(self.slots.iter().filter(|(t, _)| !self.tiles.contains_key(t)).map(|(_, at)| (*at, at + 8)).collect())
+        merge_ranges(
+            self.slots.iter().filter(|(t, _)| !self.tiles.contains_key(t)).map(|(_, at)| (*at, at + 8)).collect(),
+        )
     }
 
     /// Reads the page slots from the fetched bytes (`bytes(start, len)`).

@@ -179,7 +179,11 @@ pub fn delta_content<R: ReadAt + Sync + ?Sized, W: Write>(
 }
 
 /// Checks a delta's stored bytes only (when its base is not at hand).
-pub fn check_delta_stored<R: ReadAt + Sync + ?Sized>(src: &R, frame: &FrameInfo, d: &Delta) -> Result<(), ContentError> {
+pub fn check_delta_stored<R: ReadAt + Sync + ?Sized>(
+    src: &R,
+    frame: &FrameInfo,
+    d: &Delta,
+) -> Result<(), ContentError> {
     let mut h = Hasher::new();
     stream_range(src, frame.payload_offset, frame.payload_len, |c| {
         h.update(c);
@@ -200,7 +204,11 @@ pub fn check_delta_stored<R: ReadAt + Sync + ?Sized>(src: &R, frame: &FrameInfo,
 }
 
 /// Reads, checks and parses an index's listing.
-pub fn listing<R: ReadAt + Sync + ?Sized>(src: &R, frame: &FrameInfo, ix: &Index) -> Result<Vec<FileRecord>, ContentError> {
+pub fn listing<R: ReadAt + Sync + ?Sized>(
+    src: &R,
+    frame: &FrameInfo,
+    ix: &Index,
+) -> Result<Vec<FileRecord>, ContentError> {
     if ix.stored_size > MAX_LISTING || ix.size > MAX_LISTING {
         return Err(mismatch(format!("the listing is over {MAX_LISTING} bytes")));
     }

@@ -183,11 +183,9 @@ impl TileMap {
         let page = tile.index / PAGE_WIDTH;
         match level.pages.get(usize::try_from(page).map_err(|_| none.clone())?) {
             Some(at) => Ok(Located::InPage { page: *at, slot: tile.index % PAGE_WIDTH }),
-            None if page == level.pages.len() as u64 => level
-                .loose
-                .get((tile.index % PAGE_WIDTH) as usize)
-                .map(|at| Located::Tile(*at))
-                .ok_or(none),
+            None if page == level.pages.len() as u64 => {
+                level.loose.get((tile.index % PAGE_WIDTH) as usize).map(|at| Located::Tile(*at)).ok_or(none)
+            }
             None => Err(none),
         }
     }
@@ -350,11 +348,9 @@ mod tests {
             all.sort_by_key(|t| (t.index + 1) << (8 * t.level));
             all
         });
-        let rebuilt = Edge::from_partials(
-            70_000,
-            (0..levels(70_000)).map(|l| edge.levels[l as usize].clone()).collect(),
-        )
-        .unwrap();
+        let rebuilt =
+            Edge::from_partials(70_000, (0..levels(70_000)).map(|l| edge.levels[l as usize].clone()).collect())
+                .unwrap();
         assert_eq!(rebuilt.root(), tree.root_at(70_000).unwrap());
     }
 

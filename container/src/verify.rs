@@ -271,10 +271,9 @@ impl Scan {
 
     /// The index of `version` of `target` on `channel`, or the newest one.
     pub fn index(&self, channel: &str, target: &str, version: Option<&str>) -> Option<&IndexRecord> {
-        self.indexes
-            .iter()
-            .rev()
-            .find(|i| i.index.channel == channel && i.index.target == target && version.is_none_or(|v| i.index.version == v))
+        self.indexes.iter().rev().find(|i| {
+            i.index.channel == channel && i.index.target == target && version.is_none_or(|v| i.index.version == v)
+        })
     }
 }
 
@@ -488,7 +487,11 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
             return Ok(());
         }
         let empty_payload = |kind: &str| {
-            if frame.payload_len != 0 { Err(Problem::Payload(format!("a {kind} frame has an empty payload"))) } else { Ok(()) }
+            if frame.payload_len != 0 {
+                Err(Problem::Payload(format!("a {kind} frame has an empty payload")))
+            } else {
+                Ok(())
+            }
         };
         let result = match header {
             Header::Genesis(_) => Err(Problem::ExtraGenesis),
@@ -617,7 +620,8 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
         }
         if self.check_payloads(&frame) {
             let Stored::Entry(be) = &base.stored else { unreachable!("content leaves are entries") };
-            let base_bytes = content::entry_bytes(self.src, &base.frame, be, MAX_DELTA_SIZE).map_err(content_problem)?;
+            let base_bytes =
+                content::entry_bytes(self.src, &base.frame, be, MAX_DELTA_SIZE).map_err(content_problem)?;
             content::delta_content(self.src, &frame, &d, &base_bytes, io::sink()).map_err(content_problem)?;
         }
         self.deltas.insert((d.base, d.sha256), leaf);
@@ -666,11 +670,25 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
             _ => {}
         }
         for f in &files {
-            let Some(Stored::Entry(e)) = self.entry_at(f.entry.leaf).filter(|r| matches!(r.stored, Stored::Entry(_)) && r.frame.offset == f.entry.offset && r.frame.len() == f.entry.length).map(|r| &r.stored) else {
-                return Err(Problem::Index(format!("{}: no entry at leaf {} (byte {})", f.path, f.entry.leaf, f.entry.offset)));
+            let Some(Stored::Entry(e)) = self
+                .entry_at(f.entry.leaf)
+                .filter(|r| {
+                    matches!(r.stored, Stored::Entry(_))
+                        && r.frame.offset == f.entry.offset
+                        && r.frame.len() == f.entry.length
+                })
+                .map(|r| &r.stored)
+            else {
+                return Err(Problem::Index(format!(
+                    "{}: no entry at leaf {} (byte {})",
+                    f.path, f.entry.leaf, f.entry.offset
+                )));
             };
             if e.sha256 != f.sha256 || e.size != f.size {
-                return Err(Problem::Index(format!("{}: the entry at leaf {} holds other content", f.path, f.entry.leaf)));
+                return Err(Problem::Index(format!(
+                    "{}: the entry at leaf {} holds other content",
+                    f.path, f.entry.leaf
+                )));
             }
             for dr in &f.deltas {
                 let ok = matches!(
@@ -877,7 +895,9 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
         for (index, frame, p) in std::mem::take(&mut self.pending_pages) {
             let bad = |msg: String| (index, frame.offset, Problem::Map(msg));
             let mut raw = vec![0u8; frame.payload_len as usize];
-            self.src.read_exact_at(&mut raw, frame.payload_offset).map_err(|e| (index, frame.offset, Problem::Io(e)))?;
+            self.src
+                .read_exact_at(&mut raw, frame.payload_offset)
+                .map_err(|e| (index, frame.offset, Problem::Io(e)))?;
             let offsets = decode_page(&raw).ok_or_else(|| bad("a page holds 256 offsets".into()))?;
             for (slot, off) in offsets.iter().enumerate() {
                 let want = p.index.checked_mul(256).and_then(|b| b.checked_add(slot as u64));

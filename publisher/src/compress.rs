@@ -97,3 +97,61 @@ pub fn stage(file: &SourceFile, dir: &Path, level: i32, workers: u32) -> Result<
         payload: Some(tmp),
     })
 }
+
+/// The SHA-256 and length of a file, read once.
+pub fn hash_file(path: &Path) -> Result<(Sha256Hex, u64), PublishError> {
+    let f = File::open(path).map_err(|e| PublishError::io("reading", path, e))?;
+    let mut reader = HashingReader::new(BufReader::with_capacity(1 << 20, f));
+    io::copy(&mut reader, &mut io::sink()).map_err(|e| PublishError::io("reading", path, e))?;
+    let (sha, n, _) = reader.finish();
+    Ok((Sha256Hex(sha), n))
+}
+
+/// The zstd level of deltas by default: deltas are made once and fetched by
+/// every client of the previous release, so they are worth the time.
+pub const DEFAULT_DELTA_LEVEL: i32 = 19;
+
+/// The largest base or new file a delta is made for (256 MiB): the publisher
+/// and every client that applies it hold the base in memory.
+pub const DELTA_MAX: u64 = 256 << 20;
+
+/// A zstd patch of `file` against `base` (`zstd --patch-from`: the base is a
+/// raw prefix, the window covers both, long-distance matching on) into an
+/// anonymous temporary file in `dir`: its stored size and digest. One thread,
+/// so the bytes do not depend on the machine.
+pub fn stage_delta(base: &[u8], file: &SourceFile, dir: &Path, level: i32) -> Result<Staged, PublishError> {
+    let src = File::open(&file.source).map_err(|e| PublishError::io("reading", &file.source, e))?;
+    let tmp = tempfile::tempfile_in(dir).map_err(|e| PublishError::io("creating a staging file in", dir, e))?;
+    let mut reader = HashingReader::new(BufReader::with_capacity(1 << 20, src));
+    let writer = HashingWriter::new(BufWriter::with_capacity(1 << 20, tmp));
+    let zstd_err = |e: io::Error| PublishError::io("making a delta of", &file.source, e);
+    let span = (base.len() as u64).max(file.size).max(1);
+    let window_log = (64 - span.leading_zeros() + 1).clamp(10, 31);
+    let mut enc = zstd::stream::write::Encoder::with_ref_prefix(writer, level, base).map_err(zstd_err)?;
+    enc.window_log(window_log).map_err(zstd_err)?;
+    enc.long_distance_matching(true).map_err(zstd_err)?;
+    enc.include_checksum(false).map_err(zstd_err)?;
+    enc.set_pledged_src_size(Some(file.size)).map_err(zstd_err)?;
+    io::copy(&mut reader, &mut enc)
+        .map_err(|e| PublishError::io("making a delta (did the file change while being read?)", &file.source, e))?;
+    let writer = enc.finish().map_err(zstd_err)?;
+    let (sha256, size, _) = reader.finish();
+    let (stored_sha256, stored_size, buf) = writer.finish();
+    let mut tmp = buf.into_inner().map_err(|e| PublishError::io("writing staged", &file.source, e.into_error()))?;
+    tmp.flush().map_err(|e| PublishError::io("writing staged", &file.source, e))?;
+    if size != file.size {
+        return Err(PublishError::Invalid(format!(
+            "{}: the file changed while being read ({} bytes, then {size})",
+            file.source.display(),
+            file.size
+        )));
+    }
+    Ok(Staged {
+        size,
+        sha256: Sha256Hex(sha256),
+        stored_size,
+        stored_sha256: Sha256Hex(stored_sha256),
+        compression: Compression::Zstd,
+        payload: Some(tmp),
+    })
+}

@@ -11,16 +11,16 @@
 
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use dare_container::content::entry_content;
 use dare_container::frame::ReadAt;
-use dare_container::hashio::{BoundedHashWriter, Hasher, stream_range, to_hex};
-use dare_container::header::{Compression, Entry};
+use dare_container::header::FileRecord;
 use dare_container::keys::VerifierKey;
 use dare_container::scan_file;
-use dare_container::verify::{EntryRecord, ScanOptions};
+use dare_container::verify::{Scan, ScanOptions, Stored};
 
 use crate::error::PublishError;
 
@@ -53,40 +53,29 @@ pub struct ExtractReport {
 /// Verifies the container and writes the chosen build under `opts.out`.
 pub fn extract(container: &Path, opts: &ExtractOptions) -> Result<ExtractReport, PublishError> {
     let scan = scan_file(container, &ScanOptions { payloads: false, pins: opts.pins.clone() })?;
-    let version = match &opts.version {
-        Some(v) => semver::Version::parse(v).map_err(|e| PublishError::Invalid(format!("--version {v}: {e}")))?,
-        // The newest sealed entry: versions only grow per target and channel.
-        // (Not `scan.manifest`, which may be an unsealed one from a torn tail.)
-        None => scan
-            .entries
-            .iter()
-            .rev()
-            .find(|e| e.entry.target == opts.target && e.entry.channel == opts.channel)
-            .map(|e| e.entry.semver())
-            .ok_or_else(|| not_found(&scan, opts, None))?,
-    };
-    let entries: Vec<&EntryRecord> = scan
-        .entries
-        .iter()
-        .filter(|e| e.entry.target == opts.target && e.entry.channel == opts.channel && e.entry.semver() == version)
-        .collect();
-    if entries.is_empty() {
-        return Err(not_found(&scan, opts, Some(&version)));
+    if let Some(v) = &opts.version {
+        semver::Version::parse(v).map_err(|e| PublishError::Invalid(format!("--version {v}: {e}")))?;
     }
+    // The newest sealed index when no version is asked for: versions only
+    // grow per target and channel. (Not `scan.manifest`, which may be an
+    // unsealed one from a torn tail.)
+    let index =
+        scan.index(&opts.channel, &opts.target, opts.version.as_deref()).ok_or_else(|| not_found(&scan, opts))?;
+    let files: &[FileRecord] = &index.files;
     fs::create_dir_all(&opts.out).map_err(|e| PublishError::io("creating", &opts.out, e))?;
     // Refuse before writing anything, so a refusal leaves `out` as it was.
-    let paths: BTreeSet<&str> = entries.iter().map(|e| e.entry.path.as_str()).collect();
-    for e in &entries {
-        check_destination(&opts.out, &e.entry.path, &paths)?;
+    let paths: BTreeSet<&str> = files.iter().map(|f| f.path.as_str()).collect();
+    for f in files {
+        check_destination(&opts.out, &f.path, &paths)?;
     }
     let staging = make_staging(&opts.out)?;
     let file = File::open(container).map_err(|e| PublishError::io("opening", container, e))?;
     let result = (|| {
         let mut staged = Vec::new();
-        for (i, e) in entries.iter().enumerate() {
+        for (i, f) in files.iter().enumerate() {
             let tmp = staging.join(i.to_string());
-            write_verified(&file, e, &tmp)?;
-            staged.push((tmp, e.entry.path.clone()));
+            write_verified(&file, &scan, f, &tmp)?;
+            staged.push((tmp, f.path.clone()));
         }
         let mut bytes = 0;
         for (tmp, rel) in &staged {
@@ -95,7 +84,7 @@ pub fn extract(container: &Path, opts: &ExtractOptions) -> Result<ExtractReport,
             bytes += fs::metadata(&dest).map(|m| m.len()).unwrap_or(0);
         }
         Ok(ExtractReport {
-            version: version.to_string(),
+            version: index.index.version.clone(),
             files: staged.into_iter().map(|(_, rel)| rel).collect(),
             bytes,
         })
@@ -104,21 +93,21 @@ pub fn extract(container: &Path, opts: &ExtractOptions) -> Result<ExtractReport,
     result
 }
 
-fn not_found(scan: &dare_container::verify::Scan, opts: &ExtractOptions, v: Option<&semver::Version>) -> PublishError {
+fn not_found(scan: &Scan, opts: &ExtractOptions) -> PublishError {
     let mut have: Vec<String> = scan
-        .entries
+        .indexes
         .iter()
-        .filter(|e| e.entry.channel == opts.channel && e.entry.target == opts.target)
-        .map(|e| e.entry.version.clone())
+        .filter(|i| i.index.channel == opts.channel && i.index.target == opts.target)
+        .map(|i| i.index.version.clone())
         .collect();
     have.dedup();
-    let what = match v {
+    let what = match &opts.version {
         Some(v) => format!("no release {v} for {} on channel {}", opts.target, opts.channel),
         None => format!("no release for {} on channel {}", opts.target, opts.channel),
     };
     if have.is_empty() {
         let targets: BTreeSet<String> =
-            scan.entries.iter().map(|e| format!("{}/{}", e.entry.channel, e.entry.target)).collect();
+            scan.indexes.iter().map(|i| format!("{}/{}", i.index.channel, i.index.target)).collect();
         let targets: Vec<String> = targets.into_iter().collect();
         PublishError::NotFound(format!(
             "{what}; the container has: {}",
@@ -141,62 +130,26 @@ fn make_staging(out: &Path) -> Result<PathBuf, PublishError> {
     Err(PublishError::io("creating a staging directory in", out, io::Error::other("no free name")))
 }
 
-/// Streams one entry's payload into `dest`, checking the stored digest and,
+/// Streams one file's entry into `dest`, checking the stored digest and,
 /// after decompressing, the content digest. Nothing is read past the signed
 /// sizes.
-fn write_verified<R: ReadAt + Sync>(src: &R, rec: &EntryRecord, dest: &Path) -> Result<(), PublishError> {
-    let e: &Entry = &rec.entry;
+fn write_verified<R: ReadAt + Sync>(src: &R, scan: &Scan, f: &FileRecord, dest: &Path) -> Result<(), PublishError> {
+    let Some(Stored::Entry(e)) = scan.entry(f.entry.leaf).map(|r| &r.stored) else {
+        return Err(PublishError::Integrity(format!("{}: no entry at leaf {}", f.path, f.entry.leaf)));
+    };
+    let frame = scan.entry(f.entry.leaf).map(|r| r.frame).ok_or_else(|| PublishError::Integrity(f.path.clone()))?;
     let out = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(dest)
         .map_err(|err| PublishError::io("creating", dest, err))?;
-    let mut stored = Hasher::new();
-    let writer = BoundedHashWriter::new(BufWriter::with_capacity(1 << 20, out), e.size);
     let io_err = |err: io::Error| PublishError::io("writing", dest, err);
-    let writer = match e.compression {
-        Compression::None => {
-            let mut w = writer;
-            stream_range(src, rec.frame.payload_offset, rec.frame.payload_len, |c| {
-                stored.update(c);
-                w.write_all(c)
-            })
-            .map_err(io_err)?;
-            w
-        }
-        Compression::Zstd => {
-            let mut dec = dare_container::zstdio::OneFrame::new(writer).map_err(io_err)?;
-            stream_range(src, rec.frame.payload_offset, rec.frame.payload_len, |c| {
-                stored.update(c);
-                dec.write_all(c)
-            })
-            .map_err(|err| PublishError::Integrity(format!("{}: {err}", e.path)))?;
-            dec.finish().map_err(|err| PublishError::Integrity(format!("{}: {err}", e.path)))?
-        }
-    };
-    let (digest, n) = stored.finish();
-    if n != e.stored_size || digest != e.stored_sha256.0 {
-        return Err(PublishError::Integrity(format!(
-            "{}: the stored bytes hash to {}, not the signed {}",
-            e.path,
-            to_hex(&digest),
-            e.stored_sha256
-        )));
-    }
-    let (content, len, out) = writer.finish();
-    if len != e.size || content != e.sha256.0 {
-        return Err(PublishError::Integrity(format!(
-            "{}: the content ({len} bytes) hashes to {}, not the signed {} ({} bytes)",
-            e.path,
-            to_hex(&content),
-            e.sha256,
-            e.size
-        )));
-    }
-    let f = out.into_inner().map_err(|err| io_err(err.into_error()))?;
-    f.sync_all().map_err(io_err)?;
-    fs::set_permissions(dest, fs::Permissions::from_mode(e.mode & 0o777)).map_err(io_err)?;
+    let out = entry_content(src, &frame, e, BufWriter::with_capacity(1 << 20, out))
+        .map_err(|err| PublishError::Integrity(format!("{}: {err}", f.path)))?;
+    let file = out.into_inner().map_err(|err| io_err(err.into_error()))?;
+    file.sync_all().map_err(io_err)?;
+    fs::set_permissions(dest, fs::Permissions::from_mode(f.mode & 0o777)).map_err(io_err)?;
     Ok(())
 }
 

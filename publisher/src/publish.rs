@@ -1,18 +1,31 @@
 //! Appending one release of many targets to a container.
+//!
+//! Each file is hashed first. Content the container already holds (named by
+//! the live index of any target on any channel, or by one of the last `K`
+//! releases of this target) is not stored again: the new index points at the
+//! existing entry. New content is compressed and appended once, however many
+//! targets and paths hold it. A changed file whose path was in one of the last
+//! `K` releases of its target and channel also gets a zstd patch-from delta
+//! against each of those versions, when the delta is clearly smaller than
+//! the whole entry. Each target's new entries and deltas are appended next to
+//! each other, then its index; then the manifest, tiles and a seal.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use dare_container::header::{Entry, validate_channel, validate_version};
+use dare_container::header::{
+    Delta, DeltaRef, Entry, FileRecord, Index, LeafRef, Sha256Hex, validate_channel, validate_version,
+};
 use dare_container::keys::SigningKey;
 use dare_container::{Appender, CutTail, SealSummary};
 
-use crate::compress::{DEFAULT_LEVEL, stage};
+use crate::compress::{DEFAULT_DELTA_LEVEL, DEFAULT_LEVEL, DELTA_MAX, hash_file, stage, stage_delta};
 use crate::error::PublishError;
-use crate::release::{Artifact, gather};
+use crate::release::{Artifact, SourceFile, gather};
 
 /// What to publish.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct PublishOptions {
     /// The release's semver version.
     pub version: String,
@@ -20,16 +33,21 @@ pub struct PublishOptions {
     pub channel: String,
     /// Every `TRIPLE=PATH`.
     pub artifacts: Vec<Artifact>,
-    /// The zstd level.
+    /// The zstd level of whole entries.
     pub level: i32,
     /// zstd worker threads (at least one; the output does not depend on it).
     pub workers: u32,
     /// The signed time, Unix seconds.
     pub time: u64,
+    /// Deltas against this many previous releases of each target (0: none).
+    pub deltas: u32,
+    /// The zstd level of deltas.
+    pub delta_level: i32,
 }
 
 impl PublishOptions {
-    /// Options with the defaults: channel `stable`, zstd level 3, one worker per core.
+    /// Options with the defaults: channel `stable`, zstd level 3, one worker
+    /// per core, deltas against the previous release at level 19.
     pub fn new(version: impl Into<String>, artifacts: Vec<Artifact>, time: u64) -> Self {
         PublishOptions {
             version: version.into(),
@@ -38,6 +56,8 @@ impl PublishOptions {
             level: DEFAULT_LEVEL,
             workers: std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1),
             time,
+            deltas: 1,
+            delta_level: DEFAULT_DELTA_LEVEL,
         }
     }
 }
@@ -55,7 +75,7 @@ pub enum PublishEvent {
     },
     /// A torn tail was cut off before appending.
     CutTail(CutTail),
-    /// One file is compressed and appended.
+    /// One file is done.
     FileDone {
         /// Target.
         target: String,
@@ -63,8 +83,10 @@ pub enum PublishEvent {
         path: String,
         /// Content bytes.
         size: u64,
-        /// Stored bytes.
+        /// Bytes of a new entry (0 when the content was already stored).
         stored: u64,
+        /// Bytes of new deltas.
+        delta: u64,
     },
     /// The manifest, tiles and seal are being written.
     Sealing,
@@ -72,13 +94,23 @@ pub enum PublishEvent {
 
 /// What one target got.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TargetReport {
-    /// Files.
+    /// Files in the build.
     pub files: usize,
-    /// Content bytes.
+    /// Content bytes of the build.
     pub size: u64,
-    /// Stored bytes.
+    /// Bytes of new entries stored for it.
     pub stored: u64,
+    /// Files whose content was already stored (in an earlier release, or for
+    /// another target or path of this one).
+    pub shared: usize,
+    /// Their content bytes.
+    pub shared_bytes: u64,
+    /// New deltas stored for it.
+    pub deltas: usize,
+    /// Their bytes.
+    pub delta_bytes: u64,
 }
 
 /// What a publish did.
@@ -96,11 +128,51 @@ pub struct PublishReport {
     pub cut: Option<CutTail>,
 }
 
+/// What the container holds, as far as this publish knows: every content and
+/// delta that the live indexes and the last releases name, and what this
+/// publish appended.
+#[derive(Default)]
+struct Book {
+    /// Content SHA-256 to its entry and (once known) its stored size.
+    content: HashMap<Sha256Hex, (LeafRef, Option<u64>)>,
+    deltas: HashMap<(Sha256Hex, Sha256Hex), DeltaRef>,
+    indexes: HashMap<u64, (Index, Vec<FileRecord>)>,
+}
+
+impl Book {
+    fn read(&mut self, appender: &Appender, at: LeafRef) -> Result<&(Index, Vec<FileRecord>), PublishError> {
+        if !self.indexes.contains_key(&at.leaf) {
+            let (ix, files) = appender.read_index(at)?;
+            for f in &files {
+                self.content.entry(f.sha256).or_insert((f.entry, None));
+                for d in &f.deltas {
+                    self.deltas.entry((d.base, f.sha256)).or_insert(*d);
+                }
+            }
+            self.indexes.insert(at.leaf, (ix, files));
+        }
+        Ok(&self.indexes[&at.leaf])
+    }
+
+    /// The stored size of the entry holding `sha`.
+    fn stored_size(&mut self, appender: &Appender, sha: Sha256Hex) -> Result<u64, PublishError> {
+        let Some((at, size)) = self.content.get_mut(&sha) else {
+            return Err(PublishError::Invalid(format!("content {sha} is not stored")));
+        };
+        if let Some(s) = size {
+            return Ok(*s);
+        }
+        let s = appender.entry_header(*at, sha)?.stored_size;
+        *size = Some(s);
+        Ok(s)
+    }
+}
+
 /// Publishes one release: gathers every artifact's files, checks every rule
-/// before writing anything, streams each file through zstd into the
-/// container (each target's entries next to each other), then writes the
-/// manifest, tiles and a seal signed by `keys`. On any error the container
-/// is cut back to what it was.
+/// before writing anything, stores each new content once (each target's next
+/// to each other) with deltas against the previous releases, then writes the
+/// indexes, manifest, tiles and a seal signed by `keys`. On any error the
+/// container is cut back to what it was.
 pub fn publish(
     container: &Path,
     keys: &[&SigningKey],
@@ -109,68 +181,187 @@ pub fn publish(
 ) -> Result<PublishReport, PublishError> {
     validate_version(&opts.version).map_err(|e| PublishError::Invalid(e.to_string()))?;
     validate_channel(&opts.channel).map_err(|e| PublishError::Invalid(e.to_string()))?;
-    if !(1..=22).contains(&opts.level) {
-        return Err(PublishError::Invalid(format!("zstd level {} is not between 1 and 22", opts.level)));
+    for (what, level) in [("zstd level", opts.level), ("delta level", opts.delta_level)] {
+        if !(1..=22).contains(&level) {
+            return Err(PublishError::Invalid(format!("{what} {level} is not between 1 and 22")));
+        }
     }
     let files = gather(&opts.artifacts)?;
     refuse_the_container_itself(container, &files)?;
     progress(PublishEvent::Gathered { files: files.len(), bytes: files.iter().map(|f| f.size).sum() });
 
-    let (appender, cut) = open_appender(container)?;
+    let (mut appender, cut) = open_appender(container)?;
     if let Some(cut) = &cut {
         progress(PublishEvent::CutTail(cut.clone()));
     }
     check_signers(&appender, keys, opts.time)?;
-    // Every rule checked for every file before a byte is written.
-    let entry_for = |f: &crate::release::SourceFile, staged: Option<&crate::compress::Staged>| Entry {
-        target: f.target.clone(),
-        version: opts.version.clone(),
-        channel: opts.channel.clone(),
-        path: f.path.clone(),
-        mode: f.mode,
-        size: staged.map_or(f.size, |s| s.size),
-        sha256: staged.map(|s| s.sha256).unwrap_or_default(),
-        stored_size: staged.map_or(f.size, |s| s.stored_size),
-        stored_sha256: staged.map(|s| s.stored_sha256).unwrap_or_default(),
-        compression: staged.map_or(dare_container::header::Compression::None, |s| s.compression),
-        delta_base: None,
-    };
+    let mut targets: Vec<&str> = Vec::new();
     for f in &files {
-        appender.check_entry(&entry_for(f, None))?;
-    }
-
-    let dir = parent_dir(container);
-    let mut appender = appender;
-    let mut targets: BTreeMap<String, TargetReport> = BTreeMap::new();
-    let result = (|| -> Result<(), PublishError> {
-        for f in &files {
-            let mut staged = stage(f, &dir, opts.level, opts.workers)?;
-            let entry = entry_for(f, Some(&staged));
-            let mut payload = staged.payload(&f.source)?;
-            appender.append_entry(entry, &mut payload)?;
-            drop(payload);
-            let t = targets.entry(f.target.clone()).or_default();
-            t.files += 1;
-            t.size += staged.size;
-            t.stored += staged.stored_size;
-            progress(PublishEvent::FileDone {
-                target: f.target.clone(),
-                path: f.path.clone(),
-                size: staged.size,
-                stored: staged.stored_size,
-            });
+        if !targets.contains(&f.target.as_str()) {
+            targets.push(&f.target);
         }
-        Ok(())
-    })();
-    if let Err(e) = result {
-        // Leave the container exactly as it was; report the first error.
-        let _ = appender.abort();
-        return Err(e);
     }
+    // Every rule checked for every target before a byte is written.
+    for t in &targets {
+        appender.check_release(&opts.channel, t, &opts.version)?;
+    }
+    let result = (|| -> Result<BTreeMap<String, TargetReport>, PublishError> {
+        let mut book = Book::default();
+        let live: Vec<LeafRef> = appender.manifest().releases.iter().map(|r| r.index).collect();
+        for at in live {
+            book.read(&appender, at)?;
+        }
+        let dir = parent_dir(container);
+        let mut reports = BTreeMap::new();
+        for t in &targets {
+            let bases = previous_builds(&appender, &mut book, &opts.channel, t, opts.deltas)?;
+            let mut records = Vec::new();
+            let mut report = TargetReport::default();
+            for f in files.iter().filter(|f| f.target == *t) {
+                let (record, stored, delta) = add_file(&mut appender, &mut book, &bases, f, &dir, opts)?;
+                report.files += 1;
+                report.size += record.size;
+                report.stored += stored;
+                if stored == 0 {
+                    report.shared += 1;
+                    report.shared_bytes += record.size;
+                }
+                report.deltas += usize::from(delta > 0);
+                report.delta_bytes += delta;
+                progress(PublishEvent::FileDone {
+                    target: t.to_string(),
+                    path: f.path.clone(),
+                    size: record.size,
+                    stored,
+                    delta,
+                });
+                records.push(record);
+            }
+            appender.append_index(&opts.channel, t, &opts.version, &records)?;
+            reports.insert(t.to_string(), report);
+        }
+        Ok(reports)
+    })();
+    let reports = match result {
+        Ok(r) => r,
+        Err(e) => {
+            // Leave the container exactly as it was; report the first error.
+            let _ = appender.abort();
+            return Err(e);
+        }
+    };
     progress(PublishEvent::Sealing);
     let keys = distinct_keys(keys);
     let seal = appender.seal(&keys, opts.time).inspect_err(|_| cut_back(container))?;
-    Ok(PublishReport { version: opts.version.clone(), channel: opts.channel.clone(), targets, seal, cut })
+    Ok(PublishReport { version: opts.version.clone(), channel: opts.channel.clone(), targets: reports, seal, cut })
+}
+
+/// The files of the last `k` releases of `target` on `channel`, newest first.
+fn previous_builds(
+    appender: &Appender,
+    book: &mut Book,
+    channel: &str,
+    target: &str,
+    k: u32,
+) -> Result<Vec<HashMap<String, FileRecord>>, PublishError> {
+    let mut out = Vec::new();
+    let mut at = appender.manifest().release(channel, target).map(|r| r.index);
+    while let Some(a) = at {
+        if out.len() as u32 >= k {
+            break;
+        }
+        let (ix, files) = book.read(appender, a)?;
+        out.push(files.iter().map(|f| (f.path.clone(), f.clone())).collect());
+        at = ix.previous;
+    }
+    Ok(out)
+}
+
+/// Stores one file's content (unless already stored) and its deltas; returns
+/// its record, the bytes of a new entry and the bytes of new deltas.
+fn add_file(
+    appender: &mut Appender,
+    book: &mut Book,
+    bases: &[HashMap<String, FileRecord>],
+    f: &SourceFile,
+    dir: &Path,
+    opts: &PublishOptions,
+) -> Result<(FileRecord, u64, u64), PublishError> {
+    let changed = |size: u64| {
+        PublishError::Invalid(format!(
+            "{}: the file changed while being read ({} bytes, then {size})",
+            f.source.display(),
+            f.size
+        ))
+    };
+    let (sha, size) = hash_file(&f.source)?;
+    if size != f.size {
+        return Err(changed(size));
+    }
+    let mut stored = 0;
+    let entry = match book.content.get(&sha) {
+        Some((at, _)) => *at,
+        None => {
+            let mut staged = stage(f, dir, opts.level, opts.workers)?;
+            if staged.sha256 != sha {
+                return Err(changed(staged.size));
+            }
+            let e = Entry {
+                size,
+                sha256: sha,
+                stored_size: staged.stored_size,
+                stored_sha256: staged.stored_sha256,
+                compression: staged.compression,
+            };
+            stored = staged.stored_size;
+            let mut payload = staged.payload(&f.source)?;
+            let at = appender.append_entry(e, &mut payload)?;
+            book.content.insert(sha, (at, Some(stored)));
+            at
+        }
+    };
+    let mut deltas: Vec<DeltaRef> = Vec::new();
+    let mut delta_bytes = 0;
+    for build in bases {
+        let Some(base) = build.get(&f.path) else { continue };
+        if base.sha256 == sha || deltas.iter().any(|d| d.base == base.sha256) {
+            continue;
+        }
+        if let Some(d) = book.deltas.get(&(base.sha256, sha)) {
+            deltas.push(*d);
+            continue;
+        }
+        if base.size > DELTA_MAX || size > DELTA_MAX {
+            continue;
+        }
+        let base_bytes = appender.entry_bytes(base.entry, base.sha256, DELTA_MAX)?;
+        let mut staged = stage_delta(&base_bytes, f, dir, opts.delta_level)?;
+        drop(base_bytes);
+        if staged.sha256 != sha {
+            return Err(changed(staged.size));
+        }
+        // Only a delta clearly smaller than the whole entry is worth storing.
+        if staged.stored_size * 5 > book.stored_size(appender, sha)? * 4 {
+            continue;
+        }
+        let d = Delta {
+            base: base.sha256,
+            base_size: base.size,
+            size,
+            sha256: sha,
+            stored_size: staged.stored_size,
+            stored_sha256: staged.stored_sha256,
+        };
+        delta_bytes += staged.stored_size;
+        let mut payload = staged.payload(&f.source)?;
+        let at = appender.append_delta(d, &mut payload)?;
+        let r = DeltaRef { base: base.sha256, leaf: at.leaf, offset: at.offset, length: at.length };
+        book.deltas.insert((base.sha256, sha), r);
+        deltas.push(r);
+    }
+    deltas.sort_by_key(|d| d.base);
+    let record = FileRecord { path: f.path.clone(), mode: f.mode, size, sha256: sha, entry, deltas };
+    Ok((record, stored, delta_bytes))
 }
 
 /// Refuses early (before compressing anything) what the seal would refuse.
@@ -211,7 +402,7 @@ pub(crate) fn check_signers(appender: &Appender, keys: &[&SigningKey], time: u64
 /// An artifact directory that holds the container (`dare publish dist/app.dare
 /// --artifact T=dist`) would put a copy of the container into each release,
 /// doubling it every time, and its pending file vanishes while being read.
-fn refuse_the_container_itself(container: &Path, files: &[crate::release::SourceFile]) -> Result<(), PublishError> {
+fn refuse_the_container_itself(container: &Path, files: &[SourceFile]) -> Result<(), PublishError> {
     // A container that cannot be resolved is reported by Appender::open.
     let Ok(container) = std::fs::canonicalize(container) else { return Ok(()) };
     let pending = dare_container::pending_path(&container);
@@ -246,25 +437,16 @@ pub(crate) fn distinct_keys<'k>(keys: &[&'k SigningKey]) -> Vec<&'k SigningKey> 
 /// back, and the container is what it was. Best effort: if that fails too,
 /// the pending file still marks the bytes for the next command to cut.
 pub(crate) fn cut_back(container: &Path) {
-    if let Err(e) = Appender::open(container, false) {
+    if let Err(e) = Appender::open(container) {
         tracing::warn!("could not cut back {} after a failed seal: {e}", container.display());
     }
 }
 
 /// Opens `container` for appending, cutting a torn tail, and returns the cut.
-///
-/// After a cut the container is opened again: `Appender::open` builds its
-/// state from a scan that also read the torn tail, and a complete manifest
-/// frame there stands in for the sealed one (container/src/verify.rs), so a
-/// seal or a new manifest would build on releases that were just cut off.
-/// With the tail gone, the second open sees only sealed frames.
 pub(crate) fn open_appender(container: &Path) -> Result<(Appender, Option<CutTail>), PublishError> {
-    let appender = Appender::open(container, false)?;
-    let Some(cut) = appender.cut_tail().cloned() else {
-        return Ok((appender, None));
-    };
-    drop(appender);
-    Ok((Appender::open(container, false)?, Some(cut)))
+    let appender = Appender::open(container)?;
+    let cut = appender.cut_tail().cloned();
+    Ok((appender, cut))
 }
 
 pub(crate) fn parent_dir(path: &Path) -> std::path::PathBuf {

@@ -1,10 +1,10 @@
 //! `dare ls`: the releases in a container and its latest seal.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 
 use anyhow::Result;
-use dare_container::verify::{ScanOptions, Tail};
+use dare_container::verify::{IndexRecord, ScanOptions, Tail};
 use dare_container::{hashio::to_hex, scan_file};
 use serde_json::json;
 
@@ -32,55 +32,75 @@ pub fn run(a: Args) -> Result<()> {
             "warning: {len} bytes after the last seal (byte {offset}) are not sealed and are not listed: {reason}"
         );
     }
-    // (channel, target, version) -> files, in publication order.
-    type Versions<'a> = Vec<(semver::Version, Vec<&'a dare_container::verify::EntryRecord>)>;
-    let mut releases: BTreeMap<(String, String), Versions<'_>> = BTreeMap::new();
-    for e in &scan.entries {
-        if a.target.as_ref().is_some_and(|t| *t != e.entry.target)
-            || a.channel.as_ref().is_some_and(|c| *c != e.entry.channel)
-        {
-            continue;
-        }
-        let list = releases.entry((e.entry.channel.clone(), e.entry.target.clone())).or_default();
-        let v = e.entry.semver();
-        match list.last_mut() {
-            Some((last, files)) if *last == v => files.push(e),
-            _ => list.push((v, vec![e])),
-        }
-    }
-    let seal = &scan.last_seal;
     let h = Human::new(a.json);
     let mut json_releases = Vec::new();
-    h.line(format!(
-        "{} ({}), {} releases",
-        scan.genesis.origin,
-        scan.genesis.product,
-        releases.values().map(Vec::len).sum::<usize>()
-    ));
-    for ((channel, target), versions) in &releases {
-        let newest = scan.manifest.release(channel, target).map(|r| r.version.clone());
-        for (v, files) in versions {
-            let size: u64 = files.iter().map(|f| f.entry.size).sum();
-            let stored: u64 = files.iter().map(|f| f.entry.stored_size).sum();
-            let latest = newest.as_deref() == Some(&v.to_string());
-            h.line(format!(
-                "{v:<14} {channel:<8} {target:<32} {:>3} file(s) {:>10} ({} stored){}",
-                files.len(),
-                bytes(size),
-                bytes(stored),
-                if latest { "  latest" } else { "" }
-            ));
-            json_releases.push(json!({
-                "version": v.to_string(), "channel": channel, "target": target, "latest": latest,
-                "size": size, "stored_size": stored,
-                "files": files.iter().map(|f| json!({
-                    "path": f.entry.path, "mode": format!("{:o}", f.entry.mode), "size": f.entry.size,
-                    "stored_size": f.entry.stored_size, "compression": f.entry.compression,
-                    "sha256": f.entry.sha256.to_string(), "leaf": f.leaf,
-                })).collect::<Vec<_>>(),
-            }));
+    let shown: Vec<&IndexRecord> = scan
+        .indexes
+        .iter()
+        .filter(|i| a.target.as_ref().is_none_or(|t| *t == i.index.target))
+        .filter(|i| a.channel.as_ref().is_none_or(|c| *c == i.index.channel))
+        .collect();
+    h.line(format!("{} ({}), {} releases", scan.genesis.origin, scan.genesis.product, shown.len()));
+    // What each release stored new: entries and deltas no earlier index named.
+    let mut seen: HashSet<u64> = HashSet::new();
+    let mut rows: BTreeMap<(String, String), Vec<serde_json::Value>> = BTreeMap::new();
+    let mut lines: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    for ix in &scan.indexes {
+        let (mut new_bytes, mut shared, mut shared_bytes, mut deltas, mut delta_bytes) =
+            (0u64, 0usize, 0u64, 0usize, 0u64);
+        for f in &ix.files {
+            if seen.insert(f.entry.leaf) {
+                new_bytes += scan.entry(f.entry.leaf).map_or(0, |e| e.stored.stored_size());
+            } else {
+                shared += 1;
+                shared_bytes += f.size;
+            }
+            for d in &f.deltas {
+                if seen.insert(d.leaf) {
+                    deltas += 1;
+                    delta_bytes += scan.entry(d.leaf).map_or(0, |e| e.stored.stored_size());
+                }
+            }
         }
+        if !shown.iter().any(|s| s.leaf == ix.leaf) {
+            continue;
+        }
+        let i = &ix.index;
+        let size: u64 = ix.files.iter().map(|f| f.size).sum();
+        let latest = scan.manifest.release(&i.channel, &i.target).is_some_and(|r| r.index.leaf == ix.leaf);
+        let key = (i.channel.clone(), i.target.clone());
+        lines.entry(key.clone()).or_default().push(format!(
+            "{:<14} {:<8} {:<32} {:>5} file(s) {:>10}: stored {} new, {} file(s) shared ({}), {} delta(s) ({}){}",
+            i.version,
+            i.channel,
+            i.target,
+            ix.files.len(),
+            bytes(size),
+            bytes(new_bytes),
+            shared,
+            bytes(shared_bytes),
+            deltas,
+            bytes(delta_bytes),
+            if latest { "  latest" } else { "" }
+        ));
+        rows.entry(key).or_default().push(json!({
+            "version": i.version, "channel": i.channel, "target": i.target, "latest": latest,
+            "size": size, "stored_new": new_bytes, "shared_files": shared, "shared_size": shared_bytes,
+            "deltas": deltas, "delta_size": delta_bytes, "index_leaf": ix.leaf,
+            "files": ix.files.iter().map(|f| json!({
+                "path": f.path, "mode": format!("{:o}", f.mode), "size": f.size,
+                "sha256": f.sha256.to_string(), "leaf": f.entry.leaf,
+                "deltas_from": f.deltas.iter().map(|d| d.base.to_string()).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+        }));
     }
+    for (key, l) in lines {
+        for line in l {
+            h.line(line);
+        }
+        json_releases.extend(rows.remove(&key).unwrap_or_default());
+    }
+    let seal = &scan.last_seal;
     h.line(format!(
         "sealed {} by {}: tree size {}, root {}, {} bytes",
         time(seal.seal.time),

@@ -2,29 +2,23 @@
 //!
 //! The install directory holds `versions/<version>/` for the new build and the
 //! one before it, and `current`, a symlink to one of them. A new build is
-//! assembled in a temporary directory under `versions/`, renamed to its final
-//! name, and `current` is switched by renaming a new symlink over it: one
-//! atomic step. A kill at any instant leaves `current` pointing at the old
-//! build or the new one, never at a mix.
+//! assembled in a temporary directory under `versions/` ([`Incoming`]):
+//! files the installed build already has are linked (or copied) from it and
+//! hashed, never trusted unhashed; fetched files are moved in from the state
+//! directory. It is then renamed to its final name, and `current` is switched
+//! by renaming a new symlink over it: one atomic step. A kill at any instant
+//! leaves `current` pointing at the old build or the new one, never at a mix.
 
 use std::fs;
-use std::io;
+use std::io::{self, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use dare_container::hashio::HashingReader;
+use dare_container::header::Sha256Hex;
+
 use crate::error::UpdateError;
 use crate::state::sync_dir;
-
-/// A verified file waiting in the state directory.
-#[derive(Clone, Debug)]
-pub struct StagedFile {
-    /// Its path in the build, `/`-separated (validated by the signed header).
-    pub path: String,
-    /// Where it waits.
-    pub staged: PathBuf,
-    /// Its permission bits.
-    pub mode: u32,
-}
 
 /// The `current` link of an install directory.
 pub fn current_link(install_dir: &Path) -> PathBuf {
@@ -36,6 +30,11 @@ pub fn current_version(install_dir: &Path) -> Option<String> {
     current_dir_name(install_dir).map(|n| n.split('~').next().unwrap_or_default().to_string())
 }
 
+/// The directory of the build `current` points at, if any.
+pub fn current_dir(install_dir: &Path) -> Option<PathBuf> {
+    current_dir_name(install_dir).map(|n| install_dir.join("versions").join(n))
+}
+
 /// The directory under `versions/` that `current` points at: the version,
 /// or `<version>~N` when that version was installed again (semver has no `~`).
 fn current_dir_name(install_dir: &Path) -> Option<String> {
@@ -44,83 +43,167 @@ fn current_dir_name(install_dir: &Path) -> Option<String> {
     (target.parent()? == Path::new("versions")).then_some(name)
 }
 
-/// Installs `files` as `version` and switches `current` to it. Returns the
-/// directory of the new build.
-pub fn install(install_dir: &Path, version: &str, files: &[StagedFile]) -> Result<PathBuf, UpdateError> {
-    if version.is_empty() || version.contains('/') || version.starts_with('.') {
-        return Err(UpdateError::State(format!("`{version}` cannot name a directory")));
+/// The SHA-256 of a file and its length.
+pub(crate) fn hash_file(path: &Path) -> io::Result<(Sha256Hex, u64)> {
+    let mut r = HashingReader::new(BufReader::with_capacity(1 << 20, fs::File::open(path)?));
+    io::copy(&mut r, &mut io::sink())?;
+    let (sha, n, _) = r.finish();
+    Ok((Sha256Hex(sha), n))
+}
+
+/// A new build being assembled under `versions/`.
+#[derive(Debug)]
+pub struct Incoming {
+    install_dir: PathBuf,
+    version: String,
+    tmp: PathBuf,
+    done: bool,
+}
+
+impl Incoming {
+    /// Starts assembling `version` in `install_dir`.
+    pub fn new(install_dir: &Path, version: &str) -> Result<Incoming, UpdateError> {
+        if version.is_empty() || version.contains('/') || version.starts_with('.') {
+            return Err(UpdateError::State(format!("`{version}` cannot name a directory")));
+        }
+        // Refuse before creating anything: a refusal leaves the install directory as it was.
+        let link = current_link(install_dir);
+        if let Ok(m) = fs::symlink_metadata(&link)
+            && !m.file_type().is_symlink()
+        {
+            return Err(UpdateError::State(format!(
+                "{} exists and is not a symlink; refusing to replace it",
+                link.display()
+            )));
+        }
+        let versions = install_dir.join("versions");
+        fs::create_dir_all(&versions).map_err(|e| UpdateError::io("creating", &versions, e))?;
+        let tmp = versions.join(format!(".incoming-{version}-{}", std::process::id()));
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp).map_err(|e| UpdateError::io("removing", &tmp, e))?;
+        }
+        fs::create_dir(&tmp).map_err(|e| UpdateError::io("creating", &tmp, e))?;
+        Ok(Incoming { install_dir: install_dir.to_path_buf(), version: version.to_string(), tmp, done: false })
     }
-    // Refuse before creating anything: a refusal leaves the install directory as it was.
-    let link = current_link(install_dir);
-    if let Ok(m) = fs::symlink_metadata(&link)
-        && !m.file_type().is_symlink()
-    {
-        return Err(UpdateError::State(format!(
-            "{} exists and is not a symlink; refusing to replace it",
-            link.display()
-        )));
+
+    fn dest(&self, path: &str) -> Result<PathBuf, UpdateError> {
+        let dest = self.tmp.join(path);
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent).map_err(|e| UpdateError::io("creating", parent, e))?;
+        }
+        Ok(dest)
     }
-    let versions = install_dir.join("versions");
-    fs::create_dir_all(&versions).map_err(|e| UpdateError::io("creating", &versions, e))?;
-    let previous_dir = current_dir_name(install_dir);
-    let previous = current_version(install_dir);
-    let tmp = versions.join(format!(".incoming-{version}-{}", std::process::id()));
-    if tmp.exists() {
-        fs::remove_dir_all(&tmp).map_err(|e| UpdateError::io("removing", &tmp, e))?;
-    }
-    fs::create_dir(&tmp).map_err(|e| UpdateError::io("creating", &tmp, e))?;
-    let placed = (|| {
-        for f in files {
-            let dest = tmp.join(&f.path);
-            if let Some(parent) = dest.parent() {
-                fs::create_dir_all(parent).map_err(|e| UpdateError::io("creating", parent, e))?;
+
+    /// Takes `path` from the installed file `from`, which must hash to
+    /// `sha256`: a hard link when its permission bits are already `mode`
+    /// (the build is then stored once on disk), a copy otherwise. Returns
+    /// whether it did; a file that does not hash to `sha256` is not used.
+    pub fn reuse(&mut self, path: &str, from: &Path, mode: u32, sha256: Sha256Hex) -> Result<bool, UpdateError> {
+        let dest = self.dest(path)?;
+        let same_mode = fs::symlink_metadata(from)
+            .map(|m| m.file_type().is_file() && m.permissions().mode() & 0o777 == mode & 0o777)
+            .unwrap_or(false);
+        let linked = same_mode && fs::hard_link(from, &dest).is_ok();
+        if !linked {
+            match fs::symlink_metadata(from) {
+                Ok(m) if m.file_type().is_file() => {}
+                _ => return Ok(false),
             }
-            move_file(&f.staged, &dest)?;
-            fs::set_permissions(&dest, fs::Permissions::from_mode(f.mode & 0o777))
+            if fs::copy(from, &dest).is_err() {
+                let _ = fs::remove_file(&dest);
+                return Ok(false);
+            }
+        }
+        // Never trusted unhashed: what is in the new build is what was checked.
+        match hash_file(&dest) {
+            Ok((sha, _)) if sha == sha256 => {}
+            _ => {
+                fs::remove_file(&dest).map_err(|e| UpdateError::io("removing", &dest, e))?;
+                return Ok(false);
+            }
+        }
+        if !linked {
+            fs::set_permissions(&dest, fs::Permissions::from_mode(mode & 0o777))
                 .map_err(|e| UpdateError::io("setting permissions of", &dest, e))?;
         }
-        sync_tree(&tmp)
-    })();
-    if let Err(e) = placed {
-        let _ = fs::remove_dir_all(&tmp);
-        return Err(e);
+        Ok(true)
     }
-    // Re-installing a version (an earlier run installed it but was killed
-    // before recording it) goes to a fresh directory, so `current` always
-    // names a complete build, even between the two renames.
-    let mut name = version.to_string();
-    if previous_dir.as_deref() == Some(version) {
-        let mut n = 0u32;
-        while versions.join(&name).exists() {
-            n += 1;
-            name = format!("{version}~{n}");
+
+    /// Places a verified staged file at `path`: moved when `last`, else copied.
+    pub fn place(&mut self, path: &str, staged: &Path, mode: u32, last: bool) -> Result<(), UpdateError> {
+        let dest = self.dest(path)?;
+        if last {
+            move_file(staged, &dest)?;
+        } else {
+            fs::copy(staged, &dest).map_err(|e| UpdateError::io("copying", &dest, e))?;
         }
-    } else if versions.join(&name).exists() {
-        // A leftover nothing points at (a run killed before switching).
-        let stale = versions.join(&name);
-        fs::remove_dir_all(&stale).map_err(|e| UpdateError::io("removing", &stale, e))?;
+        fs::set_permissions(&dest, fs::Permissions::from_mode(mode & 0o777))
+            .map_err(|e| UpdateError::io("setting permissions of", &dest, e))
     }
-    let final_dir = versions.join(&name);
-    fs::rename(&tmp, &final_dir).map_err(|e| UpdateError::io("moving into place", &final_dir, e))?;
-    sync_dir(&versions)?;
-    let new_link = install_dir.join(format!(".current-{}", std::process::id()));
-    let _ = fs::remove_file(&new_link);
-    std::os::unix::fs::symlink(Path::new("versions").join(&name), &new_link)
-        .map_err(|e| UpdateError::io("creating", &new_link, e))?;
-    fs::rename(&new_link, &link).map_err(|e| UpdateError::io("switching", &link, e))?;
-    sync_dir(install_dir)?;
-    // When `current` already named this version (an earlier run was killed
-    // after switching it but before recording it), only that old copy goes.
-    if previous.as_deref() == Some(version) {
-        // The old copy of this same version is replaced; which build came
-        // before it is not known here, so nothing else is removed.
-        if let Some(old) = &previous_dir {
-            let _ = fs::remove_dir_all(versions.join(old));
+
+    /// Renames the assembled build into place and switches `current` to it.
+    /// Returns the directory of the new build.
+    pub fn commit(mut self) -> Result<PathBuf, UpdateError> {
+        let result = self.switch();
+        if result.is_ok() {
+            self.done = true;
         }
-    } else {
-        prune(&versions, &name, previous_dir.as_deref());
+        result
     }
-    Ok(final_dir)
+
+    fn switch(&mut self) -> Result<PathBuf, UpdateError> {
+        let install_dir = &self.install_dir;
+        let version = &self.version;
+        let versions = install_dir.join("versions");
+        let link = current_link(install_dir);
+        sync_tree(&self.tmp)?;
+        let previous_dir = current_dir_name(install_dir);
+        let previous = current_version(install_dir);
+        // Re-installing a version (an earlier run installed it but was killed
+        // before recording it) goes to a fresh directory, so `current` always
+        // names a complete build, even between the two renames.
+        let mut name = version.to_string();
+        if previous_dir.as_deref() == Some(version) {
+            let mut n = 0u32;
+            while versions.join(&name).exists() {
+                n += 1;
+                name = format!("{version}~{n}");
+            }
+        } else if versions.join(&name).exists() {
+            // A leftover nothing points at (a run killed before switching).
+            let stale = versions.join(&name);
+            fs::remove_dir_all(&stale).map_err(|e| UpdateError::io("removing", &stale, e))?;
+        }
+        let final_dir = versions.join(&name);
+        fs::rename(&self.tmp, &final_dir).map_err(|e| UpdateError::io("moving into place", &final_dir, e))?;
+        sync_dir(&versions)?;
+        let new_link = install_dir.join(format!(".current-{}", std::process::id()));
+        let _ = fs::remove_file(&new_link);
+        std::os::unix::fs::symlink(Path::new("versions").join(&name), &new_link)
+            .map_err(|e| UpdateError::io("creating", &new_link, e))?;
+        fs::rename(&new_link, &link).map_err(|e| UpdateError::io("switching", &link, e))?;
+        sync_dir(install_dir)?;
+        // When `current` already named this version (an earlier run was killed
+        // after switching it but before recording it), only that old copy goes.
+        if previous.as_deref() == Some(version.as_str()) {
+            // The old copy of this same version is replaced; which build came
+            // before it is not known here, so nothing else is removed.
+            if let Some(old) = &previous_dir {
+                let _ = fs::remove_dir_all(versions.join(old));
+            }
+        } else {
+            prune(&versions, &name, previous_dir.as_deref());
+        }
+        Ok(final_dir)
+    }
+}
+
+impl Drop for Incoming {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = fs::remove_dir_all(&self.tmp);
+        }
+    }
 }
 
 /// Removes every version but `keep` and `previous` (best effort: a leftover
@@ -154,8 +237,14 @@ fn move_file(from: &Path, to: &Path) -> Result<(), UpdateError> {
 fn sync_tree(dir: &Path) -> Result<(), UpdateError> {
     for e in fs::read_dir(dir).map_err(|e| UpdateError::io("reading", dir, e))? {
         let e = e.map_err(|e| UpdateError::io("reading", dir, e))?;
-        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+        let kind = e.file_type().map_err(|err| UpdateError::io("reading", e.path(), err))?;
+        if kind.is_dir() {
             sync_tree(&e.path())?;
+        } else if kind.is_file() {
+            // The files must be on disk before `current` points at them.
+            fs::File::open(e.path())
+                .and_then(|f| f.sync_all())
+                .map_err(|err| UpdateError::io("syncing", e.path(), err))?;
         }
     }
     sync_dir(dir)

@@ -93,8 +93,14 @@ pub struct Outcome {
     pub bytes_fetched: u64,
     /// HTTP requests (or reads) made.
     pub requests: u64,
-    /// Bytes of this target's entry frames fetched.
+    /// Bytes of entry and delta frames fetched (`bytes_full + bytes_delta`).
     pub payload_bytes: u64,
+    /// Bytes of whole-entry frames fetched.
+    pub bytes_full: u64,
+    /// Bytes of delta frames fetched.
+    pub bytes_delta: u64,
+    /// Content bytes taken from the installed build instead of fetched.
+    pub bytes_reused: u64,
     /// Where the new build was installed.
     pub install_path: Option<PathBuf>,
     /// The signed tree size.

@@ -1,17 +1,25 @@
 //! One check or update: the protocol of DESIGN.md section 3.4.
 //!
-//! 1. One suffix range gives the seal and the manifest. The checkpoint's
-//!    signatures, its freshness, its relation to the stored checkpoint
-//!    (never smaller, the same size only with the same root) and the
-//!    manifest's place as the last leaf are checked before anything else.
-//! 2. In parallel: this target's entries (contiguous ones in one range) and
-//!    the few tile hashes that tie them, the manifest and the stored tree to
-//!    the signed root. Entries are streamed through SHA-256 (stored bytes),
-//!    zstd and SHA-256 (content) into the state directory, every read bounded
-//!    by the signed lengths.
-//! 3. Only when the root computed from what was fetched equals the signed
-//!    root is anything installed; then the fetched frames are appended to the
-//!    replica and the new checkpoint is recorded.
+//! 1. A suffix of about one seal's length gives the last seal. Its
+//!    signatures, its freshness and its relation to the stored checkpoint
+//!    (never smaller, the same size only with the same root) are checked.
+//!    If the tree is the one already verified, that is the whole check.
+//! 2. The map and manifest the seal names: the manifest is proven to be the
+//!    last leaf of the signed tree, and gives this target's newest version
+//!    and where its index is.
+//! 3. This target's index and, in parallel, the tile hashes that prove it and
+//!    the stored tree's consistency with the signed one.
+//! 4. What the installed build lacks: files whose content is installed are
+//!    linked or copied from it (and hashed); changed files come as a delta
+//!    against their installed version when the index offers one and the
+//!    installed copy hashes to its base, else as a whole entry. Every payload
+//!    is streamed through SHA-256 (stored bytes), zstd and SHA-256 (content)
+//!    into the state directory, every read bounded by the signed lengths,
+//!    and the entries are proven in the signed tree. A delta that does not
+//!    produce its signed content falls back to the whole entry.
+//!
+//! Only when everything verified is anything installed; then the replica
+//! (genesis, index, manifest, proof, seal) and the state are replaced.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File, OpenOptions};
@@ -19,30 +27,48 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use dare_container::client::{
-    Fetched, PlanError, ProofPlan, SignedTail, TailError, TailRead, check_entry_header, merge_ranges, read_tail,
+    Fetched, PlanError, ProofPlan, SealRead, SignedSeal, SignedTop, TailError, check_index_header, merge_ranges,
+    read_seal, read_top, top_ranges,
 };
-use dare_container::frame::{FrameEvent, FrameStream, Window, read_frame_at, read_header};
+use dare_container::content::{self, MAX_DELTA_SIZE};
+use dare_container::frame::{
+    FrameEvent, FrameInfo, FrameStream, ReadAt, Window, read_frame_at, read_frame_before, read_header,
+};
 use dare_container::hashio::{BoundedHashWriter, Hasher, to_hex};
-use dare_container::header::{Compression, Entry, EntryRef, Header};
-use dare_container::merkle::{Frontier, Hash, NodeId, ProofError, leaf_hash};
+use dare_container::header::{
+    Compression, DeltaRef, FileRecord, Header, Index, LeafRef, MAX_LISTING, Release, Sha256Hex,
+};
+use dare_container::merkle::{Frontier, Hash, NodeId, leaf_hash};
 use dare_container::replica::ReplicaWriter;
+use dare_container::verify::ScanOptions;
 use dare_container::zstdio::OneFrame;
 
 use crate::config::Config;
 use crate::error::UpdateError;
 use crate::fetch::{FetchError, Mirrors};
-use crate::install::{StagedFile, install};
+use crate::install::{Incoming, current_dir, hash_file};
 use crate::progress::Event;
 use crate::state::{Installed, State, replica_path};
 use crate::transport::{ByteRange, RangeSink, SinkError};
 use crate::{Outcome, Status};
 
-/// Tail bytes read by a client that has never read this container.
-pub const FIRST_TAIL: u64 = 8 * 1024;
-/// The most tail bytes read before giving up (a seal and a manifest are far smaller).
-pub const MAX_TAIL: u64 = 16 * 1024 * 1024;
-/// Bytes read at offset 0 for the genesis frame on the first update.
+/// Seal bytes read by a client that has never read this container: a seal
+/// with a few signatures fits.
+pub const FIRST_SEAL: u64 = 1024;
+/// The most seal bytes read (a checkpoint is at most 64 KiB).
+pub const MAX_SEAL: u64 = 72 * 1024;
+/// Bytes read at offset 0 for the genesis frame when the replica lacks it.
 const GENESIS_GUESS: u64 = 1024;
+/// Slack over the last seal's length for the next one (its numbers may grow).
+const SEAL_SLACK: u64 = 64;
+
+/// Bytes of the session so far, for the outcome.
+#[derive(Default)]
+struct Tally {
+    full: u64,
+    delta: u64,
+    reused: u64,
+}
 
 pub(crate) async fn run(cfg: &Config, mirrors: &Mirrors, install_wanted: bool) -> Result<Outcome, UpdateError> {
     fs::create_dir_all(&cfg.state_dir).map_err(|e| UpdateError::io("creating", &cfg.state_dir, e))?;
@@ -51,181 +77,195 @@ pub(crate) async fn run(cfg: &Config, mirrors: &Mirrors, install_wanted: bool) -
     let state = State::load(&cfg.state_dir)?;
     progress(cfg, Event::Checking);
 
-    // Round trip 1: the tail.
-    let hint = state.as_ref().map_or(FIRST_TAIL, |s| s.tail_hint.clamp(1024, MAX_TAIL));
-    let (tail, mut fetched) = fetch_tail(cfg, mirrors, hint).await?;
-    let cp = &tail.checkpoint;
+    // Round trip 1: the seal.
+    let hint = state.as_ref().map_or(FIRST_SEAL, |s| (s.seal_len + SEAL_SLACK).clamp(FIRST_SEAL, MAX_SEAL));
+    let (seal, mut fetched) = fetch_seal(cfg, mirrors, hint).await?;
     let now = (cfg.clock)();
-    check_origin(cfg, state.as_ref(), &cp.origin)?;
-    check_freshness(cfg, tail.seal.time, now)?;
-    check_against_stored(state.as_ref(), &tail)?;
-
+    check_origin(cfg, state.as_ref(), &seal.checkpoint.origin)?;
+    check_freshness(cfg, seal.seal.time, now)?;
+    check_against_stored(state.as_ref(), &seal)?;
     let installed =
         state.as_ref().and_then(|s| s.installed.clone()).filter(|i| i.target == cfg.target && i.channel == cfg.channel);
-    let release =
-        tail.manifest.release(&cfg.channel, &cfg.target).cloned().ok_or_else(|| UpdateError::MissingTarget {
-            target: cfg.target.clone(),
-            channel: cfg.channel.clone(),
-            available: describe_available(&tail),
-        })?;
-    let new_version = semver::Version::parse(&release.version)
-        .map_err(|e| UpdateError::BadDigest(format!("the signed manifest has a bad version: {e}")))?;
-    let newer = match &installed {
-        None => true,
-        Some(i) => {
-            let have = semver::Version::parse(&i.version).map_err(|e| UpdateError::State(e.to_string()))?;
-            match new_version.cmp_precedence(&have) {
-                std::cmp::Ordering::Greater => true,
-                std::cmp::Ordering::Equal => false,
-                std::cmp::Ordering::Less => {
-                    return Err(UpdateError::Rollback(format!(
-                        "the signed manifest offers {new_version} but {have} is installed"
-                    )));
-                }
-            }
-        }
-    };
     let previous = installed.as_ref().map(|i| i.version.clone());
-    let stats = |mirrors: &Mirrors| {
+    let outcome = |status: Status, version: &str, tally: &Tally, install_path: Option<PathBuf>| {
         let s = mirrors.stats();
-        (s.bytes - before.bytes, s.requests - before.requests)
-    };
-    let outcome = |status: Status, payload: u64, install_path: Option<PathBuf>, mirrors: &Mirrors| {
-        let (bytes_fetched, requests) = stats(mirrors);
         Outcome {
             status,
             target: cfg.target.clone(),
             channel: cfg.channel.clone(),
-            version: release.version.clone(),
+            version: version.to_string(),
             previous: previous.clone(),
-            bytes_fetched,
-            requests,
-            payload_bytes: payload,
+            bytes_fetched: s.bytes - before.bytes,
+            requests: s.requests - before.requests,
+            payload_bytes: tally.full + tally.delta,
+            bytes_full: tally.full,
+            bytes_delta: tally.delta,
+            bytes_reused: tally.reused,
             install_path,
-            tree_size: tail.size(),
-            signed_time: tail.seal.time,
+            tree_size: seal.size(),
+            signed_time: seal.seal.time,
         }
     };
-    if !install_wanted {
-        let status = if newer { Status::Available } else { Status::UpToDate };
-        return Ok(outcome(status, 0, None, mirrors));
-    }
-    let old_size = state.as_ref().map_or(0, |s| s.size);
-    if !newer && old_size == tail.size() {
-        // Nothing new at all: keep the fresher seal (a heartbeat) and stop.
-        if let Some(s) = &state
-            && tail.seal.time > s.time
-        {
-            let mut w = open_replica(cfg, s.replica_len)?;
-            append_window(&mut w, &fetched, tail.seal_frame.offset, tail.seal_frame.len())?;
-            let len = w.commit()?;
-            save_state(cfg, &tail, s.installed.clone(), len, s.origin.clone())?;
+    let tally = Tally::default();
+    if let (Some(s), Some(i)) = (&state, &installed)
+        && s.size == seal.size()
+    {
+        // The tree this client verified last: nothing new, whatever the seal's time.
+        if install_wanted && seal.seal.time > s.time {
+            refresh_seal(cfg, s, &seal, &fetched)?;
         }
-        return Ok(outcome(Status::UpToDate, 0, None, mirrors));
+        return Ok(outcome(Status::UpToDate, &i.version, &tally, None));
     }
 
-    // Round trip 2: entries and proof hashes, in parallel.
+    // Round trip 2: the map and the manifest.
+    let top = fetch_top(mirrors, seal.clone(), &mut fetched).await?;
+    let release =
+        top.manifest.release(&cfg.channel, &cfg.target).cloned().ok_or_else(|| UpdateError::MissingTarget {
+            target: cfg.target.clone(),
+            channel: cfg.channel.clone(),
+            available: describe_available(&top),
+        })?;
+    let newer = is_newer(&release, installed.as_ref())?;
+    if !install_wanted {
+        let status = if newer { Status::Available } else { Status::UpToDate };
+        return Ok(outcome(status, &release.version, &tally, None));
+    }
     let old = state.as_ref().map_or_else(Frontier::new, |s| s.frontier.clone());
-    let first_sync = state.as_ref().is_none_or(|s| s.replica_len == 0);
-    let entries: Vec<EntryRef> = if newer { release.entries.clone() } else { Vec::new() };
-    let mut leaves: BTreeSet<u64> = entries.iter().map(|e| e.leaf).collect();
-    if first_sync {
-        leaves.insert(0);
+    let replica = load_replica(cfg, state.as_ref(), installed.as_ref());
+
+    // Round trip 3: the index (or, with nothing new for this target, the one
+    // installed), the genesis if the replica lacks it, and the proofs.
+    let index_at =
+        if newer { Some(release.index) } else { replica.as_ref().and_then(|r| r.index.as_ref().map(|i| i.0)) };
+    let index_bound = MAX_LISTING + (1 << 20) + 64;
+    if index_at.is_some_and(|i| i.length > index_bound) {
+        return Err(UpdateError::BadDigest(format!("the manifest names an index of {} bytes", release.index.length)));
     }
-    let plan = ProofPlan::new(&tail, &old, &leaves).map_err(plan_error)?;
-    let mut hash_ranges = plan.ranges();
-    if first_sync {
-        hash_ranges.push((0, GENESIS_GUESS.min(tail.len)));
-    }
-    let hash_ranges: Vec<(u64, u64)> =
-        merge_ranges(hash_ranges).into_iter().filter(|(s, e)| !fetched.has(*s, e - s)).collect();
-    let entry_ranges = contiguous(&entries);
-    let payload_bytes: u64 = entry_ranges.iter().map(|(s, e)| e - s).sum();
+    let n = top.size();
+    let mut top_leaves = BTreeSet::from([0, n - 1]);
+    top_leaves.extend(index_at.map(|i| i.leaf));
+    let mut rplan = ProofPlan::new(&top.map, &Frontier::new(), &top_leaves).map_err(plan_error)?;
+    let mut cplan = ProofPlan::new(&top.map, &old, &BTreeSet::from([n - 1])).map_err(plan_error)?;
+    resolve_slots(mirrors, &mut fetched, &mut [&mut rplan, &mut cplan]).await?;
+    let mut wanted = rplan.ranges();
+    wanted.extend(cplan.ranges());
     if newer {
-        progress(cfg, Event::Found { version: release.version.clone(), bytes: payload_bytes });
+        wanted.push((release.index.offset, release.index.end()));
     }
+    let genesis_have = replica.as_ref().map(|r| r.genesis.clone());
+    if genesis_have.is_none() {
+        wanted.push((0, GENESIS_GUESS.min(seal.len)));
+    }
+    fetch_into(mirrors, &mut fetched, wanted, index_bound + (1 << 20)).await?;
+    // The stored tree, with just the manifest, must extend to the signed root.
+    if old.size() > 0 {
+        let nodes = cplan.nodes(|s, l| fetched.get(s, l)).map_err(|e| UpdateError::BadDigest(e.to_string()))?;
+        match cplan.root(&BTreeMap::from([(n - 1, top.manifest_leaf)]), &nodes) {
+            Ok(r) if r == seal.checkpoint.root => {}
+            other => return Err(fork(mirrors, &seal, &old, other.map(|r| to_hex(&r)).map_err(|e| e.to_string()))),
+        }
+    }
+    let genesis = match genesis_have {
+        Some(g) => g,
+        None => genesis_frame(mirrors, &mut fetched, &seal).await?,
+    };
+    let index = match (newer, &replica) {
+        (true, _) => Some(read_index(&fetched, &release)?),
+        (false, Some(r)) => r.index.as_ref().map(|(at, bytes, _, files)| IndexRead {
+            at: *at,
+            frame_bytes: bytes.clone(),
+            header_hash: leaf_hash(&frame_header(bytes).unwrap_or_default()),
+            files: files.clone(),
+        }),
+        (false, None) => None,
+    };
+    let mut leaves =
+        BTreeMap::from([(0, leaf_hash(&frame_header(&genesis).unwrap_or_default())), (n - 1, top.manifest_leaf)]);
+    if let Some(ix) = &index {
+        leaves.insert(ix.at.leaf, ix.header_hash);
+    }
+    let rnodes = rplan.nodes(|s, l| fetched.get(s, l)).map_err(|e| UpdateError::BadDigest(e.to_string()))?;
+    match rplan.root(&leaves, &rnodes) {
+        Ok(r) if r == seal.checkpoint.root => {}
+        _ => {
+            return Err(UpdateError::BadDigest(format!(
+                "the index of {} {} {} (or the genesis) is not in the signed tree (from {})",
+                release.channel,
+                release.target,
+                release.version,
+                mirrors.names().join(", ")
+            )));
+        }
+    }
+    let manifest_bytes = frame_bytes(&fetched, &top.manifest_frame)?;
+    let seal_bytes = frame_bytes(&fetched, &top.seal.frame)?;
+    let replica_parts = |index| ReplicaParts {
+        genesis: &genesis,
+        index,
+        manifest: &manifest_bytes,
+        seal: &seal_bytes,
+        top: &top,
+        plan: &rplan,
+        nodes: &rnodes,
+    };
+    if !newer {
+        // Nothing new for this target: keep the newer tree.
+        write_replica(cfg, &replica_parts(index.as_ref()))?;
+        save_state(cfg, &top, installed.clone(), state.as_ref().map(|s| s.origin.clone()))?;
+        return Ok(outcome(Status::UpToDate, &release.version, &tally, None));
+    }
+    let new_index = index.as_ref().ok_or_else(|| UpdateError::State("the index was not read".into()))?;
+    let mut tally = tally;
+
+    // Round trip 4: what the installed build lacks.
     let staging = cfg.state_dir.join("staging");
     if staging.exists() {
         fs::remove_dir_all(&staging).map_err(|e| UpdateError::io("clearing", &staging, e))?;
     }
     fs::create_dir(&staging).map_err(|e| UpdateError::io("creating", &staging, e))?;
-    let result = fetch_and_verify(
-        cfg,
-        mirrors,
-        &tail,
-        &plan,
-        &old,
-        &mut fetched,
-        &entries,
-        &entry_ranges,
-        &hash_ranges,
-        &release,
-        &staging,
-        first_sync,
-    )
-    .await;
-    let verified = match result {
-        Ok(v) => v,
-        Err(e) => {
-            let _ = fs::remove_dir_all(&staging);
-            return Err(e);
+    let result = async {
+        let mut incoming = Incoming::new(&cfg.install_dir, &release.version)?;
+        let old_build = replica.as_ref().and_then(|r| r.index.as_ref()).map(|(_, _, _, files)| files.as_slice());
+        let mut needs = plan_files(&mut incoming, &new_index.files, old_build, &cfg.install_dir, &mut tally)?;
+        progress(
+            cfg,
+            Event::Found { version: release.version.clone(), bytes: needs.values().map(|n| n.at().length).sum() },
+        );
+        let mut staged =
+            fetch_contents(cfg, mirrors, &top, &mut fetched, &leaves, &mut needs, &staging, &mut tally).await?;
+        // A delta that did not give its signed content: the whole entry instead.
+        let failed: Vec<Sha256Hex> = needs.iter().filter(|(s, _)| !staged.contains_key(*s)).map(|(s, _)| *s).collect();
+        if !failed.is_empty() {
+            let mut retry: BTreeMap<Sha256Hex, Need> = BTreeMap::new();
+            for sha in failed {
+                let need = needs.remove(&sha).ok_or_else(|| UpdateError::State("a need vanished".into()))?;
+                tracing::warn!(sha = %sha, "a delta did not produce its signed content; fetching the whole entry");
+                retry.insert(sha, Need::Full { at: need.entry(), paths: need.into_paths() });
+            }
+            staged.extend(
+                fetch_contents(cfg, mirrors, &top, &mut fetched, &leaves, &mut retry, &staging, &mut tally).await?,
+            );
+            needs.extend(retry);
         }
-    };
-
-    // Install, then record.
-    let install_path = if newer {
         progress(cfg, Event::Installing);
-        match install(&cfg.install_dir, &release.version, &verified.files) {
-            Ok(path) => Some(path),
-            Err(e) => {
-                let _ = fs::remove_dir_all(&staging);
-                return Err(e);
+        for (sha, need) in &needs {
+            let file =
+                staged.get(sha).ok_or_else(|| UpdateError::BadDigest(format!("content {sha} did not arrive")))?;
+            let paths = need.paths();
+            for (i, (path, mode)) in paths.iter().enumerate() {
+                incoming.place(path, file, *mode, i + 1 == paths.len())?;
             }
         }
-    } else {
-        None
-    };
-    let origin = state.as_ref().map_or_else(|| tail.checkpoint.origin.clone(), |s| s.origin.clone());
-    let mut w = open_replica(cfg, state.as_ref().map_or(0, |s| s.replica_len))?;
-    let written = (|| {
-        if first_sync {
-            let g = verified.genesis.as_ref().ok_or_else(|| UpdateError::State("genesis frame missing".into()))?;
-            w.append_frames(&mut g.as_slice(), g.len() as u64)?;
-        }
-        let frames = staging.join("frames");
-        if newer {
-            let mut f = File::open(&frames).map_err(|e| UpdateError::io("reading", &frames, e))?;
-            let len = f.metadata().map_err(|e| UpdateError::io("reading", &frames, e))?.len();
-            w.append_frames(&mut f, len)?;
-        }
-        append_window(&mut w, &fetched, tail.manifest_frame.offset, tail.manifest_frame.len())?;
-        let mut proof_leaves: Vec<u64> = Vec::new();
-        if first_sync {
-            proof_leaves.push(0);
-        }
-        proof_leaves.extend(entries.iter().map(|e| e.leaf));
-        proof_leaves.push(tail.size() - 1);
-        let nodes: Vec<(NodeId, Hash)> =
-            plan.node_ids().into_iter().filter_map(|id| verified.nodes.get(&id).map(|h| (id, *h))).collect();
-        w.append_proof(tail.size(), &proof_leaves, &nodes)?;
-        append_window(&mut w, &fetched, tail.seal_frame.offset, tail.seal_frame.len())?;
-        Ok::<_, UpdateError>(())
-    })();
-    if let Err(e) = written {
-        let _ = w.abort();
-        let _ = fs::remove_dir_all(&staging);
-        return Err(e);
+        incoming.commit()
     }
-    let replica_len = w.commit()?;
-    let installed = if newer {
-        Some(Installed { target: cfg.target.clone(), channel: cfg.channel.clone(), version: release.version.clone() })
-    } else {
-        state.as_ref().and_then(|s| s.installed.clone())
-    };
-    save_state(cfg, &tail, installed, replica_len, origin)?;
+    .await;
     let _ = fs::remove_dir_all(&staging);
-    let status = if newer { Status::Updated } else { Status::UpToDate };
-    Ok(outcome(status, if newer { payload_bytes } else { 0 }, install_path, mirrors))
+    let install_path = result?;
+    write_replica(cfg, &replica_parts(index.as_ref()))?;
+    let installed =
+        Installed { target: cfg.target.clone(), channel: cfg.channel.clone(), version: release.version.clone() };
+    save_state(cfg, &top, Some(installed), state.as_ref().map(|s| s.origin.clone()))?;
+    Ok(outcome(Status::Updated, &release.version, &tally, Some(install_path)))
 }
 
 fn progress(cfg: &Config, e: Event) {
@@ -253,13 +293,27 @@ fn lock_state(dir: &Path) -> Result<File, UpdateError> {
 }
 
 fn plan_error(e: PlanError) -> UpdateError {
-    UpdateError::BadSignature(format!("the signed seal cannot locate its proof material: {e}"))
+    UpdateError::BadSignature(format!("the signed map cannot locate its proof material: {e}"))
 }
 
-fn describe_available(tail: &SignedTail) -> String {
+fn describe_available(top: &SignedTop) -> String {
     let list: Vec<String> =
-        tail.manifest.releases.iter().map(|r| format!("{} on {} ({})", r.target, r.channel, r.version)).collect();
+        top.manifest.releases.iter().map(|r| format!("{} on {} ({})", r.target, r.channel, r.version)).collect();
     if list.is_empty() { "no releases".into() } else { list.join(", ") }
+}
+
+fn is_newer(release: &Release, installed: Option<&Installed>) -> Result<bool, UpdateError> {
+    let new_version = semver::Version::parse(&release.version)
+        .map_err(|e| UpdateError::BadDigest(format!("the signed manifest has a bad version: {e}")))?;
+    let Some(i) = installed else { return Ok(true) };
+    let have = semver::Version::parse(&i.version).map_err(|e| UpdateError::State(e.to_string()))?;
+    match new_version.cmp_precedence(&have) {
+        std::cmp::Ordering::Greater => Ok(true),
+        std::cmp::Ordering::Equal => Ok(false),
+        std::cmp::Ordering::Less => {
+            Err(UpdateError::Rollback(format!("the signed manifest offers {new_version} but {have} is installed")))
+        }
+    }
 }
 
 fn check_origin(cfg: &Config, state: Option<&State>, found: &str) -> Result<(), UpdateError> {
@@ -278,35 +332,49 @@ fn check_freshness(cfg: &Config, signed: u64, now: u64) -> Result<(), UpdateErro
     Ok(())
 }
 
-fn check_against_stored(state: Option<&State>, tail: &SignedTail) -> Result<(), UpdateError> {
+fn check_against_stored(state: Option<&State>, seal: &SignedSeal) -> Result<(), UpdateError> {
     let Some(s) = state else { return Ok(()) };
-    let n = tail.size();
+    let n = seal.size();
     if n < s.size {
         return Err(UpdateError::Rollback(format!(
             "the mirror's tree has {n} leaves, but this client already verified {}",
             s.size
         )));
     }
-    if n == s.size && tail.checkpoint.root != s.root {
+    if n == s.size && seal.checkpoint.root != s.root {
         return Err(UpdateError::Fork(format!(
             "two signed trees of {n} leaves with different roots ({} stored, {} now)",
             to_hex(&s.root),
-            to_hex(&tail.checkpoint.root)
+            to_hex(&seal.checkpoint.root)
         )));
     }
-    if tail.seal.time < s.time {
+    if seal.seal.time < s.time {
         return Err(UpdateError::Rollback(format!(
             "the mirror's seal was signed at {}, before the stored one at {}",
-            tail.seal.time, s.time
+            seal.seal.time, s.time
         )));
     }
     Ok(())
 }
 
-/// Fetches a suffix of the container, more if the seal or manifest reach
-/// further back, and verifies the tail.
-async fn fetch_tail(cfg: &Config, mirrors: &Mirrors, hint: u64) -> Result<(SignedTail, Fetched), UpdateError> {
-    let mut sink = BufferSink::new(MAX_TAIL);
+fn fork(mirrors: &Mirrors, seal: &SignedSeal, old: &Frontier, detail: Result<String, String>) -> UpdateError {
+    let why = match detail {
+        Ok(root) => format!("the consistency proof gives root {root}"),
+        Err(e) => e,
+    };
+    UpdateError::Fork(format!(
+        "cannot prove the signed tree of {} leaves extends the stored tree of {} leaves: {why} \
+         (the log forked, or {} serves bad tiles)",
+        seal.size(),
+        old.size(),
+        mirrors.names().join(", ")
+    ))
+}
+
+/// Fetches a suffix of the container (more if the seal reaches further back)
+/// and verifies the seal.
+async fn fetch_seal(cfg: &Config, mirrors: &Mirrors, hint: u64) -> Result<(SignedSeal, Fetched), UpdateError> {
+    let mut sink = BufferSink::new(MAX_SEAL);
     mirrors.fetch(&[ByteRange::Suffix(hint)], &mut sink).await.map_err(network)?;
     let (mut start, mut bytes, total) = sink.single()?;
     let len = total.unwrap_or(start + bytes.len() as u64);
@@ -315,20 +383,20 @@ async fn fetch_tail(cfg: &Config, mirrors: &Mirrors, hint: u64) -> Result<(Signe
     }
     loop {
         let window = Window::new(start, &bytes);
-        match read_tail(&window, len, &cfg.trust, cfg.threshold).map_err(tail_error)? {
-            TailRead::Complete(tail) => {
+        match read_seal(&window, len, &cfg.trust, cfg.threshold).map_err(tail_error)? {
+            SealRead::Complete(seal) => {
                 let mut fetched = Fetched::new();
                 fetched.insert(start, bytes);
-                return Ok((*tail, fetched));
+                return Ok((*seal, fetched));
             }
-            TailRead::NeedMore { start: want } => {
-                if want >= start || len - want > MAX_TAIL {
+            SealRead::NeedMore { start: want } => {
+                if want >= start || len - want > MAX_SEAL {
                     return Err(UpdateError::BadSignature(format!(
-                        "the container's tail needs {} bytes, more than the {MAX_TAIL} allowed",
+                        "the container's last seal needs {} bytes, more than the {MAX_SEAL} allowed",
                         len - want
                     )));
                 }
-                let mut more = BufferSink::new(MAX_TAIL);
+                let mut more = BufferSink::new(MAX_SEAL);
                 mirrors.fetch(&[ByteRange::Span { start: want, end: start }], &mut more).await.map_err(network)?;
                 let (_, mut head, _) = more.single()?;
                 head.extend_from_slice(&bytes);
@@ -337,6 +405,48 @@ async fn fetch_tail(cfg: &Config, mirrors: &Mirrors, hint: u64) -> Result<(Signe
             }
         }
     }
+}
+
+/// Fetches the map and manifest the seal names and verifies the manifest.
+async fn fetch_top(mirrors: &Mirrors, seal: SignedSeal, fetched: &mut Fetched) -> Result<SignedTop, UpdateError> {
+    let ranges = top_ranges(&seal).map_err(tail_error)?;
+    let cap = ranges.iter().map(|(s, e)| e - s).sum();
+    fetch_into(mirrors, fetched, ranges, cap).await?;
+    read_top(seal, &*fetched).map_err(tail_error)
+}
+
+/// Fetches the parts of `ranges` not already in `fetched`, at most `cap` bytes.
+async fn fetch_into(
+    mirrors: &Mirrors,
+    fetched: &mut Fetched,
+    ranges: Vec<(u64, u64)>,
+    cap: u64,
+) -> Result<(), UpdateError> {
+    let missing = fetched.missing(merge_ranges(ranges));
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let req: Vec<ByteRange> = missing.iter().map(|(start, end)| ByteRange::Span { start: *start, end: *end }).collect();
+    let mut sink = BufferSink::new(cap);
+    mirrors.fetch(&req, &mut sink).await.map_err(network)?;
+    for (start, bytes) in sink.parts {
+        fetched.insert(start, bytes);
+    }
+    Ok(())
+}
+
+/// Reads the page slots the plans need (tiles listed in a page), if any.
+async fn resolve_slots(
+    mirrors: &Mirrors,
+    fetched: &mut Fetched,
+    plans: &mut [&mut ProofPlan],
+) -> Result<(), UpdateError> {
+    let slots: Vec<(u64, u64)> = plans.iter().flat_map(|p| p.slot_ranges()).collect();
+    fetch_into(mirrors, fetched, slots, 1 << 20).await?;
+    for p in plans.iter_mut() {
+        p.resolve_slots(|s, l| fetched.get(s, l)).map_err(|e| UpdateError::BadDigest(e.to_string()))?;
+    }
+    Ok(())
 }
 
 fn tail_error(e: TailError) -> UpdateError {
@@ -353,211 +463,390 @@ fn network(e: FetchError) -> UpdateError {
     }
 }
 
-/// Groups entry frames into contiguous byte ranges.
-fn contiguous(entries: &[EntryRef]) -> Vec<(u64, u64)> {
-    let mut out: Vec<(u64, u64)> = Vec::new();
-    let mut sorted = entries.to_vec();
-    sorted.sort_by_key(|e| e.offset);
-    for e in sorted {
-        match out.last_mut() {
-            Some(last) if last.1 == e.offset => last.1 = e.offset + e.length,
-            _ => out.push((e.offset, e.offset + e.length)),
-        }
-    }
-    out
-}
-
-struct Verified {
-    files: Vec<StagedFile>,
-    nodes: HashMap<NodeId, Hash>,
-    genesis: Option<Vec<u8>>,
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn fetch_and_verify(
-    cfg: &Config,
-    mirrors: &Mirrors,
-    tail: &SignedTail,
-    plan: &ProofPlan,
-    old: &Frontier,
-    fetched: &mut Fetched,
-    entries: &[EntryRef],
-    entry_ranges: &[(u64, u64)],
-    hash_ranges: &[(u64, u64)],
-    release: &dare_container::header::Release,
-    staging: &Path,
-    first_sync: bool,
-) -> Result<Verified, UpdateError> {
-    let mut entry_sink = EntrySink::new(cfg, entries, release, staging)?;
-    let mut hash_sink = BufferSink::new(1 << 24);
-    let entry_req: Vec<ByteRange> = entry_ranges.iter().map(|(s, e)| ByteRange::Span { start: *s, end: *e }).collect();
-    let hash_req: Vec<ByteRange> = hash_ranges.iter().map(|(s, e)| ByteRange::Span { start: *s, end: *e }).collect();
-    let mut jobs: Vec<(Vec<ByteRange>, &mut dyn RangeSink)> = Vec::new();
-    if !entry_req.is_empty() {
-        jobs.push((entry_req, &mut entry_sink));
-    }
-    if !hash_req.is_empty() {
-        jobs.push((hash_req, &mut hash_sink));
-    }
-    if !jobs.is_empty() {
-        mirrors.fetch_all(jobs).await.map_err(network)?;
-    }
-    for (start, bytes) in hash_sink.parts {
-        fetched.insert(start, bytes);
-    }
-    let (mut leaves, files) = entry_sink.finish()?;
-    leaves.insert(tail.size() - 1, tail.manifest_leaf);
-    let mut genesis = None;
-    if first_sync {
-        let (bytes, hash) = genesis_frame(mirrors, fetched, tail).await?;
-        leaves.insert(0, hash);
-        genesis = Some(bytes);
-    }
-    let nodes = plan.nodes(|s, l| fetched.get(s, l)).map_err(|e| UpdateError::BadDigest(e.to_string()))?;
-    let root = plan.root(&leaves, &nodes);
-    match root {
-        Ok(r) if r == tail.checkpoint.root => {}
-        other => return Err(classify(mirrors, fetched, tail, old, other).await),
-    }
-    Ok(Verified { files, nodes, genesis })
+fn frame_header(frame_bytes: &[u8]) -> Option<Vec<u8>> {
+    let f = read_frame_at(frame_bytes, 0, frame_bytes.len() as u64).ok()?;
+    read_header(frame_bytes, &f).ok()
 }
 
 /// The genesis frame (leaf 0) from what was fetched, fetching more if it is longer than guessed.
-async fn genesis_frame(
-    mirrors: &Mirrors,
-    fetched: &mut Fetched,
-    tail: &SignedTail,
-) -> Result<(Vec<u8>, Hash), UpdateError> {
+async fn genesis_frame(mirrors: &Mirrors, fetched: &mut Fetched, seal: &SignedSeal) -> Result<Vec<u8>, UpdateError> {
     let bad = |m: String| UpdateError::BadDigest(format!("genesis frame: {m}"));
-    let frame = match read_frame_at(&*fetched, 0, tail.len) {
+    let frame = match read_frame_at(&*fetched, 0, seal.len) {
         Ok(f) => f,
         Err(dare_container::frame::FrameError::Truncated { needed, .. }) if needed <= 1 << 20 => {
-            let mut sink = BufferSink::new(1 << 20);
-            mirrors
-                .fetch(&[ByteRange::Span { start: 0, end: needed.min(tail.len) }], &mut sink)
-                .await
-                .map_err(network)?;
-            let (s, b, _) = sink.single()?;
-            fetched.insert(s, b);
-            read_frame_at(&*fetched, 0, tail.len).map_err(|e| bad(e.to_string()))?
+            fetch_into(mirrors, fetched, vec![(0, needed.min(seal.len))], 1 << 20).await?;
+            read_frame_at(&*fetched, 0, seal.len).map_err(|e| bad(e.to_string()))?
         }
         Err(e) => return Err(bad(e.to_string())),
     };
     let header = read_header(&*fetched, &frame).map_err(|e| bad(e.to_string()))?;
     match Header::parse(&header) {
-        Ok(Header::Genesis(g)) if g.origin == tail.checkpoint.origin => {}
+        Ok(Header::Genesis(g)) if g.origin == seal.checkpoint.origin => {}
         Ok(Header::Genesis(g)) => return Err(bad(format!("its origin {} is not the checkpoint's", g.origin))),
         Ok(h) => return Err(bad(format!("frame 0 is a {} frame", h.kind()))),
         Err(e) => return Err(bad(e.to_string())),
     }
-    let bytes = fetched.get(0, frame.len()).ok_or_else(|| bad("not fetched".into()))?.to_vec();
-    Ok((bytes, leaf_hash(&header)))
+    Ok(fetched.get(0, frame.len()).ok_or_else(|| bad("not fetched".into()))?.to_vec())
 }
 
-/// Tells a fork from bad data: a root mismatch is a fork only when the
-/// stored tree alone (with just the manifest) cannot be extended to the
-/// signed root; otherwise the entries or their proof hashes were bad.
-async fn classify(
-    mirrors: &Mirrors,
-    fetched: &mut Fetched,
-    tail: &SignedTail,
-    old: &Frontier,
-    result: Result<Hash, ProofError>,
-) -> UpdateError {
-    let from = mirrors.names().join(", ");
-    let detail = match &result {
-        Ok(r) => format!(
-            "the fetched entries and proof hashes give root {}, not the signed {}",
-            to_hex(r),
-            to_hex(&tail.checkpoint.root)
-        ),
-        Err(e) => e.to_string(),
-    };
-    let fork = |why: String| {
-        UpdateError::Fork(format!(
-            "cannot prove the signed tree of {} leaves extends the stored tree of {} leaves: {why} \
-             (the log forked, or {from} serves bad tiles)",
-            tail.size(),
-            old.size()
-        ))
-    };
-    if old.size() == 0 {
-        return UpdateError::BadDigest(format!("{detail} (from {from})"));
-    }
-    if let Err(ProofError::FrontierMismatch { .. }) = result {
-        return fork(detail);
-    }
-    let plan = match ProofPlan::new(tail, old, &BTreeSet::new()) {
-        Ok(p) => p,
-        Err(e) => return plan_error(e),
-    };
-    let missing: Vec<ByteRange> = plan
-        .ranges()
-        .into_iter()
-        .filter(|(s, e)| !fetched.has(*s, e - s))
-        .map(|(start, end)| ByteRange::Span { start, end })
-        .collect();
-    if !missing.is_empty() {
-        let mut sink = BufferSink::new(1 << 24);
-        if let Err(e) = mirrors.fetch(&missing, &mut sink).await {
-            return network(e);
-        }
-        for (start, bytes) in sink.parts {
-            fetched.insert(start, bytes);
-        }
-    }
-    let leaves = BTreeMap::from([(tail.size() - 1, tail.manifest_leaf)]);
-    match plan
-        .nodes(|s, l| fetched.get(s, l))
-        .map_err(|e| e.to_string())
-        .and_then(|n| plan.root(&leaves, &n).map_err(|e| e.to_string()))
-    {
-        Ok(r) if r == tail.checkpoint.root => UpdateError::BadDigest(format!("{detail} (from {from})")),
-        Ok(r) => fork(format!("the consistency proof gives root {}", to_hex(&r))),
-        Err(e) => fork(e),
-    }
+/// An index read from a mirror or the replica.
+struct IndexRead {
+    at: LeafRef,
+    frame_bytes: Vec<u8>,
+    header_hash: Hash,
+    files: Vec<FileRecord>,
 }
 
-fn open_replica(cfg: &Config, committed: u64) -> Result<ReplicaWriter, UpdateError> {
+/// Reads this target's index from what was fetched: the header the manifest
+/// promised, its listing checked against the header's digests.
+fn read_index(fetched: &Fetched, release: &Release) -> Result<IndexRead, UpdateError> {
+    let at = release.index;
+    let bad = |m: String| UpdateError::BadDigest(format!("the index of {} {}: {m}", release.target, release.version));
+    let frame = read_frame_at(fetched, at.offset, at.end()).map_err(|e| bad(e.to_string()))?;
+    if frame.len() != at.length {
+        return Err(bad("the frame is not the length the manifest says".into()));
+    }
+    let header = read_header(fetched, &frame).map_err(|e| bad(e.to_string()))?;
+    let index = check_index_header(&header, release).map_err(bad)?;
+    let files = content::listing(fetched, &frame, &index).map_err(|e| bad(e.to_string()))?;
+    let frame_bytes = fetched.get(at.offset, at.length).ok_or_else(|| bad("not fetched".into()))?.to_vec();
+    Ok(IndexRead { at, frame_bytes, header_hash: leaf_hash(&header), files })
+}
+
+/// What the replica holds that this session can use: the genesis frame and
+/// the installed build's index, verified against the stored checkpoint.
+struct OldReplica {
+    genesis: Vec<u8>,
+    index: Option<(LeafRef, Vec<u8>, Index, Vec<FileRecord>)>,
+}
+
+/// Reads and verifies the replica. Anything wrong with it only costs reuse:
+/// the genesis is fetched again and every file is fetched.
+fn load_replica(cfg: &Config, state: Option<&State>, installed: Option<&Installed>) -> Option<OldReplica> {
+    let state = state?;
     let path = replica_path(&cfg.state_dir);
-    let w = ReplicaWriter::open(&path, committed).map_err(|e| {
-        UpdateError::State(format!(
-            "{e}; the replica does not match the state (remove {} to start over)",
-            cfg.state_dir.display()
-        ))
-    })?;
-    Ok(w)
+    let scan = match dare_container::scan_file(&path, &ScanOptions { payloads: false, pins: Some(cfg.trust.clone()) }) {
+        Ok(s) if s.partial && s.size == state.size && s.last_seal.checkpoint.root == state.root => s,
+        Ok(_) => {
+            tracing::warn!(replica = %path.display(), "the replica is not of the stored tree; not reusing it");
+            return None;
+        }
+        Err(e) => {
+            tracing::warn!(replica = %path.display(), error = %e, "the replica does not verify; not reusing it");
+            return None;
+        }
+    };
+    let file = File::open(&path).ok()?;
+    let read = |offset: u64, len: u64| -> Option<Vec<u8>> {
+        let mut b = vec![0u8; len as usize];
+        file.read_exact_at(&mut b, offset).ok()?;
+        Some(b)
+    };
+    let g = read_frame_at(&file, 0, scan.sealed_len).ok()?;
+    let genesis = read(0, g.len())?;
+    let index = installed.and_then(|i| {
+        let rec = scan
+            .indexes
+            .iter()
+            .find(|r| r.index.target == i.target && r.index.channel == i.channel && r.index.version == i.version)?;
+        // The index's place in the upstream container, as the manifest of the stored tree named it.
+        let upstream = scan.manifest.release(&rec.index.channel, &rec.index.target)?.index;
+        let bytes = read(rec.frame.offset, rec.frame.len())?;
+        Some((upstream, bytes, rec.index.clone(), rec.files.clone()))
+    });
+    Some(OldReplica { genesis, index })
 }
 
-fn append_window(w: &mut ReplicaWriter, fetched: &Fetched, offset: u64, len: u64) -> Result<(), UpdateError> {
-    let bytes = fetched.get(offset, len).ok_or_else(|| UpdateError::State("a tail frame is missing".into()))?;
-    w.append_frames(&mut &bytes[..], len)?;
-    Ok(())
+/// Where the replica's frames come from.
+struct ReplicaParts<'a> {
+    genesis: &'a [u8],
+    index: Option<&'a IndexRead>,
+    manifest: &'a [u8],
+    seal: &'a [u8],
+    top: &'a SignedTop,
+    plan: &'a ProofPlan,
+    nodes: &'a HashMap<NodeId, Hash>,
+}
+
+/// Replaces the replica: genesis, index, manifest, proof, seal.
+fn write_replica(cfg: &Config, p: &ReplicaParts<'_>) -> Result<(), UpdateError> {
+    let mut w = ReplicaWriter::create(&replica_path(&cfg.state_dir))?;
+    let written = (|| {
+        let n = p.top.size();
+        w.append_frames(&mut &p.genesis[..], p.genesis.len() as u64)?;
+        let mut leaves = vec![0];
+        if let Some(ix) = p.index {
+            w.append_frames(&mut ix.frame_bytes.as_slice(), ix.frame_bytes.len() as u64)?;
+            leaves.push(ix.at.leaf);
+        }
+        w.append_frames(&mut &p.manifest[..], p.manifest.len() as u64)?;
+        leaves.push(n - 1);
+        let nodes: Vec<(NodeId, Hash)> =
+            p.plan.node_ids().into_iter().filter_map(|id| p.nodes.get(&id).map(|h| (id, *h))).collect();
+        w.append_proof(n, &leaves, &nodes)?;
+        w.append_frames(&mut &p.seal[..], p.seal.len() as u64)?;
+        Ok::<_, UpdateError>(())
+    })();
+    match written {
+        Ok(()) => {
+            w.commit()?;
+            Ok(())
+        }
+        Err(e) => {
+            let _ = w.abort();
+            Err(e)
+        }
+    }
+}
+
+/// A frame of the top (manifest or seal) as fetched.
+fn frame_bytes(fetched: &Fetched, f: &FrameInfo) -> Result<Vec<u8>, UpdateError> {
+    fetched
+        .get(f.offset, f.len())
+        .map(<[u8]>::to_vec)
+        .ok_or_else(|| UpdateError::State("a tail frame is missing".into()))
+}
+
+/// A heartbeat: the same tree with a fresher seal. The replica gets the new
+/// seal in place of its old one, and the state its time.
+fn refresh_seal(cfg: &Config, s: &State, seal: &SignedSeal, fetched: &Fetched) -> Result<(), UpdateError> {
+    let path = replica_path(&cfg.state_dir);
+    let sbytes = fetched
+        .get(seal.frame.offset, seal.frame.len())
+        .ok_or_else(|| UpdateError::State("the seal was not kept".into()))?
+        .to_vec();
+    if let Ok(old) = fs::read(&path)
+        && let Ok(last) = read_frame_before(old.as_slice(), 0, old.len() as u64)
+    {
+        let mut w = ReplicaWriter::create(&path)?;
+        let r = w
+            .append_frames(&mut &old[..last.offset as usize], last.offset)
+            .and_then(|()| w.append_frames(&mut sbytes.as_slice(), sbytes.len() as u64));
+        match r {
+            Ok(()) => {
+                w.commit()?;
+            }
+            Err(e) => {
+                let _ = w.abort();
+                return Err(e.into());
+            }
+        }
+    }
+    let mut next = s.clone();
+    next.checkpoint = seal.seal.checkpoint.clone();
+    next.time = seal.seal.time;
+    next.seal_len = seal.frame.len();
+    next.save(&cfg.state_dir)
 }
 
 fn save_state(
     cfg: &Config,
-    tail: &SignedTail,
+    top: &SignedTop,
     installed: Option<Installed>,
-    replica_len: u64,
-    origin: String,
+    origin: Option<String>,
 ) -> Result<(), UpdateError> {
-    let frontier = tail.frontier().map_err(|e| UpdateError::State(e.to_string()))?;
-    // Room for one more seal: the next check most often finds a heartbeat after this tail, and must
-    // still read the manifest in its one request.
-    let tail_hint = (tail.len - tail.manifest_frame.offset) + tail.seal_frame.len() + 512;
+    let frontier = top.frontier().map_err(|e| UpdateError::State(e.to_string()))?;
     let state = State {
-        origin,
-        checkpoint: tail.seal.checkpoint.clone(),
-        size: tail.size(),
-        root: tail.checkpoint.root,
-        time: tail.seal.time,
+        origin: origin.unwrap_or_else(|| top.seal.checkpoint.origin.clone()),
+        checkpoint: top.seal.seal.checkpoint.clone(),
+        size: top.size(),
+        root: top.seal.checkpoint.root,
+        time: top.seal.seal.time,
         frontier,
-        replica_len,
-        tail_hint,
+        seal_len: top.seal.frame.len(),
         installed,
     };
     state.save(&cfg.state_dir)
+}
+
+/// How one content of the new build arrives.
+#[derive(Clone, Debug)]
+enum Need {
+    /// The whole entry.
+    Full { at: LeafRef, paths: Vec<(String, u32)> },
+    /// A delta against an installed file that hashes to its base.
+    Delta { delta: DeltaRef, base: PathBuf, entry: LeafRef, paths: Vec<(String, u32)> },
+}
+
+impl Need {
+    fn at(&self) -> LeafRef {
+        match self {
+            Need::Full { at, .. } => *at,
+            Need::Delta { delta, .. } => delta.at(),
+        }
+    }
+
+    fn entry(&self) -> LeafRef {
+        match self {
+            Need::Full { at, .. } => *at,
+            Need::Delta { entry, .. } => *entry,
+        }
+    }
+
+    fn paths(&self) -> &[(String, u32)] {
+        match self {
+            Need::Full { paths, .. } | Need::Delta { paths, .. } => paths,
+        }
+    }
+
+    fn into_paths(self) -> Vec<(String, u32)> {
+        match self {
+            Need::Full { paths, .. } | Need::Delta { paths, .. } => paths,
+        }
+    }
+
+    fn paths_mut(&mut self) -> &mut Vec<(String, u32)> {
+        match self {
+            Need::Full { paths, .. } | Need::Delta { paths, .. } => paths,
+        }
+    }
+}
+
+/// Decides, file by file, what the installed build gives and what must be
+/// fetched: installed content is taken (and hashed) into `incoming` at once;
+/// a changed file whose installed version hashes to a delta's base gets that
+/// delta; anything else its whole entry. Each content is fetched once.
+fn plan_files(
+    incoming: &mut Incoming,
+    files: &[FileRecord],
+    old_build: Option<&[FileRecord]>,
+    install_dir: &Path,
+    tally: &mut Tally,
+) -> Result<BTreeMap<Sha256Hex, Need>, UpdateError> {
+    let current = current_dir(install_dir);
+    let mut installed: HashMap<Sha256Hex, Vec<&FileRecord>> = HashMap::new();
+    if let (Some(old), Some(_)) = (old_build, &current) {
+        for f in old {
+            installed.entry(f.sha256).or_default().push(f);
+        }
+    }
+    // Installed files checked so far: path to whether it hashes as its index says.
+    let mut checked: HashMap<String, bool> = HashMap::new();
+    let mut base_ok = |f: &FileRecord| -> bool {
+        let Some(dir) = &current else { return false };
+        *checked.entry(f.path.clone()).or_insert_with(|| {
+            f.size <= MAX_DELTA_SIZE
+                && hash_file(&dir.join(&f.path)).is_ok_and(|(sha, n)| sha == f.sha256 && n == f.size)
+        })
+    };
+    let mut needs: BTreeMap<Sha256Hex, Need> = BTreeMap::new();
+    for f in files {
+        if let (Some(dir), Some(olds)) = (&current, installed.get(&f.sha256)) {
+            let mut reused = false;
+            for old in olds {
+                if incoming.reuse(&f.path, &dir.join(&old.path), f.mode, f.sha256)? {
+                    reused = true;
+                    break;
+                }
+            }
+            if reused {
+                tally.reused += f.size;
+                continue;
+            }
+        }
+        if let Some(n) = needs.get_mut(&f.sha256) {
+            n.paths_mut().push((f.path.clone(), f.mode));
+            continue;
+        }
+        let paths = vec![(f.path.clone(), f.mode)];
+        let delta = f.deltas.iter().find_map(|d| {
+            let base = installed.get(&d.base)?.iter().find(|b| base_ok(b))?;
+            Some((*d, current.as_ref()?.join(&base.path)))
+        });
+        let need = match delta {
+            Some((delta, base)) => Need::Delta { delta, base, entry: f.entry, paths },
+            None => Need::Full { at: f.entry, paths },
+        };
+        needs.insert(f.sha256, need);
+    }
+    Ok(needs)
+}
+
+/// Fetches the contents `needs` names, verifies each into `staging/<sha>`,
+/// and proves every entry and delta in the signed tree. Returns the staged
+/// files; a delta that failed to give its content is left out (the caller
+/// fetches its whole entry).
+#[allow(clippy::too_many_arguments)]
+async fn fetch_contents(
+    cfg: &Config,
+    mirrors: &Mirrors,
+    top: &SignedTop,
+    fetched: &mut Fetched,
+    known: &BTreeMap<u64, Hash>,
+    needs: &mut BTreeMap<Sha256Hex, Need>,
+    staging: &Path,
+    tally: &mut Tally,
+) -> Result<HashMap<Sha256Hex, PathBuf>, UpdateError> {
+    if needs.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut leaves: BTreeSet<u64> = known.keys().copied().collect();
+    leaves.extend(needs.values().map(|n| n.at().leaf));
+    let mut plan = ProofPlan::new(&top.map, &Frontier::new(), &leaves).map_err(plan_error)?;
+    resolve_slots(mirrors, fetched, &mut [&mut plan]).await?;
+    let hash_ranges = fetched.missing(plan.ranges());
+    let mut sink = ContentSink::new(cfg, needs, staging)?;
+    let content_ranges = contiguous(needs.values().map(|n| n.at()));
+    let mut hash_sink = BufferSink::new(1 << 24);
+    let content_req: Vec<ByteRange> =
+        content_ranges.iter().map(|(s, e)| ByteRange::Span { start: *s, end: *e }).collect();
+    let hash_req: Vec<ByteRange> = hash_ranges.iter().map(|(s, e)| ByteRange::Span { start: *s, end: *e }).collect();
+    let mut jobs: Vec<(Vec<ByteRange>, &mut dyn RangeSink)> = vec![(content_req, &mut sink)];
+    if !hash_req.is_empty() {
+        jobs.push((hash_req, &mut hash_sink));
+    }
+    mirrors.fetch_all(jobs).await.map_err(network)?;
+    for (start, bytes) in hash_sink.parts {
+        fetched.insert(start, bytes);
+    }
+    let done = sink.finish()?;
+    tally.full += done.full;
+    tally.delta += done.delta;
+    let mut all = known.clone();
+    all.extend(done.leaves);
+    let nodes = plan.nodes(|s, l| fetched.get(s, l)).map_err(|e| UpdateError::BadDigest(e.to_string()))?;
+    match plan.root(&all, &nodes) {
+        Ok(r) if r == top.seal.checkpoint.root => {
+            let mut staged = done.staged;
+            for d in done.deltas {
+                let out = staging.join(d.sha.to_string());
+                match apply_delta(&d, &out) {
+                    Ok(()) => {
+                        staged.insert(d.sha, out);
+                    }
+                    // A delta that does not give its content: the whole entry instead.
+                    Err(e) => {
+                        tracing::warn!(sha = %d.sha, error = %e, "a delta did not produce its signed content");
+                        let _ = fs::remove_file(&out);
+                    }
+                }
+                let _ = fs::remove_file(&d.payload);
+            }
+            Ok(staged)
+        }
+        Ok(r) => Err(UpdateError::BadDigest(format!(
+            "the fetched entries and proof hashes give root {}, not the signed {} (from {})",
+            to_hex(&r),
+            to_hex(&top.seal.checkpoint.root),
+            mirrors.names().join(", ")
+        ))),
+        Err(e) => Err(UpdateError::BadDigest(format!("{e} (from {})", mirrors.names().join(", ")))),
+    }
+}
+
+/// Groups frames into contiguous byte ranges.
+fn contiguous(frames: impl Iterator<Item = LeafRef>) -> Vec<(u64, u64)> {
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    let mut sorted: Vec<LeafRef> = frames.collect();
+    sorted.sort_by_key(|e| e.offset);
+    sorted.dedup();
+    for e in sorted {
+        match out.last_mut() {
+            Some(last) if last.1 == e.offset => last.1 = e.end(),
+            _ => out.push((e.offset, e.end())),
+        }
+    }
+    out
 }
 
 /// Collects fetched ranges in memory, up to a cap.
@@ -596,7 +885,7 @@ impl RangeSink for BufferSink {
     fn data(&mut self, bytes: &[u8]) -> Result<(), SinkError> {
         self.used += bytes.len() as u64;
         if self.used > self.cap {
-            return Err(SinkError(format!("more than {} bytes of tail and proof data", self.cap)));
+            return Err(SinkError(format!("more than the {} bytes of metadata and proof expected", self.cap)));
         }
         match self.parts.last_mut() {
             Some((_, b)) => {
@@ -608,126 +897,207 @@ impl RangeSink for BufferSink {
     }
 }
 
-/// Streams entry frames: checks each header against the manifest's promise,
-/// hashes the stored bytes, decompresses into a staging file while hashing
-/// the content, checks both digests at the frame's end, and keeps a raw copy
-/// of the frames for the replica.
-struct EntrySink<'a> {
+/// What one content frame must be.
+struct Expect {
+    sha: Sha256Hex,
+    leaf: u64,
+    length: u64,
+    /// For a delta: its base's SHA-256 and the installed file holding it.
+    base: Option<(Sha256Hex, PathBuf)>,
+}
+
+/// What [`ContentSink`] verified.
+struct Done {
+    leaves: BTreeMap<u64, Hash>,
+    staged: HashMap<Sha256Hex, PathBuf>,
+    deltas: Vec<PendingDelta>,
+    full: u64,
+    delta: u64,
+}
+
+/// Streams entry and delta frames: checks each header against what the
+/// index promised, hashes the stored bytes, decompresses (against the
+/// installed base for a delta) into `staging/<sha>` while hashing the
+/// content, and checks both digests at the frame's end.
+struct ContentSink<'a> {
     cfg: &'a Config,
-    expected: HashMap<u64, EntryRef>,
-    channel: String,
-    target: String,
-    version: String,
+    expected: HashMap<u64, Expect>,
     staging: PathBuf,
-    raw: BufWriter<File>,
     stream: FrameStream,
     current: Option<Current>,
-    leaves: BTreeMap<u64, Hash>,
-    files: Vec<StagedFile>,
+    done: Done,
     received: u64,
 }
 
 struct Current {
+    offset: u64,
     leaf: u64,
-    entry: Entry,
     header_hash: Hash,
+    is_delta: bool,
+    sha: Sha256Hex,
+    size: u64,
+    stored_sha: Sha256Hex,
+    stored_size: u64,
     stored: Hasher,
     out: Content,
+    /// For a delta: its base and the installed file holding it.
+    base: Option<(Sha256Hex, PathBuf)>,
     staged: PathBuf,
 }
 
 enum Content {
     Plain(BoundedFile),
-    Zstd(Box<OneFrame<BoundedFile>>),
+    Zstd(Box<OneFrame<'static, BoundedFile>>),
+    /// A delta's payload, kept to be applied once it verified.
+    Delta(BufWriter<File>),
 }
 
 /// A staging file that hashes what it is given and refuses more than the signed size.
 type BoundedFile = BoundedHashWriter<BufWriter<File>>;
 
-impl<'a> EntrySink<'a> {
-    fn new(
-        cfg: &'a Config,
-        entries: &[EntryRef],
-        release: &dare_container::header::Release,
-        staging: &Path,
-    ) -> Result<Self, UpdateError> {
-        let raw_path = staging.join("frames");
-        let raw = File::create(&raw_path).map_err(|e| UpdateError::io("creating", &raw_path, e))?;
-        Ok(EntrySink {
+/// Reads a delta's base into memory and checks it is still what was hashed.
+fn load_base(path: &Path, sha: Sha256Hex) -> Result<Vec<u8>, String> {
+    let bytes = fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if bytes.len() as u64 > MAX_DELTA_SIZE || dare_container::hashio::sha256(&bytes) != sha.0 {
+        return Err(format!("{} changed on disk", path.display()));
+    }
+    Ok(bytes)
+}
+
+/// Applies a verified delta payload (in `payload`) to the installed base,
+/// into `out`, checking the content's size and digest.
+fn apply_delta(p: &PendingDelta, out: &Path) -> Result<(), String> {
+    let base = load_base(&p.base_path, p.base)?;
+    let file = File::create(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let sink = BoundedHashWriter::new(BufWriter::with_capacity(1 << 20, file), p.size);
+    let mut dec = OneFrame::with_prefix(sink, &base).map_err(|e| format!("zstd: {e}"))?;
+    let mut input = File::open(&p.payload).map_err(|e| format!("{}: {e}", p.payload.display()))?;
+    std::io::copy(&mut input, &mut dec).map_err(|e| format!("zstd: {e}"))?;
+    let mut f = dec.finish().map_err(|e| format!("zstd: {e}"))?;
+    f.flush().map_err(|e| e.to_string())?;
+    let (content, len, w) = f.finish();
+    if len != p.size || content != p.sha.0 {
+        return Err(format!(
+            "the patched content ({len} bytes) hashes to {}, not the signed {}",
+            to_hex(&content),
+            p.sha
+        ));
+    }
+    let f = w.into_inner().map_err(|e| e.error().to_string())?;
+    f.sync_all().map_err(|e| e.to_string())
+}
+
+/// A delta whose stored bytes verified, waiting to be applied.
+struct PendingDelta {
+    sha: Sha256Hex,
+    size: u64,
+    base: Sha256Hex,
+    base_path: PathBuf,
+    payload: PathBuf,
+}
+
+impl<'a> ContentSink<'a> {
+    fn new(cfg: &'a Config, needs: &BTreeMap<Sha256Hex, Need>, staging: &Path) -> Result<Self, UpdateError> {
+        let expected = needs
+            .iter()
+            .map(|(sha, n)| {
+                let at = n.at();
+                let base = match n {
+                    Need::Delta { delta, base, .. } => Some((delta.base, base.clone())),
+                    Need::Full { .. } => None,
+                };
+                (at.offset, Expect { sha: *sha, leaf: at.leaf, length: at.length, base })
+            })
+            .collect();
+        Ok(ContentSink {
             cfg,
-            expected: entries.iter().map(|e| (e.offset, *e)).collect(),
-            channel: release.channel.clone(),
-            target: release.target.clone(),
-            version: release.version.clone(),
+            expected,
             staging: staging.to_path_buf(),
-            raw: BufWriter::with_capacity(1 << 20, raw),
             stream: FrameStream::new(0),
             current: None,
-            leaves: BTreeMap::new(),
-            files: Vec::new(),
+            done: Done { leaves: BTreeMap::new(), staged: HashMap::new(), deltas: Vec::new(), full: 0, delta: 0 },
             received: 0,
         })
     }
 
-    fn finish(mut self) -> Result<(BTreeMap<u64, Hash>, Vec<StagedFile>), UpdateError> {
+    fn finish(self) -> Result<Done, UpdateError> {
         if !self.stream.at_boundary() || self.current.is_some() {
             return Err(UpdateError::BadDigest("the entries ended in the middle of a frame".into()));
         }
-        if self.leaves.len() != self.expected.len() {
+        if self.done.leaves.len() != self.expected.len() {
             return Err(UpdateError::BadDigest(format!(
                 "{} of {} entries arrived",
-                self.leaves.len(),
+                self.done.leaves.len(),
                 self.expected.len()
             )));
         }
-        self.raw.flush().map_err(|e| UpdateError::io("writing", self.staging.join("frames"), e))?;
-        let f = self.raw.get_ref();
-        f.sync_all().map_err(|e| UpdateError::io("syncing", self.staging.join("frames"), e))?;
-        Ok((std::mem::take(&mut self.leaves), std::mem::take(&mut self.files)))
+        Ok(self.done)
     }
 
     fn handle(&mut self, ev: FrameEvent<'_>) -> Result<(), String> {
         match ev {
             FrameEvent::Header { offset, header, payload_len } => {
-                let r = self
-                    .expected
-                    .get(&offset)
-                    .copied()
-                    .ok_or_else(|| format!("an unexpected frame at byte {offset}"))?;
-                let entry = check_entry_header(header, &self.channel, &self.target, &self.version)
-                    .map_err(|m| format!("entry at byte {offset}: {m}"))?;
-                if payload_len != entry.stored_size {
+                let x = self.expected.get(&offset).ok_or_else(|| format!("an unexpected frame at byte {offset}"))?;
+                let parsed = Header::parse(header).map_err(|e| format!("the entry at byte {offset}: {e}"))?;
+                let (size, stored_size, stored_sha, compression, is_delta) = match (&parsed, &x.base) {
+                    (Header::Entry(e), None) if e.sha256 == x.sha => {
+                        (e.size, e.stored_size, e.stored_sha256, e.compression, false)
+                    }
+                    (Header::Delta(d), Some((base, _))) if d.sha256 == x.sha && d.base == *base => {
+                        if d.size > MAX_DELTA_SIZE || d.base_size > MAX_DELTA_SIZE {
+                            return Err(format!("the delta at byte {offset} is over {MAX_DELTA_SIZE} bytes"));
+                        }
+                        (d.size, d.stored_size, d.stored_sha256, Compression::Zstd, true)
+                    }
+                    _ => {
+                        return Err(format!(
+                            "the frame at byte {offset} is not the content the index names ({})",
+                            x.sha
+                        ));
+                    }
+                };
+                if payload_len != stored_size {
                     return Err(format!(
-                        "entry {}: payload is {payload_len} bytes, the header says {}",
-                        entry.path, entry.stored_size
+                        "the entry at byte {offset}: payload is {payload_len} bytes, the header says {stored_size}"
                     ));
                 }
-                let staged = self.staging.join(format!("leaf-{}", r.leaf));
+                let name = if is_delta { format!("{}.delta", x.sha) } else { x.sha.to_string() };
+                let staged = self.staging.join(name);
                 let file = File::create(&staged).map_err(|e| format!("{}: {e}", staged.display()))?;
-                let sink = BoundedHashWriter::new(BufWriter::with_capacity(1 << 20, file), entry.size);
-                let out = match entry.compression {
-                    Compression::None => Content::Plain(sink),
+                let out = match compression {
+                    _ if is_delta => Content::Delta(BufWriter::with_capacity(1 << 20, file)),
+                    Compression::None => {
+                        Content::Plain(BoundedHashWriter::new(BufWriter::with_capacity(1 << 20, file), size))
+                    }
                     Compression::Zstd => {
+                        let sink = BoundedHashWriter::new(BufWriter::with_capacity(1 << 20, file), size);
                         Content::Zstd(Box::new(OneFrame::new(sink).map_err(|e| format!("zstd: {e}"))?))
                     }
                 };
                 self.current = Some(Current {
-                    leaf: r.leaf,
-                    entry,
+                    offset,
+                    leaf: x.leaf,
                     header_hash: leaf_hash(header),
+                    is_delta,
+                    sha: x.sha,
+                    size,
+                    stored_sha,
+                    stored_size,
                     stored: Hasher::new(),
                     out,
+                    base: x.base.clone(),
                     staged,
                 });
             }
             FrameEvent::Payload(bytes) => {
                 let c = self.current.as_mut().ok_or("payload without a header")?;
                 c.stored.update(bytes);
-                let w = match &mut c.out {
+                match &mut c.out {
                     Content::Plain(f) => f.write_all(bytes),
                     Content::Zstd(d) => d.write_all(bytes),
-                };
-                w.map_err(|e| format!("entry {}: {e}", c.entry.path))?;
+                    Content::Delta(f) => f.write_all(bytes),
+                }
+                .map_err(|e| format!("the entry of {}: {e}", c.sha))?;
                 self.received += bytes.len() as u64;
                 if let Some(p) = &self.cfg.progress {
                     p.event(Event::Fetched { bytes: self.received });
@@ -735,51 +1105,68 @@ impl<'a> EntrySink<'a> {
             }
             FrameEvent::End(frame) => {
                 let c = self.current.take().ok_or("a frame ended without a header")?;
-                let e = &c.entry;
-                let mut file = match c.out {
-                    Content::Plain(f) => f,
-                    Content::Zstd(d) => d.finish().map_err(|err| format!("entry {}: zstd: {err}", e.path))?,
-                };
-                file.flush().map_err(|err| format!("{}: {err}", c.staged.display()))?;
                 let (stored, n) = c.stored.finish();
-                if n != e.stored_size || stored != e.stored_sha256.0 {
+                if n != c.stored_size || stored != c.stored_sha.0 {
                     return Err(format!(
-                        "entry {}: the stored bytes hash to {}, not the signed {}",
-                        e.path,
+                        "the entry of {}: the stored bytes hash to {}, not the signed {}",
+                        c.sha,
                         to_hex(&stored),
-                        e.stored_sha256
+                        c.stored_sha
                     ));
                 }
-                let (content, len, out) = file.finish();
-                if len != e.size || content != e.sha256.0 {
+                let x = self.expected.get(&c.offset).ok_or("an unexpected frame")?;
+                if frame.len() != x.length {
                     return Err(format!(
-                        "entry {}: the content ({len} bytes) hashes to {}, not the signed {} ({} bytes)",
-                        e.path,
-                        to_hex(&content),
-                        e.sha256,
-                        e.size
-                    ));
-                }
-                let f = out.into_inner().map_err(|err| format!("{}: {}", c.staged.display(), err.error()))?;
-                f.sync_all().map_err(|err| format!("{}: {err}", c.staged.display()))?;
-                let r = self.expected.get(&frame.offset).ok_or("an unexpected frame")?;
-                if frame.len() != r.length {
-                    return Err(format!(
-                        "entry {}: the frame is {} bytes, the manifest says {}",
-                        e.path,
+                        "the entry of {}: the frame is {} bytes, the index says {}",
+                        c.sha,
                         frame.len(),
-                        r.length
+                        x.length
                     ));
                 }
-                self.leaves.insert(c.leaf, c.header_hash);
-                self.files.push(StagedFile { path: e.path.clone(), staged: c.staged, mode: e.mode });
+                self.done.leaves.insert(c.leaf, c.header_hash);
+                if c.is_delta {
+                    self.done.delta += frame.len();
+                } else {
+                    self.done.full += frame.len();
+                }
+                let written = match c.out {
+                    Content::Delta(mut f) => {
+                        let (base, base_path) = c.base.clone().ok_or("a delta without a base")?;
+                        f.flush().map_err(|e| e.to_string())?;
+                        self.done.deltas.push(PendingDelta {
+                            sha: c.sha,
+                            size: c.size,
+                            base,
+                            base_path,
+                            payload: c.staged,
+                        });
+                        return Ok(());
+                    }
+                    Content::Plain(f) => Ok(f),
+                    Content::Zstd(d) => d.finish().map_err(|e| format!("zstd: {e}")),
+                };
+                let verified = written.and_then(|mut f| {
+                    f.flush().map_err(|e| e.to_string())?;
+                    let (content, len, out) = f.finish();
+                    if len != c.size || content != c.sha.0 {
+                        return Err(format!(
+                            "the content ({len} bytes) hashes to {}, not the signed {}",
+                            to_hex(&content),
+                            c.sha
+                        ));
+                    }
+                    let f = out.into_inner().map_err(|e| e.error().to_string())?;
+                    f.sync_all().map_err(|e| e.to_string())
+                });
+                verified.map_err(|e| format!("the entry of {}: {e}", c.sha))?;
+                self.done.staged.insert(c.sha, c.staged);
             }
         }
         Ok(())
     }
 }
 
-impl RangeSink for EntrySink<'_> {
+impl RangeSink for ContentSink<'_> {
     fn begin(&mut self, _index: usize, start: u64, _total: Option<u64>) -> Result<(), SinkError> {
         if !self.stream.at_boundary() || self.current.is_some() {
             return Err(SinkError("a range began in the middle of a frame".into()));
@@ -789,7 +1176,6 @@ impl RangeSink for EntrySink<'_> {
     }
 
     fn data(&mut self, bytes: &[u8]) -> Result<(), SinkError> {
-        self.raw.write_all(bytes).map_err(|e| SinkError(format!("writing the replica staging file: {e}")))?;
         let mut stream = std::mem::replace(&mut self.stream, FrameStream::new(0));
         let r = stream.feed(bytes, &mut |ev| self.handle(ev));
         self.stream = stream;

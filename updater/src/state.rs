@@ -1,7 +1,8 @@
 //! What the client remembers between runs: the last verified checkpoint and
-//! its tree's frontier, the installed version, and how long its replica is.
-//! Written atomically (temporary file, fsync, rename) and only after the
-//! install it records.
+//! its tree's frontier, the installed version, and how long the last seal
+//! was (the next check reads that much). Written atomically (temporary file,
+//! fsync, rename) and only after the install it records. The replica beside
+//! it holds the installed build's index, proven against that checkpoint.
 
 use std::fs;
 use std::io::Write;
@@ -12,6 +13,9 @@ use dare_container::merkle::{Frontier, Hash};
 use serde::{Deserialize, Serialize};
 
 use crate::error::UpdateError;
+
+/// The state file's format: 2 goes with container format 2.
+const STATE_FORMAT: u32 = 2;
 
 /// The installed build.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,8 +37,7 @@ struct StateFile {
     root: String,
     time: u64,
     frontier: Vec<String>,
-    replica_len: u64,
-    tail_hint: u64,
+    seal_len: u64,
     installed: Option<Installed>,
 }
 
@@ -53,10 +56,9 @@ pub struct State {
     pub time: u64,
     /// Its tree's frontier (for consistency proofs).
     pub frontier: Frontier,
-    /// Committed length of the replica.
-    pub replica_len: u64,
-    /// How many tail bytes the last seal and manifest took.
-    pub tail_hint: u64,
+    /// The length of the last verified seal frame: the next check reads
+    /// about that much. Bounded by what was verified.
+    pub seal_len: u64,
     /// The installed build.
     pub installed: Option<Installed>,
 }
@@ -82,8 +84,11 @@ impl State {
         };
         let bad = |why: String| UpdateError::State(format!("{}: {why}", path.display()));
         let f: StateFile = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
-        if f.format != 1 {
-            return Err(bad(format!("format {} is not supported", f.format)));
+        if f.format != STATE_FORMAT {
+            return Err(bad(format!(
+                "format {} is not supported (this updater writes {STATE_FORMAT}); remove the state directory to start over",
+                f.format
+            )));
         }
         let root = digest_from_hex(&f.root).ok_or_else(|| bad("root is not a digest".into()))?;
         let hashes = f
@@ -102,8 +107,7 @@ impl State {
             root,
             time: f.time,
             frontier,
-            replica_len: f.replica_len,
-            tail_hint: f.tail_hint,
+            seal_len: f.seal_len,
             installed: f.installed,
         }))
     }
@@ -111,15 +115,14 @@ impl State {
     /// Writes the state atomically.
     pub fn save(&self, dir: &Path) -> Result<(), UpdateError> {
         let f = StateFile {
-            format: 1,
+            format: STATE_FORMAT,
             origin: self.origin.clone(),
             checkpoint: self.checkpoint.clone(),
             size: self.size,
             root: to_hex(&self.root),
             time: self.time,
             frontier: self.frontier.hashes().iter().map(|h| to_hex(h)).collect(),
-            replica_len: self.replica_len,
-            tail_hint: self.tail_hint,
+            seal_len: self.seal_len,
             installed: self.installed.clone(),
         };
         let bytes = serde_json::to_vec_pretty(&f).map_err(|e| UpdateError::State(e.to_string()))?;
