@@ -4,10 +4,11 @@
 //! the live index of any target on any channel, or by one of the last `K`
 //! releases of this target) is not stored again: the new index points at the
 //! existing entry. New content is compressed and appended once, however many
-//! targets and paths hold it. A changed file whose path was in one of the last
-//! `K` releases of its target and channel also gets a zstd patch-from delta
-//! against each of those versions, when the delta is clearly smaller than
-//! the whole entry. Each target's new entries and deltas are appended next to
+//! targets and paths hold it. A changed file that was in one of the last `K`
+//! releases of its target and channel (at the same path, or at the path with
+//! that release's version in place of this one, or under the same unique
+//! file name) also gets a zstd patch-from delta against each of those
+//! versions, when the delta is clearly smaller than the whole entry. Each target's new entries and deltas are appended next to
 //! each other, then its index; then the manifest, tiles and a seal.
 
 use std::collections::{BTreeMap, HashMap};
@@ -256,14 +257,42 @@ pub fn publish(
     Ok(PublishReport { version: opts.version.clone(), channel: opts.channel.clone(), targets: reports, seal, cut })
 }
 
-/// The files of the last `k` releases of `target` on `channel`, newest first.
+/// One earlier build of a target: its version and files by path and by file name.
+struct Build {
+    version: String,
+    by_path: HashMap<String, FileRecord>,
+    /// File name to its one path (`None` when several files share the name).
+    by_name: HashMap<String, Option<String>>,
+}
+
+impl Build {
+    /// The file a new file at `path` of `version` is the next version of:
+    /// the same path; else the path with this build's version in place of
+    /// the new one (`app-1.2.0.data/app` after `app-1.1.0.data/app`, as in
+    /// Python wheels); else the only file of this build with that file name.
+    fn base_for(&self, path: &str, version: &str) -> Option<&FileRecord> {
+        if let Some(f) = self.by_path.get(path) {
+            return Some(f);
+        }
+        if path.contains(version) {
+            if let Some(f) = self.by_path.get(&path.replace(version, &self.version)) {
+                return Some(f);
+            }
+        }
+        let name = path.rsplit('/').next()?;
+        let old = self.by_name.get(name)?.as_ref()?;
+        self.by_path.get(old)
+    }
+}
+
+/// The last `k` releases of `target` on `channel`, newest first.
 fn previous_builds(
     appender: &Appender,
     book: &mut Book,
     channel: &str,
     target: &str,
     k: u32,
-) -> Result<Vec<HashMap<String, FileRecord>>, PublishError> {
+) -> Result<Vec<Build>, PublishError> {
     let mut out = Vec::new();
     let mut at = appender.manifest().release(channel, target).map(|r| r.index);
     while let Some(a) = at {
@@ -271,7 +300,13 @@ fn previous_builds(
             break;
         }
         let (ix, files) = book.read(appender, a)?;
-        out.push(files.iter().map(|f| (f.path.clone(), f.clone())).collect());
+        let mut by_name: HashMap<String, Option<String>> = HashMap::new();
+        for f in files {
+            let name = f.path.rsplit('/').next().unwrap_or(&f.path).to_string();
+            by_name.entry(name).and_modify(|p| *p = None).or_insert_with(|| Some(f.path.clone()));
+        }
+        let by_path = files.iter().map(|f| (f.path.clone(), f.clone())).collect();
+        out.push(Build { version: ix.version.clone(), by_path, by_name });
         at = ix.previous;
     }
     Ok(out)
@@ -282,7 +317,7 @@ fn previous_builds(
 fn add_file(
     appender: &mut Appender,
     book: &mut Book,
-    bases: &[HashMap<String, FileRecord>],
+    bases: &[Build],
     f: &SourceFile,
     dir: &Path,
     opts: &PublishOptions,
@@ -323,7 +358,7 @@ fn add_file(
     let mut deltas: Vec<DeltaRef> = Vec::new();
     let mut delta_bytes = 0;
     for build in bases {
-        let Some(base) = build.get(&f.path) else { continue };
+        let Some(base) = build.base_for(&f.path, &opts.version) else { continue };
         if base.sha256 == sha || deltas.iter().any(|d| d.base == base.sha256) {
             continue;
         }

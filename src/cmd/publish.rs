@@ -29,6 +29,14 @@ pub struct Args {
     /// zstd compression level (1-22).
     #[arg(long, default_value_t = dare_publisher::compress::DEFAULT_LEVEL)]
     level: i32,
+    /// Also store a zstd patch-from delta of each changed file against its
+    /// version in each of the last K releases of its target and channel,
+    /// where that is clearly smaller (0: no deltas).
+    #[arg(long, value_name = "K", default_value_t = 1)]
+    deltas: u32,
+    /// zstd level of the deltas (1-22).
+    #[arg(long, value_name = "LEVEL", default_value_t = dare_publisher::compress::DEFAULT_DELTA_LEVEL)]
+    delta_level: i32,
     /// The signed time in Unix seconds (default: SOURCE_DATE_EPOCH, else now).
     #[arg(long, value_name = "UNIX_SECONDS")]
     time: Option<u64>,
@@ -44,6 +52,8 @@ pub fn run(a: Args) -> Result<()> {
     let mut opts = PublishOptions::new(a.version.clone(), artifacts, signed_time(a.time)?);
     opts.channel = a.channel.clone();
     opts.level = a.level;
+    opts.deltas = a.deltas;
+    opts.delta_level = a.delta_level;
     let h = Human::new(a.json);
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
     bar.set_style(
@@ -65,9 +75,9 @@ pub fn run(a: Args) -> Result<()> {
     .with_context(|| format!("publishing {} to {}", a.version, a.container.display()))?;
     bar.finish_and_clear();
     let size: u64 = report.targets.values().map(|t| t.size).sum();
-    let stored: u64 = report.targets.values().map(|t| t.stored).sum();
+    let stored: u64 = report.targets.values().map(|t| t.stored + t.delta_bytes).sum();
     h.line(format!(
-        "published {} on {} to {}: {} target(s), {} file(s), {} ({} stored)",
+        "published {} on {} to {}: {} target(s), {} file(s), {} ({} stored new)",
         report.version,
         report.channel,
         a.container.display(),
@@ -77,7 +87,16 @@ pub fn run(a: Args) -> Result<()> {
         bytes(stored)
     ));
     for (target, t) in &report.targets {
-        h.line(format!("  {target:<34} {:>3} file(s) {:>10} ({} stored)", t.files, bytes(t.size), bytes(t.stored)));
+        h.line(format!(
+            "  {target:<34} {:>5} file(s) {:>10}: {} new, {} file(s) shared ({}), {} delta(s) ({})",
+            t.files,
+            bytes(t.size),
+            bytes(t.stored),
+            t.shared,
+            bytes(t.shared_bytes),
+            t.deltas,
+            bytes(t.delta_bytes)
+        ));
     }
     h.line(format!("  sealed tree size {}, container {}", report.seal.size, bytes(report.seal.len)));
     if a.json {
@@ -85,7 +104,10 @@ pub fn run(a: Args) -> Result<()> {
             "status": "published",
             "version": report.version,
             "channel": report.channel,
-            "targets": report.targets.iter().map(|(t, r)| (t.clone(), json!({"files": r.files, "size": r.size, "stored_size": r.stored}))).collect::<serde_json::Map<_, _>>(),
+            "targets": report.targets.iter().map(|(t, r)| (t.clone(), json!({
+                "files": r.files, "size": r.size, "stored_size": r.stored, "shared_files": r.shared,
+                "shared_size": r.shared_bytes, "deltas": r.deltas, "delta_size": r.delta_bytes,
+            }))).collect::<serde_json::Map<_, _>>(),
             "tree_size": report.seal.size,
             "root": dare_container::hashio::to_hex(&report.seal.root),
             "time": report.seal.time,

@@ -95,13 +95,15 @@ pub fn run(a: Args) -> Result<()> {
     let h = Human::new(a.json);
     match outcome.status {
         Status::Updated => h.line(format!(
-            "updated {} {} -> {} ({} fetched in {} requests, {} of it entries)",
+            "updated {} {} -> {} ({} fetched in {} requests: {} whole entries, {} deltas; {} reused from the installed build)",
             outcome.target,
             outcome.previous.as_deref().unwrap_or("nothing"),
             outcome.version,
             bytes(outcome.bytes_fetched),
             outcome.requests,
-            bytes(outcome.payload_bytes)
+            bytes(outcome.bytes_full),
+            bytes(outcome.bytes_delta),
+            bytes(outcome.bytes_reused)
         )),
         Status::UpToDate => h.line(format!(
             "{} {} is up to date ({} fetched in {} request(s))",
@@ -130,6 +132,9 @@ pub fn run(a: Args) -> Result<()> {
             "bytes_fetched": outcome.bytes_fetched,
             "requests": outcome.requests,
             "payload_bytes": outcome.payload_bytes,
+            "bytes_full": outcome.bytes_full,
+            "bytes_delta": outcome.bytes_delta,
+            "bytes_reused": outcome.bytes_reused,
             "tree_size": outcome.tree_size,
             "signed_time": outcome.signed_time,
             "install_path": outcome.install_path,
