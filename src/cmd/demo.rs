@@ -3,8 +3,10 @@
 //! Generates builds for several target triples, makes a key, creates a
 //! container, publishes 1.0.0, serves the directory with the dare mirror on a
 //! free loopback port, updates a client for one target over HTTP, publishes
-//! 1.1.0 and updates again. Every figure printed is measured. Everything is
-//! left in the directory so `dare ls` and `dare verify` can be run on it.
+//! 1.1.0 (which changes a few files of each build, as real releases do) and
+//! updates again: the second update fetches deltas and reuses what is
+//! installed. Every figure printed is measured. Everything is left in the
+//! directory so `dare ls` and `dare verify` can be run on it.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -79,11 +81,16 @@ pub fn run(a: Args) -> Result<()> {
         let report = publish(&container, &[&key], &PublishOptions::new(version, artifacts, time), &mut |_| {})?;
         let size: u64 = report.targets.values().map(|r| r.size).sum();
         let stored: u64 = report.targets.values().map(|r| r.stored).sum();
+        let deltas: u64 = report.targets.values().map(|r| r.delta_bytes).sum();
+        let shared: u64 = report.targets.values().map(|r| r.shared_bytes).sum();
         say(format!(
-            "   published {version} for {} targets: {} of builds, {} stored; container now {}",
+            "   published {version} for {} targets: {} of builds; stored {} of new content and {} of deltas, \
+             {} already in the container; the container is now {}",
             report.targets.len(),
             bytes(size),
             bytes(stored),
+            bytes(deltas),
+            bytes(shared),
             bytes(report.seal.len)
         ));
         Ok((report.seal.len, t.elapsed()))
@@ -128,11 +135,14 @@ pub fn run(a: Args) -> Result<()> {
             _ => say(format!("{step} update {target}: {} is up to date, checked in {:.0?}", o.version, t.elapsed())),
         }
         say(format!(
-            "   fetched {} in {} request(s): its own entries {} + {} of signed tail and proofs; the container is {} ({:.1}% of it)",
+            "   fetched {} in {} request(s): {} of whole entries, {} of deltas, {} of signed metadata and proofs; \
+             reused {} already installed; the container is {} ({:.1}% of it fetched)",
             bytes(o.bytes_fetched),
             o.requests,
-            bytes(o.payload_bytes),
+            bytes(o.bytes_full),
+            bytes(o.bytes_delta),
             bytes(o.bytes_fetched.saturating_sub(o.payload_bytes)),
+            bytes(o.bytes_reused),
             bytes(len),
             100.0 * o.bytes_fetched as f64 / len as f64
         ));
@@ -154,7 +164,7 @@ pub fn run(a: Args) -> Result<()> {
     say(format!("   dare ls {}", container.display()));
     say(format!("   dare verify {}", container.display()));
     say(format!(
-        "   dare verify {}   (the client's replica: only what it fetched, still verifiable)",
+        "   dare verify {}   (the client's replica: the signed tree and the installed index, still verifiable)",
         state.join("replica.dare").display()
     ));
     Ok(())
@@ -164,35 +174,60 @@ fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-/// A deterministic, realistic-looking build: a "binary" mixing code-like
-/// text with pseudo-random tables, and a README.
+/// A deterministic, realistic-looking build: a 3 MiB "binary" mixing
+/// code-like text with pseudo-random tables, a few plugins, assets shared by
+/// every target, and a README. A new version changes what a real release
+/// changes: a few functions of the binary, one plugin, the README.
 fn make_build(dir: &Path, target: &str, version: &str) -> Result<()> {
-    std::fs::create_dir_all(dir.join("bin"))?;
-    let mut seed = target
-        .bytes()
-        .chain(version.bytes())
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
-    let mut bin = Vec::with_capacity(3 << 20);
-    let mut i = 0u64;
-    while bin.len() < 3 << 20 {
-        if i.is_multiple_of(16) {
-            // A table of pseudo-random constants: incompressible.
-            for _ in 0..48 {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                bin.extend_from_slice(&seed.to_le_bytes());
+    let seed_of =
+        |s: &str| s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    let minor = version.split('.').nth(1).and_then(|m| m.parse::<u64>().ok()).unwrap_or(0);
+    let blob = |seed: u64, len: usize, changed: &dyn Fn(u64) -> bool| {
+        let mut seed = seed | 1;
+        let mut out = Vec::with_capacity(len);
+        let mut i = 0u64;
+        while out.len() < len {
+            if i.is_multiple_of(16) {
+                // A table of pseudo-random constants: incompressible.
+                for _ in 0..48 {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    out.extend_from_slice(&seed.to_le_bytes());
+                }
+            } else if changed(i) {
+                out.extend_from_slice(
+                    format!("fn handler_{i}() {{ dispatch_v2({i}, \"{target}\", \"{version}\"); }}\n").as_bytes(),
+                );
+            } else {
+                out.extend_from_slice(format!("fn handler_{i}() {{ dispatch({i}, \"{target}\"); }}\n").as_bytes());
             }
-        } else {
-            bin.extend_from_slice(
-                format!("fn handler_{i}() {{ dispatch({i}, \"{target}\", \"{version}\"); }}\n").as_bytes(),
-            );
+            i += 1;
         }
-        i += 1;
+        out.truncate(len);
+        out
+    };
+    let write = |rel: &str, bytes: &[u8], exec: bool| -> Result<()> {
+        let p = dir.join(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&p, bytes)?;
+        let mode = if exec { 0o755 } else { 0o644 };
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(mode))?;
+        Ok(())
+    };
+    // Every minor release rewrites a few hundred of the binary's functions.
+    write("bin/app", &blob(seed_of(target), 3 << 20, &|i| minor > 0 && i % 97 == 5), true)?;
+    for p in 0..4u64 {
+        // Plugin 0 changes in every release; the others only with the target.
+        let seed = seed_of(&format!("{target}/plugin{p}/{}", if p == 0 { minor } else { 0 }));
+        write(&format!("lib/plugin{p}.so"), &blob(seed, 256 << 10, &|_| false), false)?;
     }
-    let exe = dir.join("bin/app");
-    std::fs::write(&exe, &bin)?;
-    std::fs::set_permissions(&exe, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
-    std::fs::write(dir.join("README.txt"), format!("app {version} for {target}\n"))?;
+    for a in 0..8u64 {
+        // The same assets in every build of every target: stored once.
+        write(&format!("share/assets/{a}.dat"), &blob(seed_of(&format!("asset{a}")), 64 << 10, &|_| false), false)?;
+    }
+    write("README.txt", format!("app {version} for {target}\n").as_bytes(), false)?;
     Ok(())
 }
