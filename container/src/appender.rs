@@ -28,8 +28,8 @@ use crate::error::Error;
 use crate::frame::{FrameInfo, encode_frame, read_frame_at, read_frame_before, read_header, write_frame};
 use crate::hashio::{HashingReader, sha256, to_hex};
 use crate::header::{
-    Compression, Delta, Entry, FileRecord, FrameRef, Genesis, Header, Index, LeafRef, Manifest, Map, Page, Release,
-    Seal, Sha256Hex, Tile, listing_bytes, validate_origin,
+    Compression, Delta, Entry, FileRecord, FrameRef, Genesis, Header, Index, LeafRef, Manifest, Map, Page, Patch,
+    Release, Seal, Sha256Hex, Tile, listing_bytes, validate_origin,
 };
 use crate::keys::{SigningKey, TrustRoot};
 use crate::map::{Edge, LevelMap, PAGE_WIDTH, TileMap, encode_page, levels};
@@ -39,6 +39,19 @@ use crate::tiles::{TILE_WIDTH, TileId};
 
 /// The zstd level of index listings (small, and read by every client of a target).
 const LISTING_LEVEL: i32 = 19;
+
+/// `listing` as one zstd frame compressed with `base` as its raw prefix.
+fn patch_listing(base: &[u8], listing: &[u8]) -> Result<Vec<u8>, Error> {
+    let err = |e: io::Error| Error::Refused(format!("patching the listing: {e}"));
+    let span = (base.len().max(listing.len()).max(1)) as u64;
+    let window_log = (64 - span.leading_zeros() + 1).clamp(10, 31);
+    let mut enc = zstd::stream::write::Encoder::with_ref_prefix(Vec::new(), LISTING_LEVEL, base).map_err(err)?;
+    enc.window_log(window_log).map_err(err)?;
+    enc.include_checksum(false).map_err(err)?;
+    enc.set_pledged_src_size(Some(listing.len() as u64)).map_err(err)?;
+    enc.write_all(listing).map_err(err)?;
+    enc.finish().map_err(err)
+}
 
 /// The pending file that marks an append in progress: `CONTAINER.pending`.
 pub fn pending_path(container: &Path) -> PathBuf {
@@ -317,6 +330,16 @@ impl Appender {
         Ok((ix, files))
     }
 
+    /// The listing of an index of the sealed log, checked against its digests.
+    fn listing_bytes(&self, at: LeafRef) -> Result<Vec<u8>, Error> {
+        let bad = |m: String| refused(&self.path, format!("the index at byte {}: {m}", at.offset));
+        let frame =
+            read_frame_at(&self.file, at.offset, at.end().min(self.base_len)).map_err(|e| bad(e.to_string()))?;
+        let bytes = read_header(&self.file, &frame).map_err(|e| bad(e.to_string()))?;
+        let Ok(Header::Index(ix)) = Header::parse(&bytes) else { return Err(bad("is not an index".into())) };
+        content::listing_bytes(&self.file, &frame, &ix).map_err(|e| bad(e.to_string()))
+    }
+
     /// The header of the entry at `at`, which must hold `sha256`.
     pub fn entry_header(&self, at: LeafRef, sha256: Sha256Hex) -> Result<Entry, Error> {
         let bad = |m: String| refused(&self.path, format!("the entry at byte {}: {m}", at.offset));
@@ -433,11 +456,28 @@ impl Appender {
         let listing = listing_bytes(files)?;
         let packed = zstd::bulk::compress(&listing, LISTING_LEVEL)
             .map_err(|e| Error::Refused(format!("compressing the listing: {e}")))?;
-        let (payload, compression) = if packed.len() < listing.len() {
+        let (stored, compression) = if packed.len() < listing.len() {
             (packed, Compression::Zstd)
         } else {
             (listing.clone(), Compression::None)
         };
+        // The listing as a patch against the previous release's: what a
+        // client one release behind reads instead of the whole listing.
+        let previous = self.state.manifest.release(channel, target).map(|r| r.index);
+        let mut patch = None;
+        let mut patch_bytes = Vec::new();
+        if let Some(prev) = previous {
+            let base = self.listing_bytes(prev)?;
+            let p = patch_listing(&base, &listing)?;
+            if p.len() < stored.len() {
+                patch = Some(Patch {
+                    base: Sha256Hex(sha256(&base)),
+                    stored_size: p.len() as u64,
+                    stored_sha256: Sha256Hex(sha256(&p)),
+                });
+                patch_bytes = p;
+            }
+        }
         let index = Index {
             channel: channel.into(),
             target: target.into(),
@@ -445,17 +485,23 @@ impl Appender {
             files: files.len() as u64,
             size: listing.len() as u64,
             sha256: Sha256Hex(sha256(&listing)),
-            stored_size: payload.len() as u64,
-            stored_sha256: Sha256Hex(sha256(&payload)),
+            stored_size: stored.len() as u64,
+            stored_sha256: Sha256Hex(sha256(&stored)),
             compression,
-            previous: self.state.manifest.release(channel, target).map(|r| r.index),
+            previous,
+            patch,
         };
+        let header_len = Header::Index(index.clone()).to_bytes()?.len() as u64;
+        let mut payload = patch_bytes;
+        payload.extend_from_slice(&stored);
         let at = self.append_payload(
             Header::Index(index),
             payload.len() as u64,
             Sha256Hex(sha256(&payload)),
             &mut payload.as_slice(),
         )?;
+        let head =
+            patch.map(|p| crate::frame::payload_start(header_len, payload.len() as u64).unwrap_or(0) + p.stored_size);
         self.state.unreferenced.remove(&at.leaf);
         for f in files {
             self.state.unreferenced.remove(&f.entry.leaf);
@@ -466,7 +512,7 @@ impl Appender {
         let key = (channel.to_string(), target.to_string());
         self.state.fresh.insert(
             key,
-            Release { channel: channel.into(), target: target.into(), version: version.into(), index: at },
+            Release { channel: channel.into(), target: target.into(), version: version.into(), index: at, head },
         );
         Ok(at)
     }

@@ -401,8 +401,14 @@ impl Fetched {
         Self::default()
     }
 
-    /// Records bytes fetched at `start`.
+    /// Records bytes fetched at `start`, joined to a part it continues.
     pub fn insert(&mut self, start: u64, bytes: Vec<u8>) {
+        if let Some((s, b)) = self.parts.range_mut(..start).next_back()
+            && *s + b.len() as u64 == start
+        {
+            b.extend_from_slice(&bytes);
+            return;
+        }
         self.parts.insert(start, bytes);
     }
 

@@ -57,7 +57,7 @@ fn check_digests(
 #[allow(clippy::too_many_arguments)]
 fn decode_into<R: ReadAt + Sync + ?Sized, W: Write>(
     src: &R,
-    frame: &FrameInfo,
+    (at, len): (u64, u64),
     what: &str,
     compression: Compression,
     stored: (Sha256Hex, u64),
@@ -71,7 +71,7 @@ fn decode_into<R: ReadAt + Sync + ?Sized, W: Write>(
     let (digest, len, out) = match (compression, prefix) {
         (Compression::None, None) => {
             let mut sink = sink;
-            stream_range(src, frame.payload_offset, frame.payload_len, |c| {
+            stream_range(src, at, len, |c| {
                 stored_hash.update(c);
                 sink.write_all(c).map_err(bad)
             })?;
@@ -83,7 +83,7 @@ fn decode_into<R: ReadAt + Sync + ?Sized, W: Write>(
                 None => OneFrame::new(sink),
             }
             .map_err(bad)?;
-            stream_range(src, frame.payload_offset, frame.payload_len, |c| {
+            stream_range(src, at, len, |c| {
                 stored_hash.update(c);
                 dec.write_all(c).map_err(|e| mismatch(format!("{what}: zstd: {e}")))
             })?;
@@ -103,7 +103,8 @@ pub fn entry_content<R: ReadAt + Sync + ?Sized, W: Write>(
     out: W,
 ) -> Result<W, ContentError> {
     let what = format!("entry {}", e.sha256);
-    decode_into(src, frame, &what, e.compression, (e.stored_sha256, e.stored_size), (e.sha256, e.size), None, out)
+    let payload = (frame.payload_offset, frame.payload_len);
+    decode_into(src, payload, &what, e.compression, (e.stored_sha256, e.stored_size), (e.sha256, e.size), None, out)
 }
 
 /// Checks an entry's payload: its stored and content digests and sizes.
@@ -168,7 +169,7 @@ pub fn delta_content<R: ReadAt + Sync + ?Sized, W: Write>(
     let what = format!("delta {} -> {}", d.base, d.sha256);
     decode_into(
         src,
-        frame,
+        (frame.payload_offset, frame.payload_len),
         &what,
         Compression::Zstd,
         (d.stored_sha256, d.stored_size),
@@ -203,27 +204,82 @@ pub fn check_delta_stored<R: ReadAt + Sync + ?Sized>(
     Ok(())
 }
 
-/// Reads, checks and parses an index's listing.
-pub fn listing<R: ReadAt + Sync + ?Sized>(
+/// Reads and checks an index's listing as stored (after its patch, if any):
+/// the listing's bytes, not yet parsed.
+pub fn listing_bytes<R: ReadAt + Sync + ?Sized>(
     src: &R,
     frame: &FrameInfo,
     ix: &Index,
-) -> Result<Vec<FileRecord>, ContentError> {
-    if ix.stored_size > MAX_LISTING || ix.size > MAX_LISTING {
-        return Err(mismatch(format!("the listing is over {MAX_LISTING} bytes")));
-    }
+) -> Result<Vec<u8>, ContentError> {
+    check_listing_sizes(frame, ix)?;
     let what = format!("index of {} {} {}", ix.channel, ix.target, ix.version);
-    let bytes = decode_into(
+    let patch = ix.patch.map_or(0, |p| p.stored_size);
+    decode_into(
         src,
-        frame,
+        (frame.payload_offset + patch, ix.stored_size),
         &what,
         ix.compression,
         (ix.stored_sha256, ix.stored_size),
         (ix.sha256, ix.size),
         None,
         Vec::with_capacity(ix.size as usize),
-    )?;
-    parse_listing(&bytes, ix.files).map_err(|e| mismatch(format!("{what}: {e}")))
+    )
+}
+
+fn check_listing_sizes(frame: &FrameInfo, ix: &Index) -> Result<(), ContentError> {
+    if ix.stored_size > MAX_LISTING || ix.size > MAX_LISTING {
+        return Err(mismatch(format!("the listing is over {MAX_LISTING} bytes")));
+    }
+    if frame.payload_len != ix.payload_len() {
+        return Err(mismatch(format!(
+            "the index's payload is {} bytes, its header says {}",
+            frame.payload_len,
+            ix.payload_len()
+        )));
+    }
+    Ok(())
+}
+
+/// Reads an index's listing from its patch (the first `patch.stored_size`
+/// payload bytes, at `patch_at` in `src`) and the base listing, checking the
+/// patch's and the listing's digests. Returns the listing's bytes.
+pub fn listing_from_patch<R: ReadAt + Sync + ?Sized>(
+    src: &R,
+    patch_at: u64,
+    ix: &Index,
+    base: &[u8],
+) -> Result<Vec<u8>, ContentError> {
+    let p = ix.patch.ok_or_else(|| mismatch("the index has no patch"))?;
+    if crate::hashio::sha256(base) != p.base.0 {
+        return Err(mismatch("the base listing is not the one the patch is against"));
+    }
+    let what = format!("the patch of the index of {} {} {}", ix.channel, ix.target, ix.version);
+    decode_into(
+        src,
+        (patch_at, p.stored_size),
+        &what,
+        Compression::Zstd,
+        (p.stored_sha256, p.stored_size),
+        (ix.sha256, ix.size),
+        Some(base),
+        Vec::with_capacity(ix.size as usize),
+    )
+}
+
+/// Reads, checks and parses an index's listing.
+pub fn listing<R: ReadAt + Sync + ?Sized>(
+    src: &R,
+    frame: &FrameInfo,
+    ix: &Index,
+) -> Result<Vec<FileRecord>, ContentError> {
+    let bytes = listing_bytes(src, frame, ix)?;
+    parse(&bytes, ix)
+}
+
+/// Parses listing bytes already checked against `ix`.
+pub fn parse<R: AsRef<[u8]>>(bytes: R, ix: &Index) -> Result<Vec<FileRecord>, ContentError> {
+    let what = format!("index of {} {} {}", ix.channel, ix.target, ix.version);
+    parse_listing(bytes.as_ref(), ix.files).map_err(|e| mismatch(format!("{what}: {e}")))
 }
 
 #[cfg(test)]

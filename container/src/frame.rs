@@ -399,6 +399,21 @@ pub fn read_frame_at<R: ReadAt + ?Sized>(src: &R, offset: u64, end: u64) -> Resu
     read_records(&c, offset, body_start, body)
 }
 
+/// Reads the start of the frame at `offset` whose total length is said to be
+/// `length`, for a reader that fetched only a prefix of it (through its
+/// header and the first payload bytes): its tags, lengths and where its
+/// records are. Its end (the trailing copy of the length) is not read.
+pub fn read_frame_head<R: ReadAt + ?Sized>(src: &R, offset: u64, length: u64) -> Result<FrameInfo, FrameError> {
+    let c = Cursor { src, frame: offset };
+    let (_, w) = frame_tag(&c, offset, length)?;
+    let body = read_be(&c, offset + 1, w)?;
+    check_len(offset, body, w)?;
+    if body.checked_add(2 * (1 + w as u64)) != Some(length) {
+        return Err(FrameError::EndMismatch { offset });
+    }
+    read_records(&c, offset, offset + 1 + w as u64, body)
+}
+
 /// The frame tag at `at` (a frame's first or last byte) and the width of the
 /// length it announces, checking `available` bytes hold the tag and length.
 fn frame_tag<R: ReadAt + ?Sized>(c: &Cursor<'_, R>, at: u64, available: u64) -> Result<(u8, usize), FrameError> {

@@ -100,6 +100,8 @@ pub enum Header {
     Seal(Seal),
     /// Proof material in a partial container (not a leaf).
     Proof(Proof),
+    /// An index's listing, plain, in a partial container (not a leaf).
+    Listing(Listing),
 }
 
 impl Header {
@@ -143,6 +145,7 @@ impl Header {
             Header::Map(_) => "map",
             Header::Seal(_) => "seal",
             Header::Proof(_) => "proof",
+            Header::Listing(_) => "listing",
         }
     }
 
@@ -160,6 +163,12 @@ impl Header {
             Header::Map(_) => Ok(()),
             Header::Seal(s) => s.validate(),
             Header::Proof(p) => p.validate(),
+            Header::Listing(l) => {
+                if l.size > MAX_LISTING {
+                    return Err(field("size", format!("a listing is at most {MAX_LISTING} bytes")));
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -315,6 +324,23 @@ pub struct Index {
     /// The index of the previous release of this channel and target.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous: Option<LeafRef>,
+    /// The listing as a zstd patch against the previous release's listing,
+    /// stored before the listing in the payload: a client that holds the
+    /// previous listing reads only the header and the patch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patch: Option<Patch>,
+}
+
+/// A listing as a zstd patch against another listing (its `base`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Patch {
+    /// SHA-256 of the base listing (the previous index's `sha256`).
+    pub base: Sha256Hex,
+    /// Length of the patch.
+    pub stored_size: u64,
+    /// SHA-256 of the patch.
+    pub stored_sha256: Sha256Hex,
 }
 
 /// The largest file listing a reader accepts, decompressed (64 MiB: some
@@ -336,7 +362,20 @@ impl Index {
         if self.files == 0 {
             return Err(field("files", "a build has at least one file"));
         }
+        if let Some(p) = &self.patch {
+            if self.previous.is_none() {
+                return Err(field("patch", "a patch needs a previous index"));
+            }
+            if p.stored_size > MAX_LISTING || p.base == self.sha256 {
+                return Err(field("patch", "at most 64 MiB, and not a patch against the listing itself"));
+            }
+        }
         Ok(())
+    }
+
+    /// The payload length: the patch, then the listing as stored.
+    pub fn payload_len(&self) -> u64 {
+        self.patch.map_or(0, |p| p.stored_size) + self.stored_size
     }
 
     /// The parsed version.
@@ -441,6 +480,11 @@ pub struct Release {
     pub version: String,
     /// Its index leaf.
     pub index: LeafRef,
+    /// When the index has a patch: the bytes from the index frame's first
+    /// byte to the end of the patch (what a client holding the previous
+    /// listing reads).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<u64>,
 }
 
 /// The last leaf of every signed tree: the newest version of every target on
@@ -575,6 +619,18 @@ impl Seal {
         }
         Ok(())
     }
+}
+
+/// In a partial container, the listing of the index frame just before it,
+/// plain: a replica keeps an index's header (its leaf) and its listing, not
+/// the payload as upstream stored it. The payload is the listing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listing {
+    /// Its length.
+    pub size: u64,
+    /// Its SHA-256 (the index's `sha256`).
+    pub sha256: Sha256Hex,
 }
 
 /// Proof material in a partial container: the leaf index of every leaf frame

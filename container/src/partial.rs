@@ -101,11 +101,36 @@ pub(crate) fn scan_partial<R: ReadAt + Sync + ?Sized>(
                 segment.push(Leaf { index: u64::MAX, frame, hash: leaf_hash(&bytes), header, files: Vec::new() });
             }
             Header::Index(ref ix) => {
-                if frame.payload_len != ix.stored_size {
-                    return Err(err(Problem::Payload("the payload is not stored_size bytes".into())));
-                }
-                let files = content::listing(src, &frame, ix).map_err(|e| err(content_problem(e)))?;
+                // A replica keeps an index's header and, in the listing frame
+                // after it, its listing; a copy of the whole frame also does.
+                let files = if frame.payload_len == 0 {
+                    Vec::new()
+                } else {
+                    content::listing(src, &frame, ix).map_err(|e| err(content_problem(e)))?
+                };
                 segment.push(Leaf { index: u64::MAX, frame, hash: leaf_hash(&bytes), header, files });
+            }
+            Header::Listing(l) => {
+                let Some(Leaf { header: Header::Index(ix), files, frame: ixf, .. }) = segment.last_mut() else {
+                    return Err(err(Problem::Unexpected("listing (it follows the index it lists)")));
+                };
+                if ixf.payload_len != 0 || !files.is_empty() || l.sha256 != ix.sha256 || l.size != ix.size {
+                    return Err(err(Problem::Payload(
+                        "the listing frame is not the listing of the index before it".into(),
+                    )));
+                }
+                if frame.payload_len != l.size {
+                    return Err(err(Problem::Payload("the listing frame's payload is not `size` bytes".into())));
+                }
+                let mut raw = vec![0u8; frame.payload_len as usize];
+                src.read_exact_at(&mut raw, frame.payload_offset).map_err(|e| err(Problem::Io(e)))?;
+                if crate::hashio::sha256(&raw) != l.sha256.0 {
+                    return Err(err(Problem::Payload("the listing does not hash to the index's sha256".into())));
+                }
+                *files = content::parse(&raw, ix).map_err(|e| err(content_problem(e)))?;
+                if files.is_empty() {
+                    return Err(err(Problem::Payload("an empty listing".into())));
+                }
             }
             Header::Manifest(_) | Header::Keys(_) => {
                 if frame.payload_len != 0 {
@@ -306,6 +331,9 @@ fn check_seal(c: SealCheck<'_>) -> Result<(SealState, u64, Hash, Frontier), Veri
             return Err(seal_err(format!("leaf {} appears twice", l.index)));
         }
     }
+    if c.segment.iter().any(|l| matches!(l.header, Header::Index(_)) && l.files.is_empty()) {
+        return Err(seal_err("an index without its listing".into()));
+    }
     check_listed(manifest, c.segment).map_err(seal_err)?;
     let nodes: HashMap<NodeId, Hash> = proof
         .nodes
@@ -331,7 +359,11 @@ fn check_listed(manifest: &Manifest, segment: &[Leaf]) -> Result<(), String> {
     for l in segment {
         if let Header::Index(ix) = &l.header {
             match manifest.release(&ix.channel, &ix.target) {
-                Some(r) if r.index.leaf == l.index && r.index.length == l.frame.len() && r.version == ix.version => {}
+                // A header-only copy (with its listing frame) is shorter than upstream's frame.
+                Some(r)
+                    if r.index.leaf == l.index
+                        && (l.frame.payload_len == 0 || r.index.length == l.frame.len())
+                        && r.version == ix.version => {}
                 _ => {
                     return Err(format!(
                         "the index of {} {} {} (leaf {}) is not the one its seal's manifest names",

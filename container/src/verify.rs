@@ -360,6 +360,11 @@ struct Latest {
     version: semver::Version,
     version_text: String,
     index: LeafRef,
+    /// The bytes to read for the index and its patch, when it has one.
+    head: Option<u64>,
+    /// The listing, the base of the next index's patch.
+    listing: Vec<u8>,
+    listing_sha: Sha256Hex,
 }
 
 struct Walker<'a, R: ?Sized> {
@@ -552,6 +557,7 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
                 Ok(())
             }
             Header::Proof(_) => Err(Problem::Unexpected("proof (proof frames belong to partial containers)")),
+            Header::Listing(_) => Err(Problem::Unexpected("listing (listing frames belong to partial containers)")),
         };
         if let Err(p) = result {
             self.problem(err(p));
@@ -636,13 +642,15 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
 
     fn index(&mut self, index: u64, frame: FrameInfo, bytes: &[u8], ix: Index) -> Result<(), Problem> {
         let leaf = self.push_leaf(index, &frame, bytes);
-        if frame.payload_len != ix.stored_size {
+        if frame.payload_len != ix.payload_len() {
             return Err(Problem::Payload(format!(
-                "payload is {} bytes but the header says stored_size {}",
-                frame.payload_len, ix.stored_size
+                "payload is {} bytes but the header says {}",
+                frame.payload_len,
+                ix.payload_len()
             )));
         }
-        let files = content::listing(self.src, &frame, &ix).map_err(content_problem)?;
+        let listing = content::listing_bytes(self.src, &frame, &ix).map_err(content_problem)?;
+        let files = content::parse(&listing, &ix).map_err(content_problem)?;
         let key = (ix.channel.clone(), ix.target.clone());
         let version = ix.semver();
         if self.fresh.contains(&key) {
@@ -668,6 +676,15 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
                 )));
             }
             _ => {}
+        }
+        if let (Some(p), Some(l)) = (&ix.patch, self.latest.get(&key)) {
+            if p.base != l.listing_sha {
+                return Err(Problem::Index(format!(
+                    "{} {} {version}: its patch is not against the listing of {}",
+                    ix.channel, ix.target, l.version_text
+                )));
+            }
+            content::listing_from_patch(self.src, frame.payload_offset, &ix, &l.listing).map_err(content_problem)?;
         }
         for f in &files {
             let Some(Stored::Entry(e)) = self
@@ -711,8 +728,12 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
             }
         }
         let at = LeafRef { leaf, offset: frame.offset, length: frame.len() };
+        let head = ix.patch.map(|p| frame.payload_offset - frame.offset + p.stored_size);
         self.fresh.insert(key.clone());
-        self.latest.insert(key, Latest { version, version_text: ix.version.clone(), index: at });
+        self.latest.insert(
+            key,
+            Latest { version, version_text: ix.version.clone(), index: at, head, listing, listing_sha: ix.sha256 },
+        );
         self.indexes.push(IndexRecord { leaf, frame, index: ix, files });
         Ok(())
     }
@@ -731,6 +752,7 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
                     target: target.clone(),
                     version: l.version_text.clone(),
                     index: l.index,
+                    head: l.head,
                 })
                 .collect(),
             keys: self.keys,
@@ -1049,7 +1071,7 @@ fn describe_manifest_difference(want: &Manifest, got: &Manifest) -> String {
             Some(g) if g.version != w.version => {
                 return format!("lists {} {} as {}, the newest is {}", w.channel, w.target, g.version, w.version);
             }
-            Some(g) if g.index != w.index => {
+            Some(g) if g.index != w.index || g.head != w.head => {
                 return format!("points at the wrong index for {} {} {}", w.channel, w.target, w.version);
             }
             _ => {}

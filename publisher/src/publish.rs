@@ -216,27 +216,35 @@ pub fn publish(
         let mut reports = BTreeMap::new();
         for t in &targets {
             let bases = previous_builds(&appender, &mut book, &opts.channel, t, opts.deltas)?;
-            let mut records = Vec::new();
+            let tfiles: Vec<&SourceFile> = files.iter().filter(|f| f.target == *t).collect();
+            // Each file's content, stored unless the container has it.
+            let mut records = Vec::with_capacity(tfiles.len());
+            let mut stored = Vec::with_capacity(tfiles.len());
+            for f in &tfiles {
+                let (record, s) = add_content(&mut appender, &mut book, f, &dir, opts)?;
+                records.push(record);
+                stored.push(s);
+            }
+            // Then the deltas this release needs, made in parallel, appended in order.
+            let delta_bytes = add_deltas(&mut appender, &mut book, &bases, &tfiles, &mut records, &dir, opts)?;
             let mut report = TargetReport::default();
-            for f in files.iter().filter(|f| f.target == *t) {
-                let (record, stored, delta) = add_file(&mut appender, &mut book, &bases, f, &dir, opts)?;
+            for (i, record) in records.iter().enumerate() {
                 report.files += 1;
                 report.size += record.size;
-                report.stored += stored;
-                if stored == 0 {
+                report.stored += stored[i];
+                if stored[i] == 0 {
                     report.shared += 1;
                     report.shared_bytes += record.size;
                 }
-                report.deltas += usize::from(delta > 0);
-                report.delta_bytes += delta;
+                report.deltas += usize::from(delta_bytes[i] > 0);
+                report.delta_bytes += delta_bytes[i];
                 progress(PublishEvent::FileDone {
                     target: t.to_string(),
-                    path: f.path.clone(),
+                    path: record.path.clone(),
                     size: record.size,
-                    stored,
-                    delta,
+                    stored: stored[i],
+                    delta: delta_bytes[i],
                 });
-                records.push(record);
             }
             appender.append_index(&opts.channel, t, &opts.version, &records)?;
             reports.insert(t.to_string(), report);
@@ -312,26 +320,18 @@ fn previous_builds(
     Ok(out)
 }
 
-/// Stores one file's content (unless already stored) and its deltas; returns
-/// its record, the bytes of a new entry and the bytes of new deltas.
-fn add_file(
+/// Stores one file's content unless the container already holds it;
+/// returns its record (without deltas) and the bytes of a new entry.
+fn add_content(
     appender: &mut Appender,
     book: &mut Book,
-    bases: &[Build],
     f: &SourceFile,
     dir: &Path,
     opts: &PublishOptions,
-) -> Result<(FileRecord, u64, u64), PublishError> {
-    let changed = |size: u64| {
-        PublishError::Invalid(format!(
-            "{}: the file changed while being read ({} bytes, then {size})",
-            f.source.display(),
-            f.size
-        ))
-    };
+) -> Result<(FileRecord, u64), PublishError> {
     let (sha, size) = hash_file(&f.source)?;
     if size != f.size {
-        return Err(changed(size));
+        return Err(changed(f, size));
     }
     let mut stored = 0;
     let entry = match book.content.get(&sha) {
@@ -339,7 +339,7 @@ fn add_file(
         None => {
             let mut staged = stage(f, dir, opts.level, opts.workers)?;
             if staged.sha256 != sha {
-                return Err(changed(staged.size));
+                return Err(changed(f, staged.size));
             }
             let e = Entry {
                 size,
@@ -355,48 +355,126 @@ fn add_file(
             at
         }
     };
-    let mut deltas: Vec<DeltaRef> = Vec::new();
-    let mut delta_bytes = 0;
-    for build in bases {
-        let Some(base) = build.base_for(&f.path, &opts.version) else { continue };
-        if base.sha256 == sha || deltas.iter().any(|d| d.base == base.sha256) {
-            continue;
+    let record = FileRecord { path: f.path.clone(), mode: f.mode, size, sha256: sha, entry, deltas: Vec::new() };
+    Ok((record, stored))
+}
+
+fn changed(f: &SourceFile, size: u64) -> PublishError {
+    PublishError::Invalid(format!(
+        "{}: the file changed while being read ({} bytes, then {size})",
+        f.source.display(),
+        f.size
+    ))
+}
+
+/// A delta to make: from `base` to the content of file `file`.
+struct DeltaJob {
+    file: usize,
+    base: FileRecord,
+}
+
+/// Gives each changed file its deltas against its versions in `bases`:
+/// those the container holds already, and new ones (made in parallel, kept
+/// when clearly smaller than the whole entry, appended in file order).
+/// Returns the bytes of new deltas per file.
+fn add_deltas(
+    appender: &mut Appender,
+    book: &mut Book,
+    bases: &[Build],
+    files: &[&SourceFile],
+    records: &mut [FileRecord],
+    dir: &Path,
+    opts: &PublishOptions,
+) -> Result<Vec<u64>, PublishError> {
+    // Each file's candidate bases, newest release first, each base once.
+    let mut wanted: Vec<Vec<FileRecord>> = Vec::with_capacity(records.len());
+    let mut jobs: Vec<DeltaJob> = Vec::new();
+    for (i, r) in records.iter().enumerate() {
+        let mut mine: Vec<FileRecord> = Vec::new();
+        for build in bases {
+            let Some(base) = build.base_for(&r.path, &opts.version) else { continue };
+            if base.sha256 == r.sha256 || mine.iter().any(|b| b.sha256 == base.sha256) {
+                continue;
+            }
+            let key = (base.sha256, r.sha256);
+            let queued = jobs.iter().any(|j| (j.base.sha256, records[j.file].sha256) == key);
+            if !book.deltas.contains_key(&key) && !queued && base.size <= DELTA_MAX && r.size <= DELTA_MAX {
+                jobs.push(DeltaJob { file: i, base: base.clone() });
+            }
+            mine.push(base.clone());
         }
-        if let Some(d) = book.deltas.get(&(base.sha256, sha)) {
-            deltas.push(*d);
-            continue;
-        }
-        if base.size > DELTA_MAX || size > DELTA_MAX {
-            continue;
-        }
-        let base_bytes = appender.entry_bytes(base.entry, base.sha256, DELTA_MAX)?;
-        let mut staged = stage_delta(&base_bytes, f, dir, opts.delta_level)?;
-        drop(base_bytes);
+        wanted.push(mine);
+    }
+    let made = make_deltas(appender, &jobs, files, dir, opts.delta_level)?;
+    let mut bytes = vec![0u64; records.len()];
+    for (job, staged) in jobs.iter().zip(made) {
+        let mut staged = staged?;
+        let sha = records[job.file].sha256;
         if staged.sha256 != sha {
-            return Err(changed(staged.size));
+            return Err(changed(files[job.file], staged.size));
         }
         // Only a delta clearly smaller than the whole entry is worth storing.
         if staged.stored_size * 5 > book.stored_size(appender, sha)? * 4 {
             continue;
         }
         let d = Delta {
-            base: base.sha256,
-            base_size: base.size,
-            size,
+            base: job.base.sha256,
+            base_size: job.base.size,
+            size: records[job.file].size,
             sha256: sha,
             stored_size: staged.stored_size,
             stored_sha256: staged.stored_sha256,
         };
-        delta_bytes += staged.stored_size;
-        let mut payload = staged.payload(&f.source)?;
+        bytes[job.file] += staged.stored_size;
+        let mut payload = staged.payload(&files[job.file].source)?;
         let at = appender.append_delta(d, &mut payload)?;
-        let r = DeltaRef { base: base.sha256, leaf: at.leaf, offset: at.offset, length: at.length };
-        book.deltas.insert((base.sha256, sha), r);
-        deltas.push(r);
+        book.deltas.insert(
+            (job.base.sha256, sha),
+            DeltaRef { base: job.base.sha256, leaf: at.leaf, offset: at.offset, length: at.length },
+        );
     }
-    deltas.sort_by_key(|d| d.base);
-    let record = FileRecord { path: f.path.clone(), mode: f.mode, size, sha256: sha, entry, deltas };
-    Ok((record, stored, delta_bytes))
+    for (r, bases) in records.iter_mut().zip(wanted) {
+        r.deltas = bases.iter().filter_map(|b| book.deltas.get(&(b.sha256, r.sha256)).copied()).collect();
+        r.deltas.sort_by_key(|d| d.base);
+    }
+    Ok(bytes)
+}
+
+/// Makes the deltas of `jobs` on every core; results in job order.
+fn make_deltas(
+    appender: &Appender,
+    jobs: &[DeltaJob],
+    files: &[&SourceFile],
+    dir: &Path,
+    level: i32,
+) -> Result<Vec<Result<crate::compress::Staged, PublishError>>, PublishError> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(jobs.len()).max(1);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<Result<crate::compress::Staged, PublishError>>>> =
+        jobs.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(job) = jobs.get(i) else { break };
+                    let r = appender
+                        .entry_bytes(job.base.entry, job.base.sha256, DELTA_MAX)
+                        .map_err(PublishError::from)
+                        .and_then(|base| stage_delta(&base, files[job.file], dir, level));
+                    *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+                }
+            });
+        }
+    });
+    results
+        .into_iter()
+        .map(|m| {
+            m.into_inner()
+                .unwrap_or_else(|e| e.into_inner())
+                .ok_or_else(|| PublishError::Invalid("a delta was not made".into()))
+        })
+        .collect()
 }
 
 /// Refuses early (before compressing anything) what the seal would refuse.

@@ -32,11 +32,12 @@ use dare_container::client::{
 };
 use dare_container::content::{self, MAX_DELTA_SIZE};
 use dare_container::frame::{
-    FrameEvent, FrameInfo, FrameStream, ReadAt, Window, read_frame_at, read_frame_before, read_header,
+    FrameEvent, FrameInfo, FrameStream, ReadAt, Window, encode_frame, read_frame_at, read_frame_before,
+    read_frame_head, read_header,
 };
 use dare_container::hashio::{BoundedHashWriter, Hasher, to_hex};
 use dare_container::header::{
-    Compression, DeltaRef, FileRecord, Header, Index, LeafRef, MAX_LISTING, Release, Sha256Hex,
+    Compression, DeltaRef, FileRecord, Header, Index, LeafRef, Listing, MAX_LISTING, Release, Sha256Hex,
 };
 use dare_container::merkle::{Frontier, Hash, NodeId, leaf_hash};
 use dare_container::replica::ReplicaWriter;
@@ -135,9 +136,9 @@ pub(crate) async fn run(cfg: &Config, mirrors: &Mirrors, install_wanted: bool) -
 
     // Round trip 3: the index (or, with nothing new for this target, the one
     // installed), the genesis if the replica lacks it, and the proofs.
-    let index_at =
-        if newer { Some(release.index) } else { replica.as_ref().and_then(|r| r.index.as_ref().map(|i| i.0)) };
-    let index_bound = MAX_LISTING + (1 << 20) + 64;
+    let old_index = replica.as_ref().and_then(|r| r.index.clone());
+    let index_at = if newer { Some(release.index) } else { old_index.as_ref().map(|i| i.at) };
+    let index_bound = 2 * MAX_LISTING + (1 << 20) + 64;
     if index_at.is_some_and(|i| i.length > index_bound) {
         return Err(UpdateError::BadDigest(format!("the manifest names an index of {} bytes", release.index.length)));
     }
@@ -150,7 +151,12 @@ pub(crate) async fn run(cfg: &Config, mirrors: &Mirrors, install_wanted: bool) -
     let mut wanted = rplan.ranges();
     wanted.extend(cplan.ranges());
     if newer {
-        wanted.push((release.index.offset, release.index.end()));
+        // A client with the previous listing reads only the index's header and patch.
+        let end = match (release.head, &old_index) {
+            (Some(h), Some(_)) if h < release.index.length => release.index.offset + h,
+            _ => release.index.end(),
+        };
+        wanted.push((release.index.offset, end));
     }
     let genesis_have = replica.as_ref().map(|r| r.genesis.clone());
     if genesis_have.is_none() {
@@ -169,20 +175,23 @@ pub(crate) async fn run(cfg: &Config, mirrors: &Mirrors, install_wanted: bool) -
         Some(g) => g,
         None => genesis_frame(mirrors, &mut fetched, &seal).await?,
     };
-    let index = match (newer, &replica) {
-        (true, _) => Some(read_index(&fetched, &release)?),
-        (false, Some(r)) => r.index.as_ref().map(|(at, bytes, _, files)| IndexRead {
-            at: *at,
-            frame_bytes: bytes.clone(),
-            header_hash: leaf_hash(&frame_header(bytes).unwrap_or_default()),
-            files: files.clone(),
-        }),
-        (false, None) => None,
+    let index = if newer {
+        match read_index(&fetched, &release, old_index.as_ref())? {
+            Some(i) => Some(i),
+            None => {
+                // The patch is against another listing: the rest of the frame.
+                let whole = vec![(release.index.offset, release.index.end())];
+                fetch_into(mirrors, &mut fetched, whole, index_bound).await?;
+                read_index(&fetched, &release, None)?
+            }
+        }
+    } else {
+        old_index.clone()
     };
     let mut leaves =
         BTreeMap::from([(0, leaf_hash(&frame_header(&genesis).unwrap_or_default())), (n - 1, top.manifest_leaf)]);
     if let Some(ix) = &index {
-        leaves.insert(ix.at.leaf, ix.header_hash);
+        leaves.insert(ix.at.leaf, ix.header_hash());
     }
     let rnodes = rplan.nodes(|s, l| fetched.get(s, l)).map_err(|e| UpdateError::BadDigest(e.to_string()))?;
     match rplan.root(&leaves, &rnodes) {
@@ -225,7 +234,7 @@ pub(crate) async fn run(cfg: &Config, mirrors: &Mirrors, install_wanted: bool) -
     fs::create_dir(&staging).map_err(|e| UpdateError::io("creating", &staging, e))?;
     let result = async {
         let mut incoming = Incoming::new(&cfg.install_dir, &release.version)?;
-        let old_build = replica.as_ref().and_then(|r| r.index.as_ref()).map(|(_, _, _, files)| files.as_slice());
+        let old_build = old_index.as_ref().map(|i| i.files.as_slice());
         let mut needs = plan_files(&mut incoming, &new_index.files, old_build, &cfg.install_dir, &mut tally)?;
         progress(
             cfg,
@@ -489,35 +498,65 @@ async fn genesis_frame(mirrors: &Mirrors, fetched: &mut Fetched, seal: &SignedSe
     Ok(fetched.get(0, frame.len()).ok_or_else(|| bad("not fetched".into()))?.to_vec())
 }
 
-/// An index read from a mirror or the replica.
+/// An index read from a mirror or the replica: its header (the leaf), its
+/// listing and files.
+#[derive(Clone)]
 struct IndexRead {
     at: LeafRef,
-    frame_bytes: Vec<u8>,
-    header_hash: Hash,
+    header: Vec<u8>,
+    index: Index,
+    listing: Vec<u8>,
     files: Vec<FileRecord>,
 }
 
+impl IndexRead {
+    fn header_hash(&self) -> Hash {
+        leaf_hash(&self.header)
+    }
+}
+
 /// Reads this target's index from what was fetched: the header the manifest
-/// promised, its listing checked against the header's digests.
-fn read_index(fetched: &Fetched, release: &Release) -> Result<IndexRead, UpdateError> {
+/// promised, and its listing, checked against the header's digests: from the
+/// whole frame, or from the patch against `old` (the installed build's
+/// listing) when only the frame's head was fetched. `Ok(None)`: the head is
+/// not enough (the patch is against another listing); fetch the rest.
+fn read_index(fetched: &Fetched, release: &Release, old: Option<&IndexRead>) -> Result<Option<IndexRead>, UpdateError> {
     let at = release.index;
     let bad = |m: String| UpdateError::BadDigest(format!("the index of {} {}: {m}", release.target, release.version));
-    let frame = read_frame_at(fetched, at.offset, at.end()).map_err(|e| bad(e.to_string()))?;
+    let whole = fetched.has(at.offset, at.length);
+    let frame = if whole {
+        read_frame_at(fetched, at.offset, at.end()).map_err(|e| bad(e.to_string()))?
+    } else {
+        read_frame_head(fetched, at.offset, at.length).map_err(|e| bad(e.to_string()))?
+    };
     if frame.len() != at.length {
         return Err(bad("the frame is not the length the manifest says".into()));
     }
     let header = read_header(fetched, &frame).map_err(|e| bad(e.to_string()))?;
     let index = check_index_header(&header, release).map_err(bad)?;
-    let files = content::listing(fetched, &frame, &index).map_err(|e| bad(e.to_string()))?;
-    let frame_bytes = fetched.get(at.offset, at.length).ok_or_else(|| bad("not fetched".into()))?.to_vec();
-    Ok(IndexRead { at, frame_bytes, header_hash: leaf_hash(&header), files })
+    if frame.payload_len != index.payload_len() {
+        return Err(bad("the payload is not the length the header says".into()));
+    }
+    let listing = if whole {
+        content::listing_bytes(fetched, &frame, &index).map_err(|e| bad(e.to_string()))?
+    } else {
+        match (index.patch, old) {
+            (Some(p), Some(o)) if p.base == o.index.sha256 => {
+                content::listing_from_patch(fetched, frame.payload_offset, &index, &o.listing)
+                    .map_err(|e| bad(e.to_string()))?
+            }
+            _ => return Ok(None),
+        }
+    };
+    let files = content::parse(&listing, &index).map_err(|e| bad(e.to_string()))?;
+    Ok(Some(IndexRead { at, header, index, listing, files }))
 }
 
 /// What the replica holds that this session can use: the genesis frame and
 /// the installed build's index, verified against the stored checkpoint.
 struct OldReplica {
     genesis: Vec<u8>,
-    index: Option<(LeafRef, Vec<u8>, Index, Vec<FileRecord>)>,
+    index: Option<IndexRead>,
 }
 
 /// Reads and verifies the replica. Anything wrong with it only costs reuse:
@@ -537,22 +576,27 @@ fn load_replica(cfg: &Config, state: Option<&State>, installed: Option<&Installe
         }
     };
     let file = File::open(&path).ok()?;
-    let read = |offset: u64, len: u64| -> Option<Vec<u8>> {
-        let mut b = vec![0u8; len as usize];
-        file.read_exact_at(&mut b, offset).ok()?;
-        Some(b)
-    };
     let g = read_frame_at(&file, 0, scan.sealed_len).ok()?;
-    let genesis = read(0, g.len())?;
+    let mut genesis = vec![0u8; g.len() as usize];
+    file.read_exact_at(&mut genesis, 0).ok()?;
     let index = installed.and_then(|i| {
         let rec = scan
             .indexes
             .iter()
             .find(|r| r.index.target == i.target && r.index.channel == i.channel && r.index.version == i.version)?;
         // The index's place in the upstream container, as the manifest of the stored tree named it.
-        let upstream = scan.manifest.release(&rec.index.channel, &rec.index.target)?.index;
-        let bytes = read(rec.frame.offset, rec.frame.len())?;
-        Some((upstream, bytes, rec.index.clone(), rec.files.clone()))
+        let at = scan.manifest.release(&rec.index.channel, &rec.index.target)?.index;
+        let header = read_header(&file, &rec.frame).ok()?;
+        let listing = if rec.frame.payload_len == 0 {
+            // The listing frame that follows it (checked by the scan).
+            let l = read_frame_at(&file, rec.frame.end(), scan.sealed_len).ok()?;
+            let mut b = vec![0u8; l.payload_len as usize];
+            file.read_exact_at(&mut b, l.payload_offset).ok()?;
+            b
+        } else {
+            content::listing_bytes(&file, &rec.frame, &rec.index).ok()?
+        };
+        Some(IndexRead { at, header, index: rec.index.clone(), listing, files: rec.files.clone() })
     });
     Some(OldReplica { genesis, index })
 }
@@ -576,7 +620,15 @@ fn write_replica(cfg: &Config, p: &ReplicaParts<'_>) -> Result<(), UpdateError> 
         w.append_frames(&mut &p.genesis[..], p.genesis.len() as u64)?;
         let mut leaves = vec![0];
         if let Some(ix) = p.index {
-            w.append_frames(&mut ix.frame_bytes.as_slice(), ix.frame_bytes.len() as u64)?;
+            // The index's header (its leaf), then its listing, plain.
+            let frame =
+                encode_frame(&ix.header, b"").ok_or_else(|| UpdateError::State("index header too large".into()))?;
+            w.append_frames(&mut frame.as_slice(), frame.len() as u64)?;
+            let l = Header::Listing(Listing { size: ix.listing.len() as u64, sha256: ix.index.sha256 })
+                .to_bytes()
+                .map_err(|e| UpdateError::State(e.to_string()))?;
+            let frame = encode_frame(&l, &ix.listing).ok_or_else(|| UpdateError::State("listing too large".into()))?;
+            w.append_frames(&mut frame.as_slice(), frame.len() as u64)?;
             leaves.push(ix.at.leaf);
         }
         w.append_frames(&mut &p.manifest[..], p.manifest.len() as u64)?;
