@@ -7,12 +7,16 @@
 //! buffer in memory, and `openssl dgst -sha256` over the container file when
 //! openssl is installed. Prints the ratios; the goal is verify >= 0.8x SHA-256.
 //! A second container of compressible (zstd) entries is timed too, where
-//! verify also decompresses and hashes the content.
+//! verify also decompresses and hashes the content, and a third where each
+//! content after the first also has a delta from the one before, which
+//! verify applies to its base.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use dare_container::header::{Compression, Entry, FORMAT_VERSION, Genesis, Sha256Hex};
+use dare_container::header::{
+    Compression, Delta, DeltaRef, Entry, FORMAT_VERSION, FileRecord, Genesis, LeafRef, Sha256Hex,
+};
 use dare_container::keys::{SigningKey, TrustRoot};
 use dare_container::verify::ScanOptions;
 use dare_container::{Appender, hashio::sha256, verify_file};
@@ -33,12 +37,13 @@ fn main() {
         trust: trust.clone(),
     };
 
-    // Incompressible payloads (a cheap xorshift stream).
+    // Incompressible payloads (a cheap xorshift stream), one content per file.
     let plain = dir.path().join("plain.dare");
     Appender::create(&plain, genesis("bench/plain"), &[&key], 1).expect("create");
-    let mut a = Appender::open(&plain, false).expect("open");
+    let mut a = Appender::open(&plain).expect("open");
     let mut state = 0x9E37_79B9_7F4A_7C15u64;
     let mut buf = vec![0u8; FILE_MB << 20];
+    let mut records = Vec::new();
     for i in 0..files {
         for chunk in buf.chunks_exact_mut(8) {
             state ^= state << 13;
@@ -47,27 +52,72 @@ fn main() {
             chunk.copy_from_slice(&state.to_le_bytes());
         }
         let d = Sha256Hex(sha256(&buf));
-        let e = entry(i, buf.len() as u64, d, buf.len() as u64, d, Compression::None);
-        a.append_entry(e, &mut buf.as_slice()).expect("append");
+        let e = entry(buf.len() as u64, d, buf.len() as u64, d, Compression::None);
+        let at = a.append_entry(e, &mut buf.as_slice()).expect("append");
+        records.push(record(i, buf.len() as u64, d, at, Vec::new()));
     }
+    a.append_index("stable", TARGET, "1.0.0", &records).expect("index");
     a.seal(&[&key], 2).expect("seal");
     let bytes = std::fs::metadata(&plain).expect("stat").len();
 
-    // Compressible payloads, zstd level 3.
+    // Compressible payloads, zstd level 3: numbered lines, another range per file.
     let packed = dir.path().join("zstd.dare");
     Appender::create(&packed, genesis("bench/zstd"), &[&key], 1).expect("create");
-    let mut a = Appender::open(&packed, false).expect("open");
-    let text: Vec<u8> = (0..(FILE_MB << 20) / 16).flat_map(|i: usize| format!("{i:015}\n").into_bytes()).collect();
-    let content = Sha256Hex(sha256(&text));
+    let mut a = Appender::open(&packed).expect("open");
+    let lines = (FILE_MB << 20) / 16;
+    let text = |i: usize| -> Vec<u8> {
+        (i * lines..(i + 1) * lines).flat_map(|j| format!("{j:015}\n").into_bytes()).collect()
+    };
     let mut content_bytes = 0u64;
+    let mut records = Vec::new();
     for i in 0..files {
-        let z = zstd::encode_all(text.as_slice(), 3).expect("zstd");
-        let e = entry(i, text.len() as u64, content, z.len() as u64, Sha256Hex(sha256(&z)), Compression::Zstd);
-        a.append_entry(e, &mut z.as_slice()).expect("append");
-        content_bytes += text.len() as u64;
+        let t = text(i);
+        let z = zstd::encode_all(t.as_slice(), 3).expect("zstd");
+        let sha = Sha256Hex(sha256(&t));
+        let e = entry(t.len() as u64, sha, z.len() as u64, Sha256Hex(sha256(&z)), Compression::Zstd);
+        let at = a.append_entry(e, &mut z.as_slice()).expect("append");
+        records.push(record(i, t.len() as u64, sha, at, Vec::new()));
+        content_bytes += t.len() as u64;
     }
+    a.append_index("stable", TARGET, "1.0.0", &records).expect("index");
     a.seal(&[&key], 2).expect("seal");
     let packed_bytes = std::fs::metadata(&packed).expect("stat").len();
+
+    // Deltas: each zstd content after the first is also a patch from the one
+    // before it (the numbered lines of the previous file, one line changed).
+    let patched = dir.path().join("delta.dare");
+    Appender::create(&patched, genesis("bench/delta"), &[&key], 1).expect("create");
+    let mut a = Appender::open(&patched).expect("open");
+    let mut records = Vec::new();
+    let mut previous: Option<(Vec<u8>, Sha256Hex)> = None;
+    let mut delta_content = 0u64;
+    for i in 0..files.max(2) {
+        let mut t = text(0);
+        t[i * 16..i * 16 + 15].copy_from_slice(format!("{:015}", 999_999_999_999u64 - i as u64).as_bytes());
+        let z = zstd::encode_all(t.as_slice(), 3).expect("zstd");
+        let sha = Sha256Hex(sha256(&t));
+        let e = entry(t.len() as u64, sha, z.len() as u64, Sha256Hex(sha256(&z)), Compression::Zstd);
+        let at = a.append_entry(e, &mut z.as_slice()).expect("append");
+        let mut deltas = Vec::new();
+        if let Some((base, base_sha)) = &previous {
+            let p = patch(base, &t);
+            let d = Delta {
+                base: *base_sha,
+                base_size: base.len() as u64,
+                size: t.len() as u64,
+                sha256: sha,
+                stored_size: p.len() as u64,
+                stored_sha256: Sha256Hex(sha256(&p)),
+            };
+            let at = a.append_delta(d, &mut p.as_slice()).expect("append a delta");
+            deltas.push(DeltaRef { base: *base_sha, leaf: at.leaf, offset: at.offset, length: at.length });
+            delta_content += t.len() as u64;
+        }
+        records.push(record(i, t.len() as u64, sha, at, deltas));
+        previous = Some((t, sha));
+    }
+    a.append_index("stable", TARGET, "1.0.0", &records).expect("index");
+    a.seal(&[&key], 2).expect("seal");
 
     let opts = ScanOptions { payloads: true, pins: None };
     let verify = best_of(3, || {
@@ -94,6 +144,9 @@ fn main() {
     });
     let verify_zstd = best_of(3, || {
         verify_file(&packed, &opts).expect("the bench container verifies");
+    });
+    let verify_delta = best_of(3, || {
+        verify_file(&patched, &opts).expect("the bench container verifies");
     });
 
     let mbps = |b: u64, d: Duration| b as f64 / d.as_secs_f64() / (1u64 << 20) as f64;
@@ -124,22 +177,32 @@ fn main() {
         content_bytes >> 20,
         mbps(content_bytes, verify_zstd)
     );
+    let _ = writeln!(
+        out,
+        "  delta container: {} MiB of content made by deltas, verify {:.0} MiB/s of those (entries decoded + patches applied)",
+        delta_content >> 20,
+        mbps(delta_content, verify_delta)
+    );
 }
 
-fn entry(i: usize, size: u64, sha: Sha256Hex, stored_size: u64, stored: Sha256Hex, compression: Compression) -> Entry {
-    Entry {
-        target: "x86_64-unknown-linux-gnu".into(),
-        version: "1.0.0".into(),
-        channel: "stable".into(),
-        path: format!("file-{i}"),
-        mode: 0o644,
-        size,
-        sha256: sha,
-        stored_size,
-        stored_sha256: stored,
-        compression,
-        delta_base: None,
-    }
+const TARGET: &str = "x86_64-unknown-linux-gnu";
+
+fn entry(size: u64, sha: Sha256Hex, stored_size: u64, stored: Sha256Hex, compression: Compression) -> Entry {
+    Entry { size, sha256: sha, stored_size, stored_sha256: stored, compression }
+}
+
+fn record(i: usize, size: u64, sha256: Sha256Hex, entry: LeafRef, deltas: Vec<DeltaRef>) -> FileRecord {
+    FileRecord { path: format!("file-{i:04}"), mode: 0o644, size, sha256, entry, deltas }
+}
+
+/// A zstd patch-from delta, as `dare publish` makes them.
+fn patch(base: &[u8], new: &[u8]) -> Vec<u8> {
+    let mut enc = zstd::stream::write::Encoder::with_ref_prefix(Vec::new(), 3, base).expect("zstd");
+    let span = base.len().max(new.len()).max(1) as u64;
+    enc.window_log((64 - span.leading_zeros() + 1).clamp(10, 31)).expect("zstd");
+    enc.long_distance_matching(true).expect("zstd");
+    enc.write_all(new).expect("zstd");
+    enc.finish().expect("zstd")
 }
 
 fn best_of(n: usize, mut f: impl FnMut()) -> Duration {

@@ -469,7 +469,8 @@ impl Appender {
         if let Some(prev) = previous {
             let base = self.listing_bytes(prev)?;
             let p = patch_listing(&base, &listing)?;
-            if p.len() < stored.len() {
+            // A listing identical to the previous one needs no patch.
+            if p.len() < stored.len() && base != listing {
                 patch = Some(Patch {
                     base: Sha256Hex(sha256(&base)),
                     stored_size: p.len() as u64,

@@ -254,6 +254,8 @@ pub struct ProofPlan {
     tiles: HashMap<TileId, u64>,
     /// Tiles listed in a page: the 8-byte slot to read first.
     slots: Vec<(TileId, u64)>,
+    /// Every node the root computation takes as given.
+    used: Vec<NodeId>,
 }
 
 impl ProofPlan {
@@ -261,14 +263,28 @@ impl ProofPlan {
     /// manifest, `size - 1`) and, when `old` is a stored tree, consistency
     /// with it, against the tree `map` describes.
     pub fn new(map: &TileMap, old: &Frontier, leaves: &BTreeSet<u64>) -> Result<ProofPlan, PlanError> {
+        Self::with_known(map, old, leaves, &HashMap::new())
+    }
+
+    /// [`Self::new`], taking `known` node hashes (already verified: e.g. the
+    /// nodes that proved a stored tree, which never change) instead of
+    /// fetching them.
+    pub fn with_known(
+        map: &TileMap,
+        old: &Frontier,
+        leaves: &BTreeSet<u64>,
+        known: &HashMap<NodeId, Hash>,
+    ) -> Result<ProofPlan, PlanError> {
         let n = map.size();
         let nodes = plan_nodes(n, old, leaves)?;
-        let known: HashMap<NodeId, Hash> =
+        let mut known_all: HashMap<NodeId, Hash> =
             map.before.nodes().into_iter().zip(map.before.hashes().iter().copied()).collect();
+        known_all.extend(known.iter().map(|(k, v)| (*k, *v)));
+        let known: HashMap<NodeId, Hash> = nodes.iter().filter_map(|id| known_all.get(id).map(|h| (*id, *h))).collect();
         let mut want = Vec::new();
         let mut tiles = HashMap::new();
         let mut slots = Vec::new();
-        for node in nodes {
+        for &node in &nodes {
             if known.contains_key(&node) {
                 continue;
             }
@@ -287,7 +303,7 @@ impl ProofPlan {
             }
             want.push((node, span));
         }
-        Ok(ProofPlan { size: n, old: old.clone(), known, want, tiles, slots })
+        Ok(ProofPlan { size: n, old: old.clone(), known, want, tiles, slots, used: nodes })
     }
 
     /// Byte ranges of page slots to read before [`Self::ranges`] is known
@@ -338,12 +354,10 @@ impl ProofPlan {
         root_from_nodes(self.size, &self.old, leaves, nodes)
     }
 
-    /// The nodes the plan uses (to keep as proof material in a replica), sorted.
+    /// The nodes the root computation takes as given (to keep as proof
+    /// material in a replica), sorted.
     pub fn node_ids(&self) -> Vec<NodeId> {
-        let mut ids: Vec<NodeId> = self.want.iter().map(|(n, _)| *n).chain(self.known.keys().copied()).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        ids
+        self.used.clone()
     }
 }
 

@@ -742,6 +742,7 @@ mod tests {
             stored_sha256: digest(b"abc"),
             compression: Compression::None,
             previous: None,
+            patch: None,
         }
     }
 
@@ -873,6 +874,7 @@ mod tests {
             target: t.into(),
             version: "1.0.0".into(),
             index: LeafRef { leaf: 1, offset: 10, length: 20 },
+            head: None,
         };
         let ok = Manifest {
             releases: vec![r("beta", "x86_64-unknown-linux-gnu"), r("stable", "aarch64-apple-darwin")],

@@ -391,8 +391,8 @@ struct Walker<'a, R: ?Sized> {
     manifest: Option<(u64, FrameInfo, Manifest)>,
     /// The manifest the last seal covers (a later one may be in a torn tail).
     sealed_manifest: Option<(FrameInfo, Manifest)>,
-    /// The latest map frame: where it sits and the tree size it is for.
-    map: Option<(FrameInfo, u64)>,
+    /// The latest map frame: its index, where it sits and the tree size it is for.
+    map: Option<(u64, FrameInfo, u64)>,
     tiles: HashMap<(u8, u64, u16), u64>,
     tile_at: HashMap<u64, (u8, u64, u16)>,
     pending_tiles: Vec<(u64, FrameInfo, crate::header::Tile)>,
@@ -545,7 +545,7 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
                         frame.payload_len
                     )))
                 } else {
-                    self.map = Some((frame, m.size));
+                    self.map = Some((index, frame, m.size));
                     Ok(())
                 }
             }
@@ -586,13 +586,11 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
                 frame.payload_len, e.stored_size
             )));
         }
-        if let Some(first) = self.content.get(&e.sha256) {
-            return Err(Problem::Entry(format!("content {} is already stored at leaf {first}", e.sha256)));
-        }
         if self.check_payloads(&frame) {
             content::check_entry(self.src, &frame, &e).map_err(content_problem)?;
         }
-        self.content.insert(e.sha256, leaf);
+        // Stored twice is wasteful, not wrong: deltas name the first.
+        self.content.entry(e.sha256).or_insert(leaf);
         self.unreferenced.insert(leaf);
         self.entries.push(EntryRecord { leaf, frame, stored: Stored::Entry(e) });
         Ok(())
@@ -621,16 +619,13 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
         if base_size(&base) != d.base_size || base_size(result) != d.size {
             return Err(Problem::Entry("the delta's sizes are not those of its base and result".into()));
         }
-        if let Some(first) = self.deltas.get(&(d.base, d.sha256)) {
-            return Err(Problem::Entry(format!("this delta is already stored at leaf {first}")));
-        }
         if self.check_payloads(&frame) {
             let Stored::Entry(be) = &base.stored else { unreachable!("content leaves are entries") };
             let base_bytes =
                 content::entry_bytes(self.src, &base.frame, be, MAX_DELTA_SIZE).map_err(content_problem)?;
             content::delta_content(self.src, &frame, &d, &base_bytes, io::sink()).map_err(content_problem)?;
         }
-        self.deltas.insert((d.base, d.sha256), leaf);
+        self.deltas.entry((d.base, d.sha256)).or_insert(leaf);
         self.unreferenced.insert(leaf);
         self.entries.push(EntryRecord { leaf, frame, stored: Stored::Delta(d) });
         Ok(())
@@ -861,7 +856,11 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
             self.pins = None;
         }
         // The map: the frontier before the manifest, and every tile's place.
-        self.check_map(n, &s).map_err(|m| err(Problem::Map(m)))?;
+        // What the map itself gets wrong names the map frame.
+        self.check_map(n, &s).map_err(|(at, m)| match at {
+            Some((i, o)) => VerifyError { frame: i, offset: o, problem: Problem::Map(m) },
+            None => err(Problem::Map(m)),
+        })?;
         // Consistency with the previous seal.
         if let Some(prev) = &self.last_seal {
             let m = prev.checkpoint.size;
@@ -937,46 +936,58 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
 
     /// The seal's map is the latest map frame, for this tree, and it holds
     /// the frontier before the manifest and every tile's place.
-    fn check_map(&self, n: u64, s: &Seal) -> Result<(), String> {
-        let (frame, size) = self.map.as_ref().ok_or("no map before the seal")?;
+    /// Errors name the map frame (`Some((frame index, offset))`) when its
+    /// content is wrong, the seal (`None`) when the seal names another map.
+    fn check_map(&self, n: u64, s: &Seal) -> Result<(), (Option<(u64, u64)>, String)> {
+        let (mi, frame, size) = self.map.as_ref().ok_or((None, "no map before the seal".to_string()))?;
+        let at = Some((*mi, frame.offset));
         if s.map != (FrameRef { offset: frame.offset, length: frame.len() }) {
-            return Err(format!(
-                "the seal points at a map at byte {} ({} bytes), but the latest map is at byte {} ({} bytes)",
-                s.map.offset,
-                s.map.length,
-                frame.offset,
-                frame.len()
+            return Err((
+                None,
+                format!(
+                    "the seal points at a map at byte {} ({} bytes), but the latest map is at byte {} ({} bytes)",
+                    s.map.offset,
+                    s.map.length,
+                    frame.offset,
+                    frame.len()
+                ),
             ));
         }
         if *size != n {
-            return Err(format!("the map is for a tree of {size} leaves, the seal's has {n}"));
+            return Err((at, format!("the map is for a tree of {size} leaves, the seal's has {n}")));
         }
         let mut raw = vec![0u8; frame.payload_len as usize];
-        self.src.read_exact_at(&mut raw, frame.payload_offset).map_err(|e| e.to_string())?;
-        let map = TileMap::decode(n, &raw).map_err(|e| e.to_string())?;
-        let before = self.tree.frontier_at(n - 1).map_err(|e| e.to_string())?;
+        self.src.read_exact_at(&mut raw, frame.payload_offset).map_err(|e| (at, e.to_string()))?;
+        let map = TileMap::decode(n, &raw).map_err(|e| (at, e.to_string()))?;
+        let before = self.tree.frontier_at(n - 1).map_err(|e| (at, e.to_string()))?;
         if map.before != before {
-            return Err("its frontier is not the tree's before the manifest".into());
+            return Err((at, "its frontier is not the tree's before the manifest".into()));
         }
         for (l, level) in map.levels.iter().enumerate() {
             let l = l as u8;
             let c = level_counts(n, l);
             for (p, off) in level.pages.iter().enumerate() {
                 if self.page_at.get(off) != Some(&(l, p as u64)) {
-                    return Err(format!("says page {l}/{p} is at byte {off}, but no such page frame is there"));
+                    return Err((at, format!("says page {l}/{p} is at byte {off}, but no such page frame is there")));
                 }
             }
             for (i, off) in level.loose.iter().enumerate() {
                 let t = TileId { level: l, index: c.pages * 256 + i as u64, width: 256 };
                 if self.tile_at.get(off) != Some(&(t.level, t.index, t.width)) {
-                    return Err(format!("says tile {} is at byte {off}, but no such tile frame is there", t.path()));
+                    return Err((
+                        at,
+                        format!("says tile {} is at byte {off}, but no such tile frame is there", t.path()),
+                    ));
                 }
             }
             if let Some(off) = level.edge {
                 let m = n >> (8 * u32::from(l));
                 let t = TileId { level: l, index: m / 256, width: (m % 256) as u16 };
                 if self.tile_at.get(&off) != Some(&(t.level, t.index, t.width)) {
-                    return Err(format!("says tile {} is at byte {off}, but no such tile frame is there", t.path()));
+                    return Err((
+                        at,
+                        format!("says tile {} is at byte {off}, but no such tile frame is there", t.path()),
+                    ));
                 }
             }
         }

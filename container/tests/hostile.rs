@@ -15,9 +15,10 @@ use dare_container::verify::{Problem, ScanOptions, Tail, VerifyError, walk_backw
 use dare_container::{scan_file, verify_file};
 use support::{Builder, Fixture, Framed, T0, key_a, key_b, layout, problem_kind, scan};
 
-/// Three releases of three targets (plus beta) with two files each.
+/// Three releases of three targets (plus beta) with two files each, changed
+/// files getting deltas.
 fn fixture() -> Fixture {
-    Builder { releases: 3, targets: 3, files: 2, size: 40, beta: true }.build()
+    Builder { releases: 3, targets: 3, files: 2, size: 40, beta: true, deltas: true }.build()
 }
 
 fn flipped(bytes: &[u8], at: u64, mask: u8) -> Vec<u8> {
@@ -54,6 +55,11 @@ impl<'a> Release<'a> {
             .iter()
             .find(|f| matches!(&f.header, Header::Entry(e) if e.compression == compression))
             .expect("an entry with that compression")
+    }
+
+    /// The index with the most files and deltas.
+    fn index(&self) -> &'a Framed {
+        self.of_kind("index").into_iter().max_by_key(|f| f.info.payload_len).expect("an index")
     }
 }
 
@@ -153,6 +159,32 @@ fn every_flip_in_an_entry_header_names_the_entry() {
 }
 
 #[test]
+fn every_flip_in_an_index_header_names_the_index() {
+    let f = fixture();
+    let bytes = f.bytes();
+    let frames = layout(&bytes);
+    for r in [1, 2] {
+        let ix = release(&frames, r).index();
+        let Header::Index(h) = &ix.header else { unreachable!() };
+        assert_eq!(h.previous.is_some(), r > 1);
+        let imprecise = every_header_flip_fails_within_its_release(&bytes, &frames, ix, &[0x01], false);
+        assert!(imprecise.is_empty(), "release {r}, index frame {}:\n{}", ix.index, imprecise.join("\n"));
+    }
+}
+
+#[test]
+fn every_flip_in_a_delta_header_names_the_delta() {
+    let f = fixture();
+    let bytes = f.bytes();
+    let frames = layout(&bytes);
+    let d = release(&frames, 2).of_kind("delta")[0];
+    for payloads in [false, true] {
+        let imprecise = every_header_flip_fails_within_its_release(&bytes, &frames, d, &[0x01], payloads);
+        assert!(imprecise.is_empty(), "delta frame {}:\n{}", d.index, imprecise.join("\n"));
+    }
+}
+
+#[test]
 fn every_flip_in_the_genesis_header_names_frame_0() {
     let f = fixture();
     let bytes = f.bytes();
@@ -167,7 +199,7 @@ fn payload_flips_fail_the_payload_check_and_pass_a_structure_only_scan() {
     let bytes = f.bytes();
     let frames = layout(&bytes);
     let r2 = release(&frames, 2);
-    for e in [r2.entry(Compression::None), r2.entry(Compression::Zstd)] {
+    for e in [r2.entry(Compression::None), r2.entry(Compression::Zstd), r2.of_kind("delta")[0]] {
         assert!(e.info.payload_len > 0);
         for at in payload_range(e) {
             let bad = flipped(&bytes, at, 0x01);
@@ -178,6 +210,39 @@ fn payload_flips_fail_the_payload_check_and_pass_a_structure_only_scan() {
             // tree and seals only, and the payload is not read.
             let s = scan(&bad, false).expect("a structure-only scan does not read payloads");
             assert_eq!((s.size(), s.tail.clone()), (f.seals.last().unwrap().size, Tail::Clean));
+        }
+    }
+}
+
+#[test]
+fn index_payload_flips_fail_even_a_structure_only_scan_naming_the_index() {
+    let f = fixture();
+    let bytes = f.bytes();
+    let frames = layout(&bytes);
+    let ix = release(&frames, 2).index();
+    let Header::Index(h) = &ix.header else { unreachable!() };
+    assert_eq!(h.compression, Compression::Zstd);
+    for at in payload_range(ix) {
+        let err = scan(&flipped(&bytes, at, 0x01), false).expect_err("a flipped listing byte fails");
+        assert!(matches!(err.problem, Problem::Payload(_)), "byte {at}: {err}");
+        assert_names(&err, &frames, ix.index, "listing");
+    }
+}
+
+#[test]
+fn map_flips_fail_at_the_map_or_its_seal() {
+    let f = fixture();
+    let bytes = f.bytes();
+    let frames = layout(&bytes);
+    for r in [1, 3] {
+        let map = release(&frames, r).of_kind("map")[0];
+        let seal = release(&frames, r).of_kind("seal")[0];
+        for at in payload_range(map) {
+            let err = scan(&flipped(&bytes, at, 0x01), false).expect_err("a flipped map byte fails");
+            assert!(matches!(err.problem, Problem::Map(_)), "byte {at}: {err}");
+            // The map is the bad frame; `crafted` holds the scanner to naming it.
+            assert!([map.index, seal.index].contains(&err.frame), "byte {at}: {err}");
+            assert_eq!(err.offset, frames[err.frame as usize].info.offset);
         }
     }
 }
@@ -248,7 +313,7 @@ fn every_flip_in_a_sealed_seal_header_fails_at_that_seal() {
             Err(e) => e,
         };
         assert!(
-            matches!(err.problem, Problem::Header(_) | Problem::Seal(_) | Problem::Signature(_)),
+            matches!(err.problem, Problem::Header(_) | Problem::Seal(_) | Problem::Map(_) | Problem::Signature(_)),
             "byte {at}: {err}"
         );
         assert_names(&err, &frames, seal.index, "seal");
@@ -256,30 +321,38 @@ fn every_flip_in_a_sealed_seal_header_fails_at_that_seal() {
 }
 
 #[test]
-fn changing_the_seals_time_manifest_or_tile_offsets_fails_at_the_seal() {
+fn changing_the_seals_time_manifest_or_map_offsets_fails_at_the_seal() {
     let f = fixture();
     let bytes = f.bytes();
     let frames = layout(&bytes);
     let seal = release(&frames, 2).of_kind("seal")[0];
     let header = read_header(bytes.as_slice(), &seal.info).unwrap();
     let text = String::from_utf8(header).unwrap();
-    for prefix in ["\"time\":", "\"tiles\":[[", "\"manifest\":{\"offset\":", "\"length\":"] {
+    for (object, field) in [
+        ("", "\"time\":"),
+        ("\"manifest\":", "\"offset\":"),
+        ("\"manifest\":", "\"length\":"),
+        ("\"map\":", "\"offset\":"),
+        ("\"map\":", "\"length\":"),
+    ] {
+        let prefix = &format!("{object}{field}");
         // The second digit of the number, so the JSON stays valid.
-        let at = seal.info.header_offset + (text.find(prefix).unwrap() + prefix.len() + 1) as u64;
+        let o = text.find(object).unwrap();
+        let at = seal.info.header_offset + (o + text[o..].find(field).unwrap() + field.len() + 1) as u64;
         let err = scan(&flipped(&bytes, at, 0x01), false).expect_err(prefix);
-        assert!(matches!(err.problem, Problem::Seal(_)), "{prefix}: {err}");
+        assert!(matches!(err.problem, Problem::Seal(_) | Problem::Map(_)), "{prefix}: {err}");
         assert_names(&err, &frames, seal.index, prefix);
     }
 }
 
 /// A smaller container for the byte-by-byte truncation tests.
 fn small() -> Fixture {
-    Builder { releases: 3, targets: 2, files: 2, size: 30, beta: false }.build()
+    Builder { releases: 3, targets: 2, files: 2, size: 30, beta: false, deltas: true }.build()
 }
 
 #[test]
 fn truncating_the_last_release_anywhere_leaves_the_previous_release() {
-    let f = Builder { releases: 2, targets: 1, files: 2, size: 30, beta: false }.build();
+    let f = Builder { releases: 2, targets: 1, files: 2, size: 30, beta: false, deltas: true }.build();
     let bytes = f.bytes();
     let prev = &f.seals[f.seals.len() - 2];
     let path = f.dir.path().join("cut.dare");

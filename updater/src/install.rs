@@ -58,6 +58,9 @@ pub struct Incoming {
     version: String,
     tmp: PathBuf,
     done: bool,
+    /// Directories this made (the install directory, `versions/`), removed
+    /// again if the install does not finish and they are empty.
+    made: Vec<PathBuf>,
 }
 
 impl Incoming {
@@ -77,13 +80,15 @@ impl Incoming {
             )));
         }
         let versions = install_dir.join("versions");
+        let made: Vec<PathBuf> =
+            [versions.clone(), install_dir.to_path_buf()].into_iter().filter(|d| !d.exists()).collect();
         fs::create_dir_all(&versions).map_err(|e| UpdateError::io("creating", &versions, e))?;
         let tmp = versions.join(format!(".incoming-{version}-{}", std::process::id()));
         if tmp.exists() {
             fs::remove_dir_all(&tmp).map_err(|e| UpdateError::io("removing", &tmp, e))?;
         }
         fs::create_dir(&tmp).map_err(|e| UpdateError::io("creating", &tmp, e))?;
-        Ok(Incoming { install_dir: install_dir.to_path_buf(), version: version.to_string(), tmp, done: false })
+        Ok(Incoming { install_dir: install_dir.to_path_buf(), version: version.to_string(), tmp, done: false, made })
     }
 
     fn dest(&self, path: &str) -> Result<PathBuf, UpdateError> {
@@ -202,6 +207,10 @@ impl Drop for Incoming {
     fn drop(&mut self) {
         if !self.done {
             let _ = fs::remove_dir_all(&self.tmp);
+            // Only if empty: a failed first install leaves nothing behind.
+            for d in &self.made {
+                let _ = fs::remove_dir(d);
+            }
         }
     }
 }

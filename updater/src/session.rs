@@ -137,7 +137,10 @@ pub(crate) async fn run(cfg: &Config, mirrors: &Mirrors, install_wanted: bool) -
     // Round trip 3: the index (or, with nothing new for this target, the one
     // installed), the genesis if the replica lacks it, and the proofs.
     let old_index = replica.as_ref().and_then(|r| r.index.clone());
-    let index_at = if newer { Some(release.index) } else { old_index.as_ref().map(|i| i.at) };
+    // The index to read from the mirror: the new build's, or the installed
+    // one's when the replica lost it (the next update reuses through it).
+    let fetch_index = newer || old_index.is_none();
+    let index_at = if fetch_index { Some(release.index) } else { old_index.as_ref().map(|i| i.at) };
     let index_bound = 2 * MAX_LISTING + (1 << 20) + 64;
     if index_at.is_some_and(|i| i.length > index_bound) {
         return Err(UpdateError::BadDigest(format!("the manifest names an index of {} bytes", release.index.length)));
@@ -145,12 +148,13 @@ pub(crate) async fn run(cfg: &Config, mirrors: &Mirrors, install_wanted: bool) -
     let n = top.size();
     let mut top_leaves = BTreeSet::from([0, n - 1]);
     top_leaves.extend(index_at.map(|i| i.leaf));
-    let mut rplan = ProofPlan::new(&top.map, &Frontier::new(), &top_leaves).map_err(plan_error)?;
+    let known = replica.as_ref().map(|r| r.nodes.clone()).unwrap_or_default();
+    let mut rplan = ProofPlan::with_known(&top.map, &Frontier::new(), &top_leaves, &known).map_err(plan_error)?;
     let mut cplan = ProofPlan::new(&top.map, &old, &BTreeSet::from([n - 1])).map_err(plan_error)?;
     resolve_slots(mirrors, &mut fetched, &mut [&mut rplan, &mut cplan]).await?;
     let mut wanted = rplan.ranges();
     wanted.extend(cplan.ranges());
-    if newer {
+    if fetch_index {
         // A client with the previous listing reads only the index's header and patch.
         let end = match (release.head, &old_index) {
             (Some(h), Some(_)) if h < release.index.length => release.index.offset + h,
@@ -175,13 +179,13 @@ pub(crate) async fn run(cfg: &Config, mirrors: &Mirrors, install_wanted: bool) -
         Some(g) => g,
         None => genesis_frame(mirrors, &mut fetched, &seal).await?,
     };
-    let index = if newer {
+    let index = if fetch_index {
         match read_index(&fetched, &release, old_index.as_ref())? {
             Some(i) => Some(i),
             None => {
                 // The patch is against another listing: the rest of the frame.
-                let whole = vec![(release.index.offset, release.index.end())];
-                fetch_into(mirrors, &mut fetched, whole, index_bound).await?;
+                let from = release.index.offset + release.head.unwrap_or(0);
+                fetch_into(mirrors, &mut fetched, vec![(from, release.index.end())], index_bound).await?;
                 read_index(&fetched, &release, None)?
             }
         }
@@ -557,6 +561,9 @@ fn read_index(fetched: &Fetched, release: &Release, old: Option<&IndexRead>) -> 
 struct OldReplica {
     genesis: Vec<u8>,
     index: Option<IndexRead>,
+    /// The node hashes that proved the replica's leaves in the stored tree:
+    /// checked, and they never change.
+    nodes: HashMap<NodeId, Hash>,
 }
 
 /// Reads and verifies the replica. Anything wrong with it only costs reuse:
@@ -598,7 +605,30 @@ fn load_replica(cfg: &Config, state: Option<&State>, installed: Option<&Installe
         };
         Some(IndexRead { at, header, index: rec.index.clone(), listing, files: rec.files.clone() })
     });
-    Some(OldReplica { genesis, index })
+    let nodes = proof_nodes(&file, &scan).unwrap_or_default();
+    Some(OldReplica { genesis, index, nodes })
+}
+
+/// The nodes of the replica's proof frame that its scan used to prove its
+/// leaves against the stored root (an unused node was never checked).
+fn proof_nodes(file: &File, scan: &dare_container::verify::Scan) -> Option<HashMap<NodeId, Hash>> {
+    let seal = scan.last_seal.frame.offset;
+    let p = read_frame_before(file, 0, seal).ok()?;
+    let Ok(Header::Proof(proof)) = Header::parse(&read_header(file, &p).ok()?) else { return None };
+    let mut raw = vec![0u8; p.payload_len as usize];
+    file.read_exact_at(&mut raw, p.payload_offset).ok()?;
+    let leaves: BTreeSet<u64> = proof.leaves.iter().copied().collect();
+    let used: BTreeSet<NodeId> =
+        dare_container::merkle::plan_nodes(proof.size, &Frontier::new(), &leaves).ok()?.into_iter().collect();
+    Some(
+        proof
+            .nodes
+            .iter()
+            .zip(raw.chunks_exact(32))
+            .map(|((height, index), h)| (NodeId { height: *height, index: *index }, h.try_into().unwrap_or([0; 32])))
+            .filter(|(id, _)| used.contains(id))
+            .collect(),
+    )
 }
 
 /// Where the replica's frames come from.

@@ -7,23 +7,26 @@
 pub mod nginx;
 pub mod server;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dare_container::Appender;
-use dare_container::client::{ProofPlan, SignedTail, TailRead, read_tail};
+use dare_container::client::{ProofPlan, SealRead, SignedTop, read_seal, read_top};
 use dare_container::frame::Window;
-use dare_container::header::{FORMAT_VERSION, Genesis};
+use dare_container::header::{FORMAT_VERSION, FileRecord, Genesis};
 use dare_container::keys::{SigningKey, TrustRoot, VerifierKey};
 use dare_container::merkle::Frontier;
-use dare_container::verify::{EntryRecord, Scan, ScanOptions};
-use dare_publisher::{Artifact, PublishOptions};
+use dare_container::verify::{EntryRecord, IndexRecord, Scan, ScanOptions};
+use dare_publisher::{Artifact, PublishOptions, PublishReport};
 use dare_updater::fetch::RetryPolicy;
-use dare_updater::transport::{Timeouts, Transport};
+use dare_updater::transport::{
+    BoxFuture, ByteRange, MemoryTransport, RangeSink, SinkError, Timeouts, TransferStats, Transport, TransportError,
+};
 use dare_updater::{Outcome, UpdateError, Updater, UpdaterBuilder};
 
 /// The signed time of the genesis; releases follow a minute apart.
@@ -153,7 +156,8 @@ impl Publisher {
         dare_publisher::publish(&self.container, &signers, &opts, &mut |_| {}).unwrap();
     }
 
-    /// Publishes `version` at `time` with one file `app` of `size` random bytes per target.
+    /// Publishes `version` at `time` with one file `app` of `size` random bytes per target. The
+    /// builds are unrelated random bytes, so no delta is tried.
     pub fn publish_single(&self, version: &str, time: u64, targets: &[&str], size: usize) {
         let artifacts: Vec<Artifact> = targets
             .iter()
@@ -169,7 +173,40 @@ impl Publisher {
         let signers: Vec<&SigningKey> = self.keys.iter().collect();
         let mut opts = PublishOptions::new(version, artifacts, time);
         opts.level = 1;
+        opts.deltas = 0;
         dare_publisher::publish(&self.container, &signers, &opts, &mut |_| {}).unwrap();
+    }
+
+    /// Publishes `version` at `time` with the given build of each target (default options: deltas
+    /// against the previous release).
+    pub fn publish_builds(&self, version: &str, time: u64, builds: &[(&str, &Build)]) -> PublishReport {
+        self.publish_builds_with(version, time, builds, |_| {})
+    }
+
+    /// [`Publisher::publish_builds`] with options adjusted by `adjust`.
+    pub fn publish_builds_with(
+        &self,
+        version: &str,
+        time: u64,
+        builds: &[(&str, &Build)],
+        adjust: impl FnOnce(&mut PublishOptions),
+    ) -> PublishReport {
+        let artifacts: Vec<Artifact> = builds
+            .iter()
+            .map(|(t, build)| {
+                let dir = self.builds.join(format!("{t}-{version}-tree"));
+                if dir.exists() {
+                    fs::remove_dir_all(&dir).unwrap();
+                }
+                write_build(&dir, build);
+                Artifact { target: (*t).to_string(), path: dir }
+            })
+            .collect();
+        let signers: Vec<&SigningKey> = self.keys.iter().collect();
+        let mut opts = PublishOptions::new(version, artifacts, time);
+        opts.workers = 1;
+        adjust(&mut opts);
+        dare_publisher::publish(&self.container, &signers, &opts, &mut |_| {}).unwrap()
     }
 
     /// Publishes `version` for every usual target at `time`.
@@ -199,27 +236,72 @@ impl Publisher {
     }
 }
 
-/// The entry of `path` in the newest release of `target` (by leaf order).
+/// The index of `version` of `target` on `stable`.
+pub fn index_of(scan: &Scan, target: &str, version: &str) -> IndexRecord {
+    scan.index("stable", target, Some(version)).cloned().unwrap_or_else(|| panic!("no index {target} {version}"))
+}
+
+/// The listing record of `path` in `version` of `target`.
+pub fn file_of(scan: &Scan, target: &str, version: &str, path: &str) -> FileRecord {
+    index_of(scan, target, version)
+        .files
+        .into_iter()
+        .find(|f| f.path == path)
+        .unwrap_or_else(|| panic!("no file {path} in {target} {version}"))
+}
+
+/// The entry frame holding the content of `path` in `version` of `target`.
 pub fn entry_of(scan: &Scan, target: &str, version: &str, path: &str) -> EntryRecord {
-    scan.entries
+    let f = file_of(scan, target, version, path);
+    let e = scan.entry(f.entry.leaf).cloned().unwrap_or_else(|| panic!("no entry at leaf {}", f.entry.leaf));
+    assert_eq!((e.frame.offset, e.frame.len()), (f.entry.offset, f.entry.length));
+    e
+}
+
+/// The delta frame that produces `path` of `version` of `target` from the previous version.
+pub fn delta_of(scan: &Scan, target: &str, version: &str, path: &str) -> EntryRecord {
+    let f = file_of(scan, target, version, path);
+    let d = f.deltas.first().unwrap_or_else(|| panic!("{path} of {target} {version} has no delta"));
+    let e = scan.entry(d.leaf).cloned().unwrap_or_else(|| panic!("no delta at leaf {}", d.leaf));
+    assert_eq!((e.frame.offset, e.frame.len()), (d.offset, d.length));
+    e
+}
+
+/// The leaves a client holding the build `installed` (if any) fetches to install `version` of
+/// `target`: the delta of each changed file whose base it holds, else its whole entry.
+pub fn needed_leaves(scan: &Scan, target: &str, version: &str, installed: Option<&str>) -> BTreeSet<u64> {
+    let have: HashSet<_> =
+        installed.map(|v| index_of(scan, target, v).files.iter().map(|f| f.sha256).collect()).unwrap_or_default();
+    index_of(scan, target, version)
+        .files
         .iter()
-        .rev()
-        .find(|e| e.entry.target == target && e.entry.version == version && e.entry.path == path)
-        .cloned()
-        .unwrap_or_else(|| panic!("no entry {target} {version} {path}"))
+        .filter(|f| !have.contains(&f.sha256))
+        .map(|f| f.deltas.iter().find(|d| have.contains(&d.base)).map_or(f.entry.leaf, |d| d.leaf))
+        .collect()
 }
 
-/// The verified tail of a whole container.
-pub fn signed_tail(bytes: &[u8], trust: &[VerifierKey]) -> SignedTail {
-    match read_tail(&Window::new(0, bytes), bytes.len() as u64, trust, 1).unwrap() {
-        TailRead::Complete(t) => *t,
-        TailRead::NeedMore { .. } => panic!("a whole container cannot need more"),
-    }
+/// The verified top (seal, map, manifest) of a whole container.
+pub fn signed_top(bytes: &[u8], trust: &[VerifierKey]) -> SignedTop {
+    let seal = match read_seal(&Window::new(0, bytes), bytes.len() as u64, trust, 1).unwrap() {
+        SealRead::Complete(s) => *s,
+        SealRead::NeedMore { .. } => panic!("a whole container cannot need more"),
+    };
+    read_top(seal, bytes).unwrap()
 }
 
-/// The tile byte ranges a client with the stored tree `old` fetches to prove `leaves`.
-pub fn proof_ranges(tail: &SignedTail, old: &Frontier, leaves: &[u64]) -> Vec<(u64, u64)> {
-    ProofPlan::new(tail, old, &leaves.iter().copied().collect()).unwrap().ranges()
+/// The byte ranges (page slots and tile hashes) a client with the stored tree `old` fetches to prove
+/// `leaves` in the tree of `top`.
+pub fn proof_ranges(bytes: &[u8], top: &SignedTop, old: &Frontier, leaves: &BTreeSet<u64>) -> Vec<(u64, u64)> {
+    let mut plan = ProofPlan::new(&top.map, old, leaves).unwrap();
+    let mut out = plan.slot_ranges();
+    plan.resolve_slots(|s, l| bytes.get(s as usize..(s + l) as usize)).unwrap();
+    out.extend(plan.ranges());
+    out
+}
+
+/// Every byte offset in `ranges`.
+pub fn bytes_in(ranges: &[(u64, u64)]) -> BTreeSet<u64> {
+    ranges.iter().flat_map(|(s, e)| *s..*e).collect()
 }
 
 /// A client's directories and settings.
@@ -282,9 +364,12 @@ impl Client {
         dare_updater::state::State::load(&self.state).unwrap()
     }
 
-    /// A snapshot of the install directory and of the state files.
+    /// A snapshot of the install directory and of the state directory (but its lock file, which
+    /// every run creates).
     pub fn snapshot(&self) -> (Snapshot, Snapshot) {
-        (snapshot(&self.install), snapshot_files(&self.state, &["state.json", "replica.dare"]))
+        let mut state = snapshot(&self.state);
+        state.remove(Path::new("lock"));
+        (snapshot(&self.install), state)
     }
 }
 
@@ -322,16 +407,6 @@ fn walk(root: &Path, dir: &Path, out: &mut Snapshot) {
     }
 }
 
-fn snapshot_files(dir: &Path, names: &[&str]) -> Snapshot {
-    let mut out = Snapshot::new();
-    for n in names {
-        if let Ok(bytes) = fs::read(dir.join(n)) {
-            out.insert(PathBuf::from(n), format!("{} {:x}", bytes.len(), fnv(&bytes)));
-        }
-    }
-    out
-}
-
 fn fnv(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3))
 }
@@ -364,4 +439,253 @@ pub fn versions(install: &Path) -> Vec<String> {
         .unwrap_or_default();
     v.sort();
     v
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Builds of several files
+
+/// A build: relative path to (content, executable).
+pub type Build = BTreeMap<String, (Vec<u8>, bool)>;
+
+/// Writes `build` under `dir` with its modes.
+pub fn write_build(dir: &Path, build: &Build) {
+    for (path, (bytes, exec)) in build {
+        let p = dir.join(path);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(&p, bytes).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(if *exec { 0o755 } else { 0o644 })).unwrap();
+    }
+}
+
+/// The regular files under `dir`, by relative `/` path.
+pub fn files_under(dir: &Path) -> BTreeMap<String, PathBuf> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, PathBuf>) {
+        for e in fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            let m = fs::symlink_metadata(&p).unwrap();
+            if m.is_dir() {
+                walk(root, &p, out);
+            } else {
+                let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+                out.insert(rel, p);
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    if dir.exists() {
+        walk(dir, dir, &mut out);
+    }
+    out
+}
+
+/// Checks that `current` points at `versions/<version>` (or `<version>~N`) holding exactly `build`,
+/// with its modes; returns that directory.
+#[track_caller]
+pub fn assert_build(install: &Path, version: &str, build: &Build) -> PathBuf {
+    let link = fs::read_link(install.join("current")).expect("current is a symlink");
+    let name = link.file_name().unwrap().to_string_lossy().into_owned();
+    assert_eq!(link.parent(), Some(Path::new("versions")));
+    assert_eq!(name.split('~').next(), Some(version), "current -> {}", link.display());
+    let dir = install.join("versions").join(&name);
+    assert_dir(&dir, build);
+    dir
+}
+
+/// Checks that `dir` holds exactly `build`, with its modes.
+#[track_caller]
+pub fn assert_dir(dir: &Path, build: &Build) {
+    let files = files_under(dir);
+    assert_eq!(files.keys().collect::<Vec<_>>(), build.keys().collect::<Vec<_>>(), "the files of {}", dir.display());
+    for (path, (bytes, exec)) in build {
+        let p = &files[path];
+        assert!(fs::read(p).unwrap() == *bytes, "{} is not the published content", p.display());
+        let mode = fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, if *exec { 0o755 } else { 0o644 }, "the mode of {}", p.display());
+    }
+}
+
+/// A build from `(path, content, executable)`.
+pub fn build_of(files: &[(&str, Vec<u8>, bool)]) -> Build {
+    files.iter().map(|(p, b, x)| (p.to_string(), (b.clone(), *x))).collect()
+}
+
+/// `bytes` with 8 bytes changed at places chosen by `label`: a small edit of a large file.
+pub fn tweaked(bytes: &[u8], label: &str) -> Vec<u8> {
+    let mut out = bytes.to_vec();
+    for c in noise(&format!("tweak {label}"), 64).chunks(8) {
+        let at = (u64::from_le_bytes(c.try_into().unwrap()) % out.len() as u64) as usize;
+        out[at] ^= 0xa5;
+    }
+    out
+}
+
+/// What an update from the build `installed` (if any) to `version` of `target` should transfer:
+/// (bytes of whole entry frames, bytes of delta frames, content bytes reused). Each content is
+/// fetched once; a file whose content is installed is reused; a changed one comes as a delta
+/// when one has an installed base.
+pub fn expected_transfer(scan: &Scan, target: &str, version: &str, installed: Option<&str>) -> (u64, u64, u64) {
+    let have: HashSet<_> =
+        installed.map(|v| index_of(scan, target, v).files.iter().map(|f| f.sha256).collect()).unwrap_or_default();
+    let (mut full, mut delta, mut reused) = (0, 0, 0);
+    let mut fetched = HashSet::new();
+    for f in index_of(scan, target, version).files {
+        if have.contains(&f.sha256) {
+            reused += f.size;
+        } else if fetched.insert(f.sha256) {
+            match f.deltas.iter().find(|d| have.contains(&d.base)) {
+                Some(d) => delta += d.length,
+                None => full += f.entry.length,
+            }
+        }
+    }
+    (full, delta, reused)
+}
+
+/// The inode of a file.
+pub fn inode(p: &Path) -> (u64, u64) {
+    let m = fs::metadata(p).unwrap();
+    (m.dev(), m.ino())
+}
+
+/// Bytes of every regular file under `dir`, each link counted.
+pub fn tree_size(dir: &Path) -> u64 {
+    files_under(dir).values().map(|p| fs::symlink_metadata(p).unwrap().len()).sum()
+}
+
+/// Bytes of the distinct files under `dir`: hard links to one file counted once.
+pub fn distinct_size(dir: &Path) -> u64 {
+    let mut seen = HashSet::new();
+    files_under(dir)
+        .values()
+        .filter_map(|p| {
+            let m = fs::symlink_metadata(p).unwrap();
+            (m.file_type().is_file() && seen.insert((m.dev(), m.ino()))).then_some(m.len())
+        })
+        .sum()
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// A transport that watches (and can break) what a session asks for
+
+/// What a [`Watched`] transport does with one request.
+pub enum Act {
+    /// Answer it.
+    Pass,
+    /// Fail it, sending nothing.
+    Fail(TransportError),
+    /// Send this many bytes, then drop the connection.
+    CutAfter(u64),
+}
+
+/// Decides the fate of request `n` (from 0) asking for `ranges`.
+pub type Hook = Box<dyn Fn(usize, &[ByteRange]) -> Act + Send + Sync>;
+
+/// A [`MemoryTransport`] whose requests are recorded and may be failed or cut by a hook.
+pub struct Watched {
+    pub inner: Arc<MemoryTransport>,
+    name: String,
+    hook: Hook,
+    count: AtomicUsize,
+    log: Mutex<Vec<Vec<ByteRange>>>,
+}
+
+impl Watched {
+    pub fn new(inner: Arc<MemoryTransport>, hook: Hook) -> Watched {
+        Watched { inner, name: "watched".into(), hook, count: AtomicUsize::new(0), log: Mutex::new(Vec::new()) }
+    }
+
+    /// Records only.
+    pub fn passive(inner: Arc<MemoryTransport>) -> Watched {
+        Watched::new(inner, Box::new(|_, _| Act::Pass))
+    }
+
+    /// The ranges of every request so far.
+    pub fn log(&self) -> Vec<Vec<ByteRange>> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Forgets the requests so far.
+    pub fn clear(&self) {
+        self.log.lock().unwrap().clear();
+    }
+
+    /// Whether any request so far asked for a byte of `[start, end)` of a container of `total` bytes.
+    pub fn asked_for(&self, total: u64, start: u64, end: u64) -> bool {
+        self.log().iter().flatten().any(|r| touches(r, total, start, end))
+    }
+}
+
+/// The bytes `[start, end)` that `r` asks for in a container of `total` bytes.
+pub fn resolve(r: &ByteRange, total: u64) -> (u64, u64) {
+    match *r {
+        ByteRange::Span { start, end } => (start, end.min(total)),
+        ByteRange::Suffix(n) => (total - n.min(total), total),
+    }
+}
+
+/// Whether `r` asks for a byte of `[start, end)` of a container of `total` bytes.
+pub fn touches(r: &ByteRange, total: u64, start: u64, end: u64) -> bool {
+    let (s, e) = resolve(r, total);
+    s < end && start < e
+}
+
+impl Transport for Watched {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn fetch<'a>(
+        &'a self,
+        ranges: &'a [ByteRange],
+        sink: &'a mut dyn RangeSink,
+    ) -> BoxFuture<'a, Result<(), TransportError>> {
+        let n = self.count.fetch_add(1, Ordering::SeqCst);
+        self.log.lock().unwrap().push(ranges.to_vec());
+        let act = (self.hook)(n, ranges);
+        Box::pin(async move {
+            match act {
+                Act::Pass => self.inner.fetch(ranges, sink).await,
+                Act::Fail(e) => Err(e),
+                Act::CutAfter(left) => {
+                    let mut cut = CutSink { inner: sink, left, cut: false };
+                    let r = self.inner.fetch(ranges, &mut cut).await;
+                    if cut.cut {
+                        Err(TransportError::Interrupted { url: self.name.clone(), reason: "cut by the test".into() })
+                    } else {
+                        r
+                    }
+                }
+            }
+        })
+    }
+
+    fn stats(&self) -> TransferStats {
+        self.inner.stats()
+    }
+}
+
+/// Passes `left` bytes on, then refuses the rest.
+struct CutSink<'a> {
+    inner: &'a mut dyn RangeSink,
+    left: u64,
+    cut: bool,
+}
+
+impl RangeSink for CutSink<'_> {
+    fn begin(&mut self, index: usize, start: u64, total: Option<u64>) -> Result<(), SinkError> {
+        self.inner.begin(index, start, total)
+    }
+
+    fn data(&mut self, bytes: &[u8]) -> Result<(), SinkError> {
+        let n = (bytes.len() as u64).min(self.left) as usize;
+        if n > 0 {
+            self.inner.data(&bytes[..n])?;
+            self.left -= n as u64;
+        }
+        if n < bytes.len() {
+            self.cut = true;
+            return Err(SinkError("cut".into()));
+        }
+        Ok(())
+    }
 }
