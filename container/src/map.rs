@@ -35,7 +35,7 @@ pub struct LevelCounts {
 pub fn level_counts(size: u64, level: u8) -> LevelCounts {
     let hashes = size.checked_shr(8 * u32::from(level)).unwrap_or(0);
     let full = hashes / TILE_WIDTH;
-    LevelCounts { pages: full / PAGE_WIDTH, loose: full % PAGE_WIDTH, edge: hashes % TILE_WIDTH != 0 }
+    LevelCounts { pages: full / PAGE_WIDTH, loose: full % PAGE_WIDTH, edge: !hashes.is_multiple_of(TILE_WIDTH) }
 }
 
 /// The length of a map's payload for a tree of `size` leaves (`size >= 1`).

@@ -282,10 +282,10 @@ impl Build {
         if let Some(f) = self.by_path.get(path) {
             return Some(f);
         }
-        if path.contains(version) {
-            if let Some(f) = self.by_path.get(&path.replace(version, &self.version)) {
-                return Some(f);
-            }
+        if path.contains(version)
+            && let Some(f) = self.by_path.get(&path.replace(version, &self.version))
+        {
+            return Some(f);
         }
         let name = path.rsplit('/').next()?;
         let old = self.by_name.get(name)?.as_ref()?;
