@@ -13,7 +13,7 @@ use std::time::Duration;
 use dare_container::header::{FORMAT_VERSION, Genesis};
 use dare_container::keys::{SigningKey, TrustRoot, VerifierKey};
 use dare_container::tiles::TileId;
-use dare_container::verify::{Scan, ScanOptions};
+use dare_container::verify::{Scan, ScanOptions, Stored};
 use dare_container::{Appender, scan_file};
 use dare_mirror::sync::{SyncConfig, SyncError, SyncReport, Syncer};
 use dare_mirror::tlog::TlogOverlay;
@@ -525,14 +525,98 @@ async fn a_tampered_release_is_refused_and_the_copy_stays() {
     origin.stop().await;
 }
 
+/// The frames of format 2 a release adds besides entries: a delta, an
+/// index (its compressed file listing), the map. A flipped byte in any of
+/// them is refused, for its own reason, and the copy stays.
+#[tokio::test]
+async fn a_tampered_delta_index_or_map_is_refused() {
+    let origin = Origin::start().await;
+    let mirror = Mirror::new();
+    let mut syncer = mirror.syncer(&origin.url());
+    syncer.sync_once().await.expect("the first sync");
+    let good = origin.bytes();
+
+    // 1.1.0 changes 100 bytes of Linux's app: a delta against 1.0.0's.
+    let mut app = noise(10, 3000);
+    app[1000..1100].copy_from_slice(&noise(99, 100));
+    origin.publisher.publish(&origin.file, "1.1.0", &[(LINUX, vec![("app".to_string(), app)])], T0 + 2);
+    let full = origin.bytes();
+    let s = scan(&origin.file);
+    let delta = s.entries.iter().find(|e| matches!(e.stored, Stored::Delta(_))).expect("a delta").frame;
+    assert!(delta.offset >= good.len() as u64, "the delta is new");
+    let index = s.indexes.last().expect("an index").frame;
+    assert!(index.offset >= good.len() as u64, "the index is new");
+    let map = s.last_seal.seal.map;
+    let map_payload = (map.offset + map.length - 40) as usize;
+
+    for (what, at, why) in [
+        ("a delta payload byte", (delta.payload_offset + delta.payload_len / 2) as usize, "payload"),
+        ("an index payload byte", (index.payload_offset + index.payload_len / 2) as usize, "payload"),
+        ("a map payload byte", map_payload, "map"),
+    ] {
+        let mut tampered = full.clone();
+        tampered[at] ^= 0x01;
+        origin.serve_bytes(&tampered);
+        let reason = assert_refused(syncer.sync_once().await);
+        assert!(reason.contains(why), "{what}: {reason}");
+        mirror.assert_copy(&good);
+        assert_eq!(syncer.verified_len(), good.len() as u64, "{what}");
+        assert_eq!(mirror.listing(), ["app.dare"], "{what}: nothing left behind");
+    }
+    origin.serve_bytes(&full);
+    syncer.sync_once().await.expect("the untampered release");
+    mirror.assert_copy(&full);
+    origin.stop().await;
+}
+
+/// An honest publisher's release that goes back to the content of an older
+/// release (1.0.0 -> 1.1.0 -> 1.2.0 = 1.0.0's files) must sync: the
+/// publisher, reading only the tail, does not know the older content is
+/// stored and stores it again.
+#[tokio::test]
+async fn a_release_that_goes_back_to_older_content_syncs() {
+    let origin = Origin::start().await;
+    let mirror = Mirror::new();
+    let mut syncer = mirror.syncer(&origin.url());
+    syncer.sync_once().await.expect("the first sync");
+    origin.release("1.1.0", 2, 3000, T0 + 2);
+    syncer.sync_once().await.expect("the sync of 1.1.0");
+    // Seed 1 again: 1.0.0's files.
+    origin.release("1.2.0", 1, 3000, T0 + 3);
+    let full = origin.bytes();
+    let report = syncer.sync_once().await;
+    assert!(report.is_ok(), "an honest release was refused: {report:?}");
+    mirror.assert_copy(&full);
+    origin.stop().await;
+}
+
 /// Two containers from one genesis: `a` and `b`, each with its own 1.0.0.
 fn fork(publisher: &Publisher, b_len: usize) -> (PathBuf, PathBuf) {
+    fork_with_seed(publisher, b_len, 2)
+}
+
+fn fork_with_seed(publisher: &Publisher, b_len: usize, seed: u64) -> (PathBuf, PathBuf) {
+    let a = publisher.path("forks/a.dare");
+    let _ = std::fs::remove_file(&a);
     let a = publisher.create("forks/a.dare");
     let b = publisher.path("forks/b.dare");
     std::fs::copy(&a, &b).expect("copying the genesis");
     publisher.release(&a, "1.0.0", 1, 3000, T0 + 1);
-    publisher.release(&b, "1.0.0", 2, b_len, T0 + 1);
+    publisher.release(&b, "1.0.0", seed, b_len, T0 + 1);
     (a, b)
+}
+
+/// A fork of the same length as `a`: the compressed file listings of two
+/// releases (their digests are random hex) may differ in length by a byte or
+/// two, so the first seed of `b` that gives the same length is taken.
+fn fork_of_the_same_length(publisher: &Publisher) -> (PathBuf, PathBuf) {
+    for seed in 2..200 {
+        let (a, b) = fork_with_seed(publisher, 3000, seed);
+        if read(&a).len() == read(&b).len() {
+            return (a, b);
+        }
+    }
+    panic!("no seed gives a fork of the same length");
 }
 
 #[tokio::test]
@@ -564,7 +648,7 @@ async fn a_fork_is_refused() {
 #[tokio::test]
 async fn a_fork_of_the_same_length_is_refused() {
     let origin = Origin::start().await;
-    let (a, b) = fork(&origin.publisher, 3000);
+    let (a, b) = fork_of_the_same_length(&origin.publisher);
     let (a_bytes, b_bytes) = (read(&a), read(&b));
     assert_eq!(a_bytes.len(), b_bytes.len(), "the fork has the same length");
     assert_eq!(scan(&a).size(), scan(&b).size(), "and the same tree size");

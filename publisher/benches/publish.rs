@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use dare_container::Appender;
 use dare_container::header::{FORMAT_VERSION, Genesis};
 use dare_container::keys::{SigningKey, TrustRoot};
+use dare_container::verify::Stored;
 use dare_publisher::{Artifact, PublishOptions, publish};
 
 const MB: usize = 1_000_000;
@@ -56,10 +57,13 @@ fn main() {
         stored = report.targets[target].stored;
         if i == 0 {
             let scan = dare_container::scan_file(&container, &Default::default()).expect("the container verifies");
-            for e in &scan.entries {
-                let e = &e.entry;
+            let index = scan.index("stable", target, None).expect("the release");
+            for f in &index.files {
+                let Some(Stored::Entry(e)) = scan.entry(f.entry.leaf).map(|r| &r.stored) else {
+                    panic!("{}: no entry at leaf {}", f.path, f.entry.leaf)
+                };
                 let ratio = e.size as f64 / e.stored_size as f64;
-                println!("  {:<24} {:>6.1} MB  {:?} {ratio:.2}x", e.path, e.size as f64 / MB as f64, e.compression);
+                println!("  {:<24} {:>6.1} MB  {:?} {ratio:.2}x", f.path, e.size as f64 / MB as f64, e.compression);
             }
         }
         fs::remove_file(&container).expect("removing the container");
@@ -87,6 +91,7 @@ fn main() {
         stored as f64 / MB as f64,
         bytes as f64 / stored as f64
     );
+    next_release(dir.path(), &key, target, &artifacts, &opts, &files);
     if !reference_tools {
         println!("reference skipped: `zstd` or `openssl` is not installed (both are needed)");
         return;
@@ -115,6 +120,58 @@ fn main() {
     if std::env::var_os("DARE_BENCH_BREAKDOWN").is_some() {
         breakdown(&artifacts, dir.path(), &opts);
     }
+}
+
+/// The release after the first: the same build again (every file hashed,
+/// nothing stored), then with 64 KiB of `bin/app` changed (one new entry and
+/// its delta). Both read only the container's tail.
+fn next_release(
+    dir: &Path,
+    key: &SigningKey,
+    target: &str,
+    artifacts: &[Artifact],
+    opts: &PublishOptions,
+    files: &[PathBuf],
+) {
+    let container = dir.join("next.dare");
+    let trust = TrustRoot::new(vec![key.verifier()], 1).expect("a trust root");
+    let genesis =
+        Genesis { format: FORMAT_VERSION, origin: "example.com/bench".into(), product: "bench".into(), trust };
+    Appender::create(&container, genesis, &[key], TIME).expect("creating a container");
+    publish(&container, &[key], opts, &mut |_| {}).expect("publishing 1.0.0");
+    let app = files.iter().find(|f| f.ends_with("bin/app")).expect("bin/app");
+    let original = fs::read(app).expect("reading bin/app");
+    for (version, change) in [("1.0.1", false), ("1.0.2", true)] {
+        if change {
+            let mut changed = original.clone();
+            let mut rng = Rng(0xC0FFEE);
+            let at = changed.len() / 2;
+            for b in &mut changed[at..at + (64 << 10)] {
+                *b = rng.next() as u8;
+            }
+            fs::write(app, &changed).expect("changing bin/app");
+        }
+        let before = fs::metadata(&container).expect("the container").len();
+        let mut o = PublishOptions::new(version, artifacts.to_vec(), TIME + 2);
+        o.level = opts.level;
+        o.workers = opts.workers;
+        let (report, m) = measure(|| publish(&container, &[key], &o, &mut |_| {}).expect("publishing"));
+        let t = &report.targets[target];
+        println!(
+            "next release {version} ({}):{:>9.3} s  cpu {:>6.2} s  appended {:.1} kB: {} new, {} file(s) shared, \
+             {} delta(s) of {} bytes",
+            if change { "64 KiB of bin/app changed" } else { "the same build" },
+            m.wall.as_secs_f64(),
+            m.cpu,
+            (fs::metadata(&container).expect("the container").len() - before) as f64 / 1000.0,
+            t.stored,
+            t.shared,
+            t.deltas,
+            t.delta_bytes
+        );
+    }
+    fs::write(app, &original).expect("restoring bin/app");
+    fs::remove_file(&container).expect("removing the container");
 }
 
 /// Where publish's time goes: each part on its own, best of [`RUNS`].

@@ -6,9 +6,10 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use dare_container::header::{Compression, FORMAT_VERSION, Genesis};
+use dare_container::frame::{Frames, read_header};
+use dare_container::header::{Compression, Delta, Entry, FORMAT_VERSION, FileRecord, Genesis, Header};
 use dare_container::keys::{SigningKey, TrustRoot};
-use dare_container::verify::{Scan, ScanOptions, Tail};
+use dare_container::verify::{IndexRecord, Scan, ScanOptions, Stored, Tail};
 use dare_container::{Appender, pending_path, pending_publish, scan_file};
 use dare_publisher::{
     Artifact, ExtractOptions, PublishError, PublishOptions, PublishReport, extract, heartbeat, publish,
@@ -203,21 +204,56 @@ fn three_targets_with_directories_and_exec_bits_round_trip() {
             assert!(got[path].0 == *content, "{t} {path}: content differs");
             assert_eq!(got[path].1, *mode, "{t} {path}: mode {:o}, want {mode:o}", got[path].1);
         }
-        // The entries record the modes too.
+        // The index records the modes too.
         let exe = if t.contains("windows") { "bin/app.exe" } else { "bin/app" };
-        let entry = scan.entries.iter().find(|e| e.entry.target == *t && e.entry.path == exe).expect("the exe");
-        assert_eq!(entry.entry.mode, 0o755);
+        assert_eq!(file_of(&scan, t, "1.0.0", exe).mode, 0o755);
+        assert_eq!(file_of(&scan, t, "1.0.0", "share/doc/README.md").mode, 0o644);
         // The newest is the default.
         let latest = fx.path(&format!("latest/{t}"));
         fx.extract(t, None, &latest).expect("extracting the newest");
         assert_eq!(tree(&latest), want);
     }
-    // Each target's entries are next to each other, in path order.
-    let order: Vec<(&str, &str)> =
-        scan.entries.iter().map(|e| (e.entry.target.as_str(), e.entry.path.as_str())).collect();
-    let mut sorted = order.clone();
-    sorted.sort_by_key(|(t, p)| (targets.iter().position(|x| x == t), *p));
-    assert_eq!(order, sorted);
+    // Each target's new entries are next to each other, in path order, just
+    // before its index: [entries of A][index A][entries of B][index B]...
+    let indexes: Vec<&IndexRecord> = scan.indexes.iter().collect();
+    assert_eq!(indexes.iter().map(|i| i.index.target.as_str()).collect::<Vec<_>>(), targets);
+    let mut seen = std::collections::HashSet::new();
+    // Leaves 0 and 1 are the genesis and the empty manifest.
+    let mut from = 1;
+    for ix in &indexes {
+        let mut want = Vec::new();
+        for f in &ix.files {
+            if seen.insert(f.sha256) {
+                want.push(f.sha256);
+            }
+        }
+        let got: Vec<_> =
+            scan.entries.iter().filter(|e| e.leaf > from && e.leaf < ix.leaf).map(|e| e.stored.sha256()).collect();
+        assert_eq!(got, want, "{}: the entries before its index", ix.index.target);
+        assert_eq!(
+            scan.entries.iter().filter(|e| e.leaf > from && e.leaf < ix.leaf).count() as u64,
+            ix.leaf - from - 1
+        );
+        from = ix.leaf;
+    }
+    // The three builds share bin/app (bin/app.exe on Windows), README.md and
+    // empty.txt: each is stored once.
+    assert_eq!(scan.entries.len(), 3 + 3 * 3, "{:#?}", scan.entries);
+    for t in [MAC, WINDOWS] {
+        assert_eq!(report.targets[t].shared, 3, "{t}");
+    }
+}
+
+/// An empty file's entry has 0 stored bytes; it is new all the same.
+#[test]
+fn an_empty_file_new_to_the_container_is_reported_stored_not_shared() {
+    let fx = Fixture::new();
+    let dir = fx.build_tree("1", &[("empty", b""), ("app", b"app")]);
+    let report = fx.publish("1.0.0", &[(LINUX, &dir)]).expect("publishing");
+    let scan = fx.scan();
+    assert_eq!(scan.entries.len(), 2, "both contents are new entries");
+    let t = &report.targets[LINUX];
+    assert_eq!((t.files, t.shared, t.shared_bytes), (2, 0, 0), "TargetReport: {t:?}");
 }
 
 #[test]
@@ -231,7 +267,8 @@ fn compressible_files_are_stored_zstd_and_incompressible_ones_as_is() {
     write(&dir.join("empty"), b"", 0o644);
     let report = fx.publish("1.0.0", &[(LINUX, &dir)]).expect("publishing");
     let scan = fx.scan();
-    let by_path: BTreeMap<&str, _> = scan.entries.iter().map(|e| (e.entry.path.as_str(), &e.entry)).collect();
+    let ix = scan.index("stable", LINUX, None).expect("the index");
+    let by_path: BTreeMap<&str, &Entry> = ix.files.iter().map(|f| (f.path.as_str(), entry_of(&scan, f))).collect();
     for (path, want) in [
         ("text.txt", Compression::Zstd),
         ("zeros.bin", Compression::Zstd),
@@ -250,7 +287,7 @@ fn compressible_files_are_stored_zstd_and_incompressible_ones_as_is() {
     }
     let t = &report.targets[LINUX];
     assert_eq!(t.size, 300_000 * 2 + (1 << 20) + 1);
-    assert_eq!(t.stored, scan.entries.iter().map(|e| e.entry.stored_size).sum::<u64>());
+    assert_eq!(t.stored, scan.entries.iter().map(|e| e.stored.stored_size()).sum::<u64>());
     let out = fx.path("out");
     fx.extract(LINUX, None, &out).expect("extracting");
     assert_eq!(tree(&out), tree(&dir));
@@ -307,7 +344,9 @@ fn a_pre_release_comes_before_its_release() {
     assert_contains(&msg, &["version 1.0.0-rc.3 is not greater than 1.0.0"]);
     let scan = fx.scan();
     assert_eq!(scan.manifest.release("stable", LINUX).expect("listed").version, "1.0.0");
-    assert_eq!(scan.entries.len(), 3);
+    // Three builds of the same file: three indexes, one entry.
+    assert_eq!(scan.indexes.len(), 3);
+    assert_eq!(scan.entries.len(), 1);
 }
 
 #[test]
@@ -404,33 +443,54 @@ fn find(bytes: &[u8], needle: &[u8], from: usize) -> usize {
     from + bytes[from..].windows(needle.len()).position(|w| w == needle).expect("the needle is in the container")
 }
 
+/// The index of the frame at `offset` among all frames of `bytes`.
+fn frame_index(bytes: &[u8], offset: u64) -> usize {
+    let mut frames = Frames::new(bytes, 0, bytes.len() as u64);
+    Iterator::position(&mut frames, |f| f.expect("a frame").offset == offset).expect("a frame starts there")
+}
+
 #[test]
-fn refuses_a_container_that_fails_verification() {
+fn a_damaged_sealed_frame_is_found_by_verify_and_extract_while_publish_reads_only_the_tail() {
     let fx = Fixture::new();
     let app = fx.build("app", b"version one of the app");
     fx.publish("1.0.0", &[(LINUX, &app)]).expect("publishing 1.0.0");
     fx.publish("1.1.0", &[(LINUX, &app)]).expect("publishing 1.1.0");
     let good = fs::read(&fx.container).expect("reading");
-    // A flipped byte in the first entry's header, which two seals cover.
+    let entry = fx.scan().entries[0].frame;
+    let i = frame_index(&good, entry.offset);
+    // `{"kind"` -> `{"jind"` in the entry's header, which two seals cover.
     let mut bad = good.clone();
-    let at = find(&good, b"\"path\":\"app\"", 0) + 9; // `app` -> `aqp`
-    bad[at] ^= 0x01;
+    assert_eq!(bad[entry.header_offset as usize + 2], b'k');
+    bad[entry.header_offset as usize + 2] ^= 0x01;
     fs::write(&fx.container, &bad).expect("writing");
-    // Frames 0-3 are the genesis, a tile, the empty manifest and the first
-    // seal; the entry is frame 4, leaf 2.
-    let msg = refused(&fx, || fx.publish("2.0.0", &[(LINUX, &app)]));
-    assert_contains(&msg, &["frame 4 at byte", "leaf 2: its header does not hash to the leaf hash"]);
-    let msg = refused(&fx, || heartbeat(&fx.container, &[&fx.key], T0 + 120).map(|_| unreachable_report()));
-    assert_contains(&msg, &["frame 4 at byte"]);
+    let err = scan_file(&fx.container, &ScanOptions::default()).expect_err("the damage is found");
+    assert_contains(&err.to_string(), &[&format!("frame {i} at byte {}: header", entry.offset)]);
+    let out = fx.path("out");
+    let err = fx.extract(LINUX, Some("1.0.0"), &out).expect_err("extract verifies first");
+    assert_contains(&err.to_string(), &[&format!("frame {i} at byte {}", entry.offset)]);
+    assert!(!out.exists() || is_empty_dir(&out), "nothing is written");
+    // Appending reads the genesis and the tail only (the live index, the
+    // map, the last seal): the damage in the middle does not stop a release
+    // that does not need the damaged frame, and is still there afterwards.
+    let report = fx.publish("2.0.0", &[(LINUX, &app)]).expect("publishing reads only the tail");
+    assert_eq!(report.targets[LINUX].stored, 0, "the content is shared");
+    heartbeat(&fx.container, &[&fx.key], T0 + 120).expect("a heartbeat reads only the tail");
+    let now = fs::read(&fx.container).expect("reading");
+    assert_eq!(&now[..bad.len()], &bad[..], "publishing only appends");
+    let err = scan_file(&fx.container, &ScanOptions::default()).expect_err("the damage is still found");
+    assert_contains(&err.to_string(), &[&format!("frame {i} at byte {}: header", entry.offset)]);
+
     // A flipped payload byte is caught by extract (which checks digests).
+    fs::write(&fx.container, &good).expect("writing");
     let mut bad = good.clone();
     let at = find(&good, b"version one of the app", 0);
     bad[at] ^= 0x20;
     fs::write(&fx.container, &bad).expect("writing");
-    let out = fx.path("out");
     let err = fx.extract(LINUX, Some("1.0.0"), &out).expect_err("a bad payload");
     assert!(matches!(err, PublishError::Integrity(_)), "{err}");
     assert_eq!(fs::read_dir(&out).map(|d| d.count()).unwrap_or(0), 0, "nothing is written");
+    let err = scan_file(&fx.container, &ScanOptions { payloads: true, pins: None }).expect_err("a bad payload");
+    assert_contains(&err.to_string(), &[&format!("frame {i} at byte {}: payload", entry.offset)]);
 }
 
 #[test]
@@ -467,6 +527,11 @@ fn the_same_inputs_key_and_time_give_byte_identical_containers() {
         let w = fx.path(&format!("builds/{WINDOWS}"));
         fx.publish("1.0.0", &[(LINUX, &l), (MAC, &m), (WINDOWS, &w)]).expect("publishing");
         fx.publish_on("beta", "1.1.0-beta.1", &[(LINUX, &l)]).expect("publishing beta");
+        // A changed file: its delta is made the same way every time too.
+        let exe = l.join("bin/app");
+        write(&exe, &patched(&fs::read(&exe).expect("reading"), 1000, 100, 9), 0o755);
+        let report = fx.publish("1.1.0", &[(LINUX, &l), (MAC, &m)]).expect("publishing 1.1.0");
+        assert_eq!(report.targets[LINUX].deltas, 1);
         heartbeat(&fx.container, &[&fx.key], T0 + 3600).expect("a heartbeat");
         containers.push(fs::read(&fx.container).expect("reading"));
     }
@@ -683,7 +748,8 @@ fn a_heartbeat_after_a_torn_tail_with_a_whole_manifest_seals_the_sealed_one() {
     let sealed_len = tear_off_the_seal(&fx, "2.0.0", LINUX, &app);
     let (summary, cut) = heartbeat(&fx.container, &[&fx.key], T0 + 120).expect("a heartbeat");
     assert_eq!(cut.expect("a cut").offset, sealed_len as u64);
-    assert_eq!(summary.size, 4);
+    // The tree of 1.0.0: genesis, empty manifest, entry, index, manifest.
+    assert_eq!(summary.size, 5);
     let scan = fx.scan();
     assert_eq!(scan.manifest.release("stable", LINUX).expect("linux").version, "1.0.0");
     assert_eq!(scan.last_seal.seal.time, T0 + 120);
@@ -739,11 +805,430 @@ fn refuses_an_artifact_directory_that_holds_the_container() {
 fn refuses_while_another_publisher_holds_the_lock() {
     let fx = Fixture::new();
     let app = fx.build("app", b"app");
-    let holder = Appender::open(&fx.container, false).expect("taking the lock");
+    let holder = Appender::open(&fx.container).expect("taking the lock");
     let msg = refused(&fx, || fx.publish("1.0.0", &[(LINUX, &app)]));
     assert_contains(&msg, &["is locked by another publisher"]);
     let msg = refused(&fx, || heartbeat(&fx.container, &[&fx.key], T0 + 60).map(|_| unreachable_report()));
     assert_contains(&msg, &["is locked by another publisher"]);
     drop(holder);
     fx.publish("1.0.0", &[(LINUX, &app)]).expect("publishing once the lock is free");
+}
+
+// ---------------------------------------------------------------------------
+// Format 2: content stored once, deltas, and appends that read only the tail.
+// ---------------------------------------------------------------------------
+
+/// The file at `path` of `version` of `target` on stable.
+#[track_caller]
+fn file_of<'s>(scan: &'s Scan, target: &str, version: &str, path: &str) -> &'s FileRecord {
+    let ix = scan.index("stable", target, Some(version)).unwrap_or_else(|| panic!("no {target} {version}"));
+    ix.files.iter().find(|f| f.path == path).unwrap_or_else(|| panic!("no {path} in {target} {version}"))
+}
+
+/// The whole entry holding a file's content.
+#[track_caller]
+fn entry_of<'s>(scan: &'s Scan, f: &FileRecord) -> &'s Entry {
+    match scan.entry(f.entry.leaf).map(|r| &r.stored) {
+        Some(Stored::Entry(e)) => e,
+        other => panic!("{}: leaf {} is {other:?}, not an entry", f.path, f.entry.leaf),
+    }
+}
+
+/// The deltas a file's record names, in its order.
+#[track_caller]
+fn deltas_of<'s>(scan: &'s Scan, f: &FileRecord) -> Vec<&'s Delta> {
+    f.deltas
+        .iter()
+        .map(|d| match scan.entry(d.leaf).map(|r| &r.stored) {
+            Some(Stored::Delta(x)) => {
+                assert_eq!((x.base, x.sha256), (d.base, f.sha256), "{}: the delta at leaf {}", f.path, d.leaf);
+                x
+            }
+            other => panic!("{}: leaf {} is {other:?}, not a delta", f.path, d.leaf),
+        })
+        .collect()
+}
+
+/// The kind of every frame from byte `from` on.
+fn kinds_from(bytes: &[u8], from: usize) -> Vec<&'static str> {
+    Frames::new(bytes, from as u64, bytes.len() as u64)
+        .map(|f| {
+            let f = f.expect("a frame");
+            Header::parse(&read_header(bytes, &f).expect("a header")).expect("a valid header").kind()
+        })
+        .collect()
+}
+
+/// `bytes` with `n` bytes changed at `at`.
+fn patched(bytes: &[u8], at: usize, n: usize, seed: u64) -> Vec<u8> {
+    let mut out = bytes.to_vec();
+    out[at..at + n].copy_from_slice(&incompressible(n, seed));
+    out
+}
+
+impl Fixture {
+    /// Publishes with `--deltas k`.
+    fn publish_k(&self, version: &str, artifacts: &[(&str, &Path)], k: u32) -> Result<PublishReport, PublishError> {
+        let mut opts = PublishOptions::new(version, arts(artifacts), T0 + 60);
+        opts.deltas = k;
+        publish(&self.container, &[&self.key], &opts, &mut |_| {})
+    }
+
+    /// Writes `files` into a fresh directory `builds/NAME` and returns it.
+    fn build_tree(&self, name: &str, files: &[(&str, &[u8])]) -> PathBuf {
+        let dir = self.path(&format!("builds/{name}"));
+        if dir.exists() {
+            fs::remove_dir_all(&dir).expect("clearing a build directory");
+        }
+        for (path, content) in files {
+            write(&dir.join(path), content, 0o644);
+        }
+        dir
+    }
+}
+
+#[test]
+fn an_identical_release_appends_indexes_and_the_tail_but_no_entry() {
+    let fx = Fixture::new();
+    let targets = [LINUX, MAC, WINDOWS];
+    for t in targets {
+        build_dir(&fx.path(&format!("builds/{t}")), t);
+    }
+    let dirs: Vec<PathBuf> = targets.iter().map(|t| fx.path(&format!("builds/{t}"))).collect();
+    let list: Vec<(&str, &Path)> = targets.iter().copied().zip(dirs.iter().map(PathBuf::as_path)).collect();
+    let empty = fs::read(&fx.container).expect("reading").len();
+    fx.publish("1.0.0", &list).expect("publishing 1.0.0");
+    let before = fs::read(&fx.container).expect("reading");
+    let report = fx.publish("1.1.0", &list).expect("publishing 1.1.0");
+    let after = fs::read(&fx.container).expect("reading");
+    assert_eq!(&after[..before.len()], &before[..]);
+    for t in targets {
+        let r = &report.targets[t];
+        assert_eq!((r.files, r.shared, r.stored, r.deltas, r.delta_bytes), (6, 6, 0, 0, 0), "{t}: {r:?}");
+    }
+    // Only the three indexes and the tail: no entry or delta frame.
+    let kinds = kinds_from(&after, before.len());
+    assert_eq!(kinds.iter().filter(|k| **k == "index").count(), 3, "{kinds:?}");
+    assert!(
+        kinds.iter().all(|k| ["index", "tile", "page", "map", "manifest", "seal"].contains(k)),
+        "an identical release appended {kinds:?}"
+    );
+    assert_eq!(kinds.last(), Some(&"seal"));
+    let grown = after.len() - before.len();
+    let first = before.len() - empty;
+    eprintln!("1.0.0 grew the container by {first} bytes, the identical 1.1.0 by {grown}");
+    assert!(grown < 16 * 1024 && grown * 50 < first, "an identical release grew the container by {grown} bytes");
+    // Each 1.1.0 index names the entries of 1.0.0.
+    let scan = fx.scan();
+    for t in targets {
+        let old = scan.index("stable", t, Some("1.0.0")).expect("1.0.0");
+        let new = scan.index("stable", t, Some("1.1.0")).expect("1.1.0");
+        assert_eq!(new.index.previous, Some(old.at()), "{t}");
+        let leaves = |ix: &IndexRecord| ix.files.iter().map(|f| (f.path.clone(), f.entry)).collect::<Vec<_>>();
+        assert_eq!(leaves(new), leaves(old), "{t}");
+        let out = fx.path(&format!("out/{t}"));
+        fx.extract(t, Some("1.1.0"), &out).expect("extracting 1.1.0");
+        assert_eq!(tree(&out), tree(&fx.path(&format!("builds/{t}"))), "{t}");
+    }
+}
+
+#[test]
+fn identical_files_across_targets_and_paths_are_stored_once() {
+    let fx = Fixture::new();
+    let same = incompressible(100_000, 5);
+    let linux = fx.build_tree("linux", &[("a/lib.so", &same), ("b/lib.so", &same), ("own", b"linux")]);
+    let mac = fx.build_tree("mac", &[("lib.so", &same), ("own", b"mac")]);
+    let report = fx.publish("1.0.0", &[(LINUX, &linux), (MAC, &mac)]).expect("publishing");
+    let scan = fx.scan();
+    let shas: Vec<_> = scan.entries.iter().map(|e| e.stored.sha256()).collect();
+    let distinct: std::collections::BTreeSet<_> = shas.iter().collect();
+    assert_eq!((shas.len(), distinct.len()), (3, 3), "one entry per content: {:#?}", scan.entries);
+    let leaf = file_of(&scan, LINUX, "1.0.0", "a/lib.so").entry;
+    assert_eq!(file_of(&scan, LINUX, "1.0.0", "b/lib.so").entry, leaf);
+    assert_eq!(file_of(&scan, MAC, "1.0.0", "lib.so").entry, leaf);
+    assert_eq!(entry_of(&scan, file_of(&scan, MAC, "1.0.0", "lib.so")).size, 100_000);
+    // The second path and the other target share it.
+    let (l, m) = (&report.targets[LINUX], &report.targets[MAC]);
+    assert_eq!((l.files, l.shared, l.shared_bytes), (3, 1, 100_000), "{l:?}");
+    assert_eq!((m.files, m.shared, m.shared_bytes), (2, 1, 100_000), "{m:?}");
+    assert_eq!(l.stored + m.stored, scan.entries.iter().map(|e| e.stored.stored_size()).sum::<u64>());
+    for (t, dir) in [(LINUX, &linux), (MAC, &mac)] {
+        let out = fx.path(&format!("out/{t}"));
+        fx.extract(t, None, &out).expect("extracting");
+        assert_eq!(tree(&out), tree(dir), "{t}");
+    }
+}
+
+#[test]
+fn a_changed_file_gets_a_delta_against_its_previous_version() {
+    let fx = Fixture::new();
+    let v1 = incompressible(300_000, 1);
+    let v2 = patched(&v1, 150_000, 64, 2);
+    let d1 = fx.build_tree("1", &[("bin/app", &v1), ("README", b"read me")]);
+    fx.publish("1.0.0", &[(LINUX, &d1)]).expect("publishing 1.0.0");
+    let before = fs::read(&fx.container).expect("reading").len();
+    let d2 = fx.build_tree("2", &[("bin/app", &v2), ("README", b"read me")]);
+    let report = fx.publish("1.1.0", &[(LINUX, &d2)]).expect("publishing 1.1.0");
+    let scan = fx.scan();
+    let old = file_of(&scan, LINUX, "1.0.0", "bin/app");
+    let new = file_of(&scan, LINUX, "1.1.0", "bin/app");
+    assert!(old.deltas.is_empty());
+    let deltas = deltas_of(&scan, new);
+    assert_eq!(deltas.len(), 1, "{new:?}");
+    let d = deltas[0];
+    assert_eq!((d.base, d.base_size, d.size), (old.sha256, 300_000, 300_000));
+    let whole = entry_of(&scan, new);
+    assert!(d.stored_size * 20 < whole.stored_size, "a delta of {} bytes for 64 changed bytes", d.stored_size);
+    let r = &report.targets[LINUX];
+    assert_eq!((r.deltas, r.delta_bytes, r.stored, r.shared), (1, d.stored_size, whole.stored_size, 1), "{r:?}");
+    // Stored after the new entry, before the index: [entry][delta][index].
+    let kinds = kinds_from(&fs::read(&fx.container).expect("reading"), before);
+    assert_eq!(&kinds[..3], ["entry", "delta", "index"], "{kinds:?}");
+    // The payload scan applies the delta to its base and checks the result.
+    assert!(scan.entries.iter().any(|e| matches!(e.stored, Stored::Delta(_))));
+    for (v, dir) in [("1.0.0", &d1), ("1.1.0", &d2)] {
+        let out = fx.path(&format!("out/{v}"));
+        fx.extract(LINUX, Some(v), &out).expect("extracting");
+        assert_eq!(tree(&out), tree(dir), "{v}");
+    }
+}
+
+#[test]
+fn deltas_0_stores_none_and_deltas_2_stores_one_against_each_of_the_last_two_releases() {
+    let fx = Fixture::new();
+    let v1 = incompressible(200_000, 1);
+    let v2 = patched(&v1, 10_000, 100, 2);
+    let v3 = patched(&v2, 100_000, 100, 3);
+    let v4 = patched(&v3, 190_000, 100, 4);
+    let dirs: Vec<PathBuf> =
+        [&v1, &v2, &v3, &v4].iter().enumerate().map(|(i, v)| fx.build_tree(&format!("{i}"), &[("app", v)])).collect();
+    fx.publish("1.0.0", &[(LINUX, &dirs[0])]).expect("1.0.0");
+    let r1 = fx.publish_k("1.1.0", &[(LINUX, &dirs[1])], 0).expect("1.1.0 with --deltas 0");
+    let r2 = fx.publish_k("1.2.0", &[(LINUX, &dirs[2])], 2).expect("1.2.0 with --deltas 2");
+    let r3 = fx.publish("1.3.0", &[(LINUX, &dirs[3])]).expect("1.3.0 with the default --deltas 1");
+    let scan = fx.scan();
+    let sha = |v: &str| file_of(&scan, LINUX, v, "app").sha256;
+    assert!(file_of(&scan, LINUX, "1.1.0", "app").deltas.is_empty(), "--deltas 0 stored a delta");
+    let f = file_of(&scan, LINUX, "1.2.0", "app");
+    let mut bases: Vec<_> = deltas_of(&scan, f).iter().map(|d| d.base).collect();
+    assert!(bases.windows(2).all(|w| w[0] < w[1]), "sorted by base");
+    bases.sort_by_key(|b| if *b == sha("1.1.0") { 0 } else { 1 });
+    assert_eq!(bases, [sha("1.1.0"), sha("1.0.0")]);
+    let f = file_of(&scan, LINUX, "1.3.0", "app");
+    assert_eq!(deltas_of(&scan, f).iter().map(|d| d.base).collect::<Vec<_>>(), [sha("1.2.0")]);
+    assert_eq!(scan.entries.iter().filter(|e| matches!(e.stored, Stored::Delta(_))).count(), 3);
+    for (i, v) in ["1.0.0", "1.1.0", "1.2.0", "1.3.0"].iter().enumerate() {
+        let out = fx.path(&format!("out/{v}"));
+        fx.extract(LINUX, Some(v), &out).expect("extracting");
+        assert_eq!(tree(&out), tree(&dirs[i]), "{v}");
+    }
+    // The report counts each delta stored, and their bytes.
+    let delta_bytes =
+        |v: &str| deltas_of(&scan, file_of(&scan, LINUX, v, "app")).iter().map(|d| d.stored_size).sum::<u64>();
+    for (v, r, n) in [("1.1.0", &r1, 0), ("1.2.0", &r2, 2), ("1.3.0", &r3, 1)] {
+        let t = &r.targets[LINUX];
+        assert_eq!(t.delta_bytes, delta_bytes(v), "{v}: {t:?}");
+        assert_eq!(t.deltas, n, "{v}: TargetReport::deltas ({t:?})");
+    }
+}
+
+#[test]
+fn a_delta_is_stored_only_when_it_is_at_most_80_percent_of_the_whole_entry() {
+    let fx = Fixture::new();
+    const N: usize = 100_000;
+    // Each file of 1.1.0 keeps the start of its 1.0.0 version and replaces
+    // the rest with new random bytes: a delta costs about the new share.
+    let new_share = [("p05", 5), ("p50", 50), ("p70", 70), ("p78", 78), ("p83", 83), ("p95", 95)];
+    let old: Vec<(String, Vec<u8>)> =
+        new_share.iter().enumerate().map(|(i, (n, _))| (n.to_string(), incompressible(N, 10 + i as u64))).collect();
+    let new: Vec<(String, Vec<u8>)> = new_share
+        .iter()
+        .zip(&old)
+        .enumerate()
+        .map(|(i, ((n, pct), (_, o)))| {
+            let keep = N * (100 - pct) / 100;
+            (n.to_string(), [&o[..keep], &incompressible(N - keep, 100 + i as u64)[..]].concat())
+        })
+        .collect();
+    let old_refs: Vec<(&str, &[u8])> = old.iter().map(|(n, c)| (n.as_str(), c.as_slice())).collect();
+    let new_refs: Vec<(&str, &[u8])> = new.iter().map(|(n, c)| (n.as_str(), c.as_slice())).collect();
+    let d1 = fx.build_tree("1", &old_refs);
+    let d2 = fx.build_tree("2", &new_refs);
+    fx.publish("1.0.0", &[(LINUX, &d1)]).expect("1.0.0");
+    fx.publish("1.1.0", &[(LINUX, &d2)]).expect("1.1.0");
+    let scan = fx.scan();
+    let staging = tempfile::tempdir().expect("a temporary directory");
+    let mut outcomes = Vec::new();
+    for ((name, pct), (_, base)) in new_share.iter().zip(&old) {
+        let f = file_of(&scan, LINUX, "1.1.0", name);
+        let whole = entry_of(&scan, f).stored_size;
+        // The delta the publisher would make, made the same way.
+        let source = dare_publisher::SourceFile {
+            target: LINUX.into(),
+            path: name.to_string(),
+            source: d2.join(name),
+            mode: 0o644,
+            size: N as u64,
+        };
+        let staged = dare_publisher::compress::stage_delta(
+            base,
+            &source,
+            staging.path(),
+            dare_publisher::compress::DEFAULT_DELTA_LEVEL,
+        )
+        .expect("making a delta");
+        let small_enough = staged.stored_size * 5 <= whole * 4;
+        let deltas = deltas_of(&scan, f);
+        assert_eq!(deltas.len(), usize::from(small_enough), "{name}: delta {} of {whole}", staged.stored_size);
+        if let Some(d) = deltas.first() {
+            assert_eq!(d.stored_size, staged.stored_size, "{name}");
+            assert!(d.stored_size * 5 <= whole * 4, "{name}");
+        }
+        outcomes.push((*pct, small_enough));
+    }
+    // Both sides of the line were tried.
+    assert_eq!(
+        outcomes,
+        [(5, true), (50, true), (70, true), (78, true), (83, false), (95, false)],
+        "the made deltas do not cost about the new share"
+    );
+}
+
+#[test]
+fn a_file_renamed_with_the_version_or_moved_under_a_unique_name_gets_a_delta() {
+    let fx = Fixture::new();
+    let script = incompressible(50_000, 1);
+    let lib = incompressible(60_000, 2);
+    let (readme1, readme2) = (incompressible(40_000, 3), incompressible(40_000, 4));
+    let d1 = fx.build_tree(
+        "1",
+        &[
+            ("app-1.0.0.data/scripts/app", &script),
+            ("lib/x86_64/libfoo.so", &lib),
+            ("one/README", &readme1),
+            ("two/README", &readme2),
+        ],
+    );
+    fx.publish("1.0.0", &[(LINUX, &d1)]).expect("1.0.0");
+    let (script2, lib2, readme3) =
+        (patched(&script, 100, 50, 5), patched(&lib, 200, 50, 6), patched(&readme1, 300, 50, 7));
+    let d2 = fx.build_tree(
+        "2",
+        &[("app-1.1.0.data/scripts/app", &script2), ("lib64/libfoo.so", &lib2), ("three/README", &readme3)],
+    );
+    fx.publish("1.1.0", &[(LINUX, &d2)]).expect("1.1.0");
+    let scan = fx.scan();
+    let base = |p: &str| file_of(&scan, LINUX, "1.0.0", p).sha256;
+    let bases =
+        |p: &str| deltas_of(&scan, file_of(&scan, LINUX, "1.1.0", p)).iter().map(|d| d.base).collect::<Vec<_>>();
+    assert_eq!(bases("app-1.1.0.data/scripts/app"), [base("app-1.0.0.data/scripts/app")], "renamed with the version");
+    assert_eq!(bases("lib64/libfoo.so"), [base("lib/x86_64/libfoo.so")], "moved, a unique file name");
+    // Two READMEs in 1.0.0: which one `three/README` follows is not known.
+    assert!(bases("three/README").is_empty());
+    let out = fx.path("out");
+    fx.extract(LINUX, Some("1.1.0"), &out).expect("extracting");
+    assert_eq!(tree(&out), tree(&d2));
+}
+
+#[test]
+fn extract_of_an_old_version_and_of_content_shared_across_releases_and_targets() {
+    let fx = Fixture::new();
+    let shared = compressible(80_000, 1);
+    let b1 = incompressible(70_000, 2);
+    let b2 = patched(&b1, 35_000, 30, 3);
+    let l1 = fx.build_tree("l1", &[("share/data", &shared), ("bin/b", &b1)]);
+    let m1 = fx.build_tree("m1", &[("data", &shared)]);
+    fx.publish("1.0.0", &[(LINUX, &l1), (MAC, &m1)]).expect("1.0.0");
+    let l2 = fx.build_tree("l2", &[("share/data", &shared), ("bin/b", &b2), ("bin/new", b"new in 1.1.0")]);
+    let m2 = fx.build_tree("m2", &[("data", &shared), ("bin/b", &b1)]);
+    let report = fx.publish("1.1.0", &[(LINUX, &l2), (MAC, &m2)]).expect("1.1.0");
+    // MAC 1.1.0 shares data with 1.0.0 and bin/b with LINUX 1.0.0.
+    assert_eq!(report.targets[MAC].stored, 0, "{:?}", report.targets[MAC]);
+    assert_eq!(report.targets[LINUX].shared, 1);
+    let scan = fx.scan();
+    assert_eq!(file_of(&scan, MAC, "1.1.0", "bin/b").entry, file_of(&scan, LINUX, "1.0.0", "bin/b").entry);
+    for (t, v, dir) in [(LINUX, "1.0.0", &l1), (MAC, "1.0.0", &m1), (LINUX, "1.1.0", &l2), (MAC, "1.1.0", &m2)] {
+        let out = fx.path(&format!("out/{t}-{v}"));
+        let files = fx.extract(t, Some(v), &out).expect("extracting");
+        assert_eq!(files.len(), tree(dir).len());
+        assert_eq!(tree(&out), tree(dir), "{t} {v}");
+    }
+}
+
+#[test]
+fn content_of_the_last_k_releases_is_not_stored_again() {
+    let fx = Fixture::new();
+    let x = incompressible(50_000, 1);
+    let y = incompressible(50_000, 2);
+    let dx = fx.build_tree("x", &[("app", &x)]);
+    let dy = fx.build_tree("y", &[("app", &y)]);
+    fx.publish("1.0.0", &[(LINUX, &dx)]).expect("1.0.0");
+    fx.publish("1.1.0", &[(LINUX, &dy)]).expect("1.1.0");
+    // Back to x: 1.0.0 is one of the last two releases.
+    let report = fx.publish_k("1.2.0", &[(LINUX, &dx)], 2).expect("1.2.0");
+    assert_eq!((report.targets[LINUX].stored, report.targets[LINUX].shared), (0, 1));
+    let scan = fx.scan();
+    assert_eq!(file_of(&scan, LINUX, "1.2.0", "app").entry, file_of(&scan, LINUX, "1.0.0", "app").entry);
+    assert_eq!(scan.entries.iter().filter(|e| matches!(e.stored, Stored::Entry(_))).count(), 2);
+}
+
+/// With the default `--deltas 1` a release that goes back to the content of
+/// a release before the previous one does not know that content is stored
+/// (it reads only the live indexes and the last release), so it stores it
+/// again. The container must still verify.
+#[test]
+fn a_release_that_goes_back_to_older_content_still_verifies() {
+    let fx = Fixture::new();
+    let x = incompressible(50_000, 1);
+    let y = patched(&x, 1000, 100, 2);
+    let dx = fx.build_tree("x", &[("app", &x)]);
+    let dy = fx.build_tree("y", &[("app", &y)]);
+    fx.publish("1.0.0", &[(LINUX, &dx)]).expect("1.0.0");
+    fx.publish("1.1.0", &[(LINUX, &dy)]).expect("1.1.0");
+    fx.publish("1.2.0", &[(LINUX, &dx)]).expect("1.2.0: back to 1.0.0's content");
+    fx.publish("1.3.0", &[(LINUX, &dy)]).expect("1.3.0: back to 1.1.0's content");
+    let scan = scan_file(&fx.container, &ScanOptions { payloads: true, pins: None });
+    let scan = scan.unwrap_or_else(|e| panic!("the container does not verify after a publish that succeeded: {e}"));
+    for (v, dir) in [("1.0.0", &dx), ("1.1.0", &dy), ("1.2.0", &dx), ("1.3.0", &dy)] {
+        let out = fx.path(&format!("out/{v}"));
+        fx.extract(LINUX, Some(v), &out).expect("extracting");
+        assert_eq!(tree(&out), tree(dir), "{v}");
+    }
+    assert_eq!(scan.indexes.len(), 4);
+}
+
+#[test]
+fn publish_reads_only_the_tail_of_a_big_container() {
+    let fx = Fixture::new();
+    let big1 = incompressible(6 << 20, 1);
+    let big2 = incompressible(6 << 20, 2);
+    let d1 = fx.build_tree("1", &[("big", &big1), ("small", b"small 1")]);
+    fx.publish("1.0.0", &[(LINUX, &d1)]).expect("1.0.0");
+    let d2 = fx.build_tree("2", &[("big", &big2), ("small", b"small 2")]);
+    fx.publish("1.1.0", &[(LINUX, &d2)]).expect("1.1.0");
+    let scan = fx.scan();
+    // Everything 1.0.0 appended (its entries and its index; not its tail,
+    // which the next publish still reads for nothing) is zeroed.
+    let first = scan.entries.iter().find(|e| e.leaf == file_of(&scan, LINUX, "1.0.0", "big").entry.leaf).expect("big");
+    let index = scan.index("stable", LINUX, Some("1.0.0")).expect("1.0.0");
+    let (from, to) = (first.frame.offset.min(index.frame.offset) as usize, index.frame.end() as usize);
+    let later = scan.index("stable", LINUX, Some("1.1.0")).expect("1.1.0");
+    assert!(to < later.files.iter().map(|f| f.entry.offset).min().expect("files") as usize);
+    let mut bytes = fs::read(&fx.container).expect("reading");
+    assert!(to - from > 6 << 20, "the zeroed middle covers 1.0.0's big entry");
+    bytes[from..to].fill(0);
+    fs::write(&fx.container, &bytes).expect("writing");
+    let err = scan_file(&fx.container, &ScanOptions::default()).expect_err("verify fails");
+    eprintln!("verify: {err}");
+    assert_contains(&err.to_string(), &[&format!("at byte {from}")]);
+
+    // 1.2.0 builds on 1.1.0: with deltas against it, the tail alone is enough.
+    let d3 = fx.build_tree("3", &[("big", &patched(&big2, 3 << 20, 100, 3)), ("small", b"small 2")]);
+    let report = fx.publish("1.2.0", &[(LINUX, &d3)]).expect("publishing on a container damaged in the middle");
+    assert_eq!((report.targets[LINUX].deltas, report.targets[LINUX].shared), (1, 1), "{:?}", report.targets[LINUX]);
+    let now = fs::read(&fx.container).expect("reading");
+    assert_eq!(&now[..bytes.len()], &bytes[..], "publishing only appends");
+    scan_file(&fx.container, &ScanOptions::default()).expect_err("verify still fails");
+    // The new tail is sound: its seal, map and manifest open for the next append.
+    heartbeat(&fx.container, &[&fx.key], T0 + 120).expect("a heartbeat on the new tail");
 }

@@ -14,10 +14,12 @@ fn json_prints_exactly_one_object_and_moves_human_output_to_stderr() {
     assert_eq!(j["status"], "ok");
     assert_eq!(j["origin"], "example.com/app");
     assert_eq!(j["trusted_by"], "genesis");
-    assert_eq!((j["seals"].as_u64(), j["entries"].as_u64()), (Some(3), Some(7)));
-    assert_eq!(j["leaves"].as_u64(), Some(2 + 5 + 4));
+    // Seals: init, 1.0.0, 1.1.0, the beta. Entries and deltas: 5 + (2 + 2) + 1.
+    assert_eq!((j["seals"].as_u64(), j["entries"].as_u64()), (Some(4), Some(10)));
+    // Leaves: 2 + (5 entries + 3 indexes + manifest) + (4 + 2 + 1) + (1 + 1 + 1).
+    assert_eq!(j["leaves"].as_u64(), Some(2 + 9 + 7 + 3));
     assert_eq!(j["sealed_len"].as_u64(), Some(std::fs::metadata(&c).unwrap().len()));
-    assert_eq!(j["time"].as_u64(), Some(T0 + 200));
+    assert_eq!(j["time"].as_u64(), Some(T0 + 300));
     assert_eq!(j["interrupted_publish"], serde_json::Value::Null);
     assert!(run.stderr.contains("app.dare: OK"), "{}", run.stderr);
     // Without --json the same report is on stdout.
@@ -64,6 +66,23 @@ fn a_flipped_payload_byte_names_the_entry() {
     std::fs::write(&c, &bytes).unwrap();
     let line = sb.dare(&["verify", "app.dare"]).error().to_string();
     assert!(line.starts_with(&format!("error: frame {i} at byte {}: payload", f.offset)), "{line}");
+}
+
+/// A flipped payload byte of the first frame of `kind` is reported at that
+/// frame: deltas are applied to their base and checked, listings are
+/// decompressed and checked.
+#[test]
+fn a_flipped_payload_byte_of_a_delta_or_an_index_names_its_frame() {
+    for kind in ["delta", "index"] {
+        let (sb, c, _) = released();
+        let mut bytes = std::fs::read(&c).unwrap();
+        let all = frames(&bytes);
+        let (i, (f, _)) = all.iter().enumerate().find(|(_, (_, h))| h.kind() == kind).unwrap();
+        bytes[(f.payload_offset + f.payload_len / 2) as usize] ^= 0x40;
+        std::fs::write(&c, &bytes).unwrap();
+        let line = sb.dare(&["verify", "app.dare"]).error().to_string();
+        assert!(line.starts_with(&format!("error: frame {i} at byte {}: payload", f.offset)), "{kind}: {line}");
+    }
 }
 
 #[test]
@@ -119,7 +138,7 @@ fn an_interrupted_publish_is_a_warning_not_a_failure() {
     let j = run.ok().json();
     assert_eq!(j["interrupted_publish"].as_u64(), Some(cut as u64 - sealed));
     assert_eq!(j["sealed_len"].as_u64(), Some(sealed));
-    assert_eq!(j["time"].as_u64(), Some(T0 + 100), "the previous release");
+    assert_eq!(j["time"].as_u64(), Some(T0 + 200), "the previous release");
     // A pending file that names another length does not excuse the tail.
     std::fs::write(&pending, format!("{{\"sealed_len\": {}}}\n", sealed - 1)).unwrap();
     sb.dare(&["verify", "app.dare"]).error();

@@ -192,6 +192,11 @@ fn publish_serve_update_and_publish_again_while_serving() {
         (Some("updated"), Some("1.0.0"), true)
     );
     assert!(o["requests"].as_u64().unwrap() <= 3, "{o}");
+    // A first install: whole entries only.
+    let n = |o: &serde_json::Value, f: &str| o[f].as_u64().unwrap_or_else(|| panic!("no {f}: {o}"));
+    assert!(n(&o, "bytes_full") > 0, "{o}");
+    assert_eq!((n(&o, "bytes_delta"), n(&o, "bytes_reused")), (0, 0), "{o}");
+    assert_eq!(n(&o, "payload_bytes"), n(&o, "bytes_full"), "{o}");
     let exe = installed(&sb, "client").join("bin/app");
     assert_eq!(
         std::fs::read(&exe).unwrap(),
@@ -206,6 +211,9 @@ fn publish_serve_update_and_publish_again_while_serving() {
         (o["status"].as_str(), o["version"].as_str(), o["previous"].as_str()),
         (Some("updated"), Some("1.1.0"), Some("1.0.0"))
     );
+    eprintln!("the second update: {o}");
+    assert_eq!(n(&o, "payload_bytes"), n(&o, "bytes_full") + n(&o, "bytes_delta"), "{o}");
+    assert!(n(&o, "payload_bytes") > 0, "{o}");
     let o = update(&sb, &url, "client", false);
     assert_eq!((o["status"].as_str(), o["requests"].as_u64()), (Some("up-to-date"), Some(1)), "{o}");
 
@@ -321,10 +329,15 @@ fn workers_serve_one_address_and_a_second_server_is_refused() {
     assert!(server.stop().success(), "dare serve exits 0 on SIGTERM");
 }
 
-/// nginx as the mirror, when it is installed (`.ci/run` installs it).
+/// nginx as the mirror, when it is installed (`.ci/run` installs it); under
+/// CI (`CI=true`) a missing nginx fails the test instead of skipping it.
 #[test]
 fn publish_then_update_through_nginx() {
     let Some(nginx) = ["/usr/sbin/nginx", "/usr/bin/nginx"].into_iter().find(|p| Path::new(p).exists()) else {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "nginx is not installed, and CI=true: apt-get install -y nginx"
+        );
         eprintln!("nginx is not installed: skipping (apt-get install -y nginx)");
         return;
     };
@@ -383,4 +396,41 @@ fn publish_then_update_through_nginx() {
     if let Err(e) = result {
         std::panic::resume_unwind(e);
     }
+}
+
+/// `dare demo --dir D`: the whole product in one command, and what it leaves
+/// behind verifies.
+#[test]
+fn the_demo_runs_and_leaves_containers_that_verify() {
+    let sb = Sandbox::new();
+    let run = sb.dare(&["demo", "--dir", "demo"]);
+    run.ok();
+    let out = &run.stdout;
+    for step in
+        ["1. keygen + init", "2. publish 1.0.0", "3. serve", "4. update", "5. publish 1.1.0", "6. update", "7. update"]
+    {
+        assert!(out.contains(step), "no `{step}` in\n{out}");
+    }
+    // The second update fetched deltas and reused installed files.
+    let after = |step: &str| {
+        let lines: Vec<&str> = out.lines().collect();
+        let i = lines.iter().position(|l| l.starts_with(step)).unwrap_or_else(|| panic!("{step}: {out}"));
+        lines[i + 1].to_string()
+    };
+    let second = after("6. update");
+    assert!(second.contains("of deltas") && !second.contains(" 0 B of deltas"), "{second}");
+    assert!(second.contains("reused") && !second.contains("reused 0 B"), "{second}");
+    assert!(after("7. update").starts_with("   fetched"), "{out}");
+    assert!(out.contains("7. update") && out.contains("is up to date"), "{out}");
+    sb.dare(&["verify", "demo/mirror/app.dare"]).ok();
+    sb.dare(&["verify", "demo/client/state/replica.dare"]).ok();
+    let ls = sb.dare(&["ls", "demo/mirror/app.dare", "--json"]).json();
+    let releases = ls["releases"].as_array().unwrap();
+    assert!(!releases.is_empty());
+    for r in releases.iter().filter(|r| r["version"] == "1.1.0") {
+        assert!(r["shared_files"].as_u64().unwrap() > 0, "{r}");
+        assert!(r["deltas"].as_u64().unwrap() > 0, "{r}");
+    }
+    let current = std::fs::read_link(sb.path("demo/client/install/current")).unwrap();
+    assert!(current.ends_with("1.1.0"), "{}", current.display());
 }

@@ -1,14 +1,13 @@
 //! Running the built `dare` binary in a temporary directory, and building
-//! containers with releases through the library (the CLI has no `publish`).
+//! containers with releases through the publisher library.
 
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
-use dare_container::Appender;
 use dare_container::frame::{FrameInfo, Frames, read_header};
-use dare_container::hashio::sha256;
-use dare_container::header::{Compression, Entry, Header, Sha256Hex};
+use dare_container::header::Header;
 use dare_container::keys::{SigningKey, VerifierKey};
+use dare_publisher::{Artifact, PublishError, PublishOptions};
 
 /// The signed time most tests use.
 pub const T0: u64 = 1_700_000_000;
@@ -112,50 +111,63 @@ pub fn verifier(text: &str) -> VerifierKey {
     VerifierKey::parse(text.trim()).expect("a verifier key")
 }
 
-/// One file of a release: target, version, channel, path, content, zstd?
-pub type File<'a> = (&'a str, &'a str, &'a str, &'a str, &'a [u8], bool);
+/// One target's build: its files as (path, content).
+pub type Build<'a> = (&'a str, &'a [(&'a str, &'a [u8])]);
 
-/// Appends one release of `files` signed by `key` at `time`, through the
-/// library.
-pub fn publish(container: &Path, key: &SigningKey, files: &[File<'_>], time: u64) {
-    let mut app = open(container);
-    for &(target, version, channel, path, content, zstd) in files {
-        let (compression, stored) = if zstd {
-            (Compression::Zstd, zstd::encode_all(content, 3).expect("zstd"))
-        } else {
-            (Compression::None, content.to_vec())
-        };
-        let e = Entry {
-            target: target.into(),
-            version: version.into(),
-            channel: channel.into(),
-            path: path.into(),
-            mode: 0o755,
-            size: content.len() as u64,
-            sha256: Sha256Hex(sha256(content)),
-            stored_size: stored.len() as u64,
-            stored_sha256: Sha256Hex(sha256(&stored)),
-            compression,
-            delta_base: None,
-        };
-        app.append_entry(e, &mut stored.as_slice()).expect("append an entry");
+/// Publishes `version` of `builds` on `channel`, signed by `key` at `time`,
+/// through the library: each build is written to a directory beside the
+/// container, and published as that target's artifact.
+pub fn publish(container: &Path, key: &SigningKey, channel: &str, version: &str, builds: &[Build<'_>], time: u64) {
+    let root = container.with_extension(format!("builds-{channel}-{version}"));
+    let mut artifacts = Vec::new();
+    for (target, files) in builds {
+        let dir = root.join(target);
+        for (path, content) in *files {
+            let p = dir.join(path);
+            std::fs::create_dir_all(p.parent().expect("a parent")).expect("a build directory");
+            std::fs::write(&p, content).expect("writing a build file");
+            std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("the mode");
+        }
+        artifacts.push(Artifact { target: target.to_string(), path: dir });
     }
-    app.seal(&[key], time).expect("seal");
-}
-
-/// Opens a container for appending. The appender's lock belongs to the open
-/// file, and a process that another test thread is spawning holds a copy of
-/// every open file between its fork and its exec: so the lock of an appender
-/// this thread just dropped can outlive it for a moment. Wait that out.
-fn open(container: &Path) -> Appender {
+    let mut opts = PublishOptions::new(version, artifacts, time);
+    opts.channel = channel.into();
+    // The container's lock belongs to the open file, and a process that
+    // another test thread is spawning holds a copy of every open file
+    // between its fork and its exec: so the lock of an appender that just
+    // closed can outlive it for a moment. Wait that out.
     for _ in 0..100 {
-        match Appender::open(container, true) {
-            Err(dare_container::Error::Locked(_)) => std::thread::sleep(std::time::Duration::from_millis(20)),
-            other => return other.expect("open the container"),
+        match dare_publisher::publish(container, &[key], &opts, &mut |_| {}) {
+            Err(PublishError::Container(dare_container::Error::Locked(_))) => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            other => {
+                other.unwrap_or_else(|e| panic!("publishing {version}: {e}"));
+                return;
+            }
         }
     }
     panic!("{} stayed locked", container.display());
 }
+
+/// The content of a `bin/app` of `target` at `version`: 30 kB that zstd
+/// cannot shrink, the same for every version of a target but the last line,
+/// so a new version is a small delta from the previous one.
+pub fn app(target: &str, version: &str) -> Vec<u8> {
+    let mut s = target.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    let mut out = Vec::with_capacity(30_100);
+    while out.len() < 30_000 {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        out.extend_from_slice(&s.to_le_bytes());
+    }
+    out.extend_from_slice(format!("\n{target} {version}\n").as_bytes());
+    out
+}
+
+/// The license every build ships: stored once.
+pub const LICENSE: &[u8] = b"Permission is hereby granted, free of charge, to any person obtaining a copy\n";
 
 /// Every frame of a container with its parsed header.
 pub fn frames(bytes: &[u8]) -> Vec<(FrameInfo, Header)> {
@@ -175,32 +187,45 @@ pub const WINDOWS: &str = "x86_64-pc-windows-msvc";
 
 /// A container with two stable releases for three targets and a beta for
 /// Linux, signed by a `dare keygen` key: (sandbox, container, key path).
+///
+/// - 1.0.0 (T0 + 100): Linux `bin/app`, `share/LICENSE`, `share/big`; macOS
+///   `bin/app`, `share/LICENSE`; Windows `bin/app.exe`, `share/LICENSE`.
+///   The license is stored once.
+/// - 1.1.0 (T0 + 200): Linux and macOS, each `bin/app` changed (a delta
+///   from 1.0.0's), the rest as in 1.0.0.
+/// - 2.0.0-beta.1 on beta (T0 + 300): Linux `bin/app`, `share/LICENSE`.
 pub fn released() -> (Sandbox, PathBuf, PathBuf) {
     let sb = Sandbox::new();
     let (key_path, _) = sb.keygen("release.key");
     let c = sb.init("app.dare", "release.key");
     let key = signing_key(&key_path);
     let big = vec![b'x'; 5000];
+    let (l1, m1, w1) = (app(LINUX, "1.0.0"), app(MAC, "1.0.0"), app(WINDOWS, "1.0.0"));
     publish(
         &c,
         &key,
+        "stable",
+        "1.0.0",
         &[
-            (LINUX, "1.0.0", "stable", "bin/app", b"linux 1.0.0", false),
-            (LINUX, "1.0.0", "stable", "share/big", &big, true),
-            (MAC, "1.0.0", "stable", "bin/app", b"mac 1.0.0", true),
-            (WINDOWS, "1.0.0", "stable", "bin/app.exe", b"windows 1.0.0", false),
+            (LINUX, &[("bin/app", &l1), ("share/big", &big), ("share/LICENSE", LICENSE)]),
+            (MAC, &[("bin/app", &m1), ("share/LICENSE", LICENSE)]),
+            (WINDOWS, &[("bin/app.exe", &w1), ("share/LICENSE", LICENSE)]),
         ],
         T0 + 100,
     );
+    let (l2, m2) = (app(LINUX, "1.1.0"), app(MAC, "1.1.0"));
     publish(
         &c,
         &key,
+        "stable",
+        "1.1.0",
         &[
-            (LINUX, "1.1.0", "stable", "bin/app", b"linux 1.1.0", true),
-            (MAC, "1.1.0", "stable", "bin/app", b"mac 1.1.0", true),
-            (LINUX, "2.0.0-beta.1", "beta", "bin/app", b"linux beta", false),
+            (LINUX, &[("bin/app", &l2), ("share/big", &big), ("share/LICENSE", LICENSE)]),
+            (MAC, &[("bin/app", &m2), ("share/LICENSE", LICENSE)]),
         ],
         T0 + 200,
     );
+    let beta = app(LINUX, "2.0.0-beta.1");
+    publish(&c, &key, "beta", "2.0.0-beta.1", &[(LINUX, &[("bin/app", &beta), ("share/LICENSE", LICENSE)])], T0 + 300);
     (sb, c, key_path)
 }

@@ -1,15 +1,23 @@
 #!/usr/bin/env python3
-"""An independent reader and verifier for dare release containers.
+"""An independent reader and verifier for dare release containers, format 2.
 
-Written from docs/FORMAT.md (format version 1) and DESIGN.md section 3 only,
-never from dare's Rust source. Section numbers in comments are FORMAT.md's.
+Written from docs/FORMAT.md alone, never from dare's Rust source. Section
+numbers in comments are FORMAT.md's.
 
-Usage: dare_reader.py CONTAINER. Prints "OK: full|partial container, N frames,
-tree size S, root HEX" and exits 0, or "BAD: frame I at byte O: what" and
-exits 1. Needs the `cryptography` package; zstd payloads are decompressed only
-if the optional `zstandard` module is installed (else a note says so).
-Stricter than `dare verify`: bytes after the last seal are always an error
-(no CONTAINER.pending allowance, section 10), and so is `"delta_base": null`.
+Usage: dare_reader.py CONTAINER
+
+Prints "OK: full|partial container, N frames, tree size S, root HEX" as its
+last line and exits 0, or "BAD: frame I at byte O: what" and exits 1. Before
+the OK line it prints a "stats:" line (counts of what it checked) and, for an
+accepted torn tail (section 10), a "warning:" line. N counts the frames of the
+sealed part. Needs the `cryptography` and `zstandard` modules.
+
+What it checks, for a full container: both walks (2.2, 2.3) over the sealed
+part; every header (1.1, 3), every payload (entries decompressed, deltas
+applied to their base), the release and content rules (7.1, 7.2), every
+manifest against the recomputation (7.4), every seal (8.2: note, checkpoint,
+thresholds and rotation, tiles, pages, the map, consistency), and bytes after
+the last seal (10). For a partial container (a replica), section 11.
 """
 
 import base64
@@ -17,35 +25,42 @@ import hashlib
 import json
 import re
 import sys
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-try:
-    import zstandard
-except ImportError:
-    zstandard = None
+import zstandard
 
 U64 = 2**64 - 1
 MAX_LEN = 2**63 - 1  # 2.1: every length, and a frame's total length
 HEADER_CAP = 1 << 20  # 2.1: the header record is at most 1 MiB
+NOTE_CAP = 1 << 20  # 6.2
+CHECKPOINT_CAP = 65536  # 3.11
+LISTING_CAP = 64 << 20  # 3.5
+DELTA_CAP = 1 << 30  # 3.4
+WINDOW_CAP = 2**31  # 3.4 (also used for entries: see the report)
 FRAME_TAGS = {0xF4: 1, 0xF5: 2, 0xF6: 4, 0xF7: 8}  # tag -> width of the length
 RECORD_TAGS = {0xF0: 1, 0xF1: 2, 0xF2: 4, 0xF3: 8}
 MIN_FOR_WIDTH = {1: 0, 2: 256, 4: 65536, 8: 2**32}  # 2.1: smallest width
-LEAF_KINDS = {"genesis", "entry", "manifest", "keys"}  # 3, 4
+LEAF_KINDS = {"genesis", "entry", "delta", "index", "manifest", "keys"}  # 3, 4
+
 
 class Invalid(Exception):
     """A rule violation; `frame` is set when it is not the frame being read."""
+
     def __init__(self, what, frame=None):
         super().__init__(what)
         self.frame = frame
 
+
 class Bad(Exception):
     """A located rule violation: the text of the BAD line."""
+
     def __init__(self, index, offset, what):
         super().__init__(f"frame {index} at byte {offset}: {what}")
+
 
 def sha256(*parts):
     return hashlib.sha256(b"".join(parts)).digest()
@@ -53,17 +68,23 @@ def sha256(*parts):
 
 # ---------------------------------------------------------------- 2. frames
 
-@dataclass
+
+@dataclass(eq=False)
 class Frame:
     index: int  # position in the file, from 0
     offset: int  # first byte
     length: int  # total length, tags included
     header: bytes  # the header record's bytes: the leaf data (4)
-    payload_offset: int
+    payload_offset: int  # 5: the first payload byte
     payload_length: int
     kind: str = ""
     h: dict | None = None  # the parsed header, without "kind"
     leaf: int | None = None  # leaf index (from the proof frame in partial containers)
+    listing: list | None = field(default=None, repr=False)  # index frames: the parsed listing
+
+    def ref(self):
+        return {"leaf": self.leaf, "offset": self.offset, "length": self.length}
+
 
 def read_length(data, pos, w, little=False):
     """A w-byte length, checked against the smallest-width rule and 2^63-1 (2.1)."""
@@ -71,6 +92,7 @@ def read_length(data, pos, w, little=False):
     if n < MIN_FOR_WIDTH[w] or n > MAX_LEN:
         raise Invalid(f"length {n} is not minimal for {w} byte(s) or exceeds 2^63-1")
     return n
+
 
 def read_frame(data, o, end, index):
     """The frame at o, which must fit in [o, end): section 2.2 steps 1-5."""
@@ -104,37 +126,33 @@ def read_frame(data, o, end, index):
     (hpos, hlen), (ppos, plen) = records
     return Frame(index, o, total, bytes(data[hpos : hpos + hlen]), ppos, plen)
 
-def walk_forward(data):
-    """2.2: every frame from offset 0 to the end of the file."""
-    frames, o = [], 0
-    while o < len(data):
-        try:
-            frames.append(read_frame(data, o, len(data), len(frames)))
-        except Invalid as e:
-            raise Bad(len(frames), o, str(e)) from None
-        o += frames[-1].length
-    return frames
 
-def walk_backward(data):
-    """2.3: the frame offsets, read from the end of the file to 0."""
-    offsets, e = [], len(data)
+def read_frame_backward(data, e, s):
+    """2.3: the frame ending just before e and starting at or after s."""
+    w = FRAME_TAGS.get(data[e - 1]) if e > s else None
+    if w is None or e - s < 1 + w:
+        raise Invalid(f"backward walk: no frame tag and length before byte {e}")
+    o = e - (read_length(data, e - 1 - w, w, little=True) + 2 + 2 * w)
+    if o < s:
+        raise Invalid(f"backward walk: the frame ending at {e} starts before {s}")
+    return read_frame(data, o, e, -1)  # the leading tag and length must match too
+
+
+def walk_backward(data, end):
+    """2.3: the frame offsets of data[0:end], read from end to 0."""
+    offsets, e = [], end
     while e > 0:
-        w = FRAME_TAGS.get(data[e - 1])
-        if w is None or e < 1 + w:
-            raise Invalid(f"backward walk: no frame tag and length before byte {e}")
-        o = e - (read_length(data, e - 1 - w, w, little=True) + 2 + 2 * w)
-        if o < 0:
-            raise Invalid(f"backward walk: the frame ending at {e} starts before 0")
-        read_frame(data, o, e, -1)  # the leading tag and length must match too
-        offsets.append(o)
-        e = o
+        e = read_frame_backward(data, e, 0).offset
+        offsets.append(e)
     return offsets[::-1]
 
 
 # ------------------------------------------------------------ 1.1, 3. headers
 
-def parse_json(raw):
-    """1.1: one strict JSON object; no duplicate members; integers only."""
+
+def parse_json(raw, top=dict):
+    """1.1: one strict JSON value of type `top`; no duplicate members;
+    non-negative integers only; no lone surrogates."""
 
     def pairs(items):
         if len({k for k, _ in items}) != len(items):
@@ -144,27 +162,49 @@ def parse_json(raw):
     def no_number(s):
         raise Invalid(f"not a non-negative integer: {s}")
 
-    try:  # strict UTF-8 (json itself rejects a BOM); no 1.0, 1e2, -0, NaN, Infinity
-        v = json.loads(raw.decode("utf-8"), object_pairs_hook=pairs, parse_float=no_number,
-                       parse_int=lambda s: no_number(s) if s[0] == "-" else int(s),
-                       parse_constant=no_number)
+    try:  # strict UTF-8 first (json itself rejects a BOM); no 1.0, 1e2, -0, NaN, Infinity
+        v = json.loads(
+            raw.decode("utf-8"),
+            object_pairs_hook=pairs,
+            parse_float=no_number,
+            parse_int=lambda s: no_number(s) if s[0] == "-" else int(s),
+            parse_constant=no_number,
+        )
         json.dumps(v, ensure_ascii=False).encode()  # lone surrogates (\ud800) fail here
     except ValueError as e:  # UnicodeError and JSONDecodeError are ValueErrors
-        raise Invalid(f"header is not strict JSON: {e}") from None
-    if type(v) is not dict:
-        raise Invalid("header is not a JSON object")
+        raise Invalid(f"not strict JSON: {e}") from None
+    if type(v) is not top:
+        raise Invalid(f"not a JSON {'object' if top is dict else 'array'}")
     return v
+
+
+class Opt:
+    """An optional member's schema."""
+
+    def __init__(self, spec):
+        self.spec = spec
+
+
+class Pair:
+    """A 2-element array of two integer ranges (3.12 nodes)."""
+
+    def __init__(self, a, b):
+        self.a, self.b = a, b
+
 
 def conform(v, spec):
     """Check a parsed JSON value against a schema (1.1, 3): a dict is an
-    object with exactly those members (unknown ones are rejected), a tuple
-    (item, least, most) an array, a range an integer, a function a string rule."""
+    object with exactly those members (unknown ones are rejected; Opt ones may
+    be absent), a tuple (item, least, most) an array, a range an integer, a
+    Pair a 2-element integer array, a function a string rule."""
     if type(spec) is dict:
-        if type(v) is not dict or set(v) != set(spec):
+        need = {k for k, s in spec.items() if type(s) is not Opt}
+        if type(v) is not dict or not need <= set(v) <= set(spec):
             raise Invalid(f"members {sorted(v) if type(v) is dict else v!r} are not {sorted(spec)}")
-        for k, s in spec.items():
+        for k, x in v.items():
+            s = spec[k]
             try:
-                conform(v[k], s)
+                conform(x, s.spec if type(s) is Opt else s)
             except Invalid as e:
                 raise Invalid(f"{k}: {e}") from None
     elif type(spec) is tuple:
@@ -172,22 +212,31 @@ def conform(v, spec):
             raise Invalid(f"not an array of {spec[1]} to {spec[2]} items")
         for x in v:
             conform(x, spec[0])
+    elif type(spec) is Pair:
+        if type(v) is not list or len(v) != 2:
+            raise Invalid(f"{v!r} is not a 2-element array")
+        conform(v[0], spec.a)
+        conform(v[1], spec.b)
     elif type(spec) is range:
         if type(v) is not int or v not in spec:  # excludes bool: type(True) is bool
             raise Invalid(f"{v!r} is not an integer in {spec.start}..{spec.stop - 1}")
     elif type(v) is not str or not spec(v):
         raise Invalid(f"{v!r} breaks its value rule")
 
+
 def has_cc(s):
     """Unicode category Cc: U+0000..U+001F, U+007F..U+009F."""
     return any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in s)
 
+
 def nbytes(s):
     return len(s.encode())
+
 
 def is_path(s):  # 3.1; a leading "/" gives an empty first segment
     bad_segments = {"", ".", ".."} & set(s.split("/"))
     return 1 <= nbytes(s) <= 4096 and not has_cc(s) and "\\" not in s and not bad_segments
+
 
 def parse_semver(s):
     """SemVer 2.0.0 (3.1): None if s is not a version, else a key that sorts by
@@ -203,8 +252,10 @@ def parse_semver(s):
     key = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in pre)
     return int(m[1]), int(m[2]), int(m[3]), (0, key) if pre else (1,)
 
+
 def matches(pattern):
     return lambda s: re.fullmatch(pattern, s) is not None
+
 
 # The value rules of 3.1, and integer ranges (1.1).
 is_origin = matches(r"[\x21-\x7e]{1,256}")
@@ -214,53 +265,199 @@ is_triple = matches(r"[a-z0-9_.]+(-[a-z0-9_.]+){1,4}")  # 2 to 5 parts
 is_product = lambda s: 1 <= nbytes(s) <= 256 and not has_cc(s)  # noqa: E731
 is_target = lambda s: nbytes(s) <= 128 and is_triple(s)  # noqa: E731
 is_version = lambda s: parse_semver(s) is not None  # noqa: E731
+is_compression = lambda s: s in ("none", "zstd")  # noqa: E731
+any_string = lambda s: True  # noqa: E731
 
-U32, UINT64 = range(2**32), range(2**64)
-TRUST = {"keys": (lambda s: True, 0, U64), "threshold": U32}  # keys: see parse_trust
-ENTRY_REF = {"leaf": UINT64, "offset": UINT64, "length": UINT64}
-RELEASE = {"channel": is_channel, "target": is_target, "version": is_version,
-           "entries": (ENTRY_REF, 1, U64)}
-SCHEMAS = {  # 3.2 - 3.8; `delta_base` (reserved) is rejected as unknown
-    "genesis": {"format": range(1, 2), "origin": is_origin, "product": is_product, "trust": TRUST},
-    "entry": {"target": is_target, "version": is_version, "channel": is_channel, "path": is_path,
-              "mode": range(0o10000), "size": UINT64, "sha256": is_digest,
-              "stored_size": UINT64, "stored_sha256": is_digest,
-              "compression": lambda s: s in ("none", "zstd")},
-    "manifest": {"releases": (RELEASE, 0, U64)},
+U8, U16, U32, UINT64 = range(2**8), range(2**16), range(2**32), range(2**64)
+TRUST = {"keys": (any_string, 0, U64), "threshold": U32}  # keys: see parse_trust (6.4)
+LEAF_REF = {"leaf": UINT64, "offset": UINT64, "length": UINT64}  # 3
+FRAME_REF = {"offset": UINT64, "length": UINT64}
+RELEASE = {"channel": is_channel, "target": is_target, "version": is_version, "index": LEAF_REF}
+DELTA_REF = {"base": is_digest, "leaf": UINT64, "offset": UINT64, "length": UINT64}
+FILE = {  # 3.5: an index listing's file object
+    "path": is_path,
+    "mode": range(0o7777 + 1),
+    "size": UINT64,
+    "sha256": is_digest,
+    "entry": LEAF_REF,
+    "deltas": (DELTA_REF, 0, U64),
+}
+SCHEMAS = {  # 3.2 - 3.12
+    "genesis": {"format": range(2, 3), "origin": is_origin, "product": is_product, "trust": TRUST},
+    "entry": {
+        "size": UINT64,
+        "sha256": is_digest,
+        "stored_size": UINT64,
+        "stored_sha256": is_digest,
+        "compression": is_compression,
+    },
+    "delta": {
+        "base": is_digest,
+        "base_size": range(DELTA_CAP + 1),
+        "size": range(DELTA_CAP + 1),
+        "sha256": is_digest,
+        "stored_size": UINT64,
+        "stored_sha256": is_digest,
+    },
+    "index": {
+        "channel": is_channel,
+        "target": is_target,
+        "version": is_version,
+        "files": range(1, 2**64),
+        "size": range(LISTING_CAP + 1),
+        "sha256": is_digest,
+        "stored_size": range(LISTING_CAP + 1),
+        "stored_sha256": is_digest,
+        "compression": is_compression,
+        "previous": Opt(LEAF_REF),
+    },
+    "manifest": {"releases": (RELEASE, 0, U64), "keys": Opt(LEAF_REF)},
     "keys": {"trust": TRUST},
     "tile": {"level": range(8), "index": UINT64, "width": range(1, 257)},
-    "seal": {"checkpoint": lambda s: nbytes(s) <= 65536, "time": UINT64,
-             "manifest": {"offset": UINT64, "length": UINT64},
-             "manifest_proof": (is_digest, 0, 64), "tiles": ((UINT64, 0, U64), 0, 8)},
-    "proof": {"size": UINT64, "leaves": (UINT64, 0, U64), "nodes": ((UINT64, 2, 2), 0, U64)},
+    "page": {"level": range(8), "index": UINT64},
+    "map": {"size": range(1, 2**64)},
+    "seal": {
+        "checkpoint": lambda s: nbytes(s) <= CHECKPOINT_CAP,
+        "time": UINT64,
+        "manifest": FRAME_REF,
+        "map": FRAME_REF,
+    },
+    "proof": {"size": UINT64, "leaves": (UINT64, 0, U64), "nodes": (Pair(range(64), UINT64), 0, U64)},
 }
+
 
 def increasing(xs):
     return all(a < b for a, b in zip(xs, xs[1:]))
+
 
 def parse_header(f):
     """Parse and schema-check f's header (3); check its payload length."""
     h = parse_json(f.header)
     kind = h.pop("kind", None)
-    if kind not in SCHEMAS:
+    if type(kind) is not str or kind not in SCHEMAS:
         raise Invalid(f"missing or unknown kind {kind!r}")
     conform(h, SCHEMAS[kind])
-    if kind == "manifest":  # 3.4 orderings
-        if not increasing([(r["channel"].encode(), r["target"].encode()) for r in h["releases"]]):
-            raise Invalid("releases not strictly increasing by (channel, target)")
-        if not all(increasing([e["leaf"] for e in r["entries"]]) for r in h["releases"]):
-            raise Invalid("entries not strictly increasing by leaf")
-    if kind == "entry" and h["compression"] == "none":  # 3.3
+    if kind in ("entry", "index") and h["compression"] == "none":  # 3.3, 3.5
         if (h["size"], h["sha256"]) != (h["stored_size"], h["stored_sha256"]):
             raise Invalid("compression none but size/sha256 differ from the stored ones")
-    if kind == "proof":  # 3.8
-        if any(x >= h["size"] for x in h["leaves"]) or any(n[0] > 63 for n in h["nodes"]):
-            raise Invalid("proof leaf index >= size, or node height > 63")
-    want = {"entry": h.get("stored_size"), "tile": 32 * h.get("width", 0),
-            "proof": 32 * len(h.get("nodes", []))}.get(kind, 0)
+    if kind == "delta" and h["base"] == h["sha256"]:  # 3.4
+        raise Invalid("delta base equals its result")
+    if kind == "manifest":  # 3.6
+        if not increasing([(r["channel"].encode(), r["target"].encode()) for r in h["releases"]]):
+            raise Invalid("releases not strictly increasing by (channel, target)")
+    if kind == "proof" and any(x >= h["size"] for x in h["leaves"]):  # 3.12
+        raise Invalid("proof leaf index >= size")
+    want = {
+        "entry": h.get("stored_size"),
+        "delta": h.get("stored_size"),
+        "index": h.get("stored_size"),
+        "tile": 32 * h.get("width", 0),
+        "page": 2048,
+        "map": map_length(h["size"]) if kind == "map" else 0,
+        "proof": 32 * len(h.get("nodes", [])),
+    }.get(kind, 0)
     if f.payload_length != want:
         raise Invalid(f"{kind} payload is {f.payload_length} bytes, not {want}")
     f.kind, f.h = kind, h
+
+
+def kind_of(f):
+    """The kind a frame's header names, if it parses at all (for section 10)."""
+    try:
+        h = parse_json(f.header)
+    except Invalid:
+        return None
+    return h.get("kind")
+
+
+# ------------------------------------------------------------- zstd payloads
+
+
+def zstd_frame_length(buf):
+    """RFC 8878 3.1.1: the length of the one zstd frame at the start of buf.
+    Raises Invalid for anything else (a skippable frame, a reserved bit or
+    block type, a frame cut short)."""
+    if len(buf) < 5 or buf[:4] != b"\x28\xb5\x2f\xfd":
+        raise Invalid("payload does not start with a zstd frame")
+    fhd = buf[4]
+    if fhd & 0x08:
+        raise Invalid("zstd frame header has its reserved bit set")
+    single = fhd >> 5 & 1
+    pos = 5 + (1 - single) + (0, 1, 2, 4)[fhd & 3] + (single, 2, 4, 8)[fhd >> 6]
+    while True:
+        if pos + 3 > len(buf):
+            raise Invalid("zstd frame cut short")
+        bh = int.from_bytes(buf[pos : pos + 3], "little")
+        last, btype, bsize = bh & 1, bh >> 1 & 3, bh >> 3
+        if btype == 3:
+            raise Invalid("zstd block of the reserved type")
+        pos += 3 + (1 if btype == 1 else bsize)
+        if last:
+            break
+    pos += 4 if fhd & 0x04 else 0  # the content checksum
+    if pos > len(buf):
+        raise Invalid("zstd frame cut short")
+    return pos
+
+
+def unzstd(payload, size, base=None):
+    """3.3, 3.4: exactly one complete zstd frame, decompressed (with `base` as
+    a raw-content prefix for a delta) into exactly `size` bytes; stops as soon
+    as more than `size` bytes come out."""
+    if zstd_frame_length(payload) != len(payload):
+        raise Invalid("payload is not exactly one zstd frame")
+    if base:
+        d = zstandard.ZstdCompressionDict(base, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+        dctx = zstandard.ZstdDecompressor(dict_data=d, max_window_size=WINDOW_CAP)
+    else:
+        dctx = zstandard.ZstdDecompressor(max_window_size=WINDOW_CAP)
+    out = bytearray()
+    try:
+        reader = dctx.stream_reader(payload, read_across_frames=False)
+        while chunk := reader.read(min(1 << 20, size + 1 - len(out))):
+            out += chunk
+            if len(out) > size:
+                raise Invalid(f"zstd frame decompresses to more than {size} bytes")
+    except zstandard.ZstdError as e:
+        raise Invalid(f"zstd frame does not decompress: {e}") from None
+    return bytes(out)
+
+
+def stored_payload(data, f):
+    """3.3-3.5: the payload, checked against stored_size and stored_sha256."""
+    p = data[f.payload_offset : f.payload_offset + f.payload_length]
+    if len(p) != f.h["stored_size"] or sha256(p).hex() != f.h["stored_sha256"]:
+        raise Invalid("payload differs from stored_size/stored_sha256")
+    return p
+
+
+def content_of(data, f):
+    """3.3, 3.5: an entry's content or an index's listing bytes, checked."""
+    p = stored_payload(data, f)
+    c = p if f.h["compression"] == "none" else unzstd(p, f.h["size"])
+    if len(c) != f.h["size"] or sha256(c).hex() != f.h["sha256"]:
+        raise Invalid("content differs from size/sha256")
+    return c
+
+
+def parse_listing(data, f):
+    """3.5: an index's listing: `files` file objects, strictly increasing by
+    path, no path a directory of another, deltas strictly increasing by base."""
+    listing = parse_json(content_of(data, f), list)
+    conform(listing, (FILE, f.h["files"], f.h["files"]))
+    paths = [x["path"] for x in listing]
+    if not increasing([p.encode() for p in paths]):
+        raise Invalid("listing not strictly increasing by path")
+    present = set(paths)
+    for p in paths:
+        parts = p.split("/")
+        if any("/".join(parts[:i]) in present for i in range(1, len(parts))):
+            raise Invalid(f"listing path {p!r} is inside another listed path")
+    for x in listing:
+        bases = [d["base"] for d in x["deltas"]]
+        if not increasing(bases) or x["sha256"] in bases:
+            raise Invalid(f"{x['path']}: deltas not strictly increasing by base, or one from itself")
+    return listing
 
 
 # ------------------------------------------------ 6. keys, notes, checkpoints
@@ -268,6 +465,7 @@ def parse_header(f):
 P = 2**255 - 19
 ED_D = -121665 * pow(121666, P - 2, P) % P
 ED_L = 2**252 + 27742317777372353535851937790883648493
+
 
 def decode_point(b):
     """RFC 8032 5.1.3: (x, y), or None if b is no canonical curve point."""
@@ -283,6 +481,7 @@ def decode_point(b):
         return None
     return (P - x if x & 1 != sign else x), y
 
+
 def small_order(pt):
     """[8]P is the identity (doubling with the complete Edwards addition law)."""
     for _ in range(3):
@@ -290,8 +489,10 @@ def small_order(pt):
         pt = (2 * x * y * pow(1 + t, P - 2, P) % P, (y * y + x * x) * pow(1 - t, P - 2, P) % P)
     return pt == (0, 1)
 
+
 def valid_key_name(s):  # 6.1; str.isspace is White_Space plus some Cc characters
     return s != "" and "+" not in s and not has_cc(s) and not any(c.isspace() for c in s)
+
 
 def canonical_b64(s):
     """1: standard alphabet with padding, canonical (decode + encode = s)."""
@@ -303,11 +504,18 @@ def canonical_b64(s):
         raise Invalid(f"non-canonical base64 {s!r}")
     return raw
 
+
 def canonical_u64(s):
     """1: decimal with no sign and no leading zeros, at most 2^64-1."""
     if not re.fullmatch(r"0|[1-9][0-9]*", s) or int(s) > U64:
         raise Invalid(f"bad decimal {s!r}")
     return int(s)
+
+
+def key_id(name, pub):
+    """6.1: the first 4 bytes of H(name || 0x0A || 0x01 || public key)."""
+    return sha256(name.encode(), b"\n\x01", pub)[:4].hex()
+
 
 def parse_verifier_key(text):
     """6.1: name+hexid+base64(0x01 || public key) -> (name, key id, public key)."""
@@ -321,9 +529,10 @@ def parse_verifier_key(text):
     point = decode_point(data[1:])
     if point is None or small_order(point):
         raise Invalid(f"verifier key {text!r} is not a valid point of large order")
-    if sha256(name.encode(), b"\n\x01", data[1:])[:4].hex() != hexid:
+    if key_id(name, data[1:]) != hexid:
         raise Invalid(f"verifier key {text!r} has the wrong key id")
     return name, hexid, data[1:]
+
 
 def parse_trust(t):
     """6.4: distinct keys; 1 <= threshold <= number of keys."""
@@ -333,6 +542,13 @@ def parse_trust(t):
     if not 1 <= t["threshold"] <= len(keys):
         raise Invalid("trust root threshold out of range")
     return keys, t["threshold"]
+
+
+def fingerprint(t):
+    """6.4: H(decimal(threshold) \\n k_1 \\n ... k_n \\n), keys sorted by bytes."""
+    keys = sorted(k.encode() for k in t["keys"])
+    return sha256(str(t["threshold"]).encode(), b"\n", b"".join(k + b"\n" for k in keys)).hex()
+
 
 def verify_strict(pub, sig, msg):
     """6.2 step 2: RFC 8032, rejecting S >= L and a non-canonical or small-order R."""
@@ -345,13 +561,13 @@ def verify_strict(pub, sig, msg):
     except InvalidSignature:
         return False
 
-def verify_note(note, roots):
-    """6.2: parse a signed note, check it against every (keys, threshold) in
-    `roots`, and return its text."""
-    if nbytes(note) > HEADER_CAP or any(c < " " and c != "\n" for c in note):
+
+def parse_note(note):
+    """6.2: (text, [(name, key id hex, signature bytes)])."""
+    if nbytes(note) > NOTE_CAP or any(c < " " and c != "\n" for c in note):
         raise Invalid("note too long or has a control character")
     cut = note.rfind("\n\n")  # the text ends with the \n before the last \n\n
-    if cut < 0 or not note.endswith("\n"):
+    if cut < 0 or not note.endswith("\n") or cut + 2 == len(note):
         raise Invalid("note has no signature lines or does not end with a newline")
     text, lines = note[: cut + 1], note[cut + 2 : -1].split("\n")
     if len(lines) > 100:
@@ -362,6 +578,13 @@ def verify_note(note, roots):
         if not m or not valid_key_name(m[1]) or len(blob := canonical_b64(m[2])) < 5:
             raise Invalid(f"bad signature line {line!r}")
         sigs.append((m[1], blob[:4].hex(), blob[4:]))
+    return text, sigs
+
+
+def verify_note(note, roots):
+    """6.2: parse a signed note, check it against every (keys, threshold) in
+    `roots`, and return its text."""
+    text, sigs = parse_note(note)
     for keys, threshold in roots:
         good = set()
         for name, kid, sig in sigs:
@@ -374,26 +597,36 @@ def verify_note(note, roots):
             raise Invalid(f"{len(good)} valid signature(s), threshold {threshold}")
     return text
 
+
 def parse_checkpoint(text):
     """6.3: (origin, size, root, time); `time N` is the first extension line."""
     lines = text[:-1].split("\n")
-    if len(lines) < 4 or "" in lines:
-        raise Invalid("checkpoint needs origin, size, root and time lines, none empty")
+    if len(lines) < 3 or "" in lines:
+        raise Invalid("checkpoint needs origin, size and root lines, none empty")
     if len(root := canonical_b64(lines[2])) != 32:
         raise Invalid("checkpoint root is not 32 bytes")
-    if not lines[3].startswith("time ") or any(x.split(" ")[0] == "time" for x in lines[4:]):
+    timed = [x for x in lines[3:] if x == "time" or x.startswith("time ")]
+    if len(lines) < 4 or not lines[3].startswith("time ") or len(timed) != 1:
         raise Invalid("checkpoint time line missing, misplaced or repeated")
     return lines[0], canonical_u64(lines[1]), root, canonical_u64(lines[3][5:])
 
 
 # ------------------------------------------------------ 4, 5. Merkle tree
 
+
 def node_hash(a, b):
     return sha256(b"\x01", a, b)
+
 
 def split(n):
     """The largest power of two smaller than n (n > 1)."""
     return 1 << ((n - 1).bit_length() - 1)
+
+
+def frontier_nodes(n):
+    """4: (height, index) of the frontier of tree n, largest first."""
+    return [(h, (n >> h) - 1) for h in range(63, -1, -1) if n >> h & 1]
+
 
 class Tree:
     """RFC 9162 section 2.1 over the leaf hashes seen so far."""
@@ -413,14 +646,9 @@ class Tree:
             self.cache[(lo, hi)] = h
         return h
 
-    def path(self, m, lo, hi):
-        """PATH(m, D[lo:hi]) (RFC 9162 2.1.3.1), m relative to lo."""
-        if hi - lo <= 1:
-            return []
-        k = split(hi - lo)
-        if m < k:
-            return self.path(m, lo, lo + k) + [self.mth(lo + k, hi)]
-        return self.path(m - k, lo + k, hi) + [self.mth(lo, lo + k)]
+    def node(self, h, k):
+        """4: node(h, k), the root of leaves [k 2^h, (k+1) 2^h)."""
+        return self.mth(k << h, (k + 1) << h)
 
     def subproof(self, m, lo, hi, b):
         """SUBPROOF(m, D[lo:hi], b) (RFC 9162 2.1.4.1); PROOF is b = True."""
@@ -430,6 +658,7 @@ class Tree:
         if m <= k:
             return self.subproof(m, lo, lo + k, b) + [self.mth(lo + k, hi)]
         return self.subproof(m - k, lo + k, hi, False) + [self.mth(lo, lo + k)]
+
 
 def verify_inclusion(m, n, leaf, proof, root):
     """RFC 9162 2.1.3.2, as written out in section 4."""
@@ -445,6 +674,7 @@ def verify_inclusion(m, n, leaf, proof, root):
             x = node_hash(x, c)
         fn, sn = fn >> 1, sn >> 1
     return sn == 0 and x == root
+
 
 def verify_consistency(m, n, old, new, proof):
     """RFC 9162 2.1.4.2, for 0 < m < n."""
@@ -468,68 +698,83 @@ def verify_consistency(m, n, old, new, proof):
         fn, sn = fn >> 1, sn >> 1
     return fr == old and sr == new and sn == 0
 
-def tiles_of(n):
-    """5: the tiles (level, index, width) of tree n, one list per level."""
-    sizes = [n >> (8 * lvl) for lvl in range(8) if n >> (8 * lvl)]
-    return [[(lvl, i, min(256, m - 256 * i)) for i in range((m + 255) // 256)]
-            for lvl, m in enumerate(sizes)]
+
+def map_slots(n):
+    """5.2: the slots of the map of tree n, in order: ("page", L, P) or
+    ("tile", L, N, W)."""
+    slots = []
+    for lvl in range(8):
+        m = n >> (8 * lvl)
+        if m == 0:
+            break
+        full = m // 256
+        slots += [("page", lvl, p) for p in range(full // 256)]
+        slots += [("tile", lvl, 256 * (full // 256) + i, 256) for i in range(full % 256)]
+        if m % 256:
+            slots.append(("tile", lvl, full, m % 256))
+    return slots
 
 
-# ---------------------------------------------------- 3.3 entry payloads
+def map_length(n):
+    """5.2: 32 popcount(n-1) + 8 S."""
+    return 32 * bin(n - 1).count("1") + 8 * len(map_slots(n))
 
-def check_payload(data, f, notes):
-    """3.3: the stored digest; with zstd, the decompressed size and digest."""
-    h, payload = f.h, data[f.payload_offset : f.payload_offset + f.payload_length]
-    if sha256(payload).hex() != h["stored_sha256"]:
-        raise Invalid("payload SHA-256 differs from stored_sha256")
-    if h["compression"] == "zstd" and zstandard is None:
-        notes.add("the zstandard module is missing: zstd payloads checked by stored digest only")
-    elif h["compression"] == "zstd":
-        reader = zstandard.ZstdDecompressor().stream_reader(payload, read_across_frames=True)
-        content, size = hashlib.sha256(), 0
-        try:
-            while size <= h["size"] and (chunk := reader.read(1 << 20)):  # stop past `size`
-                content.update(chunk)
-                size += len(chunk)
-        except zstandard.ZstdError as e:
-            raise Invalid(f"zstd payload does not decompress: {e}") from None
-        if size != h["size"] or content.hexdigest() != h["sha256"]:
-            raise Invalid("decompressed content differs from size/sha256")
+
+def tile_path(level, index, width):
+    """5: the C2SP path of a tile (for messages)."""
+    groups = f"{index:d}"
+    groups = groups.zfill((len(groups) + 2) // 3 * 3)
+    parts = [groups[i : i + 3] for i in range(0, len(groups), 3)]
+    name = "/".join("x" + p for p in parts[:-1]) + ("/" if len(parts) > 1 else "") + parts[-1]
+    return f"tile/{level}/{name}" + (f".p/{width}" if width < 256 else "")
 
 
 # ------------------------------------------------------ 7, 8, 11. verification
 
+
 class Verifier:
-    """Checks the frames in file order (8.2; 11 for partial containers)."""
+    """Checks the frames of the sealed part in file order (8.2; 11 for
+    partial containers)."""
 
     def __init__(self, data, partial):
         self.data, self.partial = data, partial
         self.tree = Tree()  # full containers: every leaf hash
-        self.notes = set()
+        self.stats = Counter()
         self.genesis = self.roots = None  # genesis header; trust root in effect
         self.seg = []  # frames since the previous seal
         self.prev = None  # the previous seal's (size, root, time)
-        self.frontier = {}  # partial: (height, index) -> hash, frontier of prev
-        self.latest = {}  # 7.2: (channel, target) -> (version, [entry refs])
-        self.sealed = {}  # 7.1: (channel, target) -> version of earlier releases
-        self.paths = set()  # 7.1 rule 3: (channel, target, version, path)
-        self.tiles = {}  # checked tile payload offset -> (level, index, width)
         self.manifest = None  # the last manifest frame
+        self.map = None  # the last map frame
         self.leaf_count = 0
+        self.by_leaf = {}  # full: leaf index -> frame
+        self.contents = {}  # sha256 hex -> entry frames holding that content
+        # 7.1, 7.4 (full containers)
+        self.latest = {}  # (channel, target) -> (version, index ref), now
+        self.sealed_latest = {}  # the same, as of the previous seal
+        self.release_keys = set()  # (channel, target) of this release's indexes
+        self.named = set()  # leaves of entries and deltas named by this release's indexes
+        self.named_before = set()  # leaves of entries named by earlier indexes
+        self.keys_ref = None  # the last keys leaf so far
+        # 5, 8.2 steps 6, 10: checked tile and page frames, by payload offset
+        self.tiles = {}  # -> (level, index, width)
+        self.pages = {}  # -> (level, index)
+        self.computed = {}  # partial: (height, index) -> hash, from the last root recomputation
+        self.frontier = {}  # partial: (height, index) -> hash, frontier of the previous seal's tree
 
     def run(self, frames):
         for f in frames:
             try:
                 if (f.index == 0) != (f.kind == "genesis"):
                     raise Invalid("frame 0 must be the genesis, and no other frame")
-                if f.kind == ("tile" if self.partial else "proof"):
-                    raise Invalid("tile and proof frames in one container")
-                if f.kind in LEAF_KINDS:
-                    f.leaf, self.leaf_count = self.leaf_count, self.leaf_count + 1
-                if handler := getattr(self, "on_" + f.kind, None):
-                    handler(f)  # tile frames are checked at the next seal (8.2 step 5)
+                if f.kind in (("tile", "page", "map") if self.partial else ("proof",)):
+                    raise Invalid(f"a {f.kind} frame in a {'partial' if self.partial else 'full'} container")
                 if f.kind in LEAF_KINDS and not self.partial:
+                    f.leaf, self.leaf_count = self.leaf_count, self.leaf_count + 1
+                    self.by_leaf[f.leaf] = f
                     self.tree.leaves.append(sha256(b"\x00", f.header))  # 4: leaf hash
+                if handler := getattr(self, "on_" + f.kind, None):
+                    handler(f)
+                self.stats[f.kind] += 1
                 if f.kind == "seal":
                     self.seg = []
                 else:
@@ -538,54 +783,114 @@ class Verifier:
                 g = e.frame or f
                 raise Bad(g.index, g.offset, str(e)) from None
         if self.prev is None:
-            raise Bad(len(frames), frames[-1].offset if frames else 0, "no seal")
+            raise Bad(len(frames), frames[-1].offset + frames[-1].length, "no seal")
         return self.prev
 
-    def on_genesis(self, f):
+    # ---- leaves
+
+    def on_genesis(self, f):  # 3.2
         self.genesis, self.roots = f.h, parse_trust(f.h["trust"])
 
-    def on_keys(self, f):  # 3.5
+    def on_entry(self, f):  # 3.3
+        content = content_of(self.data, f)
+        self.contents.setdefault(f.h["sha256"], []).append(f)
+        self.stats["entry-zstd" if f.h["compression"] == "zstd" else "entry-none"] += 1
+        del content
+
+    def base_content(self, sha, size):
+        """The content of an earlier entry with this sha256 and size, or None."""
+        g = next((g for g in self.contents.get(sha, []) if g.h["size"] == size), None)
+        return None if g is None else content_of(self.data, g)
+
+    def on_delta(self, f):  # 3.4
+        h = f.h
+        p = stored_payload(self.data, f)
+        base = self.base_content(h["base"], h["base_size"])
+        has_result = any(g.h["size"] == h["size"] for g in self.contents.get(h["sha256"], []))
+        if not self.partial and (base is None or not has_result):
+            raise Invalid("delta: no earlier entry holds its base, or its result")
+        if base is None:
+            self.stats["delta-unapplied"] += 1  # 11 step 6: only the stored bytes
+            return
+        out = unzstd(p, h["size"], base)
+        if len(out) != h["size"] or sha256(out).hex() != h["sha256"]:
+            raise Invalid("delta applied to its base differs from size/sha256")
+        self.stats["delta-applied"] += 1
+
+    def on_index(self, f):  # 3.5; 7.1 in full containers
+        f.listing = parse_listing(self.data, f)
+        self.stats["files"] += len(f.listing)
+        if self.partial:
+            return  # 11 step 4, at the seal
+        h, key = f.h, (f.h["channel"], f.h["target"])
+        if key in self.release_keys:
+            raise Invalid(f"a second index of {key} in one release")  # 7.1.1
+        prev = self.sealed_latest.get(key)  # 7.1.2
+        if prev is not None:
+            if parse_semver(h["version"]) <= parse_semver(prev[0]):
+                raise Invalid(f"version {h['version']} of {key} is not newer than {prev[0]}")
+            if h.get("previous") != prev[1]:
+                raise Invalid(f"previous is not the index of {key} {prev[0]}, {prev[1]}")
+        elif "previous" in h:
+            raise Invalid(f"previous given for the first index of {key}")
+        for x in f.listing:  # 7.1.3, 7.1.4
+            e = x["entry"]
+            g = self.by_leaf.get(e["leaf"])
+            if g is None or g.kind != "entry" or (g.offset, g.length) != (e["offset"], e["length"]):
+                raise Invalid(f"{x['path']}: entry ref {e} is not an earlier entry frame")
+            if (g.h["size"], g.h["sha256"]) != (x["size"], x["sha256"]):
+                raise Invalid(f"{x['path']}: the entry at leaf {g.leaf} holds another content")
+            self.stats["files-shared" if g.leaf in self.named_before or g.leaf in self.named else "files-new"] += 1
+            self.named.add(g.leaf)
+            for d in x["deltas"]:
+                g = self.by_leaf.get(d["leaf"])
+                if g is None or g.kind != "delta" or (g.offset, g.length) != (d["offset"], d["length"]):
+                    raise Invalid(f"{x['path']}: delta ref {d} is not an earlier delta frame")
+                if (g.h["base"], g.h["sha256"]) != (d["base"], x["sha256"]):
+                    raise Invalid(f"{x['path']}: the delta at leaf {g.leaf} has another base or result")
+                self.named.add(g.leaf)
+                self.stats["delta-refs"] += 1
+        self.release_keys.add(key)
+        self.latest[key] = (h["version"], f.ref())
+
+    def on_manifest(self, f):  # 7.4
+        self.manifest = f
+        if self.partial:
+            return
+        order = sorted(self.latest, key=lambda k: (k[0].encode(), k[1].encode()))
+        want = {
+            "releases": [
+                {"channel": c, "target": t, "version": self.latest[(c, t)][0], "index": self.latest[(c, t)][1]}
+                for c, t in order
+            ]
+        }
+        if self.keys_ref is not None:
+            want["keys"] = self.keys_ref
+        if f.h != want:
+            raise Invalid("manifest differs from the one recomputed from the indexes and keys")
+
+    def on_keys(self, f):  # 3.7
         if any(g.kind == "keys" for g in self.seg):
             raise Invalid("more than one keys frame between two seals")
         parse_trust(f.h["trust"])
+        if not self.partial:
+            self.keys_ref = f.ref()
 
-    def on_entry(self, f):
-        h = f.h
-        key, ver = (h["channel"], h["target"]), h["version"]
-        if not self.partial:  # 7.1 release rules
-            same = [g.h["version"] for g in self.seg
-                    if g.kind == "entry" and (g.h["channel"], g.h["target"]) == key]
-            if same and same[0] != ver:
-                raise Invalid(f"a second version of {key} in one release")
-            old = self.sealed.get(key) if not same else None
-            if old and parse_semver(ver) <= parse_semver(old):
-                raise Invalid(f"version {ver} is not newer than {old}")
-            if key + (ver, h["path"]) in self.paths:
-                raise Invalid(f"path {h['path']} twice in {key} {ver}")
-            self.paths.add(key + (ver, h["path"]))
-        check_payload(self.data, f, self.notes)
-        if self.latest.get(key, (None,))[0] != ver:  # 7.2
-            self.latest[key] = (ver, [])
-        self.latest[key][1].append({"leaf": f.leaf, "offset": f.offset, "length": f.length})
+    # ---- non-leaves
 
-    def on_manifest(self, f):
-        if not self.partial:  # 7.2: it must equal the manifest recomputed from the entries
-            order = sorted(self.latest, key=lambda k: (k[0].encode(), k[1].encode()))
-            want = [{"channel": c, "target": t, "version": self.latest[(c, t)][0],
-                     "entries": self.latest[(c, t)][1]} for c, t in order]
-            if f.h["releases"] != want:
-                raise Invalid("manifest differs from the one recomputed from the entries")
-        self.manifest = f
+    def on_map(self, f):
+        self.map = f
 
     def on_proof(self, f):
         if any(g.kind == "proof" for g in self.seg):
             raise Invalid("more than one proof frame before a seal")
 
     def on_seal(self, f):
-        """8.2 steps 2, 4, 7, 8 and 8.3; then per container kind."""
+        """8.2 steps 2, 5, 8, 9 and 8.3; then per container kind."""
         h, keys = f.h, [g for g in self.seg if g.kind == "keys"]
         roots = [self.roots] + [parse_trust(g.h["trust"]) for g in keys]  # 8.3: both roots
-        origin, n, root, t = parse_checkpoint(verify_note(h["checkpoint"], roots))
+        text = verify_note(h["checkpoint"], roots)
+        origin, n, root, t = parse_checkpoint(text)
         if origin != self.genesis["origin"]:
             raise Invalid(f"checkpoint origin {origin!r} is not the genesis origin")
         if t != h["time"] or (self.prev and t < self.prev[2]):
@@ -593,35 +898,63 @@ class Verifier:
         if self.manifest is None or h["manifest"]["length"] != self.manifest.length:
             raise Invalid("seal.manifest.length is not the last manifest frame's length")
         (self.seal_partial if self.partial else self.seal_full)(f, n, root)
-        for g in self.seg:  # 7.1 rule 2: this release's versions are now sealed
-            if g.kind == "entry":
-                self.sealed[(g.h["channel"], g.h["target"])] = g.h["version"]
+        if self.prev and (n, root) == self.prev[:2]:
+            self.stats["heartbeat"] += 1
         self.roots, self.prev = roots[-1], (n, root, t)
+        self.sealed_latest = dict(self.latest)
+        self.named_before |= self.named
+        self.release_keys, self.named = set(), set()
 
     def seal_full(self, f, n, root):
-        """8.2 steps 3, 5, 6, 9, 10, 11."""
+        """8.2 steps 3, 4, 6, 7, 10, 11."""
         h, m, tree = f.h, self.manifest, self.tree
-        if n != len(tree.leaves) or m.leaf != n - 1 or h["manifest"]["offset"] != m.offset:
-            raise Invalid(f"size {n} or seal.manifest is not the last leaf, a manifest")
-        if tree.mth(0, n) != root:
+        for g in self.seg:  # step 3 (7.2)
+            if g.kind in ("entry", "delta") and g.leaf not in self.named:
+                raise Invalid(f"{g.kind} at leaf {g.leaf} is named by no index of its release", g)
+        if n != len(tree.leaves) or n < 2:
+            raise Invalid(f"checkpoint size {n} is not the {len(tree.leaves)} leaves before the seal")
+        if m.leaf != n - 1 or h["manifest"]["offset"] != m.offset:  # step 4
+            raise Invalid("the last leaf is not the manifest seal.manifest names")
+        if tree.mth(0, n) != root:  # step 7
             raise Invalid("checkpoint root differs from the tree of the leaves")
-        if [bytes.fromhex(x) for x in h["manifest_proof"]] != tree.path(n - 1, 0, n):
-            raise Invalid("manifest_proof is not PATH(n-1, D[0:n])")
-        for g in self.seg:  # 5: tile frames since the previous seal
+        for g in self.seg:  # step 6: tiles (5)
             if g.kind == "tile":
                 lvl, idx, w = g.h["level"], g.h["index"], g.h["width"]
                 if idx * 256 + w > n >> (8 * lvl):
-                    raise Invalid(f"tile is not complete in tree {n}", g)
-                s = 1 << (8 * lvl)  # level lvl: the roots of subtrees of 2^(8 lvl) leaves
-                want = b"".join(tree.mth(j * s, j * s + s) for j in range(idx * 256, idx * 256 + w))
+                    raise Invalid(f"{tile_path(lvl, idx, w)} is not complete in tree {n}", g)
+                want = b"".join(tree.node(8 * lvl, j) for j in range(idx * 256, idx * 256 + w))
                 if self.data[g.payload_offset : g.payload_offset + 32 * w] != want:
-                    raise Invalid(f"tile ({lvl}, {idx}, {w}) differs from tree {n}", g)
+                    raise Invalid(f"{tile_path(lvl, idx, w)} differs from tree {n}", g)
                 self.tiles[g.payload_offset] = (lvl, idx, w)
-        if [[self.tiles.get(off) for off in row] for row in h["tiles"]] != tiles_of(n):
-            raise Invalid(f"seal.tiles does not locate the tiles of tree {n}")
-        if self.prev:  # 8.2 step 11: consistency with the previous seal's tree
+        for g in self.seg:  # step 6: pages (5.1)
+            if g.kind == "page":
+                lvl, idx = g.h["level"], g.h["index"]
+                raw = self.data[g.payload_offset : g.payload_offset + 2048]
+                for i in range(256):
+                    off = int.from_bytes(raw[8 * i : 8 * i + 8], "big")
+                    if self.tiles.get(off) != (lvl, idx * 256 + i, 256):
+                        raise Invalid(f"page ({lvl}, {idx}) slot {i} is not the payload of its full tile", g)
+                self.pages[g.payload_offset] = (lvl, idx)
+        mp = self.map  # step 10
+        if mp is None or (h["map"]["offset"], h["map"]["length"]) != (mp.offset, mp.length):
+            raise Invalid("seal.map is not the last map frame")
+        if mp.h["size"] != n:
+            raise Invalid(f"the map describes tree {mp.h['size']}, not {n}", mp)
+        raw = self.data[mp.payload_offset : mp.payload_offset + mp.payload_length]
+        want = b"".join(tree.node(ht, k) for ht, k in frontier_nodes(n - 1))
+        if raw[: len(want)] != want:
+            raise Invalid(f"the map's frontier is not that of tree {n - 1}", mp)
+        for i, slot in enumerate(map_slots(n)):
+            at = len(want) + 8 * i
+            off = int.from_bytes(raw[at : at + 8], "big")
+            found = self.pages.get(off) if slot[0] == "page" else self.tiles.get(off)
+            if found != slot[1:]:
+                raise Invalid(f"map slot {i} ({slot}) points at {off}: {found}", mp)
+        if self.prev:  # step 11: consistency with the previous seal's tree
             pm, proot, _ = self.prev
-            proof = tree.subproof(pm, 0, n, True) if 0 < pm < n else []
+            if pm > n:
+                raise Invalid(f"tree {n} is smaller than the previous seal's {pm}")
+            proof = tree.subproof(pm, 0, n, True) if pm < n else []
             if not (proot == root if pm == n else verify_consistency(pm, n, proot, root, proof)):
                 raise Invalid(f"tree {n} is not consistent with the previous seal's tree {pm}")
 
@@ -633,25 +966,35 @@ class Verifier:
             if self.prev is None or self.prev[:2] != (n, root):
                 raise Invalid("a seal without new leaves does not repeat the previous tree")
             return
-        if not leaves or proof is None or proof.h["size"] != n or (self.prev and n < self.prev[0]):
-            raise Invalid("no proof frame of the checkpoint size, or the tree shrank")
-        idx = proof.h["leaves"]  # one index per leaf frame; the proof follows them (as dare writes)
-        if len(idx) != len(set(idx)) or len(idx) != len(leaves) or leaves[-1].index > proof.index:
-            raise Invalid("proof.leaves is not one distinct index per leaf frame before it", proof)
+        if proof is None or self.seg[-1] is not proof or not leaves:  # step 3
+            raise Invalid("a segment's leaf frames, then its proof frame right before the seal")
+        if proof.h["size"] != n or (self.prev and n < self.prev[0]):
+            raise Invalid(f"proof size {proof.h['size']} is not the checkpoint's {n}, or the tree shrank")
+        idx = proof.h["leaves"]
+        if len(idx) != len(set(idx)) or len(idx) != len(leaves):
+            raise Invalid("proof.leaves is not one distinct index per leaf frame of the segment", proof)
         for g, i in zip(leaves, idx):
             g.leaf = i
             if (g.kind == "genesis") != (i == 0):
                 raise Invalid("leaf 0 must be the genesis, and no other leaf", g)
-        m = leaves[-1]  # step 3: the manifest, leaf n-1 by manifest_proof
-        mhash, mproof = sha256(b"\x00", m.header), [bytes.fromhex(x) for x in f.h["manifest_proof"]]
-        is_last = (m.kind, m.leaf) == ("manifest", n - 1)
-        if not is_last or not verify_inclusion(n - 1, n, mhash, mproof, root):
-            raise Invalid("the segment's last leaf is not a manifest proven as leaf n-1")
-        listed = {(r["channel"], r["target"], r["version"], e["leaf"], e["length"])
-                  for r in m.h["releases"] for e in r["entries"]}
-        for g in (g for g in leaves if g.kind == "entry"):  # step 4 (copies: the length too)
-            if (g.h["channel"], g.h["target"], g.h["version"], g.leaf, g.length) not in listed:
-                raise Invalid("entry is not listed by the segment's manifest", g)
+        m = leaves[-1]
+        if (m.kind, m.leaf) != ("manifest", n - 1) or m is not self.manifest:
+            raise Invalid("the segment's last leaf is not a manifest at leaf n-1", m)
+        releases = {
+            (r["channel"], r["target"]): (r["version"], r["index"]["leaf"], r["index"]["length"])
+            for r in m.h["releases"]
+        }
+        refs = {}  # step 4: (leaf, frame length) -> (kind, sha256) the listings name
+        for g in (g for g in leaves if g.kind == "index"):
+            if releases.get((g.h["channel"], g.h["target"])) != (g.h["version"], g.leaf, g.length):
+                raise Invalid("index is not the one the segment's manifest names", g)
+            for x in g.listing:
+                refs[(x["entry"]["leaf"], x["entry"]["length"])] = ("entry", x["sha256"])
+                for d in x["deltas"]:
+                    refs[(d["leaf"], d["length"])] = ("delta", x["sha256"])
+        for g in (g for g in leaves if g.kind in ("entry", "delta")):
+            if refs.get((g.leaf, g.length)) != (g.kind, g.h["sha256"]):
+                raise Invalid(f"{g.kind} is not named by an index of the segment", g)
         nodes = {}  # step 5: the root from the old frontier, the leaves and the proof's nodes
         for i, (ht, k) in enumerate(proof.h["nodes"]):
             if (k + 1) << ht > n or (ht, k) in nodes:
@@ -659,21 +1002,17 @@ class Verifier:
             at = proof.payload_offset + 32 * i
             nodes[(ht, k)] = self.data[at : at + 32]
         known = {g.leaf: sha256(b"\x00", g.header) for g in leaves}
+        self.computed = {}
         if self.root_from(0, n, self.prev[0] if self.prev else 0, known, nodes) != root:
             raise Invalid("the root from the leaves and this proof is not the checkpoint's", proof)
-        # Keep the frontier of tree n: manifest_proof is that of n-1, smallest first (4),
-        # then push the manifest's leaf hash, merging nodes of equal height.
-        nodes_n1 = [(b, ((n - 1) >> b) - 1) for b in range(64) if (n - 1) >> b & 1]
-        self.frontier = dict(zip(nodes_n1, mproof))
-        x, ht, k = mhash, 0, n - 1
-        while k & 1:
-            x, ht, k = node_hash(self.frontier.pop((ht, k - 1)), x), ht + 1, k >> 1
-        self.frontier[(ht, k)] = x
+        self.frontier = {node: self.computed[node] for node in frontier_nodes(n)}
 
     def root_from(self, lo, hi, old, known, nodes):
-        """9.2 step 6: MTH(D[lo:hi]) from the previous frontier (of tree `old`),
-        the known leaf hashes and the proof's complete nodes. A stored node
-        over known leaves is recomputed and must match."""
+        """9.2 step 5: MTH(D[lo:hi]) from the previous frontier (of tree `old`),
+        the known leaf hashes and the proof's complete nodes. A range over no
+        known leaf that is a complete node and does not straddle `old` is
+        taken as one hash; a stored node over known leaves is recomputed and
+        must match."""
         size = hi - lo
         node = (size.bit_length() - 1, lo // size) if size & (size - 1) == 0 else None
         stored = nodes.get(node)
@@ -684,47 +1023,120 @@ class Verifier:
         if node and not any(lo <= i < hi for i in known) and not lo < old < hi:
             if stored is None:
                 raise Invalid(f"no hash for node {node} of tree {hi}")
-            return stored
-        if size == 1:
-            x = known[lo]
+            x = stored
         else:
-            k = split(size)
-            x = node_hash(self.root_from(lo, lo + k, old, known, nodes),
-                          self.root_from(lo + k, hi, old, known, nodes))
-        if stored is not None and stored != x:
-            raise Invalid(f"node {node} differs from the one recomputed from leaves")
+            if size == 1:
+                x = known[lo]
+            else:
+                k = split(size)
+                x = node_hash(
+                    self.root_from(lo, lo + k, old, known, nodes), self.root_from(lo + k, hi, old, known, nodes)
+                )
+            if stored is not None and stored != x:
+                raise Invalid(f"node {node} differs from the one recomputed from leaves")
+        if node:
+            self.computed[node] = x
         return x
 
 
 # ------------------------------------------------------------ the whole file
 
+
+def read_pending(path):
+    """10: CONTAINER.pending's sealed_len, or None if there is none (or it is
+    not exactly one JSON object {"sealed_len":N} and a newline)."""
+    try:
+        raw = Path(str(path) + ".pending").read_bytes()
+        if not raw.endswith(b"\n"):
+            return None
+        v = parse_json(raw[:-1])
+        conform(v, {"sealed_len": UINT64})
+        return v["sealed_len"]
+    except (OSError, Invalid):
+        return None
+
+
 def verify(path):
     """8.4, 10, 11: walk both ways, then check every frame; the output lines."""
     data = Path(path).read_bytes()
-    frames = walk_forward(data)  # 10: an unreadable frame, even after the last seal, is an error
-    for f in frames:
+    frames, o, broken = [], 0, None
+    while o < len(data):  # 2.2: the forward walk, up to the first unreadable frame
+        try:
+            frames.append(read_frame(data, o, len(data), len(frames)))
+        except Invalid as e:
+            broken = Bad(len(frames), o, str(e))
+            break
+        o += frames[-1].length
+    if not frames:  # 10: a problem in frame 0 is always an error
+        raise broken or Bad(0, 0, "empty file")
+    seals = [f.index for f in frames if f.index > 0 and kind_of(f) == "seal"]
+    if not seals:  # 10: a container with no seal is always an error; say why
+        for f in frames:
+            try:
+                parse_header(f)
+            except Invalid as e:
+                raise Bad(f.index, f.offset, f"{e} (and no seal)") from None
+        if frames[0].kind != "genesis":
+            raise Bad(0, 0, "frame 0 must be the genesis")
+        raise broken or Bad(len(frames), len(data), "no seal")
+    sealed = frames[: seals[-1] + 1]
+    sealed_len = sealed[-1].offset + sealed[-1].length
+    lines = []
+    if sealed_len < len(data):  # 10: a torn tail, or an error
+        try:
+            last = read_frame_backward(data, len(data), sealed_len)
+        except Invalid:
+            last = None
+        if broken and last is not None and kind_of(last) == "seal":
+            raise broken  # the file ends with a seal: not cut short by a crash
+        at = len(sealed)
+        pending = read_pending(path)
+        if pending != sealed_len:
+            why = "no CONTAINER.pending" if pending is None else f"CONTAINER.pending says sealed_len {pending}"
+            raise Bad(at, sealed_len, f"torn tail of {len(data) - sealed_len} bytes after the last seal, {why}")
+        lines.append(
+            f"warning: torn tail of {len(data) - sealed_len} bytes at {sealed_len}, explained by CONTAINER.pending"
+        )
+    for f in sealed:
         try:
             parse_header(f)
         except Invalid as e:
             raise Bad(f.index, f.offset, str(e)) from None
-    seals = [f for f in frames if f.kind == "seal"]
-    if seals and seals[-1] is not frames[-1]:  # 10: a torn tail, never trusted
-        f = frames[seals[-1].index + 1]
-        raise Bad(f.index, f.offset, f"{len(data) - f.offset} bytes after the last seal")
-    try:
-        backward = walk_backward(data)
+    try:  # 8.4: the backward walk over the sealed part finds the same frames
+        backward = walk_backward(data, sealed_len)
     except Invalid as e:
-        raise Bad(len(frames) - 1, frames[-1].offset, str(e)) from None
-    if backward != [f.offset for f in frames]:
-        i = next(i for i, f in enumerate(frames) if i >= len(backward) or backward[i] != f.offset)
-        raise Bad(i, frames[i].offset, "forward and backward walks disagree here")
-    partial = any(f.kind == "proof" for f in frames)  # 11
+        raise Bad(len(sealed) - 1, sealed[-1].offset, str(e)) from None
+    if backward != [f.offset for f in sealed]:
+        i = next(i for i, f in enumerate(sealed) if i >= len(backward) or backward[i] != f.offset)
+        raise Bad(i, sealed[i].offset, "forward and backward walks disagree here")
+    partial = any(f.kind == "proof" for f in sealed)  # 11
     v = Verifier(data, partial)
-    n, root, _ = v.run(frames)
+    n, root, _ = v.run(sealed)
+    s = v.stats
+    counts = {
+        "entries": s["entry"],
+        "entries_zstd": s["entry-zstd"],
+        "deltas": s["delta"],
+        "deltas_applied": s["delta-applied"],
+        "indexes": s["index"],
+        "files": s["files"],
+        "files_shared": s["files-shared"],
+        "delta_refs": s["delta-refs"],
+        "keys": s["keys"],
+        "seals": s["seal"],
+        "heartbeats": s["heartbeat"],
+        "tiles": s["tile"],
+        "pages": s["page"],
+        "maps": s["map"],
+        "proofs": s["proof"],
+    }
+    lines.append(
+        "stats: " + " ".join(f"{k}={x}" for k, x in counts.items()) + f" fingerprint={fingerprint(v.genesis['trust'])}"
+    )
     kind = "partial" if partial else "full"
-    return [f"note: {x}" for x in sorted(v.notes)] + [
-        f"OK: {kind} container, {len(frames)} frames, tree size {n}, root {root.hex()}"
-    ]
+    lines.append(f"OK: {kind} container, {len(sealed)} frames, tree size {n}, root {root.hex()}")
+    return lines
+
 
 def main(argv):
     if len(argv) != 2:
@@ -738,6 +1150,7 @@ def main(argv):
     except OSError as e:
         print(f"BAD: frame 0 at byte 0: cannot read {argv[1]}: {e.strerror}")
     return 1
+
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv))

@@ -38,8 +38,16 @@ fn publish_json_reports_the_release() {
         assert_eq!(v["targets"][t]["files"], 2, "{v}");
         assert_eq!(v["targets"][t]["size"], 120_000 + format!("the {t} build\n").len() as u64, "{v}");
         assert!(v["targets"][t]["stored_size"].as_u64().expect("stored") < 120_000, "{v}");
+        assert_eq!((v["targets"][t]["deltas"].as_u64(), v["targets"][t]["delta_size"].as_u64()), (Some(0), Some(0)));
     }
-    assert_eq!(v["tree_size"], 2 + 6 + 1);
+    // Every target has the same bin/app: stored once, with the first target.
+    assert!(v["targets"][LINUX]["stored_size"].as_u64().expect("stored") > 20_000, "{v}");
+    for (t, shared) in [(LINUX, 0), (MAC, 1), (WINDOWS, 1)] {
+        assert_eq!(v["targets"][t]["shared_files"], shared, "{t}: {v}");
+        assert_eq!(v["targets"][t]["shared_size"], 120_000 * shared, "{t}: {v}");
+    }
+    // Leaves: genesis and manifest; 4 entries and 3 indexes; the manifest.
+    assert_eq!(v["tree_size"], 2 + 4 + 3 + 1);
     assert_eq!(v["time"], T0 + 60);
     assert_eq!(v["container_len"], env.container_bytes().len() as u64);
     assert_eq!(v["root"].as_str().expect("a root").len(), 64);
@@ -52,10 +60,13 @@ fn publish_json_reports_the_release() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("published 1.0.1 on stable to "), "{text}");
     assert!(text.contains("3 target(s), 6 file(s)"), "{text}");
+    // Nothing new: every file is shared with 1.0.0.
+    assert!(text.contains("(0 B stored new)"), "{text}");
+    assert_eq!(text.matches(": 0 B new, 2 file(s) shared").count(), 3, "{text}");
     // The verify and ls views agree.
     let verify = env.json(&["verify", &env.container, "--json"]);
     assert_eq!(verify["status"], "ok");
-    assert_eq!(verify["entries"], 12);
+    assert_eq!(verify["entries"], 4);
     assert_eq!(verify["seals"], 3);
     let releases = env.releases();
     assert_eq!(releases.len(), 6);
@@ -118,16 +129,25 @@ fn every_refusal_is_one_error_line_and_exit_1() {
     args.extend(["--time".into(), (T0 + 100).to_string()]);
     refused(&env, &args, &["is not in the container's trust root"]);
 
-    // A container that fails verification: a flipped byte in a sealed entry header.
+    // A container whose last seal is damaged (publish reads the tail; a
+    // damage before it is for `dare verify`: see
+    // publish_reads_only_the_tail_and_verify_finds_damage_before_it).
     let good = env.container_bytes();
-    let at = good.windows(8).position(|w| w == b"\"path\":\"").expect("an entry header") + 8;
+    let at = good.windows(14).rposition(|w| w == b"{\"kind\":\"seal\"").expect("the last seal");
     let mut bad = good.clone();
-    bad[at] ^= 0x01;
+    bad[at] = b'[';
     fs::write(&env.container, &bad).expect("writing");
-    refused(&env, &env.publish_args("1.1.0", &[(LINUX, &app)], &[]), &["frame 4 at byte"]);
+    refused(&env, &env.publish_args("1.1.0", &[(LINUX, &app)], &[]), &["does not end with a seal"]);
     let line = env.fail(&["verify", &env.container]);
-    assert!(line.contains("frame 4 at byte"), "{line}");
+    assert!(line.contains("torn tail at byte"), "{line}");
     fs::write(&env.container, &good).expect("writing");
+    // Out-of-range levels.
+    for (flag, what) in [("--level", "zstd level"), ("--delta-level", "delta level")] {
+        for level in ["0", "23"] {
+            let args = env.publish_args("1.1.0", &[(LINUX, &app)], &[flag, level]);
+            refused(&env, &args, &[&format!("{what} {level} is not between 1 and 22")]);
+        }
+    }
 
     // A usage error is exit 2 (clap).
     let out = dare().args(["publish", &env.container, "--key", &env.key]).output().expect("running dare");
@@ -148,7 +168,8 @@ fn seal_appends_a_fresh_seal() {
     let out = env.ok(&["seal", &env.container, "--key", &env.key, "--time", &t]);
     let text = String::from_utf8_lossy(&out.stdout);
     let appended = env.container_bytes().len() - len;
-    assert!(text.contains("tree size 4"), "{text}");
+    // Genesis, empty manifest, the entry, its index, the manifest.
+    assert!(text.contains("tree size 5"), "{text}");
     assert!(text.contains("2025-12-02T08:00:00Z"), "{text}");
     assert!(text.contains(&format!("{appended} bytes appended")), "{text}");
     let after = env.json(&["verify", &env.container, "--json"]);
@@ -254,4 +275,132 @@ fn an_io_error_names_its_cause_once() {
     assert_eq!(line.matches("No such file or directory").count(), 1, "{line}");
     let line = env.fail(&["verify", &env.p("no-such.dare")]);
     assert_eq!(line.matches("No such file or directory").count(), 1, "{line}");
+}
+
+/// The frames of `bytes` from `from` on, with their kinds.
+fn frames_from(bytes: &[u8], from: usize) -> Vec<(dare_container::frame::FrameInfo, &'static str)> {
+    dare_container::frame::Frames::new(bytes, from as u64, bytes.len() as u64)
+        .map(|f| {
+            let f = f.expect("a frame");
+            let h = dare_container::frame::read_header(bytes, &f).expect("a header");
+            (f, dare_container::header::Header::parse(&h).expect("a valid header").kind())
+        })
+        .collect()
+}
+
+/// `dare publish` reads the genesis and the tail of the container, never
+/// the whole log: zeroing everything release 1.0.0 appended (its entries and
+/// its index, several MiB in the middle of the file) does not stop the next
+/// publish, while `dare verify`, which reads everything, fails.
+#[test]
+fn publish_reads_only_the_tail_and_verify_finds_damage_before_it() {
+    let env = Env::new();
+    let empty = env.container_bytes().len();
+    let v1 = env.path("builds/1");
+    mixed_file(&v1.join("bin/app"), 8, 1);
+    write(&v1.join("README"), b"1.0.0\n", 0o644);
+    env.ok(&strs(&env.publish_args("1.0.0", &[(LINUX, &v1)], &[])));
+    let v2 = env.path("builds/2");
+    mixed_file(&v2.join("bin/app"), 8, 2);
+    write(&v2.join("README"), b"1.1.0\n", 0o644);
+    env.ok(&strs(&env.publish_args("1.1.0", &[(LINUX, &v2)], &[])));
+    let mut bytes = env.container_bytes();
+    // 1.0.0's entries and index: from the end of the first seal to its index.
+    let frames = frames_from(&bytes, empty);
+    let (index, _) = frames.iter().find(|(_, k)| *k == "index").expect("1.0.0's index");
+    let (from, to) = (empty, index.end() as usize);
+    assert!(to - from > 1 << 20, "{}", to - from);
+    bytes[from..to].fill(0);
+    fs::write(&env.container, &bytes).expect("writing");
+    let line = env.fail(&["verify", &env.container]);
+    assert!(line.contains(&format!("at byte {from}")), "{line}");
+
+    // 1.2.0 changes a few bytes of 1.1.0's bin/app: a delta against it.
+    let v3 = env.path("builds/3");
+    let mut app = fs::read(v2.join("bin/app")).expect("reading");
+    app[4 << 20..(4 << 20) + 100].copy_from_slice(&random_bytes(100, 3));
+    write(&v3.join("bin/app"), &app, 0o755);
+    write(&v3.join("README"), b"1.1.0\n", 0o644);
+    let v = env.json(&strs(&env.publish_args("1.2.0", &[(LINUX, &v3)], &["--json"])));
+    assert_eq!(v["status"], "published");
+    assert_eq!(
+        (v["targets"][LINUX]["deltas"].as_u64(), v["targets"][LINUX]["shared_files"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let after = env.container_bytes();
+    assert!(after[..bytes.len()] == bytes[..], "publish only appends");
+    let line = env.fail(&["verify", &env.container]);
+    assert!(line.contains(&format!("at byte {from}")), "{line}");
+    // The tail it wrote is sound: a heartbeat builds on it.
+    env.ok(&["seal", &env.container, "--key", &env.key, "--time", &(T0 + 120).to_string()]);
+}
+
+/// `--deltas K` and `--delta-level L`.
+#[test]
+fn publish_deltas_and_delta_level() {
+    let env = Env::new();
+    let base = [text_bytes(150_000, 1), random_bytes(50_000, 2)].concat();
+    // Each version replaces 20 kB of the text with new text.
+    let version = |n: usize| {
+        let mut b = base.clone();
+        let at = 20_000 * n;
+        b[at..at + 20_000].copy_from_slice(&text_bytes(20_000, 10 + n as u64));
+        b
+    };
+    let build = |n: usize| {
+        let p = env.path(&format!("builds/{n}/app"));
+        write(&p, &version(n), 0o755);
+        p
+    };
+    let args = |v: &str, n: usize, extra: &[&str]| {
+        let mut extra = extra.to_vec();
+        extra.push("--json");
+        env.publish_args(v, &[(LINUX, &build(n))], &extra)
+    };
+    let deltas = |v: &serde_json::Value| {
+        (
+            v["targets"][LINUX]["deltas"].as_u64().expect("deltas"),
+            v["targets"][LINUX]["delta_size"].as_u64().expect("size"),
+        )
+    };
+    let v = env.json(&strs(&args("1.0.0", 0, &[])));
+    assert_eq!(deltas(&v), (0, 0), "{v}");
+    let v = env.json(&strs(&args("1.1.0", 1, &["--deltas", "0"])));
+    assert_eq!(deltas(&v), (0, 0), "--deltas 0: {v}");
+    let v = env.json(&strs(&args("1.2.0", 2, &[])));
+    let (n, size) = deltas(&v);
+    let whole = v["targets"][LINUX]["stored_size"].as_u64().expect("stored");
+    assert!(n == 1 && size > 0 && size * 2 < whole, "the default --deltas 1: {v}");
+    let v13 = env.json(&strs(&args("1.3.0", 3, &["--deltas", "2"])));
+    // `dare ls` shows the same.
+    let ls = env.json(&["ls", &env.container, "--json"]);
+    let by_version: Vec<(String, u64)> = ls["releases"]
+        .as_array()
+        .expect("releases")
+        .iter()
+        .map(|r| (str_of(&r["version"]), r["deltas"].as_u64().expect("deltas")))
+        .collect();
+    let want: Vec<(String, u64)> =
+        [("1.0.0", 0), ("1.1.0", 0), ("1.2.0", 1), ("1.3.0", 2)].iter().map(|(v, n)| (v.to_string(), *n)).collect();
+    assert_eq!(by_version, want);
+    let files = &ls["releases"][3]["files"];
+    assert_eq!(files[0]["deltas_from"].as_array().expect("bases").len(), 2, "{files}");
+
+    // --delta-level: the same release at level 1 and at level 19; the new
+    // text in the delta compresses better at 19.
+    let mut sizes = Vec::new();
+    for level in ["1", "19"] {
+        let other = Env::with_key(tempfile::tempdir().expect("a temporary directory"), env.path("release.key"));
+        let a = other.publish_args("1.0.0", &[(LINUX, &build(0))], &[]);
+        other.ok(&strs(&a));
+        let a = other.publish_args("1.1.0", &[(LINUX, &build(1))], &["--delta-level", level, "--json"]);
+        let v = other.json(&strs(&a));
+        let (n, size) = deltas(&v);
+        assert_eq!(n, 1, "--delta-level {level}: {v}");
+        other.ok(&["verify", &other.container]);
+        sizes.push(size);
+    }
+    assert!(sizes[1] < sizes[0], "delta sizes at levels 1 and 19: {sizes:?}");
+    // `dare publish --json` counts the deltas stored, as `dare ls` does.
+    assert_eq!(deltas(&v13).0, 2, "--deltas 2: against 1.2.0 and 1.1.0: {v13}");
 }

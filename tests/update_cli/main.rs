@@ -274,3 +274,129 @@ fn usage_errors_exit_2() {
     let out = dare(&["update", "--json"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// xorshift bytes: zstd cannot shrink them, so an entry is as big as its file.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        out.extend_from_slice(&s.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+impl Site {
+    /// Publishes `version` of one Linux build of `files` (path, content, mode).
+    fn publish_files(&self, version: &str, time: u64, files: &[(&str, &[u8], u32)], extra: &[&str]) {
+        let build = self.dir.join(format!("files-{version}"));
+        for (path, content, mode) in files {
+            let p = build.join(path);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(&p, content).unwrap();
+            fs::set_permissions(&p, fs::Permissions::from_mode(*mode)).unwrap();
+        }
+        let artifact = format!("{LINUX}={}", build.display());
+        let time = time.to_string();
+        let mut args =
+            vec!["publish", s(&self.container), "--key", s(&self.key), "--version", version, "--time", &time];
+        args.extend(["--artifact", &artifact]);
+        args.extend_from_slice(extra);
+        ok(&args);
+    }
+}
+
+fn n(v: &Value, field: &str) -> u64 {
+    v[field].as_u64().unwrap_or_else(|| panic!("no {field} in {v}"))
+}
+
+/// `--json` tells where the bytes of an update came from: whole entries,
+/// deltas, or files already installed.
+#[test]
+fn json_reports_bytes_full_delta_and_reused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = now() - 3600;
+    let site = Site::new(tmp.path(), "release", "app.dare", t);
+    let app1 = noise(200_000, 1);
+    let data = noise(100_000, 2);
+    let notes = b"release notes\n".repeat(10);
+    site.publish_files(
+        "1.0.0",
+        t + 60,
+        &[("bin/app", &app1, 0o755), ("lib/data.bin", &data, 0o644), ("notes.txt", &notes, 0o644)],
+        &[],
+    );
+    let c = Client::new(tmp.path(), "client");
+    let from = s(&site.container);
+
+    // A first install: every file is a whole entry.
+    let (code, first, _) = c.json(from, &site.public, LINUX, &[]);
+    assert_eq!((code, first["status"].as_str()), (0, Some("updated")), "{first}");
+    let content = (app1.len() + data.len()) as u64;
+    assert!(n(&first, "bytes_full") > content, "whole entries of incompressible files: {first}");
+    assert!(n(&first, "bytes_full") < content + 4096 + notes.len() as u64, "{first}");
+    assert_eq!((n(&first, "bytes_delta"), n(&first, "bytes_reused")), (0, 0), "{first}");
+    assert_eq!(n(&first, "payload_bytes"), n(&first, "bytes_full"), "{first}");
+    assert!(n(&first, "bytes_fetched") >= n(&first, "bytes_full"), "{first}");
+
+    // 1.1.0 changes 100 bytes of bin/app: a delta, and the rest is reused.
+    let mut app2 = app1.clone();
+    app2[100_000..100_100].copy_from_slice(&noise(100, 3));
+    site.publish_files(
+        "1.1.0",
+        t + 120,
+        &[("bin/app", &app2, 0o755), ("lib/data.bin", &data, 0o644), ("notes.txt", &notes, 0o644)],
+        &[],
+    );
+    let (code, second, _) = c.json(from, &site.public, LINUX, &[]);
+    assert_eq!((code, second["version"].as_str(), second["previous"].as_str()), (0, Some("1.1.0"), Some("1.0.0")));
+    assert_eq!(n(&second, "bytes_full"), 0, "{second}");
+    assert!(n(&second, "bytes_delta") > 0 && n(&second, "bytes_delta") < 2000, "a delta for 100 bytes: {second}");
+    assert_eq!(n(&second, "bytes_reused"), (data.len() + notes.len()) as u64, "{second}");
+    assert_eq!(n(&second, "payload_bytes"), n(&second, "bytes_delta"), "{second}");
+    assert!(n(&second, "bytes_fetched") * 10 < n(&first, "bytes_fetched"), "{second} after {first}");
+    let installed = c.install.join("current");
+    assert_eq!(fs::read(installed.join("bin/app")).unwrap(), app2);
+    assert_eq!(fs::read(installed.join("lib/data.bin")).unwrap(), data);
+    let mode = |p: &str| fs::metadata(installed.join(p)).unwrap().permissions().mode() & 0o777;
+    assert_eq!((mode("bin/app"), mode("lib/data.bin"), mode("notes.txt")), (0o755, 0o644, 0o644));
+
+    // Up to date: nothing fetched but the seal.
+    let (_, v, _) = c.json(from, &site.public, LINUX, &[]);
+    assert_eq!(v["status"], "up-to-date");
+    assert_eq!((n(&v, "bytes_full"), n(&v, "bytes_delta"), n(&v, "bytes_reused")), (0, 0, 0), "{v}");
+
+    // 1.2.0: a new bin/app (no delta is worth storing), the data moved to
+    // another path (still reused: found by its digest), new notes.
+    let app3 = noise(150_000, 4);
+    let notes3 = b"other notes\n".repeat(10);
+    site.publish_files(
+        "1.2.0",
+        t + 180,
+        &[("bin/app", &app3, 0o755), ("share/data.bin", &data, 0o644), ("notes.txt", &notes3, 0o644)],
+        &[],
+    );
+    let (code, third, _) = c.json(from, &site.public, LINUX, &[]);
+    assert_eq!((code, third["version"].as_str()), (0, Some("1.2.0")), "{third}");
+    assert_eq!(n(&third, "bytes_delta"), 0, "{third}");
+    assert!(n(&third, "bytes_full") > app3.len() as u64, "{third}");
+    assert!(n(&third, "bytes_full") < (app3.len() + 4096) as u64, "{third}");
+    assert_eq!(n(&third, "bytes_reused"), data.len() as u64, "{third}");
+    assert_eq!(fs::read(c.install.join("current/share/data.bin")).unwrap(), data);
+    assert_eq!(fs::read(c.install.join("current/notes.txt")).unwrap(), notes3);
+    // The human line says the same.
+    site.publish_files(
+        "1.3.0",
+        t + 240,
+        &[("bin/app", &app3, 0o755), ("share/data.bin", &data, 0o644), ("notes.txt", b"notes 1.3.0\n", 0o644)],
+        &[],
+    );
+    let out = c.update(from, &site.public, LINUX, &[]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("updated x86_64-unknown-linux-gnu 1.2.0 -> 1.3.0"), "{text}");
+    assert!(text.contains("reused from the installed build"), "{text}");
+}
