@@ -245,7 +245,8 @@ pub(crate) async fn run(cfg: &Config, mirrors: &Mirrors, install_wanted: bool) -
             Event::Found { version: release.version.clone(), bytes: needs.values().map(|n| n.at().length).sum() },
         );
         let mut staged =
-            fetch_contents(cfg, mirrors, &top, &mut fetched, &leaves, &mut needs, &staging, &mut tally).await?;
+            fetch_contents(cfg, mirrors, &top, &mut fetched, (&leaves, &rnodes), &mut needs, &staging, &mut tally)
+                .await?;
         // A delta that did not give its signed content: the whole entry instead.
         let failed: Vec<Sha256Hex> = needs.iter().filter(|(s, _)| !staged.contains_key(*s)).map(|(s, _)| *s).collect();
         if !failed.is_empty() {
@@ -256,7 +257,8 @@ pub(crate) async fn run(cfg: &Config, mirrors: &Mirrors, install_wanted: bool) -
                 retry.insert(sha, Need::Full { at: need.entry(), paths: need.into_paths() });
             }
             staged.extend(
-                fetch_contents(cfg, mirrors, &top, &mut fetched, &leaves, &mut retry, &staging, &mut tally).await?,
+                fetch_contents(cfg, mirrors, &top, &mut fetched, (&leaves, &rnodes), &mut retry, &staging, &mut tally)
+                    .await?,
             );
             needs.extend(retry);
         }
@@ -854,7 +856,7 @@ async fn fetch_contents(
     mirrors: &Mirrors,
     top: &SignedTop,
     fetched: &mut Fetched,
-    known: &BTreeMap<u64, Hash>,
+    (known, known_nodes): (&BTreeMap<u64, Hash>, &HashMap<NodeId, Hash>),
     needs: &mut BTreeMap<Sha256Hex, Need>,
     staging: &Path,
     tally: &mut Tally,
@@ -864,7 +866,7 @@ async fn fetch_contents(
     }
     let mut leaves: BTreeSet<u64> = known.keys().copied().collect();
     leaves.extend(needs.values().map(|n| n.at().leaf));
-    let mut plan = ProofPlan::new(&top.map, &Frontier::new(), &leaves).map_err(plan_error)?;
+    let mut plan = ProofPlan::with_known(&top.map, &Frontier::new(), &leaves, known_nodes).map_err(plan_error)?;
     resolve_slots(mirrors, fetched, &mut [&mut plan]).await?;
     let hash_ranges = fetched.missing(plan.ranges());
     let mut sink = ContentSink::new(cfg, needs, staging)?;

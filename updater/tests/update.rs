@@ -384,7 +384,33 @@ async fn damage_to_a_tile_hash() {
     // bytes cannot show that the signed tree extends the stored one, whether the log forked or the
     // mirror lies about the tiles); a hash only the inclusion proofs need is a bad digest.
     let consistency = bytes_in(&proof_ranges(&bytes, &top, &old, &BTreeSet::from([n - 1])));
-    let included = inclusion(Some("1.0.0"));
+    // The proof hashes this client fetches (its replica already holds some): watched on a copy of it.
+    let copy = Client::new(dir.path(), "copy", ARM, trust.clone());
+    copy_tree(&c.state, &copy.state);
+    copy_tree(&c.install, &copy.install);
+    let watched = Arc::new(Watched::passive(Arc::new(MemoryTransport::new("memory", bytes.clone()))));
+    copy.via(watched.clone()).update().await.unwrap();
+    let contents: BTreeSet<u64> = needed_leaves(&scan, ARM, "1.1.0", Some("1.0.0"))
+        .into_iter()
+        .flat_map(|leaf| {
+            let e = scan.entries.iter().find(|e| e.leaf == leaf).expect("a needed leaf is an entry or delta");
+            e.frame.offset..e.frame.end()
+        })
+        .collect();
+    let index = index_of(&scan, ARM, "1.1.0").frame;
+    let asked: BTreeSet<u64> = watched
+        .log()
+        .iter()
+        .flatten()
+        .filter_map(|r| match r {
+            ByteRange::Span { start, end } => Some(*start..*end),
+            ByteRange::Suffix(_) => None,
+        })
+        .flatten()
+        .filter(|b| !contents.contains(b) && !(index.offset..index.end()).contains(b))
+        .filter(|b| *b < top.seal.seal.map.offset)
+        .collect();
+    let included: BTreeSet<u64> = inclusion(Some("1.0.0")).intersection(&asked).copied().collect();
     let both: Vec<u64> = included.intersection(&consistency).copied().collect();
     let only_consistency: Vec<u64> = consistency.difference(&included).copied().collect();
     let inclusion_only: Vec<u64> = included.difference(&consistency).copied().collect();
@@ -2297,4 +2323,21 @@ async fn a_beta_channel_shares_content_with_stable() {
     assert_eq!((o.status, o.requests), (Status::UpToDate, 1));
     let s = beta.state().unwrap();
     assert_eq!(s.installed.unwrap().channel, "beta");
+}
+
+/// Copies a directory tree (files, directories and symlinks).
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        let kind = e.file_type().unwrap();
+        if kind.is_dir() {
+            copy_tree(&src, &dst);
+        } else if kind.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&src).unwrap(), &dst).unwrap();
+        } else {
+            std::fs::copy(&src, &dst).unwrap();
+        }
+    }
 }
