@@ -996,11 +996,10 @@ class Verifier:
             if refs.get((g.leaf, g.length)) != (g.kind, g.h["sha256"]):
                 raise Invalid(f"{g.kind} is not named by an index of the segment", g)
         nodes = {}  # step 5: the root from the old frontier, the leaves and the proof's nodes
-        for i, (ht, k) in enumerate(proof.h["nodes"]):
-            if (k + 1) << ht > n or (ht, k) in nodes:
-                raise Invalid(f"proof node ({ht}, {k}) repeated or not complete in tree {n}", proof)
+        for i, (ht, k) in enumerate(proof.h["nodes"]):  # unused nodes are ignored (incomplete ones too)
             at = proof.payload_offset + 32 * i
-            nodes[(ht, k)] = self.data[at : at + 32]
+            if nodes.setdefault((ht, k), self.data[at : at + 32]) != self.data[at : at + 32]:
+                raise Invalid(f"proof node ({ht}, {k}) given twice with different hashes", proof)
         known = {g.leaf: sha256(b"\x00", g.header) for g in leaves}
         self.computed = {}
         if self.root_from(0, n, self.prev[0] if self.prev else 0, known, nodes) != root:
@@ -1109,7 +1108,12 @@ def verify(path):
     if backward != [f.offset for f in sealed]:
         i = next(i for i, f in enumerate(sealed) if i >= len(backward) or backward[i] != f.offset)
         raise Bad(i, sealed[i].offset, "forward and backward walks disagree here")
-    partial = any(f.kind == "proof" for f in sealed)  # 11
+    proofs = [f for f in sealed if f.kind == "proof"]  # 11: a partial container has proof frames,
+    tiles = [f for f in sealed if f.kind in ("tile", "page", "map")]  # a full one tiles, pages, maps
+    if proofs and tiles:
+        f = proofs[0] if tiles[0].index < proofs[0].index else tiles[0]
+        raise Bad(f.index, f.offset, f"a {f.kind} frame after a {'tile' if f is proofs[0] else 'proof'} frame (3.12)")
+    partial = bool(proofs)
     v = Verifier(data, partial)
     n, root, _ = v.run(sealed)
     s = v.stats
