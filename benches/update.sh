@@ -74,7 +74,7 @@ check_reqs=$(log_since "$mark" | wc -l); check_body=$(log_since "$mark" | awk '{
 
 echo "update through nginx: 20 targets x 20 releases of a 256 KiB file; client at release 10 updates $CLIENT to 20"
 echo "  dare update said:     $out"
-echo "  requests (nginx log): $reqs   (2 round trips: the tail, then entries and proof hashes in parallel)"
+echo "  requests (nginx log): $reqs   (the seal; the map and manifest; the index and proof hashes; the rest of the index when its patch is against a newer listing than the client's; the entry and its proof hashes in parallel)"
 echo "  response bodies:      $body bytes; beyond the 262144-byte payload: $((body - payload)) bytes (goal <= 16384)"
 echo "  with HTTP headers:    $wire bytes; beyond the payload: $((wire - payload)) bytes"
 echo "  TUF on this workload: 80840 bytes beyond the payload in 5 requests -> dare uses $(python3 -c "print(f'{($body-$payload)/80840:.3f}')")x the bytes"

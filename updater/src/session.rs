@@ -56,6 +56,8 @@ use crate::{Outcome, Status};
 /// Seal bytes read by a client that has never read this container: a seal
 /// with a few signatures fits.
 pub const FIRST_SEAL: u64 = 1024;
+/// The fewest seal bytes read by a client that knows how long the last seal was.
+const MIN_SEAL: u64 = 256;
 /// The most seal bytes read (a checkpoint is at most 64 KiB).
 pub const MAX_SEAL: u64 = 72 * 1024;
 /// Bytes read at offset 0 for the genesis frame when the replica lacks it.
@@ -79,7 +81,7 @@ pub(crate) async fn run(cfg: &Config, mirrors: &Mirrors, install_wanted: bool) -
     progress(cfg, Event::Checking);
 
     // Round trip 1: the seal.
-    let hint = state.as_ref().map_or(FIRST_SEAL, |s| (s.seal_len + SEAL_SLACK).clamp(FIRST_SEAL, MAX_SEAL));
+    let hint = state.as_ref().map_or(FIRST_SEAL, |s| (s.seal_len + SEAL_SLACK).clamp(MIN_SEAL, MAX_SEAL));
     let (seal, mut fetched) = fetch_seal(cfg, mirrors, hint).await?;
     let now = (cfg.clock)();
     check_origin(cfg, state.as_ref(), &seal.checkpoint.origin)?;
