@@ -37,6 +37,7 @@ pub(crate) fn scan_partial<R: ReadAt + Sync + ?Sized>(
 ) -> Result<Scan, VerifyError> {
     let mut genesis: Option<(Genesis, Vec<u8>)> = None;
     let mut trust: Option<TrustRoot> = None;
+    let mut pins: Option<Vec<VerifierKey>> = opts.pins.clone();
     let mut segment: Vec<Leaf> = Vec::new();
     let mut proof: Option<(u64, FrameInfo, Proof, Vec<Hash>)> = None;
     // The previous seal's tree: size, root, frontier.
@@ -173,18 +174,27 @@ pub(crate) fn scan_partial<R: ReadAt + Sync + ?Sized>(
             Header::Seal(s) => {
                 let genesis = genesis.as_ref().map(|g| &g.0).ok_or_else(|| err(Problem::NotGenesis("seal")))?;
                 let root = trust.as_ref().ok_or_else(|| err(Problem::NotGenesis("seal")))?;
+                let rotated = segment.iter().find_map(|l| match &l.header {
+                    Header::Keys(k) => Some(k.trust.clone()),
+                    _ => None,
+                });
                 let state = check_seal(SealCheck {
                     index,
                     frame,
                     seal: s,
                     genesis,
                     trust: root,
-                    pins: opts.pins.as_deref(),
+                    pins: pins.as_deref(),
                     segment: &segment,
                     proof: proof.as_ref(),
                     prev: prev.as_ref(),
                     last: last_seal.as_ref(),
                 })?;
+                if let Some(new_root) = rotated {
+                    // From here on seals answer to the new root only.
+                    trust = Some(new_root);
+                    pins = None;
+                }
                 for leaf in segment.drain(..) {
                     match leaf.header {
                         Header::Entry(e) => {
@@ -277,7 +287,7 @@ fn check_seal(c: SealCheck<'_>) -> Result<(SealState, u64, Hash, Frontier), Veri
     {
         return Err(seal_err("signed time goes backward".into()));
     }
-    let signers = match c.pins {
+    let mut signers = match c.pins {
         Some(pins) => {
             let allowed: Vec<VerifierKey> = pins.iter().filter(|k| c.trust.contains(k)).cloned().collect();
             note.verify_with(&allowed, c.trust.threshold)
@@ -285,8 +295,24 @@ fn check_seal(c: SealCheck<'_>) -> Result<(SealState, u64, Hash, Frontier), Veri
         None => note.verify(c.trust),
     }
     .map_err(|e| err(Problem::Signature(e)))?;
-    if c.segment.iter().any(|l| matches!(l.header, Header::Keys(_))) {
-        return Err(err(Problem::Unexpected("keys (rotation in partial containers is not supported yet)")));
+    // A rotation: the seal that first covers a keys leaf satisfies both roots.
+    let rotations: Vec<&TrustRoot> = c
+        .segment
+        .iter()
+        .filter_map(|l| match &l.header {
+            Header::Keys(k) => Some(&k.trust),
+            _ => None,
+        })
+        .collect();
+    if rotations.len() > 1 {
+        return Err(err(Problem::Unexpected("second keys")));
+    }
+    if let Some(new_root) = rotations.first() {
+        for k in note.verify(new_root).map_err(|e| err(Problem::Signature(e)))? {
+            if !signers.contains(&k) {
+                signers.push(k);
+            }
+        }
     }
     let n = cp.size;
     let state = |frontier: Frontier| {

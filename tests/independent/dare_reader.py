@@ -13,11 +13,23 @@ accepted torn tail (section 10), a "warning:" line. N counts the frames of the
 sealed part. Needs the `cryptography` and `zstandard` modules.
 
 What it checks, for a full container: both walks (2.2, 2.3) over the sealed
-part; every header (1.1, 3), every payload (entries decompressed, deltas
-applied to their base), the release and content rules (7.1, 7.2), every
-manifest against the recomputation (7.4), every seal (8.2: note, checkpoint,
-thresholds and rotation, tiles, pages, the map, consistency), and bytes after
-the last seal (10). For a partial container (a replica), section 11.
+part; every header (1.1, 3); every payload (entries decompressed, deltas
+applied to their base, index listings decompressed and parsed, index patches
+applied to the previous listing); the release and content rules (7.1, 7.2);
+every manifest against the recomputation, heads included (7.4); every seal
+(8.2: note, checkpoint, thresholds and rotation, tiles, pages, the map,
+consistency with the previous seal); and bytes after the last seal against
+CONTAINER.pending (10). For a partial container (a replica): section 11,
+header-only indexes with their `listing` frames (3.13) included.
+
+Where FORMAT.md leaves a choice open, the reader: treats any frame whose
+header names kind "seal" as the end of the sealed part (so an invalid last
+seal is an error, not a torn tail); allows a zstd window of up to 2^31 bytes
+for entries as for deltas; ignores proof nodes the recomputation does not use
+(incomplete or repeated ones too) but rejects a node given twice with
+different hashes; checks an index's patch bytes against patch.stored_sha256
+in partial containers too; and does not require a partial container's leaves
+in increasing leaf order.
 """
 
 import base64
@@ -45,6 +57,7 @@ FRAME_TAGS = {0xF4: 1, 0xF5: 2, 0xF6: 4, 0xF7: 8}  # tag -> width of the length
 RECORD_TAGS = {0xF0: 1, 0xF1: 2, 0xF2: 4, 0xF3: 8}
 MIN_FOR_WIDTH = {1: 0, 2: 256, 4: 65536, 8: 2**32}  # 2.1: smallest width
 LEAF_KINDS = {"genesis", "entry", "delta", "index", "manifest", "keys"}  # 3, 4
+FULL_ONLY, PARTIAL_ONLY = ("tile", "page", "map"), ("proof", "listing")  # 3.12, 3.13, 11
 
 
 class Invalid(Exception):
@@ -81,6 +94,8 @@ class Frame:
     h: dict | None = None  # the parsed header, without "kind"
     leaf: int | None = None  # leaf index (from the proof frame in partial containers)
     listing: list | None = field(default=None, repr=False)  # index frames: the parsed listing
+    listing_raw: bytes | None = field(default=None, repr=False)  # index frames: the listing's bytes
+    header_only: bool = False  # partial containers: an index kept without its payload (3.13)
 
     def ref(self):
         return {"leaf": self.leaf, "offset": self.offset, "length": self.length}
@@ -272,7 +287,8 @@ U8, U16, U32, UINT64 = range(2**8), range(2**16), range(2**32), range(2**64)
 TRUST = {"keys": (any_string, 0, U64), "threshold": U32}  # keys: see parse_trust (6.4)
 LEAF_REF = {"leaf": UINT64, "offset": UINT64, "length": UINT64}  # 3
 FRAME_REF = {"offset": UINT64, "length": UINT64}
-RELEASE = {"channel": is_channel, "target": is_target, "version": is_version, "index": LEAF_REF}
+RELEASE = {"channel": is_channel, "target": is_target, "version": is_version, "index": LEAF_REF, "head": Opt(UINT64)}
+PATCH = {"base": is_digest, "stored_size": range(LISTING_CAP + 1), "stored_sha256": is_digest}  # 3.5
 DELTA_REF = {"base": is_digest, "leaf": UINT64, "offset": UINT64, "length": UINT64}
 FILE = {  # 3.5: an index listing's file object
     "path": is_path,
@@ -310,6 +326,7 @@ SCHEMAS = {  # 3.2 - 3.12
         "stored_sha256": is_digest,
         "compression": is_compression,
         "previous": Opt(LEAF_REF),
+        "patch": Opt(PATCH),
     },
     "manifest": {"releases": (RELEASE, 0, U64), "keys": Opt(LEAF_REF)},
     "keys": {"trust": TRUST},
@@ -323,6 +340,7 @@ SCHEMAS = {  # 3.2 - 3.12
         "map": FRAME_REF,
     },
     "proof": {"size": UINT64, "leaves": (UINT64, 0, U64), "nodes": (Pair(range(64), UINT64), 0, U64)},
+    "listing": {"size": range(LISTING_CAP + 1), "sha256": is_digest},
 }
 
 
@@ -342,6 +360,9 @@ def parse_header(f):
             raise Invalid("compression none but size/sha256 differ from the stored ones")
     if kind == "delta" and h["base"] == h["sha256"]:  # 3.4
         raise Invalid("delta base equals its result")
+    if kind == "index" and "patch" in h:  # 3.5
+        if "previous" not in h or h["patch"]["base"] == h["sha256"]:
+            raise Invalid("a patch without previous, or against the listing itself")
     if kind == "manifest":  # 3.6
         if not increasing([(r["channel"].encode(), r["target"].encode()) for r in h["releases"]]):
             raise Invalid("releases not strictly increasing by (channel, target)")
@@ -350,13 +371,16 @@ def parse_header(f):
     want = {
         "entry": h.get("stored_size"),
         "delta": h.get("stored_size"),
-        "index": h.get("stored_size"),
+        "index": h.get("stored_size", 0) + h.get("patch", {}).get("stored_size", 0),
+        "listing": h.get("size"),
         "tile": 32 * h.get("width", 0),
         "page": 2048,
         "map": map_length(h["size"]) if kind == "map" else 0,
         "proof": 32 * len(h.get("nodes", [])),
     }.get(kind, 0)
-    if f.payload_length != want:
+    if kind == "index" and f.payload_length == 0:
+        f.header_only = True  # 3.13: allowed in partial containers only, followed by a listing frame
+    elif f.payload_length != want:
         raise Invalid(f"{kind} payload is {f.payload_length} bytes, not {want}")
     f.kind, f.h = kind, h
 
@@ -424,10 +448,21 @@ def unzstd(payload, size, base=None):
 
 
 def stored_payload(data, f):
-    """3.3-3.5: the payload, checked against stored_size and stored_sha256."""
-    p = data[f.payload_offset : f.payload_offset + f.payload_length]
+    """3.3-3.5: the payload (an index's: after its patch), checked against
+    stored_size and stored_sha256."""
+    skip = f.h.get("patch", {}).get("stored_size", 0) if f.kind == "index" else 0
+    p = data[f.payload_offset + skip : f.payload_offset + f.payload_length]
     if len(p) != f.h["stored_size"] or sha256(p).hex() != f.h["stored_sha256"]:
         raise Invalid("payload differs from stored_size/stored_sha256")
+    return p
+
+
+def index_patch(data, f):
+    """3.5: an index's patch (the first bytes of its payload), checked against
+    patch.stored_size and patch.stored_sha256."""
+    p = data[f.payload_offset : f.payload_offset + f.h["patch"]["stored_size"]]
+    if len(p) != f.h["patch"]["stored_size"] or sha256(p).hex() != f.h["patch"]["stored_sha256"]:
+        raise Invalid("index patch differs from patch.stored_size/stored_sha256")
     return p
 
 
@@ -440,10 +475,12 @@ def content_of(data, f):
     return c
 
 
-def parse_listing(data, f):
-    """3.5: an index's listing: `files` file objects, strictly increasing by
-    path, no path a directory of another, deltas strictly increasing by base."""
-    listing = parse_json(content_of(data, f), list)
+def parse_listing(data, f, raw=None):
+    """3.5: an index's listing (`raw`, else its payload's): `files` file
+    objects, strictly increasing by path, no path a directory of another,
+    deltas strictly increasing by base."""
+    f.listing_raw = content_of(data, f) if raw is None else raw
+    listing = parse_json(f.listing_raw, list)
     conform(listing, (FILE, f.h["files"], f.h["files"]))
     paths = [x["path"] for x in listing]
     if not increasing([p.encode() for p in paths]):
@@ -760,14 +797,17 @@ class Verifier:
         self.pages = {}  # -> (level, index)
         self.computed = {}  # partial: (height, index) -> hash, from the last root recomputation
         self.frontier = {}  # partial: (height, index) -> hash, frontier of the previous seal's tree
+        self.awaiting = None  # partial: an index without its payload, before its listing frame (3.13)
 
     def run(self, frames):
         for f in frames:
             try:
                 if (f.index == 0) != (f.kind == "genesis"):
                     raise Invalid("frame 0 must be the genesis, and no other frame")
-                if f.kind in (("tile", "page", "map") if self.partial else ("proof",)):
+                if f.kind in (FULL_ONLY if self.partial else PARTIAL_ONLY):
                     raise Invalid(f"a {f.kind} frame in a {'partial' if self.partial else 'full'} container")
+                if self.awaiting and f.kind != "listing":  # 3.13
+                    raise Invalid("an index without its payload is not followed by a listing frame", self.awaiting)
                 if f.kind in LEAF_KINDS and not self.partial:
                     f.leaf, self.leaf_count = self.leaf_count, self.leaf_count + 1
                     self.by_leaf[f.leaf] = f
@@ -818,9 +858,16 @@ class Verifier:
         self.stats["delta-applied"] += 1
 
     def on_index(self, f):  # 3.5; 7.1 in full containers
+        if f.header_only:
+            if not self.partial:
+                raise Invalid(f"index payload is 0 bytes, not {f.h['stored_size']} (a full container)")
+            self.awaiting = f  # 3.13: its listing frame comes next
+            return
         f.listing = parse_listing(self.data, f)
         self.stats["files"] += len(f.listing)
         if self.partial:
+            if "patch" in f.h:
+                index_patch(self.data, f)  # its base (the previous listing) may be absent
             return  # 11 step 4, at the seal
         h, key = f.h, (f.h["channel"], f.h["target"])
         if key in self.release_keys:
@@ -833,6 +880,14 @@ class Verifier:
                 raise Invalid(f"previous is not the index of {key} {prev[0]}, {prev[1]}")
         elif "previous" in h:
             raise Invalid(f"previous given for the first index of {key}")
+        if "patch" in f.h:  # 3.5, 7.1.2: the patch applied to the previous listing gives this one
+            base = self.by_leaf[prev[1]["leaf"]]
+            if f.h["patch"]["base"] != base.h["sha256"]:
+                raise Invalid("patch.base is not the previous index's sha256")
+            out = unzstd(index_patch(self.data, f), f.h["size"], base.listing_raw)
+            if out != f.listing_raw:
+                raise Invalid("the patch applied to the previous listing is not this listing")
+            self.stats["index-patches"] += 1
         for x in f.listing:  # 7.1.3, 7.1.4
             e = x["entry"]
             g = self.by_leaf.get(e["leaf"])
@@ -851,19 +906,32 @@ class Verifier:
                 self.named.add(g.leaf)
                 self.stats["delta-refs"] += 1
         self.release_keys.add(key)
-        self.latest[key] = (h["version"], f.ref())
+        head = f.payload_offset - f.offset + h["patch"]["stored_size"] if "patch" in h else None  # 3.6
+        self.latest[key] = (h["version"], f.ref(), head)
+
+    def on_listing(self, f):  # 3.13
+        idx, self.awaiting = self.awaiting, None
+        if idx is None:
+            raise Invalid("a listing frame not right after an index without its payload")
+        if (f.h["size"], f.h["sha256"]) != (idx.h["size"], idx.h["sha256"]):
+            raise Invalid("listing size/sha256 differ from its index's")
+        raw = self.data[f.payload_offset : f.payload_offset + f.payload_length]
+        if sha256(raw).hex() != f.h["sha256"]:
+            raise Invalid("listing payload differs from its sha256")
+        idx.listing = parse_listing(self.data, idx, raw)
+        self.stats["files"] += len(idx.listing)
 
     def on_manifest(self, f):  # 7.4
         self.manifest = f
         if self.partial:
             return
         order = sorted(self.latest, key=lambda k: (k[0].encode(), k[1].encode()))
-        want = {
-            "releases": [
-                {"channel": c, "target": t, "version": self.latest[(c, t)][0], "index": self.latest[(c, t)][1]}
-                for c, t in order
-            ]
-        }
+        want = {"releases": []}
+        for c, t in order:
+            version, ref, head = self.latest[(c, t)]
+            want["releases"].append({"channel": c, "target": t, "version": version, "index": ref})
+            if head is not None:
+                want["releases"][-1]["head"] = head
         if self.keys_ref is not None:
             want["keys"] = self.keys_ref
         if f.h != want:
@@ -986,7 +1054,9 @@ class Verifier:
         }
         refs = {}  # step 4: (leaf, frame length) -> (kind, sha256) the listings name
         for g in (g for g in leaves if g.kind == "index"):
-            if releases.get((g.h["channel"], g.h["target"])) != (g.h["version"], g.leaf, g.length):
+            length = None if g.header_only else g.length  # a header-only copy's length is not upstream's
+            named = releases.get((g.h["channel"], g.h["target"]))
+            if named is None or (named[0], named[1]) != (g.h["version"], g.leaf) or length not in (None, named[2]):
                 raise Invalid("index is not the one the segment's manifest names", g)
             for x in g.listing:
                 refs[(x["entry"]["leaf"], x["entry"]["length"])] = ("entry", x["sha256"])
@@ -1109,7 +1179,7 @@ def verify(path):
         i = next(i for i, f in enumerate(sealed) if i >= len(backward) or backward[i] != f.offset)
         raise Bad(i, sealed[i].offset, "forward and backward walks disagree here")
     proofs = [f for f in sealed if f.kind == "proof"]  # 11: a partial container has proof frames,
-    tiles = [f for f in sealed if f.kind in ("tile", "page", "map")]  # a full one tiles, pages, maps
+    tiles = [f for f in sealed if f.kind in FULL_ONLY]  # a full one tiles, pages, maps
     if proofs and tiles:
         f = proofs[0] if tiles[0].index < proofs[0].index else tiles[0]
         raise Bad(f.index, f.offset, f"a {f.kind} frame after a {'tile' if f is proofs[0] else 'proof'} frame (3.12)")
@@ -1126,6 +1196,9 @@ def verify(path):
         "files": s["files"],
         "files_shared": s["files-shared"],
         "delta_refs": s["delta-refs"],
+        "index_patches": s["index-patches"],
+        "listings": s["listing"],
+        "header_only_indexes": sum(1 for f in sealed if f.kind == "index" and f.header_only),
         "keys": s["keys"],
         "seals": s["seal"],
         "heartbeats": s["heartbeat"],
