@@ -14,8 +14,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
+use dare_container::frame::frame_len;
 use dare_container::header::{
-    Delta, DeltaRef, Entry, FileRecord, Index, LeafRef, Sha256Hex, validate_channel, validate_version,
+    Delta, DeltaRef, Entry, FileRecord, Header, Index, LeafRef, Sha256Hex, validate_channel, validate_version,
 };
 use dare_container::keys::SigningKey;
 use dare_container::{Appender, CutTail, SealSummary};
@@ -134,8 +135,8 @@ pub struct PublishReport {
 /// publish appended.
 #[derive(Default)]
 struct Book {
-    /// Content SHA-256 to its entry and (once known) its stored size.
-    content: HashMap<Sha256Hex, (LeafRef, Option<u64>)>,
+    /// Content SHA-256 to its entry.
+    content: HashMap<Sha256Hex, LeafRef>,
     deltas: HashMap<(Sha256Hex, Sha256Hex), DeltaRef>,
     indexes: HashMap<u64, (Index, Vec<FileRecord>)>,
 }
@@ -145,7 +146,7 @@ impl Book {
         if !self.indexes.contains_key(&at.leaf) {
             let (ix, files) = appender.read_index(at)?;
             for f in &files {
-                self.content.entry(f.sha256).or_insert((f.entry, None));
+                self.content.entry(f.sha256).or_insert(f.entry);
                 for d in &f.deltas {
                     self.deltas.entry((d.base, f.sha256)).or_insert(*d);
                 }
@@ -153,19 +154,6 @@ impl Book {
             self.indexes.insert(at.leaf, (ix, files));
         }
         Ok(&self.indexes[&at.leaf])
-    }
-
-    /// The stored size of the entry holding `sha`.
-    fn stored_size(&mut self, appender: &Appender, sha: Sha256Hex) -> Result<u64, PublishError> {
-        let Some((at, size)) = self.content.get_mut(&sha) else {
-            return Err(PublishError::Invalid(format!("content {sha} is not stored")));
-        };
-        if let Some(s) = size {
-            return Ok(*s);
-        }
-        let s = appender.entry_header(*at, sha)?.stored_size;
-        *size = Some(s);
-        Ok(s)
     }
 }
 
@@ -221,29 +209,30 @@ pub fn publish(
             let mut records = Vec::with_capacity(tfiles.len());
             let mut stored = Vec::with_capacity(tfiles.len());
             for f in &tfiles {
-                let (record, s) = add_content(&mut appender, &mut book, f, &dir, opts)?;
+                let (record, s, new) = add_content(&mut appender, &mut book, f, &dir, opts)?;
                 records.push(record);
-                stored.push(s);
+                stored.push((s, new));
             }
             // Then the deltas this release needs, made in parallel, appended in order.
-            let delta_bytes = add_deltas(&mut appender, &mut book, &bases, &tfiles, &mut records, &dir, opts)?;
+            let deltas = add_deltas(&mut appender, &mut book, &bases, &tfiles, &mut records, &dir, opts)?;
             let mut report = TargetReport::default();
             for (i, record) in records.iter().enumerate() {
                 report.files += 1;
                 report.size += record.size;
-                report.stored += stored[i];
-                if stored[i] == 0 {
+                let (bytes, new) = stored[i];
+                report.stored += bytes;
+                if !new {
                     report.shared += 1;
                     report.shared_bytes += record.size;
                 }
-                report.deltas += usize::from(delta_bytes[i] > 0);
-                report.delta_bytes += delta_bytes[i];
+                report.deltas += deltas[i].0;
+                report.delta_bytes += deltas[i].1;
                 progress(PublishEvent::FileDone {
                     target: t.to_string(),
                     path: record.path.clone(),
                     size: record.size,
-                    stored: stored[i],
-                    delta: delta_bytes[i],
+                    stored: bytes,
+                    delta: deltas[i].1,
                 });
             }
             appender.append_index(&opts.channel, t, &opts.version, &records)?;
@@ -321,21 +310,23 @@ fn previous_builds(
 }
 
 /// Stores one file's content unless the container already holds it;
-/// returns its record (without deltas) and the bytes of a new entry.
+/// returns its record (without deltas), the bytes of a new entry, and
+/// whether it is new.
 fn add_content(
     appender: &mut Appender,
     book: &mut Book,
     f: &SourceFile,
     dir: &Path,
     opts: &PublishOptions,
-) -> Result<(FileRecord, u64), PublishError> {
+) -> Result<(FileRecord, u64, bool), PublishError> {
     let (sha, size) = hash_file(&f.source)?;
     if size != f.size {
         return Err(changed(f, size));
     }
     let mut stored = 0;
+    let shared = book.content.contains_key(&sha);
     let entry = match book.content.get(&sha) {
-        Some((at, _)) => *at,
+        Some(at) => *at,
         None => {
             let mut staged = stage(f, dir, opts.level, opts.workers)?;
             if staged.sha256 != sha {
@@ -351,12 +342,12 @@ fn add_content(
             stored = staged.stored_size;
             let mut payload = staged.payload(&f.source)?;
             let at = appender.append_entry(e, &mut payload)?;
-            book.content.insert(sha, (at, Some(stored)));
+            book.content.insert(sha, at);
             at
         }
     };
     let record = FileRecord { path: f.path.clone(), mode: f.mode, size, sha256: sha, entry, deltas: Vec::new() };
-    Ok((record, stored))
+    Ok((record, stored, !shared))
 }
 
 fn changed(f: &SourceFile, size: u64) -> PublishError {
@@ -376,7 +367,7 @@ struct DeltaJob {
 /// Gives each changed file its deltas against its versions in `bases`:
 /// those the container holds already, and new ones (made in parallel, kept
 /// when clearly smaller than the whole entry, appended in file order).
-/// Returns the bytes of new deltas per file.
+/// Returns the number and bytes of new deltas per file.
 fn add_deltas(
     appender: &mut Appender,
     book: &mut Book,
@@ -385,7 +376,7 @@ fn add_deltas(
     records: &mut [FileRecord],
     dir: &Path,
     opts: &PublishOptions,
-) -> Result<Vec<u64>, PublishError> {
+) -> Result<Vec<(usize, u64)>, PublishError> {
     // Each file's candidate bases, newest release first, each base once.
     let mut wanted: Vec<Vec<FileRecord>> = Vec::with_capacity(records.len());
     let mut jobs: Vec<DeltaJob> = Vec::new();
@@ -406,16 +397,12 @@ fn add_deltas(
         wanted.push(mine);
     }
     let made = make_deltas(appender, &jobs, files, dir, opts.delta_level)?;
-    let mut bytes = vec![0u64; records.len()];
+    let mut made_for = vec![(0usize, 0u64); records.len()];
     for (job, staged) in jobs.iter().zip(made) {
         let mut staged = staged?;
         let sha = records[job.file].sha256;
         if staged.sha256 != sha {
             return Err(changed(files[job.file], staged.size));
-        }
-        // Only a delta clearly smaller than the whole entry is worth storing.
-        if staged.stored_size * 5 > book.stored_size(appender, sha)? * 4 {
-            continue;
         }
         let d = Delta {
             base: job.base.sha256,
@@ -425,7 +412,15 @@ fn add_deltas(
             stored_size: staged.stored_size,
             stored_sha256: staged.stored_sha256,
         };
-        bytes[job.file] += staged.stored_size;
+        // Only a delta clearly smaller than the whole entry is worth storing:
+        // frames compared, headers included, so a tiny file gets none.
+        let frame = Header::Delta(d.clone()).to_bytes().ok().and_then(|h| frame_len(h.len() as u64, d.stored_size));
+        let whole = book.content.get(&sha).map_or(0, |at| at.length);
+        if frame.is_none_or(|f| f * 5 > whole * 4) {
+            continue;
+        }
+        made_for[job.file].0 += 1;
+        made_for[job.file].1 += staged.stored_size;
         let mut payload = staged.payload(&files[job.file].source)?;
         let at = appender.append_delta(d, &mut payload)?;
         book.deltas.insert(
@@ -437,7 +432,7 @@ fn add_deltas(
         r.deltas = bases.iter().filter_map(|b| book.deltas.get(&(b.sha256, r.sha256)).copied()).collect();
         r.deltas.sort_by_key(|d| d.base);
     }
-    Ok(bytes)
+    Ok(made_for)
 }
 
 /// Makes the deltas of `jobs` on every core; results in job order.

@@ -125,8 +125,9 @@ impl Updater {
         Updater { cfg }
     }
 
-    /// Reads the signed tail and reports whether a newer build exists. One
-    /// request; installs nothing and records nothing.
+    /// Reads the signed seal (one request of about 1 KiB when the tree is the
+    /// one verified last; else also the map and manifest) and reports whether
+    /// a newer build exists. Installs nothing and records nothing.
     pub async fn check(&self) -> Result<Outcome, UpdateError> {
         self.run(false).await
     }
