@@ -53,19 +53,26 @@ impl Staged {
     }
 }
 
-/// Compresses `file` into an anonymous temporary file in `dir`.
-pub fn stage(file: &SourceFile, dir: &Path, level: i32, workers: u32) -> Result<Staged, PublishError> {
+/// The hashing staging file an encoder writes into.
+type StagingSink = HashingWriter<BufWriter<File>>;
+
+/// Streams `file` through the zstd encoder `make` builds, into an anonymous
+/// temporary file in `dir`, hashing the content on the way in and the stored
+/// bytes on the way out. Returns the staged payload, zstd-compressed.
+fn encode<'p>(
+    file: &SourceFile,
+    dir: &Path,
+    what: &'static str,
+    make: impl FnOnce(StagingSink) -> io::Result<zstd::stream::write::Encoder<'p, StagingSink>>,
+) -> Result<Staged, PublishError> {
     let src = File::open(&file.source).map_err(|e| PublishError::io("reading", &file.source, e))?;
     let tmp = tempfile::tempfile_in(dir).map_err(|e| PublishError::io("creating a staging file in", dir, e))?;
     let mut reader = HashingReader::new(BufReader::with_capacity(1 << 20, src));
-    let writer = HashingWriter::new(BufWriter::with_capacity(1 << 20, tmp));
-    let zstd_err = |e: io::Error| PublishError::io("compressing", &file.source, e);
-    let mut enc = zstd::stream::write::Encoder::new(writer, level).map_err(zstd_err)?;
-    enc.multithread(workers.max(1)).map_err(zstd_err)?;
+    let zstd_err = |e: io::Error| PublishError::io(what, &file.source, e);
+    let mut enc = make(HashingWriter::new(BufWriter::with_capacity(1 << 20, tmp))).map_err(zstd_err)?;
     enc.include_checksum(false).map_err(zstd_err)?;
     enc.set_pledged_src_size(Some(file.size)).map_err(zstd_err)?;
-    io::copy(&mut reader, &mut enc)
-        .map_err(|e| PublishError::io("compressing (did the file change while being read?)", &file.source, e))?;
+    io::copy(&mut reader, &mut enc).map_err(|e| PublishError::io(what, &file.source, e))?;
     let writer = enc.finish().map_err(zstd_err)?;
     let (sha256, size, _) = reader.finish();
     let (stored_sha256, stored_size, buf) = writer.finish();
@@ -78,16 +85,6 @@ pub fn stage(file: &SourceFile, dir: &Path, level: i32, workers: u32) -> Result<
             file.size
         )));
     }
-    if stored_size >= size {
-        return Ok(Staged {
-            size,
-            sha256: Sha256Hex(sha256),
-            stored_size: size,
-            stored_sha256: Sha256Hex(sha256),
-            compression: Compression::None,
-            payload: None,
-        });
-    }
     Ok(Staged {
         size,
         sha256: Sha256Hex(sha256),
@@ -96,6 +93,26 @@ pub fn stage(file: &SourceFile, dir: &Path, level: i32, workers: u32) -> Result<
         compression: Compression::Zstd,
         payload: Some(tmp),
     })
+}
+
+/// Compresses `file` into an anonymous temporary file in `dir`; stored
+/// as-is when zstd does not shrink it.
+pub fn stage(file: &SourceFile, dir: &Path, level: i32, workers: u32) -> Result<Staged, PublishError> {
+    let staged = encode(file, dir, "compressing", |w| {
+        let mut enc = zstd::stream::write::Encoder::new(w, level)?;
+        enc.multithread(workers.max(1))?;
+        Ok(enc)
+    })?;
+    if staged.stored_size >= staged.size {
+        return Ok(Staged {
+            stored_size: staged.size,
+            stored_sha256: staged.sha256,
+            compression: Compression::None,
+            payload: None,
+            ..staged
+        });
+    }
+    Ok(staged)
 }
 
 /// The SHA-256 and length of a file, read once.
@@ -120,38 +137,12 @@ pub const DELTA_MAX: u64 = 256 << 20;
 /// anonymous temporary file in `dir`: its stored size and digest. One thread,
 /// so the bytes do not depend on the machine.
 pub fn stage_delta(base: &[u8], file: &SourceFile, dir: &Path, level: i32) -> Result<Staged, PublishError> {
-    let src = File::open(&file.source).map_err(|e| PublishError::io("reading", &file.source, e))?;
-    let tmp = tempfile::tempfile_in(dir).map_err(|e| PublishError::io("creating a staging file in", dir, e))?;
-    let mut reader = HashingReader::new(BufReader::with_capacity(1 << 20, src));
-    let writer = HashingWriter::new(BufWriter::with_capacity(1 << 20, tmp));
-    let zstd_err = |e: io::Error| PublishError::io("making a delta of", &file.source, e);
     let span = (base.len() as u64).max(file.size).max(1);
     let window_log = (64 - span.leading_zeros() + 1).clamp(10, 31);
-    let mut enc = zstd::stream::write::Encoder::with_ref_prefix(writer, level, base).map_err(zstd_err)?;
-    enc.window_log(window_log).map_err(zstd_err)?;
-    enc.long_distance_matching(true).map_err(zstd_err)?;
-    enc.include_checksum(false).map_err(zstd_err)?;
-    enc.set_pledged_src_size(Some(file.size)).map_err(zstd_err)?;
-    io::copy(&mut reader, &mut enc)
-        .map_err(|e| PublishError::io("making a delta (did the file change while being read?)", &file.source, e))?;
-    let writer = enc.finish().map_err(zstd_err)?;
-    let (sha256, size, _) = reader.finish();
-    let (stored_sha256, stored_size, buf) = writer.finish();
-    let mut tmp = buf.into_inner().map_err(|e| PublishError::io("writing staged", &file.source, e.into_error()))?;
-    tmp.flush().map_err(|e| PublishError::io("writing staged", &file.source, e))?;
-    if size != file.size {
-        return Err(PublishError::Invalid(format!(
-            "{}: the file changed while being read ({} bytes, then {size})",
-            file.source.display(),
-            file.size
-        )));
-    }
-    Ok(Staged {
-        size,
-        sha256: Sha256Hex(sha256),
-        stored_size,
-        stored_sha256: Sha256Hex(stored_sha256),
-        compression: Compression::Zstd,
-        payload: Some(tmp),
+    encode(file, dir, "making a delta of", |w| {
+        let mut enc = zstd::stream::write::Encoder::with_ref_prefix(w, level, base)?;
+        enc.window_log(window_log)?;
+        enc.long_distance_matching(true)?;
+        Ok(enc)
     })
 }
