@@ -36,6 +36,9 @@ pub struct Args {
     /// The channel.
     #[arg(long, value_name = "NAME", default_value = "stable")]
     channel: String,
+    /// Refuse a container of any other origin (checkpoint origin), also on first use.
+    #[arg(long, value_name = "ORIGIN")]
+    origin: Option<String>,
     /// The oldest signed time accepted, in seconds (default 14 days).
     #[arg(long, value_name = "SECS", default_value_t = 1_209_600)]
     max_age: u64,
@@ -63,6 +66,9 @@ pub fn run(a: Args) -> Result<()> {
     }
     if let Some(t) = &a.target {
         builder = builder.target(t.clone());
+    }
+    if let Some(o) = &a.origin {
+        builder = builder.origin(o.clone());
     }
     let bar = if std::io::stderr().is_terminal() && !a.json {
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());

@@ -403,3 +403,21 @@ fn json_reports_bytes_full_delta_and_reused() {
     assert!(text.contains("updated x86_64-unknown-linux-gnu 1.2.0 -> 1.3.0"), "{text}");
     assert!(text.contains("reused from the installed build"), "{text}");
 }
+
+#[test]
+fn origin_refuses_another_container_on_first_use() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = now() - 3600;
+    let site = Site::new(tmp.path(), "release", "app.dare", t);
+    site.publish("1.0.0", t + 60, "");
+    // The same key signs it, but the client was told to follow another container.
+    let fresh = Client::new(tmp.path(), "fresh");
+    let elsewhere = ["--origin", "example.com/another-app"];
+    let (code, v, _) = fresh.json(s(&site.container), &site.public, LINUX, &elsewhere);
+    assert_eq!((code, v["kind"].as_str()), (1, Some("wrong-origin")), "{v}");
+    assert!(v["error"].as_str().unwrap().contains("example.com/another-app"), "{v}");
+    assert!(!fresh.state.join("state.json").exists() && fresh.current().is_none(), "nothing recorded or installed");
+    // Given its own origin, it installs.
+    let (code, v, _) = fresh.json(s(&site.container), &site.public, LINUX, &["--origin", ORIGIN]);
+    assert_eq!((code, v["status"].as_str()), (0, Some("updated")), "{v}");
+}
