@@ -157,6 +157,8 @@ pub struct Appender {
     pending_written: bool,
     /// Where the last seal frame sits and its SHA-256 (it carries the signed root).
     last_seal: (u64, u64, [u8; 32]),
+    /// Listings of live indexes already read through [`Appender::read_index`].
+    live_listings: std::sync::Mutex<HashMap<u64, Vec<u8>>>,
 }
 
 impl std::fmt::Debug for Appender {
@@ -217,6 +219,7 @@ impl Appender {
             cut,
             pending_written: false,
             last_seal,
+            live_listings: Default::default(),
         })
     }
 
@@ -326,12 +329,20 @@ impl Appender {
         }
         prove_local(&self.file, &self.state.map, &self.root, &BTreeMap::from([(at.leaf, leaf_hash(&bytes))]))
             .map_err(|e| bad(format!("is not leaf {} of the signed tree: {e}", at.leaf)))?;
-        let files = content::listing(&self.file, &frame, &ix).map_err(|e| bad(e.to_string()))?;
+        let listing = content::listing_bytes(&self.file, &frame, &ix).map_err(|e| bad(e.to_string()))?;
+        let files = content::parse(&listing, &ix).map_err(|e| bad(e.to_string()))?;
+        // A live index's listing is the base of its target's next patch: kept, not read again.
+        if self.state.manifest.releases.iter().any(|r| r.index == at) {
+            self.live_listings.lock().unwrap_or_else(|e| e.into_inner()).insert(at.leaf, listing);
+        }
         Ok((ix, files))
     }
 
     /// The listing of an index of the sealed log, checked against its digests.
     fn listing_bytes(&self, at: LeafRef) -> Result<Vec<u8>, Error> {
+        if let Some(l) = self.live_listings.lock().unwrap_or_else(|e| e.into_inner()).remove(&at.leaf) {
+            return Ok(l);
+        }
         let bad = |m: String| refused(&self.path, format!("the index at byte {}: {m}", at.offset));
         let frame =
             read_frame_at(&self.file, at.offset, at.end().min(self.base_len)).map_err(|e| bad(e.to_string()))?;
