@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
+use dare_updater::transport::Timeouts;
 use dare_updater::{Event, Status, UpdaterBuilder};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
@@ -42,6 +43,20 @@ pub struct Args {
     /// The oldest signed time accepted, in seconds (default 14 days).
     #[arg(long, value_name = "SECS", default_value_t = 1_209_600)]
     max_age: u64,
+    /// Give up on a connection attempt (TLS included) after this long.
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    connect_timeout: u64,
+    /// Give up on a mirror that sends nothing (no headers, no body bytes) for this long.
+    #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    idle_timeout: u64,
+    /// Drop a mirror that sends fewer bytes per second than this, measured over 10 s windows
+    /// (0: no minimum).
+    #[arg(long, value_name = "BYTES_PER_SEC", default_value_t = 1024)]
+    min_rate: u64,
+    /// The time one mirror may take in one run, retries included, plus one second per
+    /// --min-rate bytes asked of it; then the next --from is tried (0: no deadline).
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    mirror_deadline: u64,
     /// Only report whether a newer build exists.
     #[arg(long)]
     check: bool,
@@ -57,7 +72,14 @@ pub fn run(a: Args) -> Result<()> {
         .channel(a.channel.clone())
         .state_dir(&a.state)
         .install_dir(&a.install)
-        .max_age(Duration::from_secs(a.max_age));
+        .max_age(Duration::from_secs(a.max_age))
+        .timeouts(Timeouts {
+            connect: Duration::from_secs(a.connect_timeout),
+            idle: Duration::from_secs(a.idle_timeout),
+            min_rate: a.min_rate,
+            mirror_deadline: Duration::from_secs(a.mirror_deadline),
+            ..Timeouts::default()
+        });
     for k in keys {
         builder = builder.trust(k);
     }

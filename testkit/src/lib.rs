@@ -405,7 +405,8 @@ async fn answer(stream: &mut TcpStream, shared: &Shared, request: &Request) -> s
                 return Ok(true);
             };
             let start: usize = first.split('-').next().and_then(|s| s.parse().ok()).unwrap_or(0);
-            let head = format!("HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {first}\r\nConnection: close\r\n\r\n");
+            let head =
+                format!("HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {first}\r\nConnection: close\r\n\r\n");
             out.write(head.as_bytes()).await?;
             out.write(&file[start.min(file.len())..]).await?;
             out.zeros_forever().await

@@ -30,6 +30,7 @@ pub(crate) struct Config {
     pub(crate) state_dir: PathBuf,
     pub(crate) install_dir: PathBuf,
     pub(crate) retry: RetryPolicy,
+    pub(crate) timeouts: Timeouts,
     pub(crate) max_age: Duration,
     pub(crate) origin: Option<String>,
     pub(crate) progress: Option<Arc<dyn Progress>>,
@@ -120,7 +121,8 @@ impl UpdaterBuilder {
         self
     }
 
-    /// Connect and no-progress timeouts for HTTP mirrors.
+    /// Timeouts, the minimum transfer rate and the per-mirror deadline (see [`Timeouts`] for the
+    /// defaults and why).
     pub fn timeouts(mut self, t: Timeouts) -> Self {
         self.timeouts = Some(t);
         self
@@ -196,6 +198,7 @@ impl UpdaterBuilder {
             state_dir,
             install_dir,
             retry: self.retry.unwrap_or_default(),
+            timeouts,
             max_age: self.max_age.unwrap_or(DEFAULT_MAX_AGE),
             origin: self.origin,
             progress: self.progress,

@@ -34,15 +34,16 @@
 //! # }).unwrap();
 //! ```
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::Poll;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::transport::{
-    BoxFuture, ByteRange, Progress, RangeSink, SinkError, TransferStats, Transport, TransportError,
+    BoxFuture, ByteRange, Progress, RangeSink, SinkError, Timeouts, TransferStats, Transport, TransportError,
 };
 
 /// How often and how patiently to retry one mirror.
@@ -59,6 +60,14 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy { attempts: 3, backoff: Duration::from_millis(200), max_backoff: Duration::from_secs(5) }
+    }
+}
+
+/// The bytes a range asks for (a suffix: at most its length).
+fn wanted_bytes(range: ByteRange) -> u64 {
+    match range {
+        ByteRange::Span { start, end } => end - start,
+        ByteRange::Suffix(n) => n,
     }
 }
 
@@ -107,6 +116,60 @@ pub struct Mirrors {
     policy: RetryPolicy,
     /// The mirror that last succeeded; tried first.
     preferred: AtomicUsize,
+    /// The time each mirror may take, if bounded.
+    deadline: Option<DeadlinePolicy>,
+    clocks: Arc<MirrorClocks>,
+}
+
+/// How long one mirror may take in one run: `base`, plus one second per `min_rate` bytes asked of it.
+#[derive(Clone, Copy, Debug)]
+struct DeadlinePolicy {
+    base: Duration,
+    min_rate: u64,
+}
+
+/// When each mirror was first asked in this run and the time it has been given so far, keyed by
+/// the transport's address (the same transport in several [`Mirrors`] shares its clock).
+#[derive(Debug, Default)]
+pub(crate) struct MirrorClocks {
+    clocks: Mutex<HashMap<usize, Clock>>,
+}
+
+impl MirrorClocks {
+    /// Starts the clock of `transport` with `base` if it is not running and gives it `more` time;
+    /// returns its deadline and the whole time it has been given. A mirror that has once run out of
+    /// time gets no more in this run.
+    fn charge(&self, transport: &Arc<dyn Transport>, base: Duration, more: Duration) -> (Instant, Duration) {
+        let mut clocks = self.clocks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let clock = clocks.entry(key(transport)).or_insert(Clock { started: Instant::now(), given: base, out: false });
+        if !clock.out {
+            clock.given = clock.given.saturating_add(more);
+        }
+        (clock.started.checked_add(clock.given).unwrap_or_else(far_future), clock.given)
+    }
+
+    /// `transport` ran out of time.
+    fn expire(&self, transport: &Arc<dyn Transport>) {
+        let mut clocks = self.clocks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(clock) = clocks.get_mut(&key(transport)) {
+            clock.out = true;
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Clock {
+    started: Instant,
+    given: Duration,
+    out: bool,
+}
+
+fn key(transport: &Arc<dyn Transport>) -> usize {
+    Arc::as_ptr(transport) as *const () as usize
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
 }
 
 impl std::fmt::Debug for Mirrors {
@@ -116,9 +179,36 @@ impl std::fmt::Debug for Mirrors {
 }
 
 impl Mirrors {
-    /// Mirrors tried in the given order (the one that last succeeded first).
+    /// Mirrors tried in the given order (the one that last succeeded first), with no deadline (see
+    /// [`Mirrors::with_deadline`]).
     pub fn new(transports: Vec<Arc<dyn Transport>>, policy: RetryPolicy) -> Self {
-        Mirrors { transports, policy, preferred: AtomicUsize::new(0) }
+        Mirrors { transports, policy, preferred: AtomicUsize::new(0), deadline: None, clocks: Arc::default() }
+    }
+
+    /// Bounds the time each mirror may take over all the fetches of this `Mirrors`, retries and
+    /// resumptions included: [`Timeouts::mirror_deadline`] from the first request to it, plus one
+    /// second per [`Timeouts::min_rate`] bytes each fetch asks of it. A mirror past its deadline is
+    /// dropped (its fetch cancelled, [`TransportError::Deadline`]) and the next one tried.
+    pub fn with_deadline(mut self, timeouts: &Timeouts) -> Self {
+        self.deadline = (!timeouts.mirror_deadline.is_zero())
+            .then_some(DeadlinePolicy { base: timeouts.mirror_deadline, min_rate: timeouts.min_rate });
+        self
+    }
+
+    /// Shares the mirrors' clocks with other `Mirrors` of the same run.
+    pub(crate) fn with_clocks(mut self, clocks: Arc<MirrorClocks>) -> Self {
+        self.clocks = clocks;
+        self
+    }
+
+    /// The deadline of `transport` after giving it time for `bytes` more, and the whole time given.
+    fn deadline_for(&self, transport: &Arc<dyn Transport>, bytes: u64) -> Option<(Instant, Duration)> {
+        let policy = self.deadline?;
+        let more = match policy.min_rate {
+            0 => Duration::ZERO,
+            rate => Duration::from_secs_f64(bytes as f64 / rate as f64),
+        };
+        Some(self.clocks.charge(transport, policy.base, more))
     }
 
     /// Delivers `ranges` to `sink` (see [`RangeSink`]), retrying retryable errors with exponential
@@ -138,6 +228,8 @@ impl Mirrors {
             let transport = &self.transports[index];
             let name = transport.name();
             let (mut failed, mut resumes) = (0u32, 0u32);
+            let wanted: u64 = progress.pending().iter().map(|p| wanted_bytes(p.1)).sum();
+            let deadline = self.deadline_for(transport, wanted);
             loop {
                 let pending = progress.pending();
                 let batch: Vec<ByteRange> = pending.iter().map(|p| p.1).collect();
@@ -145,9 +237,21 @@ impl Mirrors {
                 let before = progress.delivered();
                 let result = {
                     let mut resume = progress.sink(map, &mut *sink);
-                    transport.fetch(&batch, &mut resume).await
+                    match deadline {
+                        None => transport.fetch(&batch, &mut resume).await,
+                        Some((until, after)) if Instant::now() < until => {
+                            match tokio::time::timeout_at(until.into(), transport.fetch(&batch, &mut resume)).await {
+                                Ok(result) => result,
+                                Err(_) => Err(TransportError::Deadline { url: name.to_owned(), after }),
+                            }
+                        }
+                        Some((_, after)) => Err(TransportError::Deadline { url: name.to_owned(), after }),
+                    }
                 };
                 let progressed = progress.delivered() > before;
+                if let Err(TransportError::Deadline { .. }) = result {
+                    self.clocks.expire(transport);
+                }
                 let error = match result {
                     Ok(()) if progress.is_complete() => {
                         self.preferred.store(index, Ordering::Relaxed);

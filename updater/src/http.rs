@@ -3,7 +3,7 @@
 
 use std::error::Error as StdError;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
@@ -24,18 +24,53 @@ use crate::transport::{
     invalid, protocol,
 };
 
-/// How long to wait before giving up.
+/// How long to wait before giving up on an HTTP mirror, and how slow it may be.
+///
+/// Four bounds, each with a `dare update` flag, so that a mirror that lies about lengths, stalls or
+/// drips costs a bounded time before the next mirror is tried:
+///
+/// | field | default | `dare update` flag |
+/// |---|---|---|
+/// | [`connect`](Self::connect) | 10 s | `--connect-timeout SECS` |
+/// | [`idle`](Self::idle) | 30 s | `--idle-timeout SECS` |
+/// | [`min_rate`](Self::min_rate) over [`rate_window`](Self::rate_window) | 1024 bytes/s over 10 s | `--min-rate BYTES_PER_SEC` |
+/// | [`mirror_deadline`](Self::mirror_deadline) | 30 s + 1 s per `min_rate` bytes requested | `--mirror-deadline SECS` |
+///
+/// The rate floor catches a drip that never trips the idle timeout (a byte every 29 s); the window
+/// lets a short pause pass. The deadline bounds everything one mirror may cost one run (retries and
+/// resumptions included): a fixed 30 s for the signed tail and proofs, which are small, plus the
+/// time the [minimum rate](Self::min_rate) needs for every byte asked of that mirror, so a big build
+/// on a slow but honest link (above the floor) still finishes, and a mirror that stalls just under
+/// the idle timeout between bursts does not keep the run (and the state lock) forever. With the
+/// defaults a dishonest first mirror is given up within about 31 s for a check, leaving time for an
+/// honest second one within a minute.
 #[derive(Clone, Copy, Debug)]
 pub struct Timeouts {
-    /// To open a connection (10 s by default).
+    /// To open a connection, TLS included (10 s by default).
     pub connect: Duration,
-    /// Without any progress: response headers or body bytes (30 s by default).
+    /// Without any progress: response headers (after the connection is open) or body bytes
+    /// (30 s by default).
     pub idle: Duration,
+    /// The slowest transfer accepted, in bytes per second, measured over each
+    /// [`rate_window`](Self::rate_window) of a response body while bytes are still wanted
+    /// (1024 by default; 0 turns the check off and the deadline's per-byte allowance with it).
+    pub min_rate: u64,
+    /// The window over which [`min_rate`](Self::min_rate) is measured (10 s by default).
+    pub rate_window: Duration,
+    /// The fixed part of the time one mirror may take in one run (30 s by default); each fetch adds
+    /// one second per [`min_rate`](Self::min_rate) bytes it asks of that mirror. Zero: no deadline.
+    pub mirror_deadline: Duration,
 }
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Timeouts { connect: Duration::from_secs(10), idle: Duration::from_secs(30) }
+        Timeouts {
+            connect: Duration::from_secs(10),
+            idle: Duration::from_secs(30),
+            min_rate: 1024,
+            rate_window: Duration::from_secs(10),
+            mirror_deadline: Duration::from_secs(30),
+        }
     }
 }
 
@@ -119,17 +154,21 @@ impl HttpTransport {
             tracing::debug!(url = %uri, %range, "GET");
             let wait = self.timeouts.connect + self.timeouts.idle;
             let response = match tokio::time::timeout(wait, self.client.request(request)).await {
-                Err(_) => return Err(TransportError::Timeout { url: self.url.clone(), what: "response headers" }),
-                Ok(Err(e)) => return Err(request_error(&self.url, e)),
+                Err(_) => {
+                    return Err(TransportError::Timeout {
+                        url: self.url.clone(),
+                        what: "response headers",
+                        after: wait,
+                    });
+                }
+                Ok(Err(e)) => return Err(request_error(&self.url, e, self.timeouts.connect)),
                 Ok(Ok(response)) => response,
             };
             let status = response.status();
             if status.is_redirection() && status != StatusCode::NOT_MODIFIED {
                 let location = response.headers().get(header::LOCATION).map(|v| v.as_bytes().to_vec());
                 let location = location.ok_or_else(|| protocol(&self.url, format!("{status} without a Location")))?;
-                uri = redirect(&uri, &location).ok_or_else(|| {
-                    protocol(&self.url, format!("bad redirect Location {:?}", String::from_utf8_lossy(&location)))
-                })?;
+                uri = redirect(&uri, &location).map_err(|reason| protocol(&self.url, reason))?;
                 tracing::debug!(url = %uri, "redirected");
                 continue;
             }
@@ -161,7 +200,7 @@ impl HttpTransport {
             return Err(protocol(url, format!("unrequested Content-Encoding {encoding:?}")));
         }
         let length = content_length(headers).map_err(|reason| protocol(url, reason))?;
-        let mut body = BodyReader { body, url, idle: self.timeouts.idle, counters: &self.counters };
+        let mut body = BodyReader::new(body, url, self.timeouts, &self.counters);
         if parts.status == StatusCode::OK {
             // The server ignored Range: read the container from byte 0 up to the last requested byte.
             tracing::debug!(url, "the server ignored the Range header");
@@ -225,15 +264,24 @@ fn finish(url: &str, result: Result<(), AsmError>) -> Result<Ended, TransportErr
     }
 }
 
-/// A response body read with the idle timeout, counting bytes.
+/// A response body read with the idle timeout and the minimum rate, counting bytes.
 struct BodyReader<'a> {
     body: Incoming,
     url: &'a str,
-    idle: Duration,
+    timeouts: Timeouts,
     counters: &'a Counters,
+    /// When the last bytes arrived.
+    last: Instant,
+    /// The current rate window: when it started and the bytes received in it.
+    window: (Instant, u64),
 }
 
-impl BodyReader<'_> {
+impl<'a> BodyReader<'a> {
+    fn new(body: Incoming, url: &'a str, timeouts: Timeouts, counters: &'a Counters) -> Self {
+        let now = Instant::now();
+        BodyReader { body, url, timeouts, counters, last: now, window: (now, 0) }
+    }
+
     /// Passes the body's bytes to `f` until it says `Done` (returns true) or the body ends (false).
     async fn feed(&mut self, mut f: impl FnMut(&[u8]) -> Result<Flow, AsmError>) -> Result<bool, AsmError> {
         while let Some(chunk) = self.next().await? {
@@ -244,10 +292,21 @@ impl BodyReader<'_> {
         Ok(false)
     }
 
+    /// The next bytes, within the idle timeout and no slower than the minimum rate.
     async fn next(&mut self) -> Result<Option<Bytes>, AsmError> {
+        let rate = self.timeouts.min_rate > 0 && !self.timeouts.rate_window.is_zero();
         loop {
-            let frame = match tokio::time::timeout(self.idle, self.body.frame()).await {
-                Err(_) => return Err(AsmError::Timeout),
+            let idle_end = self.last + self.timeouts.idle;
+            let window_end = self.window.0 + self.timeouts.rate_window;
+            let wake = if rate { idle_end.min(window_end) } else { idle_end };
+            let polled = tokio::time::timeout_at(wake.into(), self.body.frame()).await;
+            let now = Instant::now();
+            if rate && now >= window_end {
+                self.close_window(now)?;
+            }
+            let frame = match polled {
+                Err(_) if now >= idle_end => return Err(AsmError::Timeout(self.timeouts.idle)),
+                Err(_) => continue,
                 Ok(None) => return Ok(None),
                 Ok(Some(Err(e))) => return Err(AsmError::Interrupted(chain(&e))),
                 Ok(Some(Ok(frame))) => frame,
@@ -255,10 +314,24 @@ impl BodyReader<'_> {
             if let Ok(data) = frame.into_data() {
                 self.counters.bytes(data.len());
                 if !data.is_empty() {
+                    self.last = now;
+                    self.window.1 += data.len() as u64;
                     return Ok(Some(data));
                 }
             }
         }
+    }
+
+    /// Ends the rate window: fewer bytes in it than the minimum rate asks is too slow.
+    fn close_window(&mut self, now: Instant) -> Result<(), AsmError> {
+        let (start, bytes) = self.window;
+        let window = self.timeouts.rate_window;
+        let needed = (self.timeouts.min_rate as u128 * window.as_millis() / 1000) as u64;
+        if bytes < needed {
+            return Err(AsmError::TooSlow { bytes, window: now.saturating_duration_since(start).max(window) });
+        }
+        self.window = (now, 0);
+        Ok(())
     }
 
     /// Reads what is already there of the rest of the body, up to [`TAIL_CAP`] bytes, so that a
@@ -337,17 +410,35 @@ fn parse_url(url: &str) -> Result<Uri, TransportError> {
     Ok(uri)
 }
 
-/// The target of a redirect: an absolute http(s) URL or an absolute path on the same server.
-fn redirect(from: &Uri, location: &[u8]) -> Option<Uri> {
-    let location = std::str::from_utf8(location).ok()?.trim();
+/// The target of a redirect: an absolute `http(s)://` URL (any host: mirrors use CDNs) or an
+/// absolute path on the same server. Never another scheme (`file://` and the like), never from
+/// `https` down to plain `http` (that would hand the rest of the transfer to anyone on the path).
+fn redirect(from: &Uri, location: &[u8]) -> Result<Uri, String> {
+    let shown = String::from_utf8_lossy(location).into_owned();
+    let bad = || format!("bad redirect Location {shown:?}");
+    let location = std::str::from_utf8(location).map_err(|_| bad())?.trim();
     if location.starts_with('/') && !location.starts_with("//") {
         let mut parts = from.clone().into_parts();
-        parts.path_and_query = Some(location.parse().ok()?);
-        return Uri::from_parts(parts).ok();
+        parts.path_and_query = Some(location.parse().map_err(|_| bad())?);
+        return Uri::from_parts(parts).map_err(|_| bad());
     }
-    let uri: Uri = location.parse().ok()?;
-    let scheme = uri.scheme_str()?.to_ascii_lowercase();
-    (matches!(scheme.as_str(), "http" | "https") && uri.host().is_some()).then_some(uri)
+    // RFC 3986: scheme ":" ..., the scheme a letter then letters, digits, "+", "-" or ".".
+    let scheme = location.split_once(':').map(|(scheme, _)| scheme).filter(|scheme| {
+        scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    });
+    let scheme = scheme.ok_or_else(bad)?.to_ascii_lowercase();
+    if !matches!(scheme.as_str(), "http" | "https") {
+        return Err(format!("redirect to {shown:?} refused: only http:// and https:// redirects are followed"));
+    }
+    let uri: Uri = location.parse().map_err(|_| bad())?;
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(bad());
+    }
+    if scheme == "http" && from.scheme_str().is_some_and(|s| s.eq_ignore_ascii_case("https")) {
+        return Err(format!("redirect from https:// down to {shown:?} refused: a downgrade to plain http"));
+    }
+    Ok(uri)
 }
 
 fn content_length(headers: &HeaderMap) -> Result<Option<u64>, String> {
@@ -362,7 +453,7 @@ fn content_length(headers: &HeaderMap) -> Result<Option<u64>, String> {
     }
 }
 
-fn request_error(url: &str, error: hyper_util::client::legacy::Error) -> TransportError {
+fn request_error(url: &str, error: hyper_util::client::legacy::Error, connect: Duration) -> TransportError {
     let mut source: Option<&(dyn StdError + 'static)> = error.source();
     let mut parse_error = false;
     while let Some(e) = source {
@@ -370,7 +461,7 @@ fn request_error(url: &str, error: hyper_util::client::legacy::Error) -> Transpo
             && io.kind() == std::io::ErrorKind::TimedOut
             && error.is_connect()
         {
-            return TransportError::Timeout { url: url.to_owned(), what: "connect" };
+            return TransportError::Timeout { url: url.to_owned(), what: "connect", after: connect };
         }
         if let Some(hyper) = e.downcast_ref::<hyper::Error>() {
             parse_error |= hyper.is_parse() || hyper.is_parse_status() || hyper.is_parse_too_large();
@@ -378,11 +469,48 @@ fn request_error(url: &str, error: hyper_util::client::legacy::Error) -> Transpo
         source = e.source();
     }
     if error.is_connect() {
-        TransportError::Connect { url: url.to_owned(), source: Box::new(error) }
+        TransportError::Connect { url: url.to_owned(), reason: connect_reason(&error), source: Box::new(error) }
     } else if parse_error {
         protocol(url, format!("malformed response: {}", chain(&error)))
     } else {
         TransportError::Interrupted { url: url.to_owned(), reason: chain(&error) }
+    }
+}
+
+/// Why a connection could not be made, in a few words: the TLS or I/O error at the bottom of the
+/// chain, not hyper's "client error (Connect)".
+fn connect_reason(error: &(dyn StdError + 'static)) -> String {
+    let mut dns = false;
+    let mut reason = None;
+    let mut source = Some(error);
+    while let Some(e) = source {
+        // hyper-util's connector says "dns error" for a failed lookup.
+        dns |= e.to_string().starts_with("dns error");
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return format!("TLS handshake failed: {tls}");
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if let Some(tls) = io.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+                return format!("TLS handshake failed: {tls}");
+            }
+            use std::io::ErrorKind::*;
+            reason = Some(match io.kind() {
+                ConnectionRefused | ConnectionReset | ConnectionAborted | NotConnected | AddrNotAvailable
+                | HostUnreachable | NetworkUnreachable | NetworkDown | TimedOut => io.kind().to_string(),
+                _ => without_os_code(&io.to_string()),
+            });
+        }
+        source = e.source();
+    }
+    let reason = reason.unwrap_or_else(|| chain(error));
+    if dns { format!("DNS lookup failed: {reason}") } else { reason }
+}
+
+/// "Connection refused (os error 111)" -> "Connection refused".
+fn without_os_code(text: &str) -> String {
+    match text.rfind(" (os error ") {
+        Some(i) if text.ends_with(')') => text[..i].to_owned(),
+        _ => text.to_owned(),
     }
 }
 
@@ -418,10 +546,19 @@ mod tests {
         }
         let from: Uri = "https://a.example/x/c.dare?q".parse().unwrap();
         assert_eq!(redirect(&from, b"/y/c.dare").unwrap().to_string(), "https://a.example/y/c.dare");
-        assert_eq!(redirect(&from, b"http://b.example/z").unwrap().to_string(), "http://b.example/z");
-        assert!(redirect(&from, b"//b.example/z").is_none());
-        assert!(redirect(&from, b"ftp://b.example/z").is_none());
-        assert!(redirect(&from, b"relative").is_none());
+        assert_eq!(redirect(&from, b"https://cdn.example/z").unwrap().to_string(), "https://cdn.example/z");
+        let plain: Uri = "http://a.example/c.dare".parse().unwrap();
+        assert_eq!(redirect(&plain, b"http://b.example/z").unwrap().to_string(), "http://b.example/z");
+        assert_eq!(redirect(&plain, b"https://b.example/z").unwrap().to_string(), "https://b.example/z");
+        let downgrade = redirect(&from, b"http://b.example/z").unwrap_err();
+        assert!(downgrade.contains("downgrade"), "{downgrade}");
+        for other in [&b"file:///etc/passwd"[..], b"ftp://b.example/z", b"FILE:///etc/passwd", b"gopher://x/"] {
+            let refused = redirect(&from, other).unwrap_err();
+            assert!(refused.contains("only http:// and https://"), "{refused}");
+        }
+        assert!(redirect(&from, b"//b.example/z").is_err());
+        assert!(redirect(&from, b"relative").is_err());
+        assert!(redirect(&from, b"http:///nohost").is_err());
     }
 
     #[test]

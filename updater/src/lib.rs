@@ -15,6 +15,12 @@
 //! attack: rollback, freeze, fork, bad signature, bad digest, missing target,
 //! network), and the [`transport::Transport`] seam.
 //!
+//! Every mirror costs bounded time: reads are bounded by what the signed data
+//! (before the seal is verified, the fixed size of the request) says is needed,
+//! whatever the server claims; a mirror slower than a minimum rate, or past its
+//! deadline for the run, is dropped and the next one tried. The defaults and
+//! their reasons are on [`transport::Timeouts`].
+//!
 //! ```no_run
 //! use dare_updater::{UpdaterBuilder, Status};
 //! use dare_container::keys::VerifierKey;
@@ -49,6 +55,7 @@ pub mod state;
 pub mod transport;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 pub use config::{UpdaterBuilder, host_target};
 pub use error::UpdateError;
@@ -146,10 +153,14 @@ impl Updater {
         let n = self.cfg.transports.len();
         let mut spent = fetch::Mirrors::new(Vec::new(), self.cfg.retry.clone()).stats();
         let mut first_error = None;
+        // Each mirror's deadline covers the whole run, whichever session asks it.
+        let clocks = Arc::new(fetch::MirrorClocks::default());
         for start in 0..n {
             let mut order = self.cfg.transports.clone();
             order.rotate_left(start);
-            let mirrors = fetch::Mirrors::new(order, self.cfg.retry.clone());
+            let mirrors = fetch::Mirrors::new(order, self.cfg.retry.clone())
+                .with_deadline(&self.cfg.timeouts)
+                .with_clocks(Arc::clone(&clocks));
             match session::run(&self.cfg, &mirrors, install).await {
                 Ok(mut outcome) => {
                     outcome.bytes_fetched += spent.bytes;

@@ -12,6 +12,11 @@ use crate::transport::{ByteRange, Ended, RangeSink, SinkError, TransportError};
 pub(crate) const BUFFER_CAP: u64 = 1024 * 1024;
 /// Bytes of a 206 response outside the requested ranges that are skipped, at most.
 pub(crate) const DISCARD_CAP: u64 = 1024 * 1024;
+/// The most of a 200 body (a server that ignores Range) read to reach a suffix range. A suffix is
+/// asked for before anything is verified (the signed tail), so only the server vouches for where the
+/// container ends: a `Content-Length` of 2^62 must not make us read 2^62 bytes. Past this, such a
+/// server is given up for one that honours Range.
+pub(crate) const WHOLE_SUFFIX_CAP: u64 = 64 * 1024 * 1024;
 /// A multipart header line, at most.
 const MAX_LINE: usize = 4096;
 
@@ -40,8 +45,13 @@ pub(crate) enum AsmError {
     Protocol(String),
     Unsatisfiable(Option<u64>),
     Interrupted(String),
-    /// No body bytes for the idle timeout.
-    Timeout,
+    /// No body bytes for the idle timeout (given).
+    Timeout(std::time::Duration),
+    /// Fewer bytes than the minimum rate asks arrived in a rate window.
+    TooSlow {
+        bytes: u64,
+        window: std::time::Duration,
+    },
     /// A cap was hit: ask for the ranges one by one.
     Scattered,
 }
@@ -60,7 +70,8 @@ impl AsmError {
             AsmError::Protocol(reason) => TransportError::Protocol { url, reason },
             AsmError::Unsatisfiable(len) => TransportError::RangeNotSatisfiable { url, len },
             AsmError::Interrupted(reason) => TransportError::Interrupted { url, reason },
-            AsmError::Timeout => TransportError::Timeout { url, what: "data" },
+            AsmError::Timeout(after) => TransportError::Timeout { url, what: "data", after },
+            AsmError::TooSlow { bytes, window } => TransportError::TooSlow { url, bytes, window },
             AsmError::Scattered => TransportError::Protocol { url, reason: "response too scattered".into() },
         }
     }
@@ -147,6 +158,16 @@ impl<'s> Assembler<'s> {
                 (range, Some(total)) => range.resolve(total).ok_or(AsmError::Unsatisfiable(Some(total)))?,
             };
             spans.push(span);
+        }
+        if self.mode == Mode::Whole
+            && let Some(total) = total
+            && total > WHOLE_SUFFIX_CAP
+            && self.requested.iter().any(|r| matches!(r, ByteRange::Suffix(_)))
+        {
+            return Err(AsmError::Protocol(format!(
+                "the server ignores Range requests and says the container is {total} bytes: reading more than \
+                 {WHOLE_SUFFIX_CAP} bytes from its start to reach the tail is refused (use a mirror that honours Range)"
+            )));
         }
         self.spans = spans;
         self.resolved = true;

@@ -118,21 +118,45 @@ pub struct TransferStats {
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
     /// The connection could not be made (DNS, refused, TLS handshake).
-    #[error("{url}: cannot connect: {source}")]
+    #[error("cannot connect to {url}: {reason}")]
     Connect {
         /// The URL.
         url: String,
-        /// What went wrong.
+        /// The cause in a few words: "connection refused", "DNS lookup failed: ...", "TLS handshake
+        /// failed: ...".
+        reason: String,
+        /// What went wrong, in full.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// Connecting took too long, or the server made no progress for too long.
-    #[error("{url}: timed out waiting for {what}")]
+    #[error("{url}: timed out after {} waiting for {what}", Secs(*.after))]
     Timeout {
         /// The URL.
         url: String,
         /// What we were waiting for: "connect", "response headers", "data".
         what: &'static str,
+        /// How long we waited (the timeout that expired).
+        after: Duration,
+    },
+    /// The server sent fewer bytes in a window than the minimum rate asks ([`Timeouts::min_rate`]).
+    #[error("{url}: too slow: {bytes} bytes in {}, below the minimum rate", Secs(*.window))]
+    TooSlow {
+        /// The URL.
+        url: String,
+        /// Bytes received in the window.
+        bytes: u64,
+        /// The window.
+        window: Duration,
+    },
+    /// The mirror used up its time for this run ([`Timeouts::mirror_deadline`]); it is not asked
+    /// again in this run.
+    #[error("{url}: gave up on this mirror after {} (its deadline for this run)", Secs(*.after))]
+    Deadline {
+        /// The URL.
+        url: String,
+        /// The time the mirror was given.
+        after: Duration,
     },
     /// The server answered with an unexpected HTTP status.
     #[error("{url}: HTTP status {status}")]
@@ -196,6 +220,16 @@ pub enum TransportError {
     },
 }
 
+/// A duration in seconds, as people read it: `30 s`, `1.5 s`.
+pub(crate) struct Secs(pub(crate) Duration);
+
+impl fmt::Display for Secs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0.as_millis();
+        if ms % 1000 == 0 { write!(f, "{} s", ms / 1000) } else { write!(f, "{:.1} s", self.0.as_secs_f64()) }
+    }
+}
+
 struct DisplayLen(Option<u64>);
 
 impl fmt::Display for DisplayLen {
@@ -213,9 +247,10 @@ impl TransportError {
     pub fn is_retryable(&self) -> bool {
         use std::io::ErrorKind;
         match self {
-            TransportError::Connect { .. } | TransportError::Timeout { .. } | TransportError::Interrupted { .. } => {
-                true
-            }
+            TransportError::Connect { .. }
+            | TransportError::Timeout { .. }
+            | TransportError::TooSlow { .. }
+            | TransportError::Interrupted { .. } => true,
             TransportError::Status { status, .. } => *status >= 500 || *status == 408 || *status == 429,
             TransportError::Io { source, .. } => {
                 matches!(source.kind(), ErrorKind::Interrupted | ErrorKind::TimedOut | ErrorKind::WouldBlock)
@@ -224,6 +259,7 @@ impl TransportError {
             | TransportError::RangeNotSatisfiable { .. }
             | TransportError::Protocol { .. }
             | TransportError::Sink(_)
+            | TransportError::Deadline { .. }
             | TransportError::Invalid { .. } => false,
         }
     }

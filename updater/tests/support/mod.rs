@@ -336,7 +336,11 @@ impl Client {
             .threshold(self.threshold)
             .clock(self.clock)
             .retry(quick_retry())
-            .timeouts(Timeouts { connect: Duration::from_secs(2), idle: Duration::from_secs(5) });
+            .timeouts(Timeouts {
+                connect: Duration::from_secs(2),
+                idle: Duration::from_secs(5),
+                ..Timeouts::default()
+            });
         for k in &self.trust {
             b = b.trust(k.clone());
         }

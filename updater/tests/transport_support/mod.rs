@@ -251,6 +251,10 @@ fn respond(path: &str, range: Option<&str>, content: &[u8], mode: Mode) -> Respo
     if path == "/moved" {
         return (301, vec![h("Location", "/c.dare".into())], Vec::new());
     }
+    if path == "/to-http" {
+        // Plain http (nothing listens on port 1): a downgrade when this server speaks https.
+        return (302, vec![h("Location", "http://127.0.0.1:1/c.dare".into())], Vec::new());
+    }
     match mode {
         Mode::NotFound => return (404, vec![], b"not here".to_vec()),
         Mode::Unsatisfiable => return (416, vec![h("Content-Range", format!("bytes */{len}"))], Vec::new()),
