@@ -324,11 +324,11 @@ impl<'a> BodyReader<'a> {
 
     /// Ends the rate window: fewer bytes in it than the minimum rate asks is too slow.
     fn close_window(&mut self, now: Instant) -> Result<(), AsmError> {
-        let (start, bytes) = self.window;
+        let bytes = self.window.1;
         let window = self.timeouts.rate_window;
         let needed = (self.timeouts.min_rate as u128 * window.as_millis() / 1000) as u64;
         if bytes < needed {
-            return Err(AsmError::TooSlow { bytes, window: now.saturating_duration_since(start).max(window) });
+            return Err(AsmError::TooSlow { bytes, window, min_rate: self.timeouts.min_rate });
         }
         self.window = (now, 0);
         Ok(())
@@ -489,9 +489,16 @@ fn connect_reason(error: &(dyn StdError + 'static)) -> String {
         if let Some(tls) = e.downcast_ref::<rustls::Error>() {
             return format!("TLS handshake failed: {tls}");
         }
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if let Some(tls) = io.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
-                return format!("TLS handshake failed: {tls}");
+        if let Some(mut io) = e.downcast_ref::<std::io::Error>() {
+            // An I/O error may wrap another, or the TLS error (its `source` skips the wrapped one).
+            while let Some(inner) = io.get_ref() {
+                if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
+                    return format!("TLS handshake failed: {tls}");
+                }
+                match inner.downcast_ref::<std::io::Error>() {
+                    Some(next) => io = next,
+                    None => break,
+                }
             }
             use std::io::ErrorKind::*;
             reason = Some(match io.kind() {

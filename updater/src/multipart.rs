@@ -51,6 +51,7 @@ pub(crate) enum AsmError {
     TooSlow {
         bytes: u64,
         window: std::time::Duration,
+        min_rate: u64,
     },
     /// A cap was hit: ask for the ranges one by one.
     Scattered,
@@ -71,7 +72,7 @@ impl AsmError {
             AsmError::Unsatisfiable(len) => TransportError::RangeNotSatisfiable { url, len },
             AsmError::Interrupted(reason) => TransportError::Interrupted { url, reason },
             AsmError::Timeout(after) => TransportError::Timeout { url, what: "data", after },
-            AsmError::TooSlow { bytes, window } => TransportError::TooSlow { url, bytes, window },
+            AsmError::TooSlow { bytes, window, min_rate } => TransportError::TooSlow { url, bytes, window, min_rate },
             AsmError::Scattered => TransportError::Protocol { url, reason: "response too scattered".into() },
         }
     }

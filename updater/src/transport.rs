@@ -140,7 +140,7 @@ pub enum TransportError {
         after: Duration,
     },
     /// The server sent fewer bytes in a window than the minimum rate asks ([`Timeouts::min_rate`]).
-    #[error("{url}: too slow: {bytes} bytes in {}, below the minimum rate", Secs(*.window))]
+    #[error("{url}: too slow: {bytes} bytes in {}, below the minimum of {min_rate} bytes/s", Secs(*.window))]
     TooSlow {
         /// The URL.
         url: String,
@@ -148,6 +148,8 @@ pub enum TransportError {
         bytes: u64,
         /// The window.
         window: Duration,
+        /// The minimum rate, in bytes per second.
+        min_rate: u64,
     },
     /// The mirror used up its time for this run ([`Timeouts::mirror_deadline`]); it is not asked
     /// again in this run.

@@ -99,7 +99,10 @@ async fn every_hostile_mode_ends_in_a_typed_error_after_bounded_time_and_bytes()
                 }
                 Mode::Drip(_) | Mode::StallAfterHeaders | Mode::TruncateKeepOpen => {
                     assert!(matches!(error, TransportError::TooSlow { .. }), "{text}");
-                    assert!(text.contains("too slow") && text.contains("in 1 s"), "{text}");
+                    assert!(
+                        text.contains("too slow") && text.contains("in 1 s, below the minimum of 1024 bytes/s"),
+                        "{text}"
+                    );
                 }
                 Mode::StallBeforeHeaders => {
                     assert!(matches!(error, TransportError::Timeout { what: "response headers", .. }), "{text}");

@@ -423,7 +423,7 @@ fn errors_tell_retryable_from_not() {
         TransportError::Status { url: url(), status: 503 },
         TransportError::Status { url: url(), status: 429 },
         TransportError::Connect { url: url(), reason: "connection refused".into(), source: "refused".into() },
-        TransportError::TooSlow { url: url(), bytes: 1, window: Duration::from_secs(10) },
+        TransportError::TooSlow { url: url(), bytes: 1, window: Duration::from_secs(10), min_rate: 1024 },
         io(std::io::ErrorKind::Interrupted),
     ];
     let final_ = [
