@@ -228,7 +228,7 @@ pub(crate) struct Secs(pub(crate) Duration);
 impl fmt::Display for Secs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0.as_millis();
-        if ms % 1000 == 0 { write!(f, "{} s", ms / 1000) } else { write!(f, "{:.1} s", self.0.as_secs_f64()) }
+        if ms.is_multiple_of(1000) { write!(f, "{} s", ms / 1000) } else { write!(f, "{:.1} s", self.0.as_secs_f64()) }
     }
 }
 
