@@ -162,6 +162,12 @@ impl UpdaterBuilder {
     pub fn build(self) -> Result<crate::Updater, UpdateError> {
         let cfg = |m: &str| UpdateError::Config(m.to_string());
         let timeouts = self.timeouts.unwrap_or_default();
+        if timeouts.connect.is_zero() || timeouts.idle.is_zero() {
+            return Err(cfg("the connect and idle timeouts must be longer than zero"));
+        }
+        if timeouts.min_rate > 0 && timeouts.rate_window.is_zero() {
+            return Err(cfg("a minimum transfer rate needs a rate window longer than zero"));
+        }
         let mut transports = self.transports;
         for m in &self.mirrors {
             transports.push(transport_for(m, timeouts).map_err(|e| UpdateError::Config(e.to_string()))?);

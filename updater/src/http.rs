@@ -59,6 +59,8 @@ pub struct Timeouts {
     pub rate_window: Duration,
     /// The fixed part of the time one mirror may take in one run (30 s by default); each fetch adds
     /// one second per [`min_rate`](Self::min_rate) bytes it asks of that mirror. Zero: no deadline.
+    /// Enforced over all requests by [`Mirrors::with_deadline`](crate::fetch::Mirrors::with_deadline)
+    /// (an [`Updater`](crate::Updater) always does), not by one [`HttpTransport`] request.
     pub mirror_deadline: Duration,
 }
 

@@ -660,6 +660,25 @@ mod tests {
     }
 
     #[test]
+    fn a_200_for_a_suffix_is_read_only_when_its_length_is_small() {
+        // The unverified tail of a server that ignores Range and claims 2^62 bytes: refused at once.
+        let mut sink = Collect::default();
+        let mut asm = Assembler::new(&[ByteRange::Suffix(1024)], &mut sink, Mode::Whole);
+        match asm.set_total(Some(1 << 62)) {
+            Err(AsmError::Protocol(reason)) => assert!(reason.contains("ignores Range"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        let mut asm = Assembler::new(&[ByteRange::Suffix(1024)], &mut sink, Mode::Whole);
+        assert!(asm.set_total(Some(WHOLE_SUFFIX_CAP)).is_ok());
+        // Spans come from signed data: read up to their end, whatever the declared length.
+        let mut asm = Assembler::new(&[span(0, 10)], &mut sink, Mode::Whole);
+        assert!(asm.set_total(Some(1 << 62)).is_ok());
+        // A 206 names its range; the suffix is not read from byte 0.
+        let mut asm = Assembler::new(&[ByteRange::Suffix(1024)], &mut sink, Mode::Parts);
+        assert!(asm.set_total(Some(1 << 62)).is_ok());
+    }
+
+    #[test]
     fn boundary_from_content_type() {
         assert_eq!(byteranges_boundary(b"multipart/byteranges; boundary=abc").unwrap(), Some("abc".into()));
         assert_eq!(byteranges_boundary(b"Multipart/ByteRanges;boundary=\"a b\"").unwrap(), Some("a b".into()));
