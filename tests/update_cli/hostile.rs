@@ -159,3 +159,46 @@ fn a_refused_connection_is_one_clear_line() {
     assert!(stderr.contains(&format!("cannot connect to {url}: connection refused")), "{stderr}");
     assert!(!stderr.contains("client error"), "{stderr}");
 }
+
+/// With only a hostile mirror, the run ends within the (here shortened) bounds and says which
+/// mirror did what.
+#[test]
+fn a_hostile_only_mirror_ends_with_the_cause_in_one_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = now() - 3600;
+    let site = Site::new(tmp.path(), "release", "app.dare", t);
+    site.publish("1.0.0", t + 60, "");
+    let quick = |deadline: &'static str| {
+        ["--connect-timeout", "1", "--idle-timeout", "1", "--min-rate", "1024", "--mirror-deadline", deadline]
+    };
+    let cases = [
+        (Mode::StallBeforeHeaders, quick("3"), "timed out after 2 s waiting for response headers"),
+        // Past one 10 s rate window.
+        (Mode::Drip(Duration::from_millis(300)), quick("12"), "too slow: "),
+        (Mode::TruncateKeepOpen, quick("3"), "before that: timed out after 1 s waiting for data"),
+        (
+            Mode::LyingLength,
+            quick("3"),
+            "the server ignores Range requests and says the container is 4611686018427387904 bytes",
+        ),
+    ];
+    let mut runs = Vec::new();
+    for (i, (mode, flags, cause)) in cases.into_iter().enumerate() {
+        let c = Client::new(tmp.path(), &format!("only-{i}"));
+        let (container, public) = (site.container.clone(), site.public.clone());
+        runs.push(std::thread::spawn(move || {
+            let bad = HostileMirror::start(&container, mode.clone());
+            let args = update_args(&c, &[&bad.url()], &public, &flags);
+            let (code, stdout, stderr, elapsed) = watched(&args);
+            println!("{:<30} {:>5.1} s  {stdout}", mode.name(), elapsed.as_secs_f64());
+            assert_eq!(code, Some(1), "{}: {stdout} {stderr}", mode.name());
+            let v: Value = serde_json::from_str(&stdout).unwrap();
+            assert_eq!(v["kind"], "network", "{v}");
+            let error = v["error"].as_str().unwrap();
+            assert!(error.contains(&bad.url()) && error.contains(cause), "{}: {error}", mode.name());
+        }));
+    }
+    for run in runs {
+        run.join().unwrap();
+    }
+}

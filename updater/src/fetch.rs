@@ -95,19 +95,36 @@ fn summary(attempts: &[(String, TransportError)]) -> String {
     if attempts.is_empty() {
         return "no mirrors".into();
     }
-    // The last error of each mirror, in the order they were tried.
-    let mut last: Vec<&TransportError> = Vec::new();
+    // The last error of each mirror, in the order they were tried; when that is the deadline, also
+    // the error before it (what the mirror was doing wrong).
     let mut names: Vec<&str> = Vec::new();
+    let mut last: Vec<(&TransportError, Option<&TransportError>)> = Vec::new();
     for (name, error) in attempts {
         match names.iter().position(|n| n == name) {
-            Some(i) => last[i] = error,
+            Some(i) => {
+                let before = match last[i].0 {
+                    TransportError::Deadline { .. } => last[i].1,
+                    previous => Some(previous),
+                };
+                last[i] = (error, before);
+            }
             None => {
                 names.push(name);
-                last.push(error);
+                last.push((error, None));
             }
         }
     }
-    last.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")
+    last.iter()
+        .map(|(error, before)| match (error, before) {
+            (TransportError::Deadline { url, .. }, Some(before)) => {
+                let before = before.to_string();
+                let before = before.strip_prefix(url.as_str()).and_then(|b| b.strip_prefix(": ")).unwrap_or(&before);
+                format!("{error}; before that: {before}")
+            }
+            _ => error.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Several transports serving the same container, tried in turn.
