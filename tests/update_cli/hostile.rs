@@ -75,10 +75,11 @@ fn every_hostile_first_mirror_costs_bounded_time_then_the_second_serves() {
                 let (code, stdout, stderr, elapsed) = watched(&args);
                 let stats = bad.stats();
                 println!(
-                    "{name:<45} {:>6.1} s  (hostile mirror: {} requests, {} bytes sent)",
+                    "{name:<45} {:>6.1} s  (hostile mirror: {} requests, {} bytes sent; dare read {} bytes in all)",
                     elapsed.as_secs_f64(),
                     stats.requests,
-                    stats.bytes_sent
+                    stats.bytes_sent,
+                    serde_json::from_str::<Value>(&stdout).map(|v| v["bytes_fetched"].clone()).unwrap_or_default()
                 );
                 assert_eq!(code, Some(0), "{name}: {stdout} {stderr}");
                 let v: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{name}: {e}: {stdout}"));
@@ -87,6 +88,9 @@ fn every_hostile_first_mirror_costs_bounded_time_then_the_second_serves() {
                 if !check {
                     assert_eq!(client.current(), Some("versions/1.0.0".into()), "{name}");
                 }
+                // Everything read from both mirrors, whatever the hostile one sent: bounded.
+                let read = v["bytes_fetched"].as_u64().unwrap();
+                assert!(read < 4 << 20, "{name}: read {read} bytes");
                 elapsed
             }));
         }
