@@ -120,6 +120,10 @@ impl UpdateError {
 
 impl From<dare_container::Error> for UpdateError {
     fn from(e: dare_container::Error) -> Self {
-        UpdateError::State(e.to_string())
+        match e {
+            // Writing the replica on a full disk is an I/O error, not damaged state.
+            dare_container::Error::Io { op, path, source } => UpdateError::Io { op, path, source },
+            e => UpdateError::State(e.to_string()),
+        }
     }
 }
