@@ -469,6 +469,11 @@ async fn resolve_slots(
 fn tail_error(e: TailError) -> UpdateError {
     match e {
         TailError::Unsealed(_) => UpdateError::Unsealed(e.to_string()),
+        TailError::Damaged(_) => UpdateError::Damaged(e.to_string()),
+        // The seal verified, but what it names is not a frame there: a shifted or damaged copy.
+        TailError::Frame(f) => UpdateError::Damaged(format!(
+            "the frames the signed seal names are not where it places them ({f}): the mirror serves a shifted or damaged file"
+        )),
         e => UpdateError::BadSignature(e.to_string()),
     }
 }

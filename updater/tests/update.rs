@@ -460,9 +460,38 @@ async fn damage_to_the_tail_is_a_bad_signature_or_unsealed() {
         let err = refused_with_corruption(&fresh, p.bytes(), at).await;
         assert!(matches!(err, UpdateError::BadSignature(_)), "byte {at}: {err:?}");
     }
-    // A file that does not end with a whole frame reads like a publish in progress.
+    // A file that does not end with a whole frame is a damaged copy, not a publish in progress.
     let err = refused_with_corruption(&fresh, p.bytes(), seal.offset + seal.len() - 1).await;
-    assert!(matches!(err, UpdateError::Unsealed(_)), "{err:?}");
+    assert!(matches!(err, UpdateError::Damaged(_)), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shifted_file_is_a_damaged_copy_not_unsealed() {
+    // One byte too many or too few, at the start or at the end: each says what was seen.
+    let dir = tempdir();
+    let p = Publisher::small(dir.path());
+    p.publish("1.0.0", T0 + 60);
+    let fresh = Client::new(dir.path(), "fresh", LINUX, p.verifiers());
+    let good = p.bytes();
+    let shifted = [
+        ("an extra byte at the start", [&[0u8][..], &good].concat(), "not where it places them"),
+        ("a byte missing at the start", good[1..].to_vec(), "past the seal itself"),
+        ("an extra byte at the end", [&good[..], &[0u8][..]].concat(), "the last bytes are not a seal frame"),
+        ("a byte missing at the end", good[..good.len() - 1].to_vec(), "the last bytes are not a seal frame"),
+    ];
+    for (what, bytes, says) in shifted {
+        let m = Arc::new(MemoryTransport::new("shifted", bytes));
+        let e = fresh.builder().transport(m).build().unwrap().update().await.unwrap_err();
+        assert!(matches!(e, UpdateError::Damaged(_)), "{what}: {e:?}");
+        let text = e.to_string();
+        assert!(
+            text.contains(says) && text.contains("shifted") && !text.contains("publish in progress"),
+            "{what}: {e}"
+        );
+        assert!(e.another_mirror_may_help(), "{what}");
+        assert!(!fresh.install.exists());
+        println!("{what}: {e}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -474,15 +503,21 @@ async fn a_mirror_caught_mid_publish_is_unsealed_not_an_attack() {
     p.publish("1.1.0", T0 + 120);
     let full = p.bytes();
     let fresh = Client::new(dir.path(), "fresh", LINUX, p.verifiers());
-    // Whole frames after the last seal, and a frame cut in half.
-    let entries_end = sealed.len() + (full.len() - sealed.len()) / 2;
-    for cut in [entries_end, sealed.len() + 100] {
-        let m = Arc::new(MemoryTransport::new("mid-publish", full[..cut].to_vec()));
-        let e = fresh.builder().transport(m).build().unwrap().update().await.unwrap_err();
-        assert!(matches!(e, UpdateError::Unsealed(_)), "cut at {cut}: {e:?}");
-        assert_eq!(e.kind(), "unsealed");
-        assert!(!fresh.install.exists());
-    }
+    // Whole frames after the last seal: a publish in progress.
+    let frames = dare_container::frame::Frames::new(full.as_slice(), sealed.len() as u64, full.len() as u64);
+    let ends: Vec<u64> = frames.map(|f| f.unwrap().end()).collect();
+    let entries_end = ends[ends.len() / 2] as usize;
+    let m = Arc::new(MemoryTransport::new("mid-publish", full[..entries_end].to_vec()));
+    let e = fresh.builder().transport(m).build().unwrap().update().await.unwrap_err();
+    assert!(matches!(e, UpdateError::Unsealed(_)), "cut at {entries_end}: {e:?}");
+    assert_eq!(e.kind(), "unsealed");
+    assert!(!fresh.install.exists());
+    // A frame cut in half cannot be told from a damaged file; the message says both.
+    let m = Arc::new(MemoryTransport::new("mid-frame", full[..sealed.len() + 100].to_vec()));
+    let e = fresh.builder().transport(m).build().unwrap().update().await.unwrap_err();
+    assert!(matches!(e, UpdateError::Damaged(_)), "{e:?}");
+    assert!(e.to_string().contains("in the middle of writing a frame"), "{e}");
+    assert!(!fresh.install.exists());
 }
 
 // ---------------------------------------------------------------------------------------------------------
