@@ -285,10 +285,8 @@ fn prune(versions: &Path, owned: &Path, keep: &str, previous: Option<&str>) {
             continue;
         }
         let incoming = name.starts_with(".incoming-") && e.file_type().is_ok_and(|t| t.is_dir());
-        if incoming || is_owned(versions, owned, &name) {
-            if fs::remove_dir_all(e.path()).is_ok() {
-                let _ = fs::remove_file(owned.join(&name));
-            }
+        if (incoming || is_owned(versions, owned, &name)) && fs::remove_dir_all(e.path()).is_ok() {
+            let _ = fs::remove_file(owned.join(&name));
         }
     }
 }
