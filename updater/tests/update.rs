@@ -1447,7 +1447,6 @@ async fn the_main_flow_through_nginx() {
     let p = Publisher::small(&root);
     p.publish("1.0.0", T0 + 60);
     let Some(nginx) = support::nginx::Nginx::start(&root, &dir.path().join("nginx")) else {
-        eprintln!("{} is not installed; skipping (apt-get install -y nginx)", support::nginx::NGINX);
         return;
     };
     let url = nginx.url("app.dare");
