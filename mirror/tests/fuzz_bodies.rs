@@ -1,0 +1,76 @@
+//! The fuzz targets' bodies (`dare_mirror::fuzzing`: the Range header and
+//! request paths) under proptest: arbitrary bytes and well-formed values
+//! with hostile numbers, encodings and dot segments. None may panic.
+
+use dare_mirror::fuzzing;
+use proptest::prelude::*;
+
+fn range_input(max: u8, len: u64, value: &str) -> Vec<u8> {
+    let mut input = vec![max];
+    input.extend_from_slice(&len.to_be_bytes());
+    input.extend_from_slice(value.as_bytes());
+    input
+}
+
+fn spec() -> impl Strategy<Value = String> {
+    prop_oneof![
+        (any::<u64>(), any::<u64>()).prop_map(|(a, b)| format!("{a}-{b}")),
+        (0u64..2000, 0u64..2000).prop_map(|(a, b)| format!("{a}-{}", a + b)),
+        any::<u64>().prop_map(|a| format!("{a}-")),
+        (0u64..5000).prop_map(|a| format!("-{a}")),
+        "[0-9 ,=-]{0,8}",
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn range_on_any_bytes(data in proptest::collection::vec(any::<u8>(), 0..80)) {
+        fuzzing::range(&data);
+    }
+
+    #[test]
+    fn range_on_well_formed_headers(
+        max in any::<u8>(), len in prop_oneof![0u64..3000, any::<u64>()],
+        specs in proptest::collection::vec(spec(), 1..8), unit in prop_oneof![Just("bytes"), Just("BYTES"), Just("items")],
+    ) {
+        fuzzing::range(&range_input(max, len, &format!("{unit}={}", specs.join(","))));
+        fuzzing::range(&range_input(max, len, &format!("{unit}= {} ,", specs.join(" , "))));
+    }
+
+    #[test]
+    fn path_on_any_bytes(data in proptest::collection::vec(any::<u8>(), 0..80)) {
+        fuzzing::path(&data);
+    }
+
+    #[test]
+    fn path_on_hostile_segments(
+        segments in proptest::collection::vec(
+            prop_oneof![
+                Just("..".to_string()), Just(".".to_string()), Just("%2e%2E".to_string()), Just("%2f".to_string()),
+                Just("%5c".to_string()), Just("%00".to_string()), Just(".hidden".to_string()), Just(String::new()),
+                Just("%+1".to_string()), Just("%-1".to_string()), Just("%1".to_string()), Just("%zz".to_string()),
+                "[a-z0-9._%~-]{1,8}",
+            ],
+            1..6,
+        ),
+    ) {
+        fuzzing::path(format!("/{}", segments.join("/")).as_bytes());
+    }
+}
+
+#[test]
+fn well_formed_inputs_are_accepted_and_checked() {
+    // These reach the checks after the parsers (they accept them).
+    fuzzing::range(&range_input(10, 1000, "bytes=0-99,-10,500-"));
+    fuzzing::path(b"/releases/app%20one.dare");
+}
+
+#[test]
+fn a_percent_sign_takes_two_hex_digits_not_a_sign() {
+    // Found by `path_on_hostile_segments`: `%+1` decoded as byte 1.
+    for raw in ["/%+1", "/a%-f", "/%+F.dare"] {
+        fuzzing::path(raw.as_bytes());
+    }
+}
