@@ -13,7 +13,8 @@ use crate::verify::ScanOptions;
 /// The key the structure-aware inputs are signed with, so that a body
 /// verifying signatures gets past them.
 pub fn key() -> SigningKey {
-    SigningKey::from_seed("fuzz.example/key", [7; 32]).expect("a valid key name")
+    static KEY: std::sync::OnceLock<SigningKey> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| SigningKey::from_seed("fuzz.example/key", [7; 32]).expect("a valid key name")).clone()
 }
 
 /// The note and checkpoint parsers: a note that parses is written back to

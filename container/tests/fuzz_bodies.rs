@@ -177,4 +177,27 @@ fn the_valid_inputs_are_accepted() {
     let read = dare_container::client::read_seal(&w, c.len() as u64, &[fuzzing::key().verifier()], 1).unwrap();
     assert!(matches!(read, dare_container::client::SealRead::Complete(_)));
     dare_container::verify::scan(c, c.len() as u64, &Default::default()).unwrap();
+
+    seed("note", "signed", &note);
+    seed("keys", "key", format!("{}\n{}\n", k.to_text(), k.verifier()).as_bytes());
+    for from in [1024, 4096, c.len()] {
+        let start = c.len().saturating_sub(from);
+        let mut input = (start as u64).to_be_bytes().to_vec();
+        input.extend_from_slice(&c[start..]);
+        seed("tail", &format!("suffix-{from}"), &input);
+    }
+    seed("replica", "container", c);
+    seed("container", "container", c);
+    seed("frames", "container", c);
+}
+
+/// With `DARE_FUZZ_SEEDS=<dir>` (`.ci/run` sets it to `fuzz/corpus`), writes
+/// `input` as a seed of fuzz target `target`, so the fuzzer starts from
+/// inputs that reach deep code.
+fn seed(target: &str, name: &str, input: &[u8]) {
+    if let Some(dir) = std::env::var_os("DARE_FUZZ_SEEDS") {
+        let dir = std::path::Path::new(&dir).join(target);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(name), input).unwrap();
+    }
 }

@@ -138,4 +138,19 @@ fn the_valid_inputs_are_accepted() {
     let scan = dare_container::verify::scan(r, r.len() as u64, &Default::default()).unwrap();
     assert!(scan.partial);
     dare_container::fuzzing::replica(r);
+
+    seed("multipart", "three-parts", &input);
+    seed("content_range", "part", b"bytes 100-199/1000\n0123456789");
+    seed("replica", "replica", r);
+}
+
+/// With `DARE_FUZZ_SEEDS=<dir>` (`.ci/run` sets it to `fuzz/corpus`), writes
+/// `input` as a seed of fuzz target `target`, so the fuzzer starts from
+/// inputs that reach deep code.
+fn seed(target: &str, name: &str, input: &[u8]) {
+    if let Some(dir) = std::env::var_os("DARE_FUZZ_SEEDS") {
+        let dir = std::path::Path::new(&dir).join(target);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(name), input).unwrap();
+    }
 }
