@@ -45,6 +45,10 @@ pub enum TailError {
     /// progress, or a damaged copy. Nothing in it can be used.
     #[error("the container does not end with a seal ({0}): a publish in progress, or a damaged copy")]
     Unsealed(String),
+    /// The last bytes are not a whole frame: the file is damaged, cut or
+    /// shifted (or caught while a frame was being written).
+    #[error("{0}")]
+    Damaged(String),
     /// The checkpoint's signatures do not verify with the trusted keys.
     #[error("the checkpoint is not signed by the trusted keys: {0}")]
     Signature(#[source] NoteError),
@@ -99,7 +103,12 @@ pub fn read_seal(window: &Window<'_>, len: u64, keys: &[VerifierKey], threshold:
         Err(FrameError::Truncated { needed, .. }) if window.base() > 0 && needed <= len => {
             return Ok(SealRead::NeedMore { start: len - needed });
         }
-        Err(e) => return Err(TailError::Unsealed(e.to_string())),
+        Err(e) => {
+            return Err(TailError::Damaged(format!(
+                "the last bytes are not a seal frame ({e}): the mirror serves a damaged, cut or shifted file \
+                 (or one caught in the middle of writing a frame)"
+            )));
+        }
     };
     let seal = match Header::parse(&read_header(window, &frame)?) {
         Ok(Header::Seal(s)) => s,
@@ -117,7 +126,15 @@ pub fn read_seal(window: &Window<'_>, len: u64, keys: &[VerifierKey], threshold:
     }
     for (what, r) in [("manifest", seal.manifest), ("map", seal.map)] {
         if r.offset.checked_add(r.length).is_none_or(|end| end > frame.offset) {
-            return Err(TailError::Layout(format!("the seal names a {what} that is not before it")));
+            // Signed, so not forged: the file around it is shifted or cut.
+            return Err(TailError::Damaged(
+                format!(
+                    "the signed seal places its {what} at bytes {}..{}, past the seal itself at byte {}",
+                    r.offset,
+                    r.offset.saturating_add(r.length),
+                    frame.offset
+                ) + ": the mirror serves a shifted or damaged file",
+            ));
         }
     }
     Ok(SealRead::Complete(Box::new(SignedSeal { len, frame, seal, checkpoint, signers })))

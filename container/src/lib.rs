@@ -41,6 +41,8 @@ pub mod client;
 pub mod content;
 pub mod error;
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hashio;
 pub mod header;
 pub mod keys;

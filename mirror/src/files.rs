@@ -100,6 +100,10 @@ fn percent_decode(segment: &str) -> Result<String, PathRejection> {
         let b = match bytes[i] {
             b'%' => {
                 let hex = bytes.get(i + 1..i + 3).ok_or(PathRejection::BadRequest)?;
+                // `from_str_radix` alone also takes a sign: `%+1`.
+                if !hex.iter().all(u8::is_ascii_hexdigit) {
+                    return Err(PathRejection::BadRequest);
+                }
                 let hex = std::str::from_utf8(hex).map_err(|_| PathRejection::BadRequest)?;
                 i += 2;
                 u8::from_str_radix(hex, 16).map_err(|_| PathRejection::BadRequest)?

@@ -67,6 +67,8 @@
 mod body;
 mod error;
 mod files;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod local_logs;
 mod overlay;
 mod range;

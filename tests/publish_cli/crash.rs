@@ -267,7 +267,7 @@ fn dare_with_file_size_limit(limit: usize, args: &[&str]) -> Option<std::process
     if std::process::Command::new("prlimit").arg("--version").output().is_err() {
         assert!(
             std::env::var("CI").map_or(true, |v| v != "true"),
-            "prlimit (util-linux) is not installed, and CI=true"
+            "prlimit (util-linux) is not installed, and CI=true: apt-get install -y util-linux"
         );
         eprintln!("skipped: prlimit (util-linux) is not installed");
         return None;

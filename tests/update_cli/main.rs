@@ -423,3 +423,60 @@ fn origin_refuses_another_container_on_first_use() {
     let (code, v, _) = fresh.json(s(&site.container), &site.public, LINUX, &["--origin", ORIGIN]);
     assert_eq!((code, v["status"].as_str()), (0, Some("updated")), "{v}");
 }
+
+/// Whether `tool` can be run; a missing tool fails the test under `CI=true`
+/// (it must not pass by skipping), else the test skips with `hint`.
+fn require_tool(tool: &str, hint: &str) -> bool {
+    if Command::new(tool).arg("--version").output().is_ok() {
+        return true;
+    }
+    assert!(std::env::var("CI").map_or(true, |v| v != "true"), "{tool} is not installed, and CI=true: {hint}");
+    eprintln!("skipped: {tool} is not installed ({hint})");
+    false
+}
+
+/// `dare update` under a file size limit (`prlimit --fsize`): every write past
+/// `limit` bytes of one file fails with EFBIG, as on a full disk.
+fn update_with_file_size_limit(c: &Client, from: &str, trust: &Path, limit: u64) -> Output {
+    // SIGXFSZ ignored (it survives exec), so the write fails instead of killing.
+    let script = format!("trap '' XFSZ; exec prlimit --fsize={limit} \"$0\" \"$@\"");
+    Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg(env!("CARGO_BIN_EXE_dare"))
+        .args(["update", "--from", from, "--trust", s(trust), "--state", s(&c.state), "--install", s(&c.install)])
+        .args(["--target", LINUX, "--json"])
+        .env_remove("DARE_LOG")
+        .output()
+        .expect("running sh")
+}
+
+#[test]
+fn a_full_disk_is_an_io_error_naming_the_file_not_a_bad_digest() {
+    if !require_tool("prlimit", "apt-get install -y util-linux") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let t = now() - 3600;
+    let site = Site::new(tmp.path(), "release", "app.dare", t);
+    // One big file (staging it fails under the limit) and small ones (only the replica, of a few
+    // KiB, goes past the limit).
+    let big = noise(64 * 1024, 7);
+    site.publish_files("1.0.0", t + 60, &[("bin/app", &big, 0o755)], &[]);
+    let small = Site::new(tmp.path(), "release", "small.dare", t);
+    small.publish_files("1.0.0", t + 60, &[("bin/app", b"#!/bin/sh\n", 0o755)], &[]);
+    for (site, limit, file) in [(&site, 16 * 1024, "staging"), (&small, 1024, "replica.dare")] {
+        let c = Client::new(tmp.path(), &format!("client-{limit}"));
+        let out = update_with_file_size_limit(&c, s(&site.container), &site.public, limit);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let v: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+        assert_eq!((out.status.code(), v["kind"].as_str()), (Some(1), Some("io")), "{v}");
+        let m = v["error"].as_str().unwrap();
+        assert!(m.contains(file) && m.contains("File too large"), "names the file and the OS error: {m}");
+        assert!(!m.contains("digest") && !m.contains("mirror"), "{m}");
+        // (A replica that cannot be written comes after the install: the next run repairs it.)
+        assert!(!c.state.join("state.json").exists(), "nothing recorded");
+        assert!(file == "replica.dare" || c.current().is_none(), "nothing installed");
+        println!("{m}");
+    }
+}

@@ -36,6 +36,11 @@ pub enum UpdateError {
     /// progress (try again soon), or a damaged copy.
     #[error("unsealed: {0}")]
     Unsealed(String),
+    /// The mirror's copy is not a container where the signed data says: its
+    /// last bytes are not a frame, or the frames the seal names are not at
+    /// the offsets it signs (a damaged, cut or shifted file).
+    #[error("damaged copy: {0}")]
+    Damaged(String),
     /// The checkpoint is not signed by enough trusted keys, or its tail is malformed.
     #[error("bad signature: {0}")]
     BadSignature(String),
@@ -96,6 +101,7 @@ impl UpdateError {
                 | UpdateError::BadSignature(_)
                 | UpdateError::BadDigest(_)
                 | UpdateError::Unsealed(_)
+                | UpdateError::Damaged(_)
         )
     }
 
@@ -108,6 +114,7 @@ impl UpdateError {
             UpdateError::Fork(_) => "fork",
             UpdateError::BadSignature(_) => "bad-signature",
             UpdateError::Unsealed(_) => "unsealed",
+            UpdateError::Damaged(_) => "damaged",
             UpdateError::BadDigest(_) => "bad-digest",
             UpdateError::MissingTarget { .. } => "missing-target",
             UpdateError::WrongOrigin { .. } => "wrong-origin",
@@ -120,6 +127,10 @@ impl UpdateError {
 
 impl From<dare_container::Error> for UpdateError {
     fn from(e: dare_container::Error) -> Self {
-        UpdateError::State(e.to_string())
+        match e {
+            // Writing the replica on a full disk is an I/O error, not damaged state.
+            dare_container::Error::Io { op, path, source } => UpdateError::Io { op, path, source },
+            e => UpdateError::State(e.to_string()),
+        }
     }
 }

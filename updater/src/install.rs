@@ -8,6 +8,12 @@
 //! directory. It is then renamed to its final name, and `current` is switched
 //! by renaming a new symlink over it: one atomic step. A kill at any instant
 //! leaves `current` pointing at the old build or the new one, never at a mix.
+//!
+//! Nothing here follows a link out of the install directory: `versions` and
+//! every version directory must be real directories, checked with
+//! `symlink_metadata`. Only what the updater made is ever removed: a version
+//! directory is removed only when `.dare-installed/<name>` (written before
+//! the directory got its name) says the updater installed it.
 
 use std::fs;
 use std::io::{self, BufReader};
@@ -32,7 +38,10 @@ pub fn current_version(install_dir: &Path) -> Option<String> {
 
 /// The directory of the build `current` points at, if any.
 pub fn current_dir(install_dir: &Path) -> Option<PathBuf> {
-    current_dir_name(install_dir).map(|n| install_dir.join("versions").join(n))
+    let dir = current_dir_name(install_dir).map(|n| install_dir.join("versions").join(n))?;
+    // A link (or `versions` being one) is not followed out of the install directory.
+    let real = |d: &Path| fs::symlink_metadata(d).is_ok_and(|m| m.is_dir());
+    (real(&install_dir.join("versions")) && real(&dir)).then_some(dir)
 }
 
 /// The directory under `versions/` that `current` points at: the version,
@@ -80,6 +89,7 @@ impl Incoming {
             )));
         }
         let versions = install_dir.join("versions");
+        refuse_link(&versions)?;
         let made: Vec<PathBuf> =
             [versions.clone(), install_dir.to_path_buf()].into_iter().filter(|d| !d.exists()).collect();
         fs::create_dir_all(&versions).map_err(|e| UpdateError::io("creating", &versions, e))?;
@@ -167,18 +177,29 @@ impl Incoming {
         // Re-installing a version (an earlier run installed it but was killed
         // before recording it) goes to a fresh directory, so `current` always
         // names a complete build, even between the two renames.
+        refuse_link(&versions)?;
+        let owned = install_dir.join(OWNED);
+        // `current` is ours: what it points at was installed by an updater
+        // (perhaps one older than these marks), so it may be pruned later.
+        if let Some(prev) = &previous_dir
+            && fs::symlink_metadata(versions.join(prev)).is_ok_and(|m| m.is_dir())
+        {
+            mark(&owned, prev)?;
+        }
         let mut name = version.to_string();
-        if previous_dir.as_deref() == Some(version) {
-            let mut n = 0u32;
-            while versions.join(&name).exists() {
-                n += 1;
-                name = format!("{version}~{n}");
-            }
-        } else if versions.join(&name).exists() {
-            // A leftover nothing points at (a run killed before switching).
+        if previous_dir.as_deref() != Some(version) && is_owned(&versions, &owned, &name) {
+            // A leftover of ours nothing points at (a run killed before switching).
             let stale = versions.join(&name);
             fs::remove_dir_all(&stale).map_err(|e| UpdateError::io("removing", &stale, e))?;
         }
+        // Anything else of that name (the build `current` names, or a directory
+        // the updater did not make) stays; this build goes beside it.
+        let mut n = 0u32;
+        while fs::symlink_metadata(versions.join(&name)).is_ok() {
+            n += 1;
+            name = format!("{version}~{n}");
+        }
+        mark(&owned, &name)?;
         let final_dir = versions.join(&name);
         fs::rename(&self.tmp, &final_dir).map_err(|e| UpdateError::io("moving into place", &final_dir, e))?;
         sync_dir(&versions)?;
@@ -193,11 +214,14 @@ impl Incoming {
         if previous.as_deref() == Some(version.as_str()) {
             // The old copy of this same version is replaced; which build came
             // before it is not known here, so nothing else is removed.
-            if let Some(old) = &previous_dir {
+            if let Some(old) = &previous_dir
+                && is_owned(&versions, &owned, old)
+            {
                 let _ = fs::remove_dir_all(versions.join(old));
+                let _ = fs::remove_file(owned.join(old));
             }
         } else {
-            prune(&versions, &name, previous_dir.as_deref());
+            prune(&versions, &owned, &name, previous_dir.as_deref());
         }
         Ok(final_dir)
     }
@@ -215,16 +239,55 @@ impl Drop for Incoming {
     }
 }
 
-/// Removes every version but `keep` and `previous` (best effort: a leftover
-/// old version wastes space but breaks nothing).
-fn prune(versions: &Path, keep: &str, previous: Option<&str>) {
+/// Where the updater marks the version directories it installed.
+const OWNED: &str = ".dare-installed";
+
+/// Refuses `dir` when it is a symbolic link (or not a directory): the
+/// updater never follows a link out of the install directory.
+fn refuse_link(dir: &Path) -> Result<(), UpdateError> {
+    match fs::symlink_metadata(dir) {
+        Ok(m) if m.file_type().is_symlink() => Err(UpdateError::State(format!(
+            "{} is a symbolic link; the updater does not follow links out of the install directory \
+             (make it a real directory, or install elsewhere)",
+            dir.display()
+        ))),
+        Ok(m) if !m.is_dir() => {
+            Err(UpdateError::State(format!("{} is not a directory; refusing to install into it", dir.display())))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Records that the updater installed `versions/<name>`.
+fn mark(owned: &Path, name: &str) -> Result<(), UpdateError> {
+    refuse_link(owned)?;
+    fs::create_dir_all(owned).map_err(|e| UpdateError::io("creating", owned, e))?;
+    let m = owned.join(name);
+    fs::File::create(&m).map_err(|e| UpdateError::io("creating", &m, e))?;
+    sync_dir(owned)
+}
+
+/// Whether `versions/<name>` is a real directory the updater installed.
+fn is_owned(versions: &Path, owned: &Path, name: &str) -> bool {
+    fs::symlink_metadata(versions.join(name)).is_ok_and(|m| m.is_dir())
+        && fs::symlink_metadata(owned).is_ok_and(|m| m.is_dir())
+        && fs::symlink_metadata(owned.join(name)).is_ok_and(|m| m.is_file())
+}
+
+/// Removes every version the updater installed but `keep` and `previous`,
+/// and leftovers of its own killed runs (best effort: a leftover old version
+/// wastes space but breaks nothing). A directory it did not make stays.
+fn prune(versions: &Path, owned: &Path, keep: &str, previous: Option<&str>) {
     let Ok(entries) = fs::read_dir(versions) else { return };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         if name == keep || Some(name.as_str()) == previous {
             continue;
         }
-        let _ = fs::remove_dir_all(e.path());
+        let incoming = name.starts_with(".incoming-") && e.file_type().is_ok_and(|t| t.is_dir());
+        if (incoming || is_owned(versions, owned, &name)) && fs::remove_dir_all(e.path()).is_ok() {
+            let _ = fs::remove_file(owned.join(&name));
+        }
     }
 }
 

@@ -46,6 +46,8 @@ pub mod blocking;
 pub mod config;
 pub mod error;
 pub mod fetch;
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 pub mod install;
 mod multipart;

@@ -469,6 +469,11 @@ async fn resolve_slots(
 fn tail_error(e: TailError) -> UpdateError {
     match e {
         TailError::Unsealed(_) => UpdateError::Unsealed(e.to_string()),
+        TailError::Damaged(_) => UpdateError::Damaged(e.to_string()),
+        // The seal verified, but what it names is not a frame there: a shifted or damaged copy.
+        TailError::Frame(f) => UpdateError::Damaged(format!(
+            "the frames the signed seal names are not where it places them ({f}): the mirror serves a shifted or damaged file"
+        )),
         e => UpdateError::BadSignature(e.to_string()),
     }
 }
@@ -881,7 +886,12 @@ async fn fetch_contents(
     if !hash_req.is_empty() {
         jobs.push((hash_req, &mut hash_sink));
     }
-    mirrors.fetch_all(jobs).await.map_err(network)?;
+    let all_fetched = mirrors.fetch_all(jobs).await;
+    // A full disk is the local disk's fault, not the mirror's.
+    if let Some(e) = sink.local.take() {
+        return Err(e);
+    }
+    all_fetched.map_err(network)?;
     for (start, bytes) in hash_sink.parts {
         fetched.insert(start, bytes);
     }
@@ -1013,6 +1023,19 @@ struct ContentSink<'a> {
     current: Option<Current>,
     done: Done,
     received: u64,
+    /// An OS error writing a staging file (a full disk): reported as itself.
+    local: Option<UpdateError>,
+}
+
+/// An error of the staging file `path`: an OS error (no space, file too
+/// large, I/O error) is kept in `local` as what it is; anything else (more
+/// bytes than signed, bad zstd) is the mirror's, a message.
+fn staging_error(local: &mut Option<UpdateError>, path: &Path, e: std::io::Error) -> String {
+    let message = format!("{}: {e}", path.display());
+    if e.raw_os_error().is_some() && local.is_none() {
+        *local = Some(UpdateError::io("writing", path, e));
+    }
+    message
 }
 
 struct Current {
@@ -1103,6 +1126,7 @@ impl<'a> ContentSink<'a> {
             current: None,
             done: Done { leaves: BTreeMap::new(), staged: HashMap::new(), deltas: Vec::new(), full: 0, delta: 0 },
             received: 0,
+            local: None,
         })
     }
 
@@ -1149,7 +1173,7 @@ impl<'a> ContentSink<'a> {
                 }
                 let name = if is_delta { format!("{}.delta", x.sha) } else { x.sha.to_string() };
                 let staged = self.staging.join(name);
-                let file = File::create(&staged).map_err(|e| format!("{}: {e}", staged.display()))?;
+                let file = File::create(&staged).map_err(|e| staging_error(&mut self.local, &staged, e))?;
                 let out = match compression {
                     _ if is_delta => Content::Delta(BufWriter::with_capacity(1 << 20, file)),
                     Compression::None => {
@@ -1183,7 +1207,7 @@ impl<'a> ContentSink<'a> {
                     Content::Zstd(d) => d.write_all(bytes),
                     Content::Delta(f) => f.write_all(bytes),
                 }
-                .map_err(|e| format!("the entry of {}: {e}", c.sha))?;
+                .map_err(|e| staging_error(&mut self.local, &c.staged, e))?;
                 self.received += bytes.len() as u64;
                 if let Some(p) = &self.cfg.progress {
                     p.event(Event::Fetched { bytes: self.received });
@@ -1218,7 +1242,7 @@ impl<'a> ContentSink<'a> {
                 let written = match c.out {
                     Content::Delta(mut f) => {
                         let (base, base_path) = c.base.clone().ok_or("a delta without a base")?;
-                        f.flush().map_err(|e| e.to_string())?;
+                        f.flush().map_err(|e| staging_error(&mut self.local, &c.staged, e))?;
                         self.done.deltas.push(PendingDelta {
                             sha: c.sha,
                             size: c.size,
@@ -1229,10 +1253,11 @@ impl<'a> ContentSink<'a> {
                         return Ok(());
                     }
                     Content::Plain(f) => Ok(f),
-                    Content::Zstd(d) => d.finish().map_err(|e| format!("zstd: {e}")),
+                    Content::Zstd(d) => d.finish().map_err(|e| staging_error(&mut self.local, &c.staged, e)),
                 };
+                let local = &mut self.local;
                 let verified = written.and_then(|mut f| {
-                    f.flush().map_err(|e| e.to_string())?;
+                    f.flush().map_err(|e| staging_error(local, &c.staged, e))?;
                     let (content, len, out) = f.finish();
                     if len != c.size || content != c.sha.0 {
                         return Err(format!(
@@ -1241,8 +1266,8 @@ impl<'a> ContentSink<'a> {
                             c.sha
                         ));
                     }
-                    let f = out.into_inner().map_err(|e| e.error().to_string())?;
-                    f.sync_all().map_err(|e| e.to_string())
+                    let f = out.into_inner().map_err(|e| staging_error(local, &c.staged, e.into_error()))?;
+                    f.sync_all().map_err(|e| staging_error(local, &c.staged, e))
                 });
                 verified.map_err(|e| format!("the entry of {}: {e}", c.sha))?;
                 self.done.staged.insert(c.sha, c.staged);

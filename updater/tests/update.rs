@@ -460,9 +460,38 @@ async fn damage_to_the_tail_is_a_bad_signature_or_unsealed() {
         let err = refused_with_corruption(&fresh, p.bytes(), at).await;
         assert!(matches!(err, UpdateError::BadSignature(_)), "byte {at}: {err:?}");
     }
-    // A file that does not end with a whole frame reads like a publish in progress.
+    // A file that does not end with a whole frame is a damaged copy, not a publish in progress.
     let err = refused_with_corruption(&fresh, p.bytes(), seal.offset + seal.len() - 1).await;
-    assert!(matches!(err, UpdateError::Unsealed(_)), "{err:?}");
+    assert!(matches!(err, UpdateError::Damaged(_)), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shifted_file_is_a_damaged_copy_not_unsealed() {
+    // One byte too many or too few, at the start or at the end: each says what was seen.
+    let dir = tempdir();
+    let p = Publisher::small(dir.path());
+    p.publish("1.0.0", T0 + 60);
+    let fresh = Client::new(dir.path(), "fresh", LINUX, p.verifiers());
+    let good = p.bytes();
+    let shifted = [
+        ("an extra byte at the start", [&[0u8][..], &good].concat(), "not where it places them"),
+        ("a byte missing at the start", good[1..].to_vec(), "past the seal itself"),
+        ("an extra byte at the end", [&good[..], &[0u8][..]].concat(), "the last bytes are not a seal frame"),
+        ("a byte missing at the end", good[..good.len() - 1].to_vec(), "the last bytes are not a seal frame"),
+    ];
+    for (what, bytes, says) in shifted {
+        let m = Arc::new(MemoryTransport::new("shifted", bytes));
+        let e = fresh.builder().transport(m).build().unwrap().update().await.unwrap_err();
+        assert!(matches!(e, UpdateError::Damaged(_)), "{what}: {e:?}");
+        let text = e.to_string();
+        assert!(
+            text.contains(says) && text.contains("shifted") && !text.contains("publish in progress"),
+            "{what}: {e}"
+        );
+        assert!(e.another_mirror_may_help(), "{what}");
+        assert!(!fresh.install.exists());
+        println!("{what}: {e}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -474,15 +503,21 @@ async fn a_mirror_caught_mid_publish_is_unsealed_not_an_attack() {
     p.publish("1.1.0", T0 + 120);
     let full = p.bytes();
     let fresh = Client::new(dir.path(), "fresh", LINUX, p.verifiers());
-    // Whole frames after the last seal, and a frame cut in half.
-    let entries_end = sealed.len() + (full.len() - sealed.len()) / 2;
-    for cut in [entries_end, sealed.len() + 100] {
-        let m = Arc::new(MemoryTransport::new("mid-publish", full[..cut].to_vec()));
-        let e = fresh.builder().transport(m).build().unwrap().update().await.unwrap_err();
-        assert!(matches!(e, UpdateError::Unsealed(_)), "cut at {cut}: {e:?}");
-        assert_eq!(e.kind(), "unsealed");
-        assert!(!fresh.install.exists());
-    }
+    // Whole frames after the last seal: a publish in progress.
+    let frames = dare_container::frame::Frames::new(full.as_slice(), sealed.len() as u64, full.len() as u64);
+    let ends: Vec<u64> = frames.map(|f| f.unwrap().end()).collect();
+    let entries_end = ends[ends.len() / 2] as usize;
+    let m = Arc::new(MemoryTransport::new("mid-publish", full[..entries_end].to_vec()));
+    let e = fresh.builder().transport(m).build().unwrap().update().await.unwrap_err();
+    assert!(matches!(e, UpdateError::Unsealed(_)), "cut at {entries_end}: {e:?}");
+    assert_eq!(e.kind(), "unsealed");
+    assert!(!fresh.install.exists());
+    // A frame cut in half cannot be told from a damaged file; the message says both.
+    let m = Arc::new(MemoryTransport::new("mid-frame", full[..sealed.len() + 100].to_vec()));
+    let e = fresh.builder().transport(m).build().unwrap().update().await.unwrap_err();
+    assert!(matches!(e, UpdateError::Damaged(_)), "{e:?}");
+    assert!(e.to_string().contains("in the middle of writing a frame"), "{e}");
+    assert!(!fresh.install.exists());
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -1125,6 +1160,83 @@ async fn a_leftover_of_a_killed_run_is_neither_used_nor_kept() {
     assert!(!c.state.join("staging").exists());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_versions_link_out_of_the_install_dir_is_refused() {
+    // `versions` links to a directory outside the install directory: neither a first install nor
+    // the cleanup after a later one may write or delete anything there.
+    let dir = tempdir();
+    let p = Publisher::small(dir.path());
+    p.publish("1.0.0", T0 + 60);
+    let m = mem(&p);
+    let c = Client::new(dir.path(), "client", LINUX, p.verifiers());
+    let outside = dir.path().join("outside");
+    fs::create_dir_all(outside.join("0.9.0/bin")).unwrap();
+    fs::write(outside.join("0.9.0/bin/app"), b"someone else's").unwrap();
+    fs::create_dir_all(&c.install).unwrap();
+    std::os::unix::fs::symlink(&outside, c.install.join("versions")).unwrap();
+    let outside_before = snapshot(&outside);
+    let before = c.snapshot();
+    let e = c.update(&m).await.unwrap_err();
+    assert!(matches!(e, UpdateError::State(_)), "{e:?}");
+    assert!(e.to_string().contains("symbolic link") && e.to_string().contains("versions"), "{e}");
+    assert_eq!(snapshot(&outside), outside_before, "the outside directory changed");
+    assert_eq!(c.snapshot(), before, "the install directory or the state changed");
+
+    // After an install, `versions` replaced by a link (with the installed builds behind it).
+    fs::remove_file(c.install.join("versions")).unwrap();
+    c.update(&m).await.unwrap();
+    p.publish("1.1.0", T0 + 120);
+    m.set_content(p.bytes());
+    c.update(&m).await.unwrap();
+    fs::rename(c.install.join("versions"), outside.join("moved")).unwrap();
+    for v in ["1.0.0", "1.1.0"] {
+        fs::rename(outside.join("moved").join(v), outside.join(v)).unwrap();
+    }
+    fs::remove_dir(outside.join("moved")).unwrap();
+    std::os::unix::fs::symlink(&outside, c.install.join("versions")).unwrap();
+    p.publish("1.2.0", T0 + 180);
+    m.set_content(p.bytes());
+    let outside_before = snapshot(&outside);
+    let e = c.update(&m).await.unwrap_err();
+    assert!(matches!(e, UpdateError::State(_)), "{e:?}");
+    assert_eq!(snapshot(&outside), outside_before, "the outside directory changed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_removes_only_the_versions_it_installed() {
+    let dir = tempdir();
+    let p = Publisher::small(dir.path());
+    p.publish("1.0.0", T0 + 60);
+    let m = mem(&p);
+    let c = Client::new(dir.path(), "client", LINUX, p.verifiers());
+    c.update(&m).await.unwrap();
+    // Directories someone else put under versions/: one with a name of its own, one named as the
+    // next release, and a link to a directory outside.
+    let foreign = c.install.join("versions/foreign");
+    fs::create_dir_all(&foreign).unwrap();
+    fs::write(foreign.join("data"), b"keep me").unwrap();
+    let squatter = c.install.join("versions/1.2.0");
+    fs::create_dir_all(&squatter).unwrap();
+    fs::write(squatter.join("data"), b"keep me too").unwrap();
+    let outside = dir.path().join("outside");
+    fs::create_dir_all(&outside).unwrap();
+    fs::write(outside.join("data"), b"outside").unwrap();
+    std::os::unix::fs::symlink(&outside, c.install.join("versions/0.1.0")).unwrap();
+    let kept = (snapshot(&foreign), snapshot(&squatter), snapshot(&outside));
+
+    for (v, t) in [("1.1.0", 120), ("1.2.0", 180), ("1.3.0", 240)] {
+        p.publish(v, T0 + t);
+        m.set_content(p.bytes());
+        let o = c.update(&m).await.unwrap();
+        assert_eq!((o.status, o.version.as_str()), (Status::Updated, v));
+        assert_installed(&c.install, LINUX, v, p.app_size);
+    }
+    assert_eq!((snapshot(&foreign), snapshot(&squatter), snapshot(&outside)), kept, "a foreign directory changed");
+    assert!(fs::symlink_metadata(c.install.join("versions/0.1.0")).unwrap().file_type().is_symlink());
+    // Its own builds are pruned as before: 1.2.0 went beside the squatter, then was removed.
+    assert_eq!(versions(&c.install), ["0.1.0", "1.2.0", "1.2.0", "1.3.0", "foreign"]);
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // The replica: genesis, installed index, manifest, proof, seal
 
@@ -1335,7 +1447,6 @@ async fn the_main_flow_through_nginx() {
     let p = Publisher::small(&root);
     p.publish("1.0.0", T0 + 60);
     let Some(nginx) = support::nginx::Nginx::start(&root, &dir.path().join("nginx")) else {
-        eprintln!("{} is not installed; skipping (apt-get install -y nginx)", support::nginx::NGINX);
         return;
     };
     let url = nginx.url("app.dare");

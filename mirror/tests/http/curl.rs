@@ -15,8 +15,7 @@ async fn run(mut command: Command) -> bool {
 
 #[tokio::test]
 async fn curl_multi_range() {
-    if !curl_available() {
-        eprintln!("note: curl not found; curl_multi_range skipped");
+    if !crate::support::require_tool(curl_available(), "curl", "apt-get install -y curl") {
         return;
     }
     let server = TestServer::start().await;

@@ -377,6 +377,20 @@ impl Client {
     }
 }
 
+/// Whether `present` (a tool the test needs is installed). A missing tool
+/// fails the test under `CI=true` (a test must not pass by skipping there),
+/// with `hint`, the install command; elsewhere the test prints it and skips.
+pub fn require_tool(present: bool, tool: &str, hint: &str) -> bool {
+    if !present {
+        assert!(
+            !std::env::var("CI").is_ok_and(|v| v == "true" || v == "1"),
+            "{tool} is not installed, and CI=true: {hint}"
+        );
+        eprintln!("skipped: {tool} is not installed ({hint})");
+    }
+    present
+}
+
 pub fn quick_retry() -> RetryPolicy {
     RetryPolicy { attempts: 2, backoff: Duration::from_millis(5), max_backoff: Duration::from_millis(20) }
 }

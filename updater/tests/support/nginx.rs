@@ -29,10 +29,7 @@ impl Nginx {
     /// Serves the files of `root`, with its configuration and logs in `work`. `None` when nginx is not
     /// installed, except under `CI=true`, where a missing nginx fails the test.
     pub fn start(root: &Path, work: &Path) -> Option<Nginx> {
-        if !Path::new(NGINX).exists() {
-            if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-                panic!("{NGINX} is not installed and CI is set: install nginx (apt-get install -y nginx)");
-            }
+        if !super::require_tool(Path::new(NGINX).exists(), NGINX, "apt-get install -y nginx") {
             return None;
         }
         fs::create_dir_all(work).unwrap();

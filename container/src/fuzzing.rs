@@ -1,0 +1,96 @@
+//! Fuzzing entry points: each function is the whole body of one target in
+//! `fuzz/` and also runs under proptest in `cargo test`
+//! (`tests/fuzz_bodies.rs`). A body takes arbitrary bytes, runs one parser
+//! on them and checks what must hold of whatever it accepts; it must not
+//! panic on any input. Not a stable API.
+
+use crate::client::{SealRead, read_seal, read_top};
+use crate::frame::Window;
+use crate::keys::{SigningKey, TrustRoot, VerifierKey};
+use crate::note::{Checkpoint, Note};
+use crate::verify::ScanOptions;
+
+/// The key the structure-aware inputs are signed with, so that a body
+/// verifying signatures gets past them.
+pub fn key() -> SigningKey {
+    static KEY: std::sync::OnceLock<SigningKey> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| SigningKey::from_seed("fuzz.example/key", [7; 32]).expect("a valid key name")).clone()
+}
+
+/// The note and checkpoint parsers: a note that parses is written back to
+/// the same bytes; a checkpoint that parses validates and is written back
+/// to the same text; verifying never panics.
+pub fn note(data: &[u8]) {
+    let Ok(note) = Note::parse(data) else { return };
+    assert_eq!(note.to_bytes(), data, "a parsed note is written back as it was");
+    let _ = note.verify_with(&[key().verifier()], 1);
+    if let Ok(c) = Checkpoint::parse(note.text()) {
+        assert_eq!(c.to_text(), note.text(), "a parsed checkpoint is written back as it was");
+    }
+}
+
+/// The checkpoint text parser alone.
+pub fn checkpoint(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    if let Ok(c) = Checkpoint::parse(text) {
+        assert_eq!(c.to_text(), text, "a parsed checkpoint is written back as it was");
+    }
+}
+
+/// Verifier and signing key texts: a key that parses is written back to
+/// text that parses to the same key; a trust root of parsed keys validates
+/// or says why.
+pub fn keys(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let mut verifiers = Vec::new();
+    for line in text.lines() {
+        if let Ok(v) = VerifierKey::parse(line) {
+            let again = VerifierKey::parse(&v.to_string()).expect("a written verifier key parses");
+            assert_eq!((again.name(), again.key_id(), again.public_key()), (v.name(), v.key_id(), v.public_key()));
+            let _ = v.verify(data, &[0; 64]);
+            verifiers.push(v);
+        }
+        if let Ok(k) = SigningKey::parse(line) {
+            let again = SigningKey::parse(&k.to_text()).expect("a written signing key parses");
+            assert_eq!(again.verifier().public_key(), k.verifier().public_key());
+        }
+    }
+    let _ = SigningKey::parse(text);
+    let _ = VerifierKey::parse(text);
+    let threshold = data.first().map_or(1, |b| u32::from(*b % 4));
+    let _ = TrustRoot::new(verifiers, threshold);
+}
+
+/// The tail reader: the first 8 bytes say where the window starts (as if
+/// fetched as a suffix of a longer container), the rest is the window.
+/// Whatever verifies goes on to the map and manifest it names.
+pub fn tail(data: &[u8]) {
+    let (base, window) = match data.split_first_chunk::<8>() {
+        Some((b, rest)) => (u64::from_be_bytes(*b) % (1 << 40), rest),
+        None => (0, data),
+    };
+    // Also the same bytes as a whole container.
+    for (base, bytes) in [(base, window), (0, window)] {
+        let w = Window::new(base, bytes);
+        let len = w.end();
+        if let Ok(SealRead::Complete(seal)) = read_seal(&w, len, &[key().verifier()], 1) {
+            assert!(seal.frame.end() == len, "the seal ends the container");
+            let _ = crate::client::top_ranges(&seal);
+            let _ = read_top(*seal, &w);
+        }
+    }
+}
+
+/// The replica (partial container) scan and the whole-container scan on the
+/// same bytes, with and without payloads and pinned keys.
+pub fn replica(data: &[u8]) {
+    let len = data.len() as u64;
+    let pins = Some(vec![key().verifier()]);
+    for opts in [ScanOptions { payloads: true, pins: None }, ScanOptions { payloads: false, pins }] {
+        let _ = crate::partial::scan_partial(data, len, &opts, true);
+        let _ = crate::partial::scan_partial(data, len, &opts, false);
+        if let Ok(scan) = crate::verify::scan(data, len, &opts) {
+            assert!(scan.sealed_len <= scan.file_len && scan.file_len <= len, "a scan covers at most its bytes");
+        }
+    }
+}
