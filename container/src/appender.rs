@@ -275,7 +275,10 @@ impl Appender {
         let len = file.metadata().map_err(|e| Error::io("reading", path, e))?.len();
         crate::check_is_container(&file, len, path)?;
         if read_frame_before(&file, 0, len).ok().is_some_and(|f| is_seal(&file, &f)) {
-            return Err(refused(path, "ends with a complete seal: there is nothing to repair (`dare verify` checks it)"));
+            return Err(refused(
+                path,
+                "ends with a complete seal: there is nothing to repair (`dare verify` checks it)",
+            ));
         }
         // The complete frames from the start; what follows the last one is
         // the part of the seal that was written.
@@ -324,15 +327,17 @@ impl Appender {
         // A release that rotated the keys is sealed by both roots.
         let pending_trust = match manifest.keys {
             Some(at) if manifest.keys != scan.manifest.keys => {
-                let (_, _, h) = header_at(&file, FrameRef { offset: at.offset, length: at.length }, good_end, "keys leaf")
-                    .map_err(|e| nothing(&e.to_string()))?;
+                let (_, _, h) =
+                    header_at(&file, FrameRef { offset: at.offset, length: at.length }, good_end, "keys leaf")
+                        .map_err(|e| nothing(&e.to_string()))?;
                 let Header::Keys(k) = h else { return Err(nothing("its manifest's keys leaf is not one")) };
                 Some(k.trust)
             }
             _ => None,
         };
         let last = &scan.last_seal;
-        let last_seal = (last.frame.offset, last.frame.len(), seal_digest(&file, last.frame.offset, last.frame.len(), path)?);
+        let last_seal =
+            (last.frame.offset, last.frame.len(), seal_digest(&file, last.frame.offset, last.frame.len(), path)?);
         let state = State {
             origin: scan.genesis.origin.clone(),
             trust: scan.trust.clone(),
@@ -378,7 +383,10 @@ impl Appender {
         };
         let now = self.file.metadata().map_err(|e| Error::io("reading", &self.path, e))?.len();
         if now != len {
-            return Err(Error::Changed { path: self.path.clone(), reason: format!("its length is {now}, expected {len}") });
+            return Err(Error::Changed {
+                path: self.path.clone(),
+                reason: format!("its length is {now}, expected {len}"),
+            });
         }
         self.check_same_file()?;
         let mut sink = Sink { out: Vec::new(), pos: self.end };
@@ -884,9 +892,11 @@ impl crate::frame::ReadAt for Spliced<'_> {
         if head > 0 {
             crate::frame::ReadAt::read_exact_at(self.file, &mut buf[..head], offset)?;
         }
-        let from = (offset + head as u64 - self.at) as usize;
-        let rest = buf.len() - head;
-        buf[head..].copy_from_slice(&self.tail[from..from + rest]);
+        if head < buf.len() {
+            let from = (offset + head as u64 - self.at) as usize;
+            let rest = buf.len() - head;
+            buf[head..].copy_from_slice(&self.tail[from..from + rest]);
+        }
         Ok(())
     }
 }

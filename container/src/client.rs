@@ -214,12 +214,7 @@ pub fn superseded_time(checkpoint: &Checkpoint) -> Result<Option<u64>, String> {
 /// purpose), `prev` is more than [`MAX_CLOCK_SKEW`] ahead of it, and so is
 /// every earlier seal it goes back past (`earlier`: the times of the seals
 /// before, `prev` included; a publisher that knows only `prev` passes it alone).
-pub fn check_seal_order(
-    time: u64,
-    supersedes: Option<u64>,
-    prev: u64,
-    earlier: &BTreeSet<u64>,
-) -> Result<(), String> {
+pub fn check_seal_order(time: u64, supersedes: Option<u64>, prev: u64, earlier: &BTreeSet<u64>) -> Result<(), String> {
     if time >= prev {
         return match supersedes {
             None => Ok(()),

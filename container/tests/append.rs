@@ -417,7 +417,7 @@ fn time_never_goes_backward() {
     release(&path, &[(LINUX, "1.0.0")], T0 + 100);
     let app = Appender::open(&path).unwrap();
     let m = refused(app.seal(&[&key_a()], T0 + 99));
-    assert!(m.contains("before the last seal's signed time"), "{m}");
+    assert!(m.contains("is before the previous seal's"), "{m}");
     // The same second is not going backward.
     let app = Appender::open(&path).unwrap();
     assert_eq!(app.last_time(), Some(T0 + 100));
