@@ -65,9 +65,18 @@ pub fn gather(artifacts: &[Artifact]) -> Result<Vec<SourceFile>, PublishError> {
         // An `Artifact` built by hand skips `FromStr`'s check.
         validate_known_target(&a.target)
             .map_err(|e| PublishError::Invalid(format!("--artifact {}={}: {e}", a.target, a.path.display())))?;
-        if !targets.contains(&a.target) {
-            targets.push(a.target.clone());
+        if let Some(first) = artifacts.iter().find(|b| b.target == a.target && !std::ptr::eq(*b, a)) {
+            return Err(PublishError::Invalid(format!(
+                "the target {} is given twice (--artifact {}={} and --artifact {}={}); give each target one \
+                 artifact: a file, or a directory holding all its files",
+                a.target,
+                first.target,
+                first.path.display(),
+                a.target,
+                a.path.display()
+            )));
         }
+        targets.push(a.target.clone());
     }
     let mut out = Vec::new();
     for target in &targets {
@@ -93,23 +102,47 @@ pub fn gather(artifacts: &[Artifact]) -> Result<Vec<SourceFile>, PublishError> {
             }
         }
         files.sort_by(|a, b| a.path.cmp(&b.path));
-        if let Some(w) = files.windows(2).find(|w| w[0].path == w[1].path) {
-            return Err(PublishError::Invalid(format!("{target}: two artifacts both give the file {}", w[0].path)));
+        refuse_collisions(target, &files)?;
+        out.extend(files);
+    }
+    Ok(out)
+}
+
+/// A path as a case-insensitive, normalizing file system (macOS, Windows)
+/// sees it: Unicode NFC, then lowercase.
+fn folded(path: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    path.nfc().collect::<String>().to_lowercase()
+}
+
+/// Refuses two paths of one build that name the same file on macOS or
+/// Windows (equal after NFC normalization, or differing only by case), and
+/// a file whose name is, so folded, a directory of another file's path:
+/// the second would overwrite the first, or could not be written at all.
+fn refuse_collisions(target: &str, files: &[SourceFile]) -> Result<(), PublishError> {
+    let mut seen: std::collections::HashMap<String, &str> = std::collections::HashMap::new();
+    for f in files {
+        if let Some(other) = seen.insert(folded(&f.path), &f.path) {
+            return Err(PublishError::Invalid(format!(
+                "{target}: the files `{other}` and `{}` are the same file on macOS and Windows (equal after \
+                 Unicode normalization or differing only by case); rename one",
+                f.path
+            )));
         }
-        // A file `bin` and a file `bin/tool` could never both be extracted.
-        let paths: std::collections::BTreeSet<&str> = files.iter().map(|f| f.path.as_str()).collect();
-        for f in &files {
-            let mut dirs = f.path.match_indices('/').map(|(i, _)| &f.path[..i]);
-            if let Some(d) = dirs.find(|d| paths.contains(d)) {
+    }
+    for f in files {
+        let folded_path = folded(&f.path);
+        for (i, _) in folded_path.match_indices('/') {
+            if let Some(other) = seen.get(&folded_path[..i]) {
                 return Err(PublishError::Invalid(format!(
-                    "{target}: one artifact gives the file {d} and another the file {}, inside a directory of that name",
+                    "{target}: `{other}` is a file, but `{}` needs a directory of that name (on macOS and \
+                     Windows, where names are compared after Unicode normalization and without case)",
                     f.path
                 )));
             }
         }
-        out.extend(files);
     }
-    Ok(out)
+    Ok(())
 }
 
 fn symlink_refused(path: &Path) -> PublishError {
