@@ -150,7 +150,7 @@ fn a_seal_cut_off_is_repaired_with_the_same_tree() {
     // Publishing or sealing on top is refused, saying how to check and repair.
     let m = message(Appender::open(&path));
     assert!(m.contains("dare verify") && m.contains("--repair"), "{m}");
-    let mut app = Appender::open_for_repair(&path).unwrap();
+    let app = Appender::open_for_repair(&path).unwrap();
     app.check_time(now()).unwrap();
     let (s, replaced) = app.repair(&[&key_a()], now()).unwrap();
     assert!(replaced > 0);
