@@ -142,7 +142,7 @@ pub const SUPERSEDES_TIME: &str = "supersedes-time";
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error(
     "signed time {signed} is {} s ahead of the clock ({now}), more than the allowed skew of {skew} s{}",
-    signed - now,
+    signed.saturating_sub(*now),
     millis_hint(*signed, *now)
 )]
 pub struct FutureTime {
@@ -165,7 +165,7 @@ fn millis_hint(signed: u64, now: u64) -> String {
     }
     let names = ["", "milliseconds", "microseconds", "nanoseconds"];
     if unit > 0 && t + 10 * 365 * 86_400 >= now && t <= now.saturating_add(MAX_SKEW_LIMIT) {
-        format!(" (it looks like {}: {t} is in Unix seconds)", names[unit])
+        format!(" (it looks like {}; in seconds that is {t})", names[unit])
     } else {
         String::new()
     }
@@ -586,5 +586,30 @@ pub fn check_index_header(bytes: &[u8], release: &Release) -> Result<Index, Stri
         )),
         Ok(other) => Err(format!("a {} frame where an index was expected", other.kind())),
         Err(e) => Err(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod time_tests {
+    use super::*;
+
+    const NOW: u64 = 1_764_057_600;
+
+    #[test]
+    fn future_times_name_the_unit_they_look_like() {
+        for (signed, unit) in
+            [(NOW * 1000, "milliseconds"), (NOW * 1_000_000, "microseconds"), (NOW * 1_000_000_000, "nanoseconds")]
+        {
+            let e = check_signed_time(signed, NOW, MAX_CLOCK_SKEW).unwrap_err().to_string();
+            assert!(e.contains(&format!("it looks like {unit}; in seconds that is {NOW}")), "{e}");
+        }
+        // A year ahead is not a unit mistake.
+        let e = check_signed_time(NOW + 365 * 86_400, NOW, MAX_CLOCK_SKEW).unwrap_err().to_string();
+        assert!(!e.contains("looks like"), "{e}");
+        // The skew is allowed, the past always.
+        check_signed_time(NOW + MAX_CLOCK_SKEW, NOW, MAX_CLOCK_SKEW).unwrap();
+        check_signed_time(0, NOW, MAX_CLOCK_SKEW).unwrap();
+        assert!(stored_time_binds(NOW + MAX_CLOCK_SKEW, NOW));
+        assert!(!stored_time_binds(NOW + MAX_CLOCK_SKEW + 1, NOW));
     }
 }
