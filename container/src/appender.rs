@@ -676,6 +676,9 @@ impl Appender {
         files: &[FileRecord],
     ) -> Result<LeafRef, Error> {
         self.check_release(channel, target, version)?;
+        if let Some(m) = crate::header::find_name_collision(files.iter().map(|f| f.path.as_str())) {
+            return Err(Error::Refused(format!("{target} {version}: {m}")));
+        }
         for f in files {
             self.check_named(f.entry, f.sha256, None, &f.path)?;
             for d in &f.deltas {

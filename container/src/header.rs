@@ -718,6 +718,44 @@ pub fn validate_known_target(target: &str) -> Result<(), HeaderError> {
     Err(field("target", format!("`{target}` is not a target triple in canonical form: {hint}")))
 }
 
+/// A path as a case-insensitive, normalizing file system (macOS, Windows)
+/// compares it: Unicode NFC, then lowercase.
+fn folded_path(path: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    path.nfc().collect::<String>().to_lowercase()
+}
+
+/// Finds two paths of one build that are one file on macOS or Windows
+/// (equal after Unicode NFC normalization, or differing only by case), or a
+/// file whose name, so compared, is a directory of another file's path: on
+/// those systems the second would overwrite the first or could not be
+/// written. Writers refuse such a build; readers accept any listing the
+/// format allows (section 3 of docs/FORMAT.md). Returns a message naming both.
+pub fn find_name_collision<'a>(paths: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    let paths: Vec<&str> = paths.into_iter().collect();
+    let mut seen: std::collections::HashMap<String, &str> = std::collections::HashMap::new();
+    for p in &paths {
+        if let Some(other) = seen.insert(folded_path(p), p) {
+            return Some(format!(
+                "the files `{other}` and `{p}` are the same file on macOS and Windows (equal after Unicode \
+                 normalization or differing only by case); rename one"
+            ));
+        }
+    }
+    for p in &paths {
+        let folded = folded_path(p);
+        for (i, _) in folded.match_indices('/') {
+            if let Some(other) = seen.get(&folded[..i]) {
+                return Some(format!(
+                    "`{other}` is a file, but `{p}` needs a directory of that name (on macOS and Windows, where \
+                     names are compared after Unicode normalization and without case)"
+                ));
+            }
+        }
+    }
+    None
+}
+
 /// Checks a semver version.
 pub fn validate_version(version: &str) -> Result<(), HeaderError> {
     semver::Version::parse(version)

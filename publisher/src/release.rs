@@ -12,7 +12,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use dare_container::header::{validate_known_target, validate_path};
+use dare_container::header::{find_name_collision, validate_known_target, validate_path};
 
 use crate::error::PublishError;
 
@@ -108,41 +108,14 @@ pub fn gather(artifacts: &[Artifact]) -> Result<Vec<SourceFile>, PublishError> {
     Ok(out)
 }
 
-/// A path as a case-insensitive, normalizing file system (macOS, Windows)
-/// sees it: Unicode NFC, then lowercase.
-fn folded(path: &str) -> String {
-    use unicode_normalization::UnicodeNormalization;
-    path.nfc().collect::<String>().to_lowercase()
-}
-
-/// Refuses two paths of one build that name the same file on macOS or
-/// Windows (equal after NFC normalization, or differing only by case), and
-/// a file whose name is, so folded, a directory of another file's path:
-/// the second would overwrite the first, or could not be written at all.
+/// Refuses two paths of one build that are one file on macOS or Windows
+/// ([`find_name_collision`]), before anything is compressed; the appender
+/// refuses such an index too.
 fn refuse_collisions(target: &str, files: &[SourceFile]) -> Result<(), PublishError> {
-    let mut seen: std::collections::HashMap<String, &str> = std::collections::HashMap::new();
-    for f in files {
-        if let Some(other) = seen.insert(folded(&f.path), &f.path) {
-            return Err(PublishError::Invalid(format!(
-                "{target}: the files `{other}` and `{}` are the same file on macOS and Windows (equal after \
-                 Unicode normalization or differing only by case); rename one",
-                f.path
-            )));
-        }
+    match find_name_collision(files.iter().map(|f| f.path.as_str())) {
+        Some(m) => Err(PublishError::Invalid(format!("{target}: {m}"))),
+        None => Ok(()),
     }
-    for f in files {
-        let folded_path = folded(&f.path);
-        for (i, _) in folded_path.match_indices('/') {
-            if let Some(other) = seen.get(&folded_path[..i]) {
-                return Err(PublishError::Invalid(format!(
-                    "{target}: `{other}` is a file, but `{}` needs a directory of that name (on macOS and \
-                     Windows, where names are compared after Unicode normalization and without case)",
-                    f.path
-                )));
-            }
-        }
-    }
-    Ok(())
 }
 
 fn symlink_refused(path: &Path) -> PublishError {
