@@ -116,6 +116,11 @@ fn a_cut_off_seal_is_repaired_and_a_client_that_saw_it_goes_on() {
     // The client that saw the lost seal accepts the new one: the same tree.
     let v = update(true).ok().json();
     assert_eq!(v["status"], "up-to-date", "{v}");
+    // And the next release extends the same tree (a consistency proof from it).
+    let bin = app(LINUX, "1.1.0");
+    publish(&c, &signing_key(&sb.path("k")), "stable", "1.1.0", &[(LINUX, &[("bin/app", &bin)])], now());
+    let v = update(false).ok().json();
+    assert_eq!((v["status"].as_str(), v["version"].as_str()), (Some("updated"), Some("1.1.0")), "{v}");
 }
 
 #[test]
