@@ -84,6 +84,28 @@ pub struct SealSummary {
     pub checkpoint: String,
 }
 
+/// How an append checks the time it signs against the clock.
+#[derive(Clone, Copy, Debug)]
+struct TimeRule {
+    /// How far ahead of the clock the signed time may be.
+    max_skew: u64,
+    /// Sign a time before the last seal's, which is in the future.
+    supersede_future: bool,
+}
+
+impl Default for TimeRule {
+    fn default() -> Self {
+        TimeRule { max_skew: crate::client::MAX_CLOCK_SKEW, supersede_future: false }
+    }
+}
+
+fn clock() -> Result<u64, Error> {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .map_err(|_| Error::Refused("the clock is before 1970".into()))
+}
+
 /// A torn tail that [`Appender::open`] cut off.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CutTail {
@@ -123,12 +145,12 @@ struct State {
 }
 
 /// Bytes written after a position, counted.
-struct Sink<'f> {
-    out: BufWriter<&'f File>,
+struct Sink<W: Write> {
+    out: W,
     pos: u64,
 }
 
-impl Sink<'_> {
+impl<W: Write> Sink<W> {
     fn frame(&mut self, header: &Header, payload: &[u8]) -> Result<(FrameRef, u64), Error> {
         let bytes = header.to_bytes()?;
         let frame = encode_frame(&bytes, payload).ok_or_else(|| Error::Refused("frame over the size limit".into()))?;
@@ -159,12 +181,26 @@ pub struct Appender {
     last_seal: (u64, u64, [u8; 32]),
     /// Listings of live indexes already read through [`Appender::read_index`].
     live_listings: std::sync::Mutex<HashMap<u64, Vec<u8>>>,
+    time_rule: TimeRule,
+    /// Opened by [`Appender::open_for_repair`]: the file's length, whose
+    /// bytes after `base_len` are the seal that was cut off.
+    repair_len: Option<u64>,
 }
 
 impl std::fmt::Debug for Appender {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Appender").field("path", &self.path).field("end", &self.end).finish()
     }
+}
+
+/// A container whose tail is damaged (not torn by an interrupted append,
+/// which is cut off): nothing is appended to it.
+fn corrupt_tail(path: &Path, why: impl std::fmt::Display) -> Error {
+    let p = path.display();
+    Error::Refused(format!(
+        "{p}: its tail is damaged ({why}); refusing to append to it. `dare verify {p}` checks the whole \
+         container; if only its last seal was cut off, `dare seal {p} --key KEY --repair` seals the same tree again"
+    ))
 }
 
 fn refused(path: &Path, why: impl std::fmt::Display) -> Error {
@@ -181,6 +217,7 @@ impl Appender {
         let file = OpenOptions::new().read(true).write(true).open(path).map_err(|e| Error::io("opening", path, e))?;
         lock_exclusive(&file, path)?;
         let len = file.metadata().map_err(|e| Error::io("reading", path, e))?.len();
+        crate::check_is_container(&file, len, path)?;
         let last = read_frame_before(&file, 0, len).ok().filter(|f| is_seal(&file, f));
         let (sealed_len, cut) = match (last, pending_publish(path)) {
             (Some(_), _) => (len, None),
@@ -191,15 +228,15 @@ impl Appender {
                 (sealed, Some(CutTail { offset: sealed, len: len - sealed, reason }))
             }
             _ => {
-                return Err(refused(
+                return Err(corrupt_tail(
                     path,
-                    "does not end with a seal, and no interrupted publish explains the bytes after its last one; \
-                     `dare verify` says where it breaks",
+                    "it does not end with a seal, and no interrupted publish (pending file) explains the bytes \
+                     after its last one",
                 ));
             }
         };
         let (state, root, seal_frame) = State::read_tail(&file, sealed_len).map_err(|e| match e {
-            Error::Refused(m) => refused(path, m),
+            Error::Refused(m) => corrupt_tail(path, m),
             e => e,
         })?;
         if let Some(c) = &cut {
@@ -220,7 +257,157 @@ impl Appender {
             pending_written: false,
             last_seal,
             live_listings: Default::default(),
+            time_rule: TimeRule::default(),
+            repair_len: None,
         })
+    }
+
+    /// Opens a container whose last seal was cut off (a copy or a disk that
+    /// lost its end after the seal was written), to seal the same tree
+    /// again with [`Appender::repair`] instead of cutting a signed release
+    /// away, which would fork clients that saw it. The file must end, after
+    /// its last complete frame, with at most part of a seal, and that frame
+    /// must be the manifest of a release (after its map). The repaired
+    /// container is verified in full before anything is written.
+    pub fn open_for_repair(path: &Path) -> Result<Appender, Error> {
+        let file = OpenOptions::new().read(true).write(true).open(path).map_err(|e| Error::io("opening", path, e))?;
+        lock_exclusive(&file, path)?;
+        let len = file.metadata().map_err(|e| Error::io("reading", path, e))?.len();
+        crate::check_is_container(&file, len, path)?;
+        if read_frame_before(&file, 0, len).ok().is_some_and(|f| is_seal(&file, &f)) {
+            return Err(refused(
+                path,
+                "ends with a complete seal: there is nothing to repair (`dare verify` checks it)",
+            ));
+        }
+        // The complete frames from the start; what follows the last one is
+        // the part of the seal that was written.
+        let (mut before, mut top) = (None, None);
+        for f in crate::frame::Frames::new(&file, 0, len) {
+            let Ok(f) = f else { break };
+            before = top.replace(f);
+        }
+        let map_frame = before.filter(|f| is_kind(&file, f, "map"));
+        let nothing = |why: &str| {
+            refused(
+                path,
+                format!(
+                    "cannot repair: {why}; only a container whose last seal alone was cut off can be re-sealed \
+                     (`dare verify {}` says where it breaks)",
+                    path.display()
+                ),
+            )
+        };
+        let (Some(top), Some(map_frame)) = (top, map_frame) else {
+            return Err(nothing("its last complete frames are not a release's map and manifest"));
+        };
+        let mbytes = read_header(&file, &top).map_err(|e| nothing(&e.to_string()))?;
+        let Ok(Header::Manifest(manifest)) = Header::parse(&mbytes) else {
+            return Err(nothing("its last complete frame is not a manifest"));
+        };
+        let Ok(Header::Map(Map { size: n })) =
+            read_header(&file, &map_frame).map_err(|e| nothing(&e.to_string())).map(|b| Header::parse(&b))?
+        else {
+            return Err(nothing("the frame before its last manifest is not a map"));
+        };
+        let good_end = top.end();
+        // What the seals before say: the trust root, the last signed time.
+        let scan = crate::verify::scan(&file, good_end, &crate::verify::ScanOptions::default())
+            .map_err(|e| nothing(&e.to_string()))?;
+        if scan.size >= n {
+            return Err(nothing("its last manifest is already sealed"));
+        }
+        let mut raw = vec![0u8; map_frame.payload_len as usize];
+        crate::frame::ReadAt::read_exact_at(&file, &mut raw, map_frame.payload_offset)
+            .map_err(|e| Error::io("reading", path, e))?;
+        let map = TileMap::decode(n, &raw).map_err(|e| nothing(&format!("its map: {e}")))?;
+        let mut frontier = map.before.clone();
+        frontier.push(leaf_hash(&mbytes))?;
+        let edge = right_edge(&file, &map, n, &frontier).map_err(|e| nothing(&e.to_string()))?;
+        // A release that rotated the keys is sealed by both roots.
+        let pending_trust = match manifest.keys {
+            Some(at) if manifest.keys != scan.manifest.keys => {
+                let (_, _, h) =
+                    header_at(&file, FrameRef { offset: at.offset, length: at.length }, good_end, "keys leaf")
+                        .map_err(|e| nothing(&e.to_string()))?;
+                let Header::Keys(k) = h else { return Err(nothing("its manifest's keys leaf is not one")) };
+                Some(k.trust)
+            }
+            _ => None,
+        };
+        let last = &scan.last_seal;
+        let last_seal =
+            (last.frame.offset, last.frame.len(), seal_digest(&file, last.frame.offset, last.frame.len(), path)?);
+        let state = State {
+            origin: scan.genesis.origin.clone(),
+            trust: scan.trust.clone(),
+            pending_trust,
+            keys: manifest.keys,
+            edge,
+            sealed_size: n,
+            last_time: Some(last.seal.time),
+            manifest,
+            manifest_frame: Some(FrameRef { offset: top.offset, length: top.len() }),
+            map,
+            map_frame: Some(FrameRef { offset: map_frame.offset, length: map_frame.len() }),
+            completed: Vec::new(),
+            fresh: BTreeMap::new(),
+            stored: HashMap::new(),
+            unreferenced: BTreeSet::new(),
+        };
+        Ok(Appender {
+            path: path.to_path_buf(),
+            file,
+            state,
+            root: frontier.root(),
+            base_len: good_end,
+            end: good_end,
+            cut: None,
+            pending_written: false,
+            last_seal,
+            live_listings: Default::default(),
+            time_rule: TimeRule::default(),
+            repair_len: Some(len),
+        })
+    }
+
+    /// Seals the tree of a container opened with
+    /// [`Appender::open_for_repair`] again, at `time`, in place of the seal
+    /// that was cut off: the same size and root, so a client that saw the
+    /// lost seal accepts the new one. The whole repaired container (payloads
+    /// included) is verified before it is written. Returns the summary and
+    /// how many bytes of the cut-off seal were replaced.
+    pub fn repair(mut self, keys: &[&SigningKey], time: u64) -> Result<(SealSummary, u64), Error> {
+        let Some(len) = self.repair_len else {
+            return Err(Error::Refused("repair: the container was not opened for repair".into()));
+        };
+        let now = self.file.metadata().map_err(|e| Error::io("reading", &self.path, e))?.len();
+        if now != len {
+            return Err(Error::Changed {
+                path: self.path.clone(),
+                reason: format!("its length is {now}, expected {len}"),
+            });
+        }
+        self.check_same_file()?;
+        let mut sink = Sink { out: Vec::new(), pos: self.end };
+        let mut summary = self.state.write_tail(&mut sink, keys, time, false, self.time_rule)?;
+        let seal = sink.out;
+        let spliced = Spliced { file: &self.file, at: self.end, tail: &seal };
+        let total = self.end + seal.len() as u64;
+        let opts = crate::verify::ScanOptions { payloads: true, pins: None };
+        let scan = crate::verify::scan(&spliced, total, &opts)
+            .and_then(|scan| crate::verify::walk_backward(&spliced, &scan).map(|()| scan))
+            .map_err(|e| refused(&self.path, format!("the repaired container would not verify: {e}")))?;
+        if !matches!(scan.tail, crate::verify::Tail::Clean) || scan.size != summary.size {
+            return Err(refused(&self.path, "the repaired container would not end with its new seal"));
+        }
+        std::os::unix::fs::FileExt::write_all_at(&self.file, &seal, self.end)
+            .and_then(|()| self.file.set_len(total))
+            .and_then(|()| self.file.sync_all())
+            .map_err(|e| Error::io("repairing", &self.path, e))?;
+        remove_pending(&self.path)?;
+        summary.appended = seal.len() as u64;
+        Ok((summary, len - self.end))
     }
 
     /// Creates a new container at `path` (refusing to overwrite anything):
@@ -260,7 +447,7 @@ impl Appender {
             sink.out.write_all(&frame).map_err(|e| Error::io("writing", &tmp, e))?;
             sink.pos = frame.len() as u64;
             state.push_leaf(leaf_hash(&genesis_bytes));
-            let summary = state.write_tail(&mut sink, keys, time, true)?;
+            let summary = state.write_tail(&mut sink, keys, time, true, TimeRule::default())?;
             let out = sink.out.into_inner().map_err(|e| Error::io("writing", &tmp, e.into_error()))?;
             out.sync_all().map_err(|e| Error::io("syncing", &tmp, e))?;
             Ok(summary)
@@ -276,6 +463,37 @@ impl Appender {
         });
         let _ = std::fs::remove_file(&tmp);
         result
+    }
+
+    /// Lets the seal's signed time be up to `secs` ahead of the clock
+    /// (default [`MAX_CLOCK_SKEW`](crate::client::MAX_CLOCK_SKEW)); more than
+    /// [`MAX_SKEW_LIMIT`](crate::client::MAX_SKEW_LIMIT) is refused.
+    pub fn set_max_skew(&mut self, secs: u64) -> Result<(), Error> {
+        if secs > crate::client::MAX_SKEW_LIMIT {
+            return Err(Error::Refused(format!(
+                "a skew of {secs} s is more than the limit of {} s: a seal that far ahead of the clock is refused",
+                crate::client::MAX_SKEW_LIMIT
+            )));
+        }
+        self.time_rule.max_skew = secs;
+        Ok(())
+    }
+
+    /// The way out for a container whose last seal was signed in the
+    /// future: the next seal may be signed before it (at a time at most the
+    /// skew ahead of the clock, as always), and its checkpoint says which
+    /// time it supersedes (`supersedes-time`, docs/FORMAT.md). Refused when
+    /// the last seal is not more than
+    /// [`MAX_CLOCK_SKEW`](crate::client::MAX_CLOCK_SKEW) ahead of the new one.
+    pub fn supersede_future_time(&mut self) {
+        self.time_rule.supersede_future = true;
+    }
+
+    /// Checks `time` as [`Appender::seal`] will: at most the allowed skew
+    /// ahead of the clock, and not before the last seal's time (unless it
+    /// supersedes a time from the future). Lets a caller refuse early.
+    pub fn check_time(&self, time: u64) -> Result<(), Error> {
+        check_time(self.state.last_time, time, self.time_rule).map(drop)
     }
 
     /// The torn tail that [`Appender::open`] cut off, if there was one.
@@ -458,6 +676,9 @@ impl Appender {
         files: &[FileRecord],
     ) -> Result<LeafRef, Error> {
         self.check_release(channel, target, version)?;
+        if let Some(m) = crate::header::find_name_collision(files.iter().map(|f| f.path.as_str())) {
+            return Err(Error::Refused(format!("{target} {version}: {m}")));
+        }
         for f in files {
             self.check_named(f.entry, f.sha256, None, &f.path)?;
             for d in &f.deltas {
@@ -567,7 +788,7 @@ impl Appender {
         let file = &self.file;
         let mut sink = Sink { out: BufWriter::new(file), pos: self.end };
         let new_leaves = self.state.edge.size() != self.state.sealed_size;
-        let mut summary = self.state.write_tail(&mut sink, keys, time, new_leaves)?;
+        let mut summary = self.state.write_tail(&mut sink, keys, time, new_leaves, self.time_rule)?;
         sink.out.flush().map_err(|e| Error::io("appending to", &self.path, e))?;
         drop(sink);
         self.file.sync_all().map_err(|e| Error::io("syncing", &self.path, e))?;
@@ -626,8 +847,61 @@ impl Appender {
     }
 }
 
+fn is_kind(file: &File, f: &FrameInfo, kind: &str) -> bool {
+    read_header(file, f).ok().is_some_and(|h| Header::parse(&h).is_ok_and(|h| h.kind() == kind))
+}
+
 fn is_seal(file: &File, f: &FrameInfo) -> bool {
     read_header(file, f).ok().is_some_and(|h| matches!(Header::parse(&h), Ok(Header::Seal(_))))
+}
+
+/// The right edge of a tree of `n` leaves: each level's partial tile, read
+/// where the map says, which must give the frontier `top`.
+fn right_edge(file: &File, map: &TileMap, n: u64, top: &crate::merkle::Frontier) -> Result<Edge, Error> {
+    let mut partials = Vec::new();
+    for (l, level) in map.levels.iter().enumerate() {
+        let w = (n >> (8 * l)) % TILE_WIDTH;
+        let mut hashes = Vec::new();
+        if let Some(at) = level.edge {
+            let mut raw = vec![0u8; (w * 32) as usize];
+            crate::frame::ReadAt::read_exact_at(file, &mut raw, at)
+                .map_err(|e| Error::Refused(format!("a tile: {e}")))?;
+            hashes = raw.chunks_exact(32).map(|c| c.try_into().unwrap_or([0; 32])).collect();
+        }
+        partials.push(hashes);
+    }
+    let edge = Edge::from_partials(n, partials)?;
+    if edge.frontier() != *top {
+        return Err(Error::Refused("its right-edge tiles do not match its tree".into()));
+    }
+    Ok(edge)
+}
+
+/// A container file cut at `at` with `tail` in place of what follows: the
+/// repaired container, verified before a byte of it is written.
+struct Spliced<'a> {
+    file: &'a File,
+    at: u64,
+    tail: &'a [u8],
+}
+
+impl crate::frame::ReadAt for Spliced<'_> {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        let end = offset.checked_add(buf.len() as u64).ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
+        if end > self.at + self.tail.len() as u64 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        let head = (self.at.saturating_sub(offset) as usize).min(buf.len());
+        if head > 0 {
+            crate::frame::ReadAt::read_exact_at(self.file, &mut buf[..head], offset)?;
+        }
+        if head < buf.len() {
+            let from = (offset + head as u64 - self.at) as usize;
+            let rest = buf.len() - head;
+            buf[head..].copy_from_slice(&self.tail[from..from + rest]);
+        }
+        Ok(())
+    }
 }
 
 /// Reads one frame's header at `r`, which must be exactly that frame.
@@ -677,22 +951,7 @@ impl State {
         if top.root() != cp.root {
             return Err(bad("its manifest and map do not give the signed root".into()));
         }
-        // The right edge: each level's partial tile, which must give the same frontier.
-        let mut partials = Vec::new();
-        for (l, level) in map.levels.iter().enumerate() {
-            let w = (n >> (8 * l)) % TILE_WIDTH;
-            let mut hashes = Vec::new();
-            if let Some(at) = level.edge {
-                let mut raw = vec![0u8; (w * 32) as usize];
-                crate::frame::ReadAt::read_exact_at(file, &mut raw, at).map_err(|e| bad(format!("a tile: {e}")))?;
-                hashes = raw.chunks_exact(32).map(|c| c.try_into().unwrap_or([0; 32])).collect();
-            }
-            partials.push(hashes);
-        }
-        let edge = Edge::from_partials(n, partials)?;
-        if edge.frontier() != top {
-            return Err(bad("its right-edge tiles do not match its signed tree".into()));
-        }
+        let edge = right_edge(file, &map, n, &top)?;
         // The trust root in effect: the genesis one, or the latest keys leaf's.
         let trust = match manifest.keys {
             None => genesis.trust.clone(),
@@ -745,19 +1004,16 @@ impl State {
     /// Writes (when `new_tree`) the tiles, pages, map and manifest, then the seal.
     fn write_tail(
         &mut self,
-        sink: &mut Sink<'_>,
+        sink: &mut Sink<impl Write>,
         keys: &[&SigningKey],
         time: u64,
         new_tree: bool,
+        rule: TimeRule,
     ) -> Result<SealSummary, Error> {
         if keys.is_empty() {
             return Err(Error::Refused("no signing key given".into()));
         }
-        if let Some(last) = self.last_time
-            && time < last
-        {
-            return Err(Error::Refused(format!("time {time} is before the last seal's signed time {last}")));
-        }
+        let supersedes = check_time(self.last_time, time, rule)?;
         let distinct: BTreeSet<String> = keys.iter().map(|k| k.verifier().to_string()).collect();
         if distinct.len() < self.trust.threshold as usize {
             return Err(Error::Refused(format!(
@@ -819,7 +1075,8 @@ impl State {
         let root = self.edge.root();
         let mref = self.manifest_frame.ok_or_else(|| Error::Refused("no manifest to seal".into()))?;
         let map_ref = self.map_frame.ok_or_else(|| Error::Refused("no map to seal".into()))?;
-        let cp = Checkpoint { origin: self.origin.clone(), size: n, root, time: Some(time), extensions: Vec::new() };
+        let extensions = supersedes.map(|t| format!("{} {t}", crate::client::SUPERSEDES_TIME)).into_iter().collect();
+        let cp = Checkpoint { origin: self.origin.clone(), size: n, root, time: Some(time), extensions };
         let note = Note::sign(&cp.to_text(), keys)?;
         // Sign only what verifies: the threshold of the root in effect (and of a new root).
         note.verify(&self.trust)?;
@@ -838,6 +1095,38 @@ impl State {
         self.stored.clear();
         Ok(SealSummary { size: n, root, time, len: sink.pos, appended: 0, checkpoint })
     }
+}
+
+/// The time rule of an append: `time` at most the allowed skew ahead of the
+/// clock, and ordered after the last seal's (`last`) by
+/// [`check_seal_order`](crate::client::check_seal_order). Returns the time a
+/// superseding seal names.
+fn check_time(last_time: Option<u64>, time: u64, rule: TimeRule) -> Result<Option<u64>, Error> {
+    let now = clock()?;
+    crate::client::check_signed_time(time, now, rule.max_skew)?;
+    let supersedes = match last_time {
+        Some(last) if rule.supersede_future && time < last => Some(last),
+        Some(last) if rule.supersede_future => {
+            return Err(Error::Refused(format!(
+                "nothing to supersede: the last seal's signed time {last} is not after {time}"
+            )));
+        }
+        _ => None,
+    };
+    if let Some(last) = last_time {
+        crate::client::check_seal_order(time, supersedes, last, &BTreeSet::from([last])).map_err(|e| {
+            if !rule.supersede_future && !crate::client::stored_time_binds(last, now) {
+                Error::Refused(format!(
+                    "{e}; the last seal was signed {} s in the future: `dare seal --supersede-future-time` \
+                     appends a seal at the right time that says it supersedes it",
+                    last - now
+                ))
+            } else {
+                Error::Refused(e)
+            }
+        })?;
+    }
+    Ok(supersedes)
 }
 
 /// Takes an exclusive lock on `file`, waiting up to two seconds: a lock can

@@ -140,6 +140,120 @@ pub fn read_seal(window: &Window<'_>, len: u64, keys: &[VerifierKey], threshold:
     Ok(SealRead::Complete(Box::new(SignedSeal { len, frame, seal, checkpoint, signers })))
 }
 
+/// How far ahead of a clock a signed time may be: the publisher's and a
+/// client's clocks disagree by a few minutes at most. Publishers refuse to
+/// sign further ahead ([`check_signed_time`]), clients refuse a seal signed
+/// further ahead, and a seal may go back in time only past seals that are
+/// more than this ahead of it ([`check_seal_order`]).
+pub const MAX_CLOCK_SKEW: u64 = 300;
+
+/// The widest skew a publisher may ask for (`dare seal --max-skew`): one
+/// day. Whatever is asked, the far future is refused.
+pub const MAX_SKEW_LIMIT: u64 = 86_400;
+
+/// The checkpoint extension line of a seal that goes back in time past a
+/// seal signed in the future: `supersedes-time <that seal's time>`.
+pub const SUPERSEDES_TIME: &str = "supersedes-time";
+
+/// A signed time further ahead of the clock than the allowed skew.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "signed time {signed} is {} s ahead of the clock ({now}), more than the allowed skew of {skew} s{}",
+    signed.saturating_sub(*now),
+    millis_hint(*signed, *now)
+)]
+pub struct FutureTime {
+    /// The signed time, Unix seconds.
+    pub signed: u64,
+    /// The clock, Unix seconds.
+    pub now: u64,
+    /// The skew allowed, seconds.
+    pub skew: u64,
+}
+
+fn millis_hint(signed: u64, now: u64) -> String {
+    // Milliseconds (or micro-, nanoseconds) since 1970 are a thousand times
+    // (or more) too big; seconds divided down land near the clock.
+    let mut t = signed;
+    let mut unit = 0;
+    while t > now.saturating_add(MAX_SKEW_LIMIT) && unit < 3 {
+        t /= 1000;
+        unit += 1;
+    }
+    let names = ["", "milliseconds", "microseconds", "nanoseconds"];
+    if unit > 0 && t + 10 * 365 * 86_400 >= now && t <= now.saturating_add(MAX_SKEW_LIMIT) {
+        format!(" (it looks like {}; in seconds that is {t})", names[unit])
+    } else {
+        String::new()
+    }
+}
+
+/// Checks a signed time is at most `skew` seconds ahead of `now` (a clock in
+/// Unix seconds). Any time in the past is fine: backdating is a publisher's
+/// choice (reproducible builds), and freshness is the client's `max-age`.
+pub fn check_signed_time(signed: u64, now: u64, skew: u64) -> Result<(), FutureTime> {
+    if signed > now.saturating_add(skew) { Err(FutureTime { signed, now, skew }) } else { Ok(()) }
+}
+
+/// Whether a client's stored seal time still orders the seals it reads: a
+/// stored time more than [`MAX_CLOCK_SKEW`] ahead of the clock came from a
+/// seal signed in the future (a publisher's mistake) and must not make every
+/// honest later seal look like a rollback. The tree size and the consistency
+/// proofs still refuse rollbacks; the freeze check still applies.
+pub fn stored_time_binds(stored: u64, now: u64) -> bool {
+    check_signed_time(stored, now, MAX_CLOCK_SKEW).is_ok()
+}
+
+/// The time a checkpoint says it supersedes: its `supersedes-time` line.
+pub fn superseded_time(checkpoint: &Checkpoint) -> Result<Option<u64>, String> {
+    let mut found = None;
+    for line in &checkpoint.extensions {
+        let Some(rest) = line.strip_prefix(SUPERSEDES_TIME) else { continue };
+        let value = rest
+            .strip_prefix(' ')
+            .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) && (*v == "0" || !v.starts_with('0')))
+            .and_then(|v| v.parse::<u64>().ok());
+        match (value, found) {
+            (Some(v), None) => found = Some(v),
+            (None, _) => return Err(format!("`{line}` is not `{SUPERSEDES_TIME} <unix seconds>`")),
+            (Some(_), Some(_)) => return Err(format!("more than one `{SUPERSEDES_TIME}` line")),
+        }
+    }
+    Ok(found)
+}
+
+/// The rule for the signed times of consecutive seals, applied by `dare
+/// verify` (with every earlier seal's time) and by publishers (with the last
+/// one's): a seal is not signed before the seal it follows (`prev`), with one
+/// way out for a container holding a seal signed in the future. Such a seal
+/// may be followed by one signed earlier when that one names it in its
+/// checkpoint (`supersedes-time <prev>`, so the step back is signed on
+/// purpose), `prev` is more than [`MAX_CLOCK_SKEW`] ahead of it, and so is
+/// every earlier seal it goes back past (`earlier`: the times of the seals
+/// before, `prev` included; a publisher that knows only `prev` passes it alone).
+pub fn check_seal_order(time: u64, supersedes: Option<u64>, prev: u64, earlier: &BTreeSet<u64>) -> Result<(), String> {
+    if time >= prev {
+        return match supersedes {
+            None => Ok(()),
+            Some(t) => Err(format!(
+                "signed time {time} is not before the previous seal's {prev}, yet its checkpoint says it supersedes time {t}"
+            )),
+        };
+    }
+    if supersedes != Some(prev) {
+        return Err(format!(
+            "signed time {time} is before the previous seal's {prev} (only a seal whose checkpoint says \
+             `{SUPERSEDES_TIME} {prev}` may go back past a seal signed in the future)"
+        ));
+    }
+    if let Some(t) = earlier.range(time + 1..=time.saturating_add(MAX_CLOCK_SKEW)).next_back() {
+        return Err(format!(
+            "signed time {time} goes back past a seal signed at {t}, which is not more than {MAX_CLOCK_SKEW} s ahead of it"
+        ));
+    }
+    Ok(())
+}
+
 /// The exact length of the map frame of a tree of `size` leaves.
 pub fn map_frame_len(size: u64) -> Option<u64> {
     let header = Header::Map(Map { size }).to_bytes().ok()?;
@@ -489,5 +603,30 @@ pub fn check_index_header(bytes: &[u8], release: &Release) -> Result<Index, Stri
         )),
         Ok(other) => Err(format!("a {} frame where an index was expected", other.kind())),
         Err(e) => Err(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod time_tests {
+    use super::*;
+
+    const NOW: u64 = 1_764_057_600;
+
+    #[test]
+    fn future_times_name_the_unit_they_look_like() {
+        for (signed, unit) in
+            [(NOW * 1000, "milliseconds"), (NOW * 1_000_000, "microseconds"), (NOW * 1_000_000_000, "nanoseconds")]
+        {
+            let e = check_signed_time(signed, NOW, MAX_CLOCK_SKEW).unwrap_err().to_string();
+            assert!(e.contains(&format!("it looks like {unit}; in seconds that is {NOW}")), "{e}");
+        }
+        // A year ahead is not a unit mistake.
+        let e = check_signed_time(NOW + 365 * 86_400, NOW, MAX_CLOCK_SKEW).unwrap_err().to_string();
+        assert!(!e.contains("looks like"), "{e}");
+        // The skew is allowed, the past always.
+        check_signed_time(NOW + MAX_CLOCK_SKEW, NOW, MAX_CLOCK_SKEW).unwrap();
+        check_signed_time(0, NOW, MAX_CLOCK_SKEW).unwrap();
+        assert!(stored_time_binds(NOW + MAX_CLOCK_SKEW, NOW));
+        assert!(!stored_time_binds(NOW + MAX_CLOCK_SKEW + 1, NOW));
     }
 }

@@ -25,6 +25,14 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// The file is not a dare container at all: it does not start with a frame.
+    #[error("{} is not a dare container: {starts}", path.display())]
+    NotAContainer {
+        /// The file.
+        path: PathBuf,
+        /// What it starts with instead.
+        starts: String,
+    },
     /// The container does not verify.
     #[error(transparent)]
     Verify(#[from] VerifyError),
@@ -46,6 +54,9 @@ pub enum Error {
     /// signing key not trusted, time going backward, ...).
     #[error("{0}")]
     Refused(String),
+    /// The signed time asked for is too far ahead of the clock.
+    #[error("refusing to sign a time from the future: {0}")]
+    FutureTime(#[from] crate::client::FutureTime),
     /// A key problem.
     #[error(transparent)]
     Key(#[from] KeyError),
@@ -74,7 +85,7 @@ impl Error {
     pub fn is_integrity(&self) -> bool {
         match self {
             Error::Verify(v) => v.is_integrity(),
-            Error::Note(_) | Error::Proof(_) | Error::Header(_) | Error::Tile(_) => true,
+            Error::NotAContainer { .. } | Error::Note(_) | Error::Proof(_) | Error::Header(_) | Error::Tile(_) => true,
             _ => false,
         }
     }

@@ -672,19 +672,88 @@ pub fn validate_target(target: &str) -> Result<(), HeaderError> {
     if ok { Ok(()) } else { Err(field("target", format!("`{target}` is not a target triple"))) }
 }
 
-/// [`validate_target`], and the triple must be one target-lexicon knows
-/// (an architecture it recognises and a well-formed vendor/OS/environment).
+/// The target triples rustc knows (`rustc +nightly --print target-list`,
+/// checked in beside this file with the command that regenerates it).
+const RUSTC_TARGETS: &str = include_str!("rustc-targets.txt");
+
+/// The triples of [`RUSTC_TARGETS`], without its comment lines.
+pub fn rustc_targets() -> impl Iterator<Item = &'static str> {
+    RUSTC_TARGETS.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#'))
+}
+
+/// The stricter check for what writers are given (`dare publish`'s
+/// artifacts, the updater's `--target`): [`validate_target`], and the triple
+/// is written in its canonical form, which is either one rustc lists
+/// ([`rustc_targets`]) or one target-lexicon parses with a known
+/// architecture and prints back unchanged. Anything else is refused,
+/// suggesting the canonical form when one is found (`x86_64-linux-gnu`:
+/// did you mean `x86_64-unknown-linux-gnu`?), because a build stored under
+/// another spelling is never found by a client asking for its target.
 pub fn validate_known_target(target: &str) -> Result<(), HeaderError> {
     validate_target(target)?;
-    target_lexicon::Triple::from_str(target)
-        .map_err(|e| field("target", format!("`{target}` is not a known target triple: {e}")))
-        .and_then(|t| {
-            if t.architecture == target_lexicon::Architecture::Unknown {
-                Err(field("target", format!("`{target}` has an unknown architecture")))
-            } else {
-                Ok(())
+    if rustc_targets().any(|t| t == target) {
+        return Ok(());
+    }
+    let parsed = target_lexicon::Triple::from_str(target)
+        .ok()
+        .filter(|t| t.architecture != target_lexicon::Architecture::Unknown);
+    let Some(triple) = parsed else {
+        return Err(field(
+            "target",
+            format!("`{target}` is not a known target triple (`rustc --print target-list` lists them)"),
+        ));
+    };
+    let canonical = triple.to_string();
+    if canonical == target {
+        return Ok(());
+    }
+    let accepted = validate_target(&canonical).is_ok()
+        && (rustc_targets().any(|t| t == canonical)
+            || target_lexicon::Triple::from_str(&canonical).is_ok_and(|t| t.to_string() == canonical));
+    let hint = if accepted {
+        format!("did you mean `{canonical}`? (clients look a build up by its canonical triple)")
+    } else {
+        "`rustc --print target-list` lists the known triples".to_string()
+    };
+    Err(field("target", format!("`{target}` is not a target triple in canonical form: {hint}")))
+}
+
+/// A path as a case-insensitive, normalizing file system (macOS, Windows)
+/// compares it: Unicode NFC, then lowercase.
+fn folded_path(path: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    path.nfc().collect::<String>().to_lowercase()
+}
+
+/// Finds two paths of one build that are one file on macOS or Windows
+/// (equal after Unicode NFC normalization, or differing only by case), or a
+/// file whose name, so compared, is a directory of another file's path: on
+/// those systems the second would overwrite the first or could not be
+/// written. Writers refuse such a build; readers accept any listing the
+/// format allows (section 3 of docs/FORMAT.md). Returns a message naming both.
+pub fn find_name_collision<'a>(paths: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    let paths: Vec<&str> = paths.into_iter().collect();
+    let mut seen: std::collections::HashMap<String, &str> = std::collections::HashMap::new();
+    for p in &paths {
+        if let Some(other) = seen.insert(folded_path(p), p) {
+            return Some(format!(
+                "the files `{other}` and `{p}` are the same file on macOS and Windows (equal after Unicode \
+                 normalization or differing only by case); rename one"
+            ));
+        }
+    }
+    for p in &paths {
+        let folded = folded_path(p);
+        for (i, _) in folded.match_indices('/') {
+            if let Some(other) = seen.get(&folded[..i]) {
+                return Some(format!(
+                    "`{other}` is a file, but `{p}` needs a directory of that name (on macOS and Windows, where \
+                     names are compared after Unicode normalization and without case)"
+                ));
             }
-        })
+        }
+    }
+    None
 }
 
 /// Checks a semver version.
@@ -856,8 +925,34 @@ mod tests {
         for t in ["x86_64-unknown-linux-gnux", "frobnicator-unknown-linux-gnu", "unknown-unknown"] {
             assert!(validate_known_target(t).is_err(), "{t}");
         }
+        // Triples target-lexicon does not know yet, in rustc's current list.
+        for t in ["arm64e-apple-darwin", "arm64ec-pc-windows-msvc"] {
+            assert!(validate_known_target(t).is_ok(), "{t}");
+        }
         // The format rule alone accepts a well-formed triple a library may not know yet.
         assert!(validate_target("riscv128-unknown-linux-gnu").is_ok());
+    }
+
+    #[test]
+    fn every_rustc_target_is_accepted() {
+        let all: Vec<&str> = rustc_targets().collect();
+        assert!(all.len() > 300, "the checked-in list has {} triples", all.len());
+        let refused: Vec<String> =
+            all.iter().filter_map(|t| validate_known_target(t).err().map(|e| format!("{t}: {e}"))).collect();
+        assert!(refused.is_empty(), "{refused:#?}");
+    }
+
+    #[test]
+    fn only_the_canonical_spelling_is_accepted() {
+        for (given, canonical) in [
+            ("x86_64-linux-gnu", "x86_64-unknown-linux-gnu"),
+            ("aarch64-linux-gnu", "aarch64-unknown-linux-gnu"),
+            ("x86_64-unknown-linux-android", "x86_64-linux-android"),
+        ] {
+            let e = validate_known_target(given).unwrap_err().to_string();
+            assert!(e.contains(&format!("did you mean `{canonical}`")), "{given}: {e}");
+            assert!(validate_known_target(canonical).is_ok(), "{canonical}");
+        }
     }
 
     #[test]

@@ -53,6 +53,12 @@ pub enum KeyError {
     /// The public key is not a usable Ed25519 point (invalid or of small order).
     #[error("invalid Ed25519 public key for {0:?}")]
     InvalidPublicKey(String),
+    /// A private (signer) key where a verifier (public) key belongs.
+    #[error(
+        "this is a private signing key (PRIVATE+KEY+...), not a verifier key: give the public key, the `.pub` \
+         file `dare keygen` wrote beside it"
+    )]
+    PrivateKey,
     /// The operating system's random number generator failed.
     #[error("random number generator failed: {0}")]
     Random(String),
@@ -226,6 +232,9 @@ impl VerifierKey {
     /// (no surrounding whitespace), the key ID must match the name and key,
     /// and the key must be a valid Ed25519 point not of small order.
     pub fn parse(text: &str) -> Result<Self, KeyError> {
+        if text.starts_with(SIGNER_PREFIX) {
+            return Err(KeyError::PrivateKey);
+        }
         let (name, id, data) = split_key_text(text)?;
         check_name(name)?;
         let stated = parse_hex_id(id)?;

@@ -60,10 +60,29 @@ use std::path::Path;
 pub use appender::{Appender, CutTail, SealSummary, pending_path, pending_publish};
 pub use error::Error;
 
+/// Refuses a file that is not a dare container at all (an archive, a
+/// binary, a text file given by mistake), naming what it starts with, so it
+/// is not reported as a damaged frame. A container starts with a frame tag
+/// (`0xF4..=0xF7`); a damaged one is still reported
+/// by [`verify::scan`] with the frame that breaks.
+pub fn check_is_container<R: frame::ReadAt + ?Sized>(src: &R, len: u64, path: &Path) -> Result<(), Error> {
+    let mut head = [0u8; 24];
+    let n = usize::try_from(len).unwrap_or(usize::MAX).min(head.len());
+    src.read_exact_at(&mut head[..n], 0).map_err(|e| Error::io("reading", path, e))?;
+    let head = &head[..n];
+    let starts = match head.first() {
+        None => "it is empty".to_string(),
+        Some(0xF4..=0xF7) => return Ok(()),
+        Some(_) => format!("it starts with `{}`, not a frame tag (0xf4..0xf7)", head.escape_ascii()),
+    };
+    Err(Error::NotAContainer { path: path.to_path_buf(), starts })
+}
+
 /// Opens `path` and [`verify::scan`]s it.
 pub fn scan_file(path: &Path, opts: &verify::ScanOptions) -> Result<verify::Scan, Error> {
     let file = std::fs::File::open(path).map_err(|e| Error::io("opening", path, e))?;
     let len = file.metadata().map_err(|e| Error::io("reading", path, e))?.len();
+    check_is_container(&file, len, path)?;
     Ok(verify::scan(&file, len, opts)?)
 }
 
@@ -71,6 +90,7 @@ pub fn scan_file(path: &Path, opts: &verify::ScanOptions) -> Result<verify::Scan
 pub fn verify_file(path: &Path, opts: &verify::ScanOptions) -> Result<verify::Scan, Error> {
     let file = std::fs::File::open(path).map_err(|e| Error::io("opening", path, e))?;
     let len = file.metadata().map_err(|e| Error::io("reading", path, e))?.len();
+    check_is_container(&file, len, path)?;
     let mut scan = verify::scan(&file, len, opts)?;
     verify::walk_backward(&file, &scan)?;
     scan.walked_backward = true;

@@ -282,10 +282,11 @@ fn check_seal(c: SealCheck<'_>) -> Result<(SealState, u64, Hash, Frontier), Veri
     if cp.time != Some(c.seal.time) {
         return Err(seal_err("the seal's time is not the signed time".into()));
     }
-    if let Some(last) = c.last
-        && c.seal.time < last.seal.time
-    {
-        return Err(seal_err("signed time goes backward".into()));
+    // The one rule for seal times; a replica knows only the seal before.
+    let supersedes = crate::client::superseded_time(&cp).map_err(seal_err)?;
+    if let Some(last) = c.last {
+        let earlier = std::collections::BTreeSet::from([last.seal.time]);
+        crate::client::check_seal_order(c.seal.time, supersedes, last.seal.time, &earlier).map_err(seal_err)?;
     }
     let mut signers = match c.pins {
         Some(pins) => {

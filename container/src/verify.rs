@@ -402,6 +402,8 @@ struct Walker<'a, R: ?Sized> {
     /// The last keys leaf, as the manifest must name it.
     keys: Option<LeafRef>,
     last_seal: Option<SealState>,
+    /// The signed times of the seals so far.
+    seal_times: BTreeSet<u64>,
     last_root: Hash,
     seals: u64,
     sealed_len: u64,
@@ -442,6 +444,7 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
             pending_keys: None,
             keys: None,
             last_seal: None,
+            seal_times: BTreeSet::new(),
             last_root: [0; 32],
             seals: 0,
             sealed_len: 0,
@@ -830,10 +833,12 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
         if cp.time != Some(s.time) {
             return Err(seal_err(format!("the signed time {:?} is not the seal's time {}", cp.time, s.time)));
         }
-        if let Some(prev) = &self.last_seal
-            && s.time < prev.seal.time
-        {
-            return Err(seal_err(format!("signed time {} is before the previous seal's {}", s.time, prev.seal.time)));
+        let supersedes = crate::client::superseded_time(&cp).map_err(seal_err)?;
+        match &self.last_seal {
+            Some(prev) => crate::client::check_seal_order(s.time, supersedes, prev.seal.time, &self.seal_times)
+                .map_err(seal_err)?,
+            None if supersedes.is_some() => return Err(seal_err("the first seal supersedes no time".into())),
+            None => {}
         }
         // Signatures: the trust root in effect, and a new root being rotated in.
         let trust = self.trust.clone().ok_or_else(|| err(Problem::NotGenesis("seal")))?;
@@ -868,6 +873,7 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
             verify_consistency(m, n, &self.last_root, &root, &proof).map_err(|e| err(Problem::Proof(e)))?;
         }
         self.last_root = root;
+        self.seal_times.insert(s.time);
         self.seals += 1;
         self.sealed_len = frame.end();
         self.sealed_frames = index + 1;

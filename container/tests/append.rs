@@ -417,7 +417,7 @@ fn time_never_goes_backward() {
     release(&path, &[(LINUX, "1.0.0")], T0 + 100);
     let app = Appender::open(&path).unwrap();
     let m = refused(app.seal(&[&key_a()], T0 + 99));
-    assert!(m.contains("before the last seal's signed time"), "{m}");
+    assert!(m.contains("is before the previous seal's"), "{m}");
     // The same second is not going backward.
     let app = Appender::open(&path).unwrap();
     assert_eq!(app.last_time(), Some(T0 + 100));
@@ -694,4 +694,24 @@ fn a_rewritten_last_seal_of_the_same_length_is_a_change() {
         Err(Error::Changed { reason, .. }) => assert!(reason.contains("seal"), "{reason}"),
         other => panic!("expected Error::Changed, got {other:?}"),
     }
+}
+
+#[test]
+fn an_index_whose_names_collide_on_macos_and_windows_is_refused() {
+    let (_d, path) = fresh();
+    let mut app = Appender::open(&path).unwrap();
+    let (one, two) = (b"one".to_vec(), b"two".to_vec());
+    let a = put(&mut app, &one, Compression::Zstd).unwrap();
+    let b = put(&mut app, &two, Compression::Zstd).unwrap();
+    for (x, y) in [("bin/App", "bin/app"), ("caf\u{65}\u{301}", "caf\u{e9}"), ("Lib", "lib/x.so")] {
+        let mut files = [record(x, &one, a, vec![]), record(y, &two, b, vec![])];
+        files.sort_by(|p, q| p.path.cmp(&q.path));
+        let m = refused(app.append_index("stable", LINUX, "1.0.0", &files));
+        assert!(m.contains(x) && m.contains(y) && m.contains("macOS and Windows"), "{m}");
+    }
+    // Names that differ otherwise are fine.
+    let files = [record("bin/app", &one, a, vec![]), record("bin/app2", &two, b, vec![])];
+    app.append_index("stable", LINUX, "1.0.0", &files).unwrap();
+    app.seal(&[&key_a()], T0 + 1).unwrap();
+    verified(&path);
 }

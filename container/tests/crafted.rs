@@ -556,6 +556,57 @@ fn a_seal_whose_time_goes_backward_is_refused() {
     at(&f, &e, seal);
 }
 
+/// A seal over `f`'s tree at `time` whose checkpoint carries `extensions`.
+fn seal_with(f: &mut Forge, time: u64, extensions: Vec<String>) -> usize {
+    use dare_container::note::{Checkpoint, Note};
+    let mut seal = f.seal_header(&[&key_a()], time);
+    let n = f.tree.size();
+    let root = f.tree.root_at(n).expect("root");
+    let cp = Checkpoint { origin: "example.com/app".into(), size: n, root, time: Some(time), extensions };
+    let note = Note::sign(&cp.to_text(), &[&key_a()]).expect("sign");
+    seal.checkpoint = String::from_utf8(note.to_bytes()).expect("utf-8");
+    let at = f.frames.len();
+    f.push_seal(&seal);
+    at
+}
+
+#[test]
+fn a_seal_goes_back_in_time_only_past_a_seal_from_the_future_and_says_so() {
+    const DAY: u64 = 86_400;
+    let mut base = forge();
+    build(&mut base, LINUX, "1.0.0", "bin/app");
+    close(&mut base, T0 + 10);
+    // A heartbeat ten days ahead of the seals around it: a seal from the future.
+    base.seal(&[&key_a()], T0 + 10 * DAY);
+    let line = |t: u64| vec![format!("supersedes-time {t}")];
+
+    // Saying so, at a time after the honest seal before: the way out.
+    let mut f = base.clone();
+    seal_with(&mut f, T0 + 20, line(T0 + 10 * DAY));
+    assert_eq!(ok(&f).last_seal.seal.time, T0 + 20);
+    // And the log goes on from there.
+    f.seal(&[&key_a()], T0 + 30);
+    ok(&f);
+
+    for (time, ext, why) in [
+        (T0 + 20, vec![], "without the line"),
+        (T0 + 20, line(T0 + 10 * DAY + 1), "naming another time"),
+        (T0 + 5, line(T0 + 10 * DAY), "going back past the honest seal"),
+        (T0 + 10 * DAY - 300, line(T0 + 10 * DAY), "within the skew of the future seal"),
+        (T0 + 20, vec!["supersedes-time 01".into()], "not canonical"),
+    ] {
+        let mut f = base.clone();
+        let at_seal = seal_with(&mut f, time, ext);
+        let e = err(&f);
+        assert!(matches!(e.problem, Problem::Seal(_)), "{why}: {e}");
+        at(&f, &e, at_seal);
+    }
+    // A seal that does not go back names no superseded time.
+    let mut f = base.clone();
+    let at_seal = seal_with(&mut f, T0 + 11 * DAY, line(T0 + 10 * DAY));
+    at(&f, &err(&f), at_seal);
+}
+
 #[test]
 fn a_proof_frame_or_a_second_keys_frame_is_unexpected() {
     let mut f = forge();

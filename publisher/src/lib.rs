@@ -35,4 +35,4 @@ pub use error::PublishError;
 pub use extract::{ExtractOptions, ExtractReport, extract};
 pub use publish::{PublishEvent, PublishOptions, PublishReport, TargetReport, publish};
 pub use release::{Artifact, SourceFile, gather};
-pub use seal::heartbeat;
+pub use seal::{SealOptions, SealReport, heartbeat, seal};

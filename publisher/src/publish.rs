@@ -45,6 +45,10 @@ pub struct PublishOptions {
     pub deltas: u32,
     /// The zstd level of deltas.
     pub delta_level: i32,
+    /// How far ahead of the clock `time` may be, seconds (default
+    /// [`MAX_CLOCK_SKEW`](dare_container::client::MAX_CLOCK_SKEW); at most
+    /// [`MAX_SKEW_LIMIT`](dare_container::client::MAX_SKEW_LIMIT)).
+    pub max_skew: u64,
 }
 
 impl PublishOptions {
@@ -60,6 +64,7 @@ impl PublishOptions {
             time,
             deltas: 1,
             delta_level: DEFAULT_DELTA_LEVEL,
+            max_skew: dare_container::client::MAX_CLOCK_SKEW,
         }
     }
 }
@@ -183,6 +188,7 @@ pub fn publish(
     if let Some(cut) = &cut {
         progress(PublishEvent::CutTail(cut.clone()));
     }
+    appender.set_max_skew(opts.max_skew)?;
     check_signers(&appender, keys, opts.time)?;
     let mut targets: Vec<&str> = Vec::new();
     for f in &files {
@@ -497,13 +503,7 @@ pub(crate) fn check_signers(appender: &Appender, keys: &[&SigningKey], time: u64
             distinct.len()
         )));
     }
-    if let Some(last) = appender.last_time()
-        && time < last
-    {
-        return Err(PublishError::Invalid(format!(
-            "the signed time {time} is before the last seal's {last}; pass a later --time"
-        )));
-    }
+    appender.check_time(time)?;
     Ok(())
 }
 

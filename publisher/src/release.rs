@@ -12,7 +12,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use dare_container::header::{validate_known_target, validate_path};
+use dare_container::header::{find_name_collision, validate_known_target, validate_path};
 
 use crate::error::PublishError;
 
@@ -65,9 +65,18 @@ pub fn gather(artifacts: &[Artifact]) -> Result<Vec<SourceFile>, PublishError> {
         // An `Artifact` built by hand skips `FromStr`'s check.
         validate_known_target(&a.target)
             .map_err(|e| PublishError::Invalid(format!("--artifact {}={}: {e}", a.target, a.path.display())))?;
-        if !targets.contains(&a.target) {
-            targets.push(a.target.clone());
+        if let Some(first) = artifacts.iter().find(|b| b.target == a.target && !std::ptr::eq(*b, a)) {
+            return Err(PublishError::Invalid(format!(
+                "the target {} is given twice (--artifact {}={} and --artifact {}={}); give each target one \
+                 artifact: a file, or a directory holding all its files",
+                a.target,
+                first.target,
+                first.path.display(),
+                a.target,
+                a.path.display()
+            )));
         }
+        targets.push(a.target.clone());
     }
     let mut out = Vec::new();
     for target in &targets {
@@ -93,23 +102,20 @@ pub fn gather(artifacts: &[Artifact]) -> Result<Vec<SourceFile>, PublishError> {
             }
         }
         files.sort_by(|a, b| a.path.cmp(&b.path));
-        if let Some(w) = files.windows(2).find(|w| w[0].path == w[1].path) {
-            return Err(PublishError::Invalid(format!("{target}: two artifacts both give the file {}", w[0].path)));
-        }
-        // A file `bin` and a file `bin/tool` could never both be extracted.
-        let paths: std::collections::BTreeSet<&str> = files.iter().map(|f| f.path.as_str()).collect();
-        for f in &files {
-            let mut dirs = f.path.match_indices('/').map(|(i, _)| &f.path[..i]);
-            if let Some(d) = dirs.find(|d| paths.contains(d)) {
-                return Err(PublishError::Invalid(format!(
-                    "{target}: one artifact gives the file {d} and another the file {}, inside a directory of that name",
-                    f.path
-                )));
-            }
-        }
+        refuse_collisions(target, &files)?;
         out.extend(files);
     }
     Ok(out)
+}
+
+/// Refuses two paths of one build that are one file on macOS or Windows
+/// ([`find_name_collision`]), before anything is compressed; the appender
+/// refuses such an index too.
+fn refuse_collisions(target: &str, files: &[SourceFile]) -> Result<(), PublishError> {
+    match find_name_collision(files.iter().map(|f| f.path.as_str())) {
+        Some(m) => Err(PublishError::Invalid(format!("{target}: {m}"))),
+        None => Ok(()),
+    }
 }
 
 fn symlink_refused(path: &Path) -> PublishError {

@@ -99,15 +99,20 @@ pub fn load_signing_key(path: &Path) -> Result<SigningKey> {
 
 /// A verifier key given as its text (`name+hexid+base64`) or as a file holding it.
 pub fn load_verifier(arg: &str) -> Result<VerifierKey> {
-    if let Ok(k) = VerifierKey::parse(arg.trim()) {
-        return Ok(k);
+    match VerifierKey::parse(arg.trim()) {
+        Ok(k) => return Ok(k),
+        Err(e @ dare_container::keys::KeyError::PrivateKey) => {
+            // The secret is on the command line: name the flag, never echo the key.
+            return Err(anyhow::Error::new(e).context("--trust"));
+        }
+        Err(_) => {}
     }
     let path = PathBuf::from(arg);
     if !path.exists() {
         bail!("--trust {arg}: neither a verifier key (name+hexid+base64) nor a file");
     }
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    VerifierKey::parse(text.trim()).with_context(|| format!("verifier key in {}", path.display()))
+    VerifierKey::parse(text.trim()).with_context(|| format!("--trust {}", path.display()))
 }
 
 /// Verifier keys from repeated `--trust` arguments.

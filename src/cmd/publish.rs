@@ -38,8 +38,14 @@ pub struct Args {
     #[arg(long, value_name = "LEVEL", default_value_t = dare_publisher::compress::DEFAULT_DELTA_LEVEL)]
     delta_level: i32,
     /// The signed time in Unix seconds (default: SOURCE_DATE_EPOCH, else now).
+    /// Any time in the past is fine; one more than --max-skew ahead of the
+    /// clock is refused.
     #[arg(long, value_name = "UNIX_SECONDS")]
     time: Option<u64>,
+    /// How far ahead of this clock the signed time may be, in seconds (at
+    /// most 86400).
+    #[arg(long, value_name = "SECS", default_value_t = dare_container::client::MAX_CLOCK_SKEW)]
+    max_skew: u64,
     /// Print one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
@@ -54,6 +60,7 @@ pub fn run(a: Args) -> Result<()> {
     opts.level = a.level;
     opts.deltas = a.deltas;
     opts.delta_level = a.delta_level;
+    opts.max_skew = a.max_skew;
     let h = Human::new(a.json);
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
     bar.set_style(

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Result, bail};
+use dare_container::client::{MAX_CLOCK_SKEW, check_signed_time};
 use dare_container::verify::{ScanOptions, Tail};
 use dare_container::{hashio::to_hex, pending_publish, verify_file};
 use serde_json::json;
@@ -33,13 +34,25 @@ pub fn run(a: Args) -> Result<()> {
         interrupted = pending_publish(&a.container) == Some(*offset);
         if !interrupted {
             bail!(
-                "torn tail at byte {offset}: {len} bytes after the last seal (frame {}) are not sealed: {reason}",
-                scan.frames - 1
+                "torn tail at byte {offset}: {len} bytes after the last seal (frame {}) are not sealed: {reason} \
+                 (if only a seal after them was cut off, `dare seal {} --key KEY --repair` seals them again)",
+                scan.frames - 1,
+                a.container.display()
             );
         }
         eprintln!(
             "warning: an interrupted publish left {len} unsealed bytes after byte {offset}; \
              they are ignored, and the next publish or seal cuts them off"
+        );
+    }
+    // Clients refuse a seal signed further ahead of their clock than the skew.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    if let Err(e) = check_signed_time(scan.last_seal.seal.time, now, MAX_CLOCK_SKEW) {
+        bail!(
+            "the last seal (frame {}) is from the future: {e}; clients refuse it. `dare seal {} --key KEY \
+             --supersede-future-time` appends a seal at the right time that supersedes it",
+            scan.last_seal.frame_index,
+            a.container.display()
         );
     }
     let payload_bytes: u64 = scan.entries.iter().map(|e| e.frame.payload_len).sum();

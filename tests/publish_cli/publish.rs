@@ -104,6 +104,14 @@ fn every_refusal_is_one_error_line_and_exit_1() {
 
     let unknown = env.publish_args("1.1.0", &[("x86_64-unknown-linux-gnux", &app)], &[]);
     refused(&env, &unknown, &["x86_64-unknown-linux-gnux", "not a known target triple"]);
+    let spelled = env.publish_args("1.1.0", &[("x86_64-linux-gnu", &app)], &[]);
+    refused(
+        &env,
+        &spelled,
+        &["`x86_64-linux-gnu` is not a target triple in canonical form", "did you mean `x86_64-unknown-linux-gnu`"],
+    );
+    let twice = env.publish_args("1.1.0", &[(LINUX, &app), (LINUX, &app)], &[]);
+    refused(&env, &twice, &[&format!("the target {LINUX} is given twice")]);
     refused(&env, &env.publish_args("1.1", &[(LINUX, &app)], &[]), &["`1.1` is not a semver version"]);
     for v in ["1.0.0", "1.0.0+build2", "0.9.0"] {
         refused(&env, &env.publish_args(v, &[(LINUX, &app)], &[]), &[&format!("{v} is not greater than 1.0.0")]);
@@ -137,7 +145,12 @@ fn every_refusal_is_one_error_line_and_exit_1() {
     let mut bad = good.clone();
     bad[at] = b'[';
     fs::write(&env.container, &bad).expect("writing");
-    refused(&env, &env.publish_args("1.1.0", &[(LINUX, &app)], &[]), &["does not end with a seal"]);
+    let damaged = [
+        "does not end with a seal",
+        &format!("`dare verify {}` checks the whole container", env.container),
+        "--repair",
+    ];
+    refused(&env, &env.publish_args("1.1.0", &[(LINUX, &app)], &[]), &damaged);
     let line = env.fail(&["verify", &env.container]);
     assert!(line.contains("torn tail at byte"), "{line}");
     fs::write(&env.container, &good).expect("writing");
@@ -179,7 +192,7 @@ fn seal_appends_a_fresh_seal() {
     assert_eq!(after["time"], T0 + 7 * 86_400);
     // Time does not go backward.
     let line = env.fail(&["seal", &env.container, "--key", &env.key, "--time", &T0.to_string()]);
-    assert!(line.contains("before the last seal"), "{line}");
+    assert!(line.contains("is before the previous seal's"), "{line}");
     // SOURCE_DATE_EPOCH is the default time.
     let out = dare()
         .args(["seal", &env.container, "--key", &env.key])

@@ -28,6 +28,11 @@ pub enum UpdateError {
         /// The maximum age configured.
         max_age_secs: u64,
     },
+    /// The seal is signed further ahead of this client's clock than the
+    /// allowed skew ([`MAX_CLOCK_SKEW`](dare_container::client::MAX_CLOCK_SKEW)):
+    /// a publisher's mistake (a time in milliseconds) or a wrong clock here.
+    #[error("seal from the future refused: {0}; check this machine's clock, or the publisher's signed time")]
+    FutureTime(dare_container::client::FutureTime),
     /// The signed tree does not extend the one this client stored: the log
     /// forked, or the mirror served proof data that does not match.
     #[error("fork refused: {0}")]
@@ -97,6 +102,7 @@ impl UpdateError {
             self,
             UpdateError::Rollback(_)
                 | UpdateError::Freeze { .. }
+                | UpdateError::FutureTime(_)
                 | UpdateError::Fork(_)
                 | UpdateError::BadSignature(_)
                 | UpdateError::BadDigest(_)
@@ -111,6 +117,7 @@ impl UpdateError {
             UpdateError::Config(_) => "config",
             UpdateError::Rollback(_) => "rollback",
             UpdateError::Freeze { .. } => "freeze",
+            UpdateError::FutureTime(_) => "future-time",
             UpdateError::Fork(_) => "fork",
             UpdateError::BadSignature(_) => "bad-signature",
             UpdateError::Unsealed(_) => "unsealed",

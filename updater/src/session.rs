@@ -27,7 +27,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use dare_container::client::{
-    Fetched, PlanError, ProofPlan, SealRead, SignedSeal, SignedTop, TailError, check_index_header, merge_ranges,
+    self, Fetched, PlanError, ProofPlan, SealRead, SignedSeal, SignedTop, TailError, check_index_header, merge_ranges,
     read_seal, read_top, top_ranges,
 };
 use dare_container::content::{self, MAX_DELTA_SIZE};
@@ -86,7 +86,7 @@ pub(crate) async fn run(cfg: &Config, mirrors: &Mirrors, install_wanted: bool) -
     let now = (cfg.clock)();
     check_origin(cfg, state.as_ref(), &seal.checkpoint.origin)?;
     check_freshness(cfg, seal.seal.time, now)?;
-    check_against_stored(state.as_ref(), &seal)?;
+    check_against_stored(state.as_ref(), &seal, now)?;
     let installed =
         state.as_ref().and_then(|s| s.installed.clone()).filter(|i| i.target == cfg.target && i.channel == cfg.channel);
     let previous = installed.as_ref().map(|i| i.version.clone());
@@ -114,7 +114,8 @@ pub(crate) async fn run(cfg: &Config, mirrors: &Mirrors, install_wanted: bool) -
         && s.size == seal.size()
     {
         // The tree this client verified last: nothing new, whatever the seal's time.
-        if install_wanted && seal.seal.time > s.time {
+        // A stored time from the future is replaced by the honest one.
+        if install_wanted && (seal.seal.time > s.time || !client::stored_time_binds(s.time, now)) {
             refresh_seal(cfg, s, &seal, &fetched)?;
         }
         return Ok(outcome(Status::UpToDate, &i.version, &tally, None));
@@ -342,6 +343,7 @@ fn check_origin(cfg: &Config, state: Option<&State>, found: &str) -> Result<(), 
 }
 
 fn check_freshness(cfg: &Config, signed: u64, now: u64) -> Result<(), UpdateError> {
+    client::check_signed_time(signed, now, client::MAX_CLOCK_SKEW).map_err(UpdateError::FutureTime)?;
     let age = now.saturating_sub(signed);
     if age > cfg.max_age.as_secs() {
         return Err(UpdateError::Freeze { age_secs: age, max_age_secs: cfg.max_age.as_secs() });
@@ -349,7 +351,7 @@ fn check_freshness(cfg: &Config, signed: u64, now: u64) -> Result<(), UpdateErro
     Ok(())
 }
 
-fn check_against_stored(state: Option<&State>, seal: &SignedSeal) -> Result<(), UpdateError> {
+fn check_against_stored(state: Option<&State>, seal: &SignedSeal, now: u64) -> Result<(), UpdateError> {
     let Some(s) = state else { return Ok(()) };
     let n = seal.size();
     if n < s.size {
@@ -365,7 +367,10 @@ fn check_against_stored(state: Option<&State>, seal: &SignedSeal) -> Result<(), 
             to_hex(&seal.checkpoint.root)
         )));
     }
-    if seal.seal.time < s.time {
+    // A stored time from the future (a publisher's mistake this client
+    // accepted before it checked) orders nothing: the tree size and the
+    // consistency proof still refuse rollbacks.
+    if seal.seal.time < s.time && client::stored_time_binds(s.time, now) {
         return Err(UpdateError::Rollback(format!(
             "the mirror's seal was signed at {}, before the stored one at {}",
             seal.seal.time, s.time
