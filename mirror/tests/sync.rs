@@ -19,6 +19,7 @@ use dare_mirror::sync::{SyncConfig, SyncError, SyncReport, Syncer};
 use dare_mirror::tlog::TlogOverlay;
 use dare_mirror::{MirrorError, ServedLengths, Server, ServerConfig};
 use dare_publisher::{Artifact, PublishOptions, heartbeat, publish};
+use dare_updater::transport::{Timeouts, TransportError, transport_for};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -286,14 +287,8 @@ impl Mirror {
     }
 
     fn config(&self, upstreams: Vec<String>, pins: Option<Vec<VerifierKey>>) -> SyncConfig {
-        SyncConfig {
-            upstreams,
-            local: self.local.clone(),
-            url_path: PATH.into(),
-            pins,
-            max_fetch: u64::MAX,
-            idle_timeout: Duration::from_secs(10),
-        }
+        let upstreams = upstreams.iter().map(|url| transport_for(url, Timeouts::default()).expect("a URL")).collect();
+        SyncConfig { upstreams, local: self.local.clone(), url_path: PATH.into(), pins, max_fetch: u64::MAX }
     }
 
     fn open(&self, upstreams: Vec<String>, pins: Option<Vec<VerifierKey>>) -> Result<Syncer, SyncError> {
@@ -337,7 +332,7 @@ impl Mirror {
 #[track_caller]
 fn assert_refused(result: Result<SyncReport, SyncError>) -> String {
     match result {
-        Err(e @ SyncError::Refused { .. }) => e.to_string(),
+        Err(e @ (SyncError::Refused { .. } | SyncError::Untrusted { .. })) => e.to_string(),
         other => panic!("expected the sync to be refused, got {other:?}"),
     }
 }
@@ -413,8 +408,14 @@ async fn a_first_sync_pinned_to_another_key_is_refused() {
     let origin = Origin::start().await;
     let mirror = Mirror::new();
     let mut syncer = mirror.open(vec![origin.url()], Some(vec![key(9).verifier()])).unwrap();
-    let reason = assert_refused(syncer.sync_once().await);
-    assert!(reason.contains("signature"), "{reason}");
+    let error = syncer.sync_once().await.expect_err("refused");
+    assert!(matches!(error, SyncError::Untrusted { .. }) && error.is_permanent(), "{error:?}");
+    // One line naming both sets of keys.
+    let line = error.to_string();
+    assert!(!line.contains('\n'), "{line}");
+    let (theirs, ours) = (origin.publisher.key.verifier().key_id(), key(9).verifier().key_id());
+    assert!(line.contains("none of the --trust keys"), "{line}");
+    assert!(line.contains(&format!("{theirs:08x}")) && line.contains(&format!("{ours:08x}")), "{line}");
     assert!(!mirror.local.exists(), "no local copy");
     assert_eq!(mirror.served(), None);
     assert_eq!(syncer.verified_len(), 0);
@@ -506,7 +507,7 @@ async fn a_tampered_release_is_refused_and_the_copy_stays() {
         ("a payload byte", payload, 0x01u8, "payload SHA-256"),
         ("a header byte", header, 0x01, "header"),
         // Letters and digits stay base64 ('A' <-> 'B'): a signature that fails.
-        ("a seal signature byte", signature, 0x03, "seal signatures"),
+        ("a seal signature byte", signature, 0x03, "not signed by the keys the local copy trusts"),
     ] {
         let mut tampered = full.clone();
         tampered[at] ^= flip;
@@ -725,7 +726,7 @@ async fn an_upstream_that_ignores_ranges_still_works() {
 }
 
 #[tokio::test]
-async fn a_torn_upstream_gives_only_what_its_last_seal_covers() {
+async fn a_torn_upstream_is_a_publish_in_progress_and_retried() {
     let origin = Origin::start().await;
     let v1 = origin.bytes();
     origin.release("1.1.0", 2, 20_000, T0 + 2);
@@ -735,31 +736,46 @@ async fn a_torn_upstream_gives_only_what_its_last_seal_covers() {
     let manifest_end = (s.manifest_frame.offset + s.manifest_frame.len()) as usize;
     let cuts = [v1.len() + 1, v1.len() + 7, v1.len() + 5000, manifest_end, seal, seal + 3, v2.len() - 1];
 
-    // A first sync from a publisher caught mid-publish.
+    // A first sync from a publisher caught mid-publish: retried later,
+    // nothing fetched past the tail, nothing left behind.
     origin.serve_bytes(&v2[..v1.len() + 5000]);
     let mirror = Mirror::new();
     let mut syncer = mirror.syncer(&origin.url());
-    let report = syncer.sync_once().await.expect("the first sync");
-    assert_eq!(report.after, v1.len() as u64);
+    assert_unsealed(syncer.sync_once().await, "the first sync");
+    assert!(mirror.listing().is_empty(), "{:?}", mirror.listing());
+    origin.serve_bytes(&v1);
+    syncer.sync_once().await.expect("the first sync");
     mirror.assert_copy(&v1);
 
     for cut in cuts {
         origin.serve_bytes(&v2[..cut]);
-        let report = syncer.sync_once().await.unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
-        assert_eq!((report.before, report.after), (v1.len() as u64, v1.len() as u64), "cut at {cut}");
+        assert_unsealed(syncer.sync_once().await, &format!("cut at {cut}"));
         mirror.assert_copy(&v1);
         assert_eq!(mirror.listing(), ["app.dare"], "cut at {cut}: nothing left behind");
     }
 
-    // v2 plus the start of a third release: v2 exactly.
+    // v2 plus the start of a third release: in progress too; then v2.
     origin.serve_bytes(&v2);
     origin.release("1.2.0", 3, 4000, T0 + 3);
     let v3 = origin.bytes();
     origin.serve_bytes(&v3[..v2.len() + 100]);
+    assert_unsealed(syncer.sync_once().await, "v3 in progress");
+    origin.serve_bytes(&v2);
     let report = syncer.sync_once().await.expect("a sync of v2");
     assert_eq!((report.before, report.after), (v1.len() as u64, v2.len() as u64));
     mirror.assert_copy(&v2);
     origin.stop().await;
+}
+
+#[track_caller]
+fn assert_unsealed(result: Result<SyncReport, SyncError>, what: &str) {
+    match result {
+        Err(e @ SyncError::Unsealed { .. }) => {
+            assert!(!e.is_permanent(), "{what}: a publish in progress is retried");
+            assert!(e.to_string().contains("a publish in progress"), "{what}: {e}");
+        }
+        other => panic!("{what}: expected an unsealed upstream, got {other:?}"),
+    }
 }
 
 #[tokio::test]
@@ -776,7 +792,7 @@ async fn fails_over_from_a_dead_upstream() {
     // Every upstream dead: an upstream error, the copy as it was.
     let mut syncer = mirror.open(vec![dead_url(), dead_url()], None).unwrap();
     match syncer.sync_once().await {
-        Err(SyncError::Upstream { .. }) => {}
+        Err(SyncError::Transport(TransportError::Connect { .. })) => {}
         other => panic!("expected an upstream error, got {other:?}"),
     }
     mirror.assert_copy(&origin.bytes());
