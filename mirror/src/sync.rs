@@ -34,10 +34,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use dare_container::client::{SealRead, SignedSeal, TailError, read_seal};
 use dare_container::frame::{FrameEvent, FrameStream, ReadAt, Window, read_frame_at, read_header};
 use dare_container::header::{Genesis, Header};
 use dare_container::keys::{TrustRoot, VerifierKey};
-use dare_container::client::{SealRead, SignedSeal, TailError, read_seal};
 use dare_container::verify::{Scan, ScanOptions, Tail, scan_from};
 use dare_updater::transport::{ByteRange, RangeSink, SinkError, Transport, TransportError};
 
@@ -272,9 +272,13 @@ impl Syncer {
         // A permanent error only if every upstream's is: report the first
         // permanent one, else the last.
         let all_permanent = errors.iter().all(SyncError::is_permanent);
-        let pick = if all_permanent { errors.into_iter().next() } else { errors.into_iter().rfind(|e| !e.is_permanent()) };
+        let pick =
+            if all_permanent { errors.into_iter().next() } else { errors.into_iter().rfind(|e| !e.is_permanent()) };
         Err(pick.unwrap_or_else(|| {
-            SyncError::Transport(TransportError::Invalid { url: self.cfg.url_path.clone(), reason: "no upstream configured".into() })
+            SyncError::Transport(TransportError::Invalid {
+                url: self.cfg.url_path.clone(),
+                reason: "no upstream configured".into(),
+            })
         }))
     }
 
@@ -337,7 +341,10 @@ impl Syncer {
         if scan.sealed_len != len {
             return Err(SyncError::Refused {
                 url,
-                reason: format!("its last seal ends at byte {len}, but its frames are sealed only up to {}", scan.sealed_len),
+                reason: format!(
+                    "its last seal ends at byte {len}, but its frames are sealed only up to {}",
+                    scan.sealed_len
+                ),
             });
         }
         // Append exactly the verified bytes.
@@ -408,7 +415,13 @@ impl Syncer {
     /// verified copy's last seal) to `end` (the end of its signed last seal),
     /// checks that they begin with `overlap` and form frames, and streams the
     /// rest into the staging file; returns how many.
-    async fn fetch(&self, upstream: &dyn Transport, overlap: &[u8], end: u64, staging: &Path) -> Result<u64, SyncError> {
+    async fn fetch(
+        &self,
+        upstream: &dyn Transport,
+        overlap: &[u8],
+        end: u64,
+        staging: &Path,
+    ) -> Result<u64, SyncError> {
         let from = self.anchor;
         let out = File::create(staging).map_err(|e| io_err("creating", staging, e))?;
         let url = upstream.name().to_string();
@@ -444,7 +457,11 @@ impl Syncer {
     /// served with this configuration); later permanent failures are logged
     /// as errors and retried at the interval, since the verified copy is
     /// still served.
-    pub async fn run(mut self, interval: Duration, shutdown: impl std::future::Future<Output = ()>) -> Result<(), SyncError> {
+    pub async fn run(
+        mut self,
+        interval: Duration,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), SyncError> {
         tokio::pin!(shutdown);
         let mut wait = Duration::ZERO;
         loop {
@@ -511,7 +528,9 @@ impl RangeSink for StagingSink<'_> {
                 let at = self.from + (self.matched + i) as u64;
                 return Err(self.refuse(SyncError::Refused {
                     url: self.url.clone(),
-                    reason: format!("its byte {at} differs from the verified copy's last seal: a fork, or another container"),
+                    reason: format!(
+                        "its byte {at} differs from the verified copy's last seal: a fork, or another container"
+                    ),
                 }));
             }
             self.matched += n;
@@ -529,7 +548,9 @@ impl RangeSink for StagingSink<'_> {
                     _ => None,
                 };
                 if stored.is_some_and(|s| s != payload_len) {
-                    return Err(format!("the frame at byte {offset}: its payload is not the stored_size its header says"));
+                    return Err(format!(
+                        "the frame at byte {offset}: its payload is not the stored_size its header says"
+                    ));
                 }
             }
             Ok(())
@@ -539,7 +560,11 @@ impl RangeSink for StagingSink<'_> {
         }
         self.written += bytes.len() as u64;
         if let Err(e) = self.out.write_all(bytes) {
-            return Err(self.refuse(SyncError::Io { op: "writing", path: PathBuf::from("the staging file"), source: e }));
+            return Err(self.refuse(SyncError::Io {
+                op: "writing",
+                path: PathBuf::from("the staging file"),
+                source: e,
+            }));
         }
         Ok(())
     }
@@ -670,7 +695,11 @@ async fn read_upstream_seal(
                 });
             }
             Err(TailError::Signature(e)) => {
-                let whose = if verified == 0 { "the trusted keys (--trust, or its genesis)" } else { "the keys the local copy trusts" };
+                let whose = if verified == 0 {
+                    "the trusted keys (--trust, or its genesis)"
+                } else {
+                    "the keys the local copy trusts"
+                };
                 return Err(SyncError::Untrusted {
                     url,
                     reason: format!("its last seal is not signed by {whose} ({}): {e}", key_list(keys)),
