@@ -3,6 +3,7 @@
 
 mod cli_keys;
 mod cli_ls;
+mod cli_serve;
 mod cli_verify;
 mod e2e;
 mod support;
