@@ -71,6 +71,7 @@ pub mod local_logs;
 mod overlay;
 mod range;
 mod response;
+mod sealed;
 mod sendfile;
 mod server;
 pub mod sync;
