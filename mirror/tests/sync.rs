@@ -1452,3 +1452,26 @@ async fn syncs_from_an_https_upstream() {
     task.abort();
     origin.stop().await;
 }
+
+/// An upstream that is not there, or is not a dare container, will not work
+/// without a change of configuration: a permanent error naming it, and
+/// `run` gives up on a first sync instead of retrying for ever.
+#[tokio::test]
+async fn a_missing_upstream_or_not_a_container_is_permanent() {
+    let origin = Origin::start().await;
+    std::fs::write(origin.publisher.path("www/notes.dare"), b"hello, not a container\n".repeat(100)).unwrap();
+    for (path, want) in [("/missing.dare", "not found"), ("/notes.dare", "not a dare container")] {
+        let mirror = Mirror::new();
+        let url = origin.server.url(path);
+        let mut syncer = mirror.syncer(&url);
+        let error = syncer.sync_once().await.expect_err(path);
+        assert!(error.is_permanent(), "{path}: {error}");
+        let line = error.to_string();
+        assert!(line.contains(&url) && line.contains(want), "{path}: {line}");
+        let run = mirror.syncer(&url).run(Duration::from_secs(1), std::future::pending());
+        let ended = tokio::time::timeout(Duration::from_secs(20), run).await.expect("run gives up");
+        assert!(ended.is_err_and(|e| e.is_permanent()), "{path}");
+        assert!(mirror.listing().is_empty(), "{path}: {:?}", mirror.listing());
+    }
+    origin.stop().await;
+}
