@@ -126,13 +126,17 @@ pub enum SyncError {
 
 impl SyncError {
     /// Whether retrying without a change of configuration cannot help: the
-    /// upstream is not found, is not a dare container, is signed by other
-    /// keys, or its release is larger than allowed.
+    /// upstream is not found (or refuses with a 4xx status), is not a dare
+    /// container, is signed by other keys, or its release is larger than
+    /// allowed.
     pub fn is_permanent(&self) -> bool {
         match self {
-            SyncError::Transport(e) => {
-                matches!(e, TransportError::NotFound { .. } | TransportError::Invalid { .. })
-            }
+            // Not found, a refusal such as 403, a URL that cannot be used.
+            SyncError::Transport(e) => match e {
+                TransportError::NotFound { .. } | TransportError::Invalid { .. } => true,
+                TransportError::Status { .. } => !e.is_retryable(),
+                _ => false,
+            },
             SyncError::Untrusted { .. } | SyncError::NotAContainer { .. } | SyncError::TooLarge { .. } => true,
             SyncError::Unsealed { .. }
             | SyncError::Refused { .. }
@@ -251,7 +255,8 @@ impl Syncer {
 
     /// One round: tries each upstream (the last good one first) until one
     /// yields a verified extension or says there is nothing new. The error
-    /// is the last upstream's, permanent only when every upstream's was.
+    /// is permanent only when every upstream's was (then it is the first
+    /// one's); otherwise it is the last passing one.
     pub async fn sync_once(&mut self) -> Result<SyncReport, SyncError> {
         let n = self.cfg.upstreams.len();
         let mut errors = Vec::new();
@@ -316,7 +321,12 @@ impl Syncer {
             return Err(SyncError::TooLarge { url, bytes: new, max: self.cfg.max_fetch });
         }
         let fetched = self.fetch(upstream, &overlap, len, staging).await?;
-        debug_assert_eq!(fetched, new);
+        if fetched != new {
+            return Err(SyncError::Refused {
+                url,
+                reason: format!("it sent {fetched} new bytes where its seal needs {new}"),
+            });
+        }
         let local = &self.cfg.local;
         let staged =
             OpenOptions::new().read(true).write(true).open(staging).map_err(|e| io_err("opening", staging, e))?;

@@ -261,6 +261,18 @@ impl Origin {
         self.publisher.release(&self.file, version, seed, len, time);
     }
 
+    /// The URL of `www/app.static`: bytes served whole, as a static server
+    /// serves a container (a `*.dare` file is served only up to its last
+    /// complete seal).
+    fn static_url(&self) -> String {
+        self.server.url("/app.static")
+    }
+
+    /// Serves `bytes` at [`Origin::static_url`].
+    fn serve_static(&self, bytes: &[u8]) {
+        std::fs::write(self.publisher.path("www/app.static"), bytes).expect("writing the origin's static file");
+    }
+
     /// Replaces what the origin serves.
     fn serve_bytes(&self, bytes: &[u8]) {
         std::fs::write(&self.file, bytes).expect("writing the origin's file");
@@ -670,15 +682,17 @@ async fn a_fork_of_the_same_length_is_refused() {
 async fn an_upstream_that_went_back_is_a_rollback() {
     let origin = Origin::start().await;
     let mirror = Mirror::new();
-    let mut syncer = mirror.syncer(&origin.url());
+    // A static server: a cut seal is served as it is.
+    let mut syncer = mirror.syncer(&origin.static_url());
     let old = origin.bytes();
     origin.release("1.1.0", 2, 3000, T0 + 2);
+    origin.serve_static(&origin.bytes());
     syncer.sync_once().await.expect("the first sync");
     let new = origin.bytes();
     mirror.assert_copy(&new);
 
     for (what, bytes) in [("the previous release", old.clone()), ("a cut seal", new[..new.len() - 10].to_vec())] {
-        origin.serve_bytes(&bytes);
+        origin.serve_static(&bytes);
         match syncer.sync_once().await {
             Err(SyncError::Rollback { upstream, local, .. }) => {
                 assert_eq!((upstream, local), (bytes.len() as u64, new.len() as u64), "{what}");
@@ -736,33 +750,54 @@ async fn a_torn_upstream_is_a_publish_in_progress_and_retried() {
     let manifest_end = (s.manifest_frame.offset + s.manifest_frame.len()) as usize;
     let cuts = [v1.len() + 1, v1.len() + 7, v1.len() + 5000, manifest_end, seal, seal + 3, v2.len() - 1];
 
-    // A first sync from a publisher caught mid-publish: retried later,
-    // nothing fetched past the tail, nothing left behind.
-    origin.serve_bytes(&v2[..v1.len() + 5000]);
+    // A static server (the file served whole) caught mid-publish: the first
+    // sync is retried later; nothing fetched past the tail, nothing left
+    // behind.
+    origin.serve_static(&v2[..v1.len() + 5000]);
     let mirror = Mirror::new();
-    let mut syncer = mirror.syncer(&origin.url());
+    let mut syncer = mirror.syncer(&origin.static_url());
     assert_unsealed(syncer.sync_once().await, "the first sync");
     assert!(mirror.listing().is_empty(), "{:?}", mirror.listing());
-    origin.serve_bytes(&v1);
+    origin.serve_static(&v1);
     syncer.sync_once().await.expect("the first sync");
     mirror.assert_copy(&v1);
 
     for cut in cuts {
-        origin.serve_bytes(&v2[..cut]);
+        origin.serve_static(&v2[..cut]);
         assert_unsealed(syncer.sync_once().await, &format!("cut at {cut}"));
         mirror.assert_copy(&v1);
         assert_eq!(mirror.listing(), ["app.dare"], "cut at {cut}: nothing left behind");
     }
 
     // v2 plus the start of a third release: in progress too; then v2.
-    origin.serve_bytes(&v2);
+    origin.serve_static(&v2);
     origin.release("1.2.0", 3, 4000, T0 + 3);
     let v3 = origin.bytes();
-    origin.serve_bytes(&v3[..v2.len() + 100]);
+    origin.serve_static(&v3[..v2.len() + 100]);
     assert_unsealed(syncer.sync_once().await, "v3 in progress");
-    origin.serve_bytes(&v2);
+    origin.serve_static(&v2);
     let report = syncer.sync_once().await.expect("a sync of v2");
     assert_eq!((report.before, report.after), (v1.len() as u64, v2.len() as u64));
+    mirror.assert_copy(&v2);
+    origin.stop().await;
+}
+
+/// A `dare serve` upstream caught mid-publish serves its last sealed
+/// release: the mirror syncs exactly that, then the new one once sealed.
+#[tokio::test]
+async fn a_dare_serve_upstream_mid_publish_gives_its_last_release() {
+    let origin = Origin::start().await;
+    let v1 = origin.bytes();
+    origin.release("1.1.0", 2, 20_000, T0 + 2);
+    let v2 = origin.bytes();
+    origin.serve_bytes(&v2[..v1.len() + 5000]);
+    let mirror = Mirror::new();
+    let mut syncer = mirror.syncer(&origin.url());
+    let report = syncer.sync_once().await.expect("the sealed prefix syncs");
+    assert_eq!(report.after, v1.len() as u64);
+    mirror.assert_copy(&v1);
+    origin.serve_bytes(&v2);
+    syncer.sync_once().await.expect("the new release");
     mirror.assert_copy(&v2);
     origin.stop().await;
 }
