@@ -48,6 +48,8 @@ pub(crate) struct ResponseBody {
     send_queue: Option<Arc<SendQueue>>,
     remaining: u64,
     log: Option<AccessLog>,
+    /// Dropped with the body: tells the connection its request ended.
+    guard: Option<Box<dyn Send + Sync>>,
 }
 
 impl std::fmt::Debug for ResponseBody {
@@ -68,7 +70,7 @@ impl ResponseBody {
     /// `pieces` may refer to `file` only if it is given.
     pub(crate) fn new(pieces: VecDeque<Piece>, file: Option<Arc<File>>) -> ResponseBody {
         let remaining = pieces.iter().map(Piece::len).sum();
-        ResponseBody { pieces, file, reading: None, send_queue: None, remaining, log: None }
+        ResponseBody { pieces, file, reading: None, send_queue: None, remaining, log: None, guard: None }
     }
 
     /// Sends file pieces through the connection's queue instead of reading
@@ -81,6 +83,12 @@ impl ResponseBody {
     /// Logs the request when the body is dropped, with the bytes it yielded.
     pub(crate) fn with_log(mut self, log: Option<AccessLog>) -> ResponseBody {
         self.log = log;
+        self
+    }
+
+    /// Keeps `guard` until the body is sent or dropped.
+    pub(crate) fn with_guard(mut self, guard: Box<dyn Send + Sync>) -> ResponseBody {
+        self.guard = Some(guard);
         self
     }
 

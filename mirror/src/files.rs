@@ -10,6 +10,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 
+use crate::sealed::SealedPrefixes;
+
 /// Lengths up to which paths may be served, shared between the server and
 /// whoever decides them (the sync task serves a container only up to the
 /// length it has verified).
@@ -140,6 +142,7 @@ impl OpenFile {
     pub fn open(
         dir: &ServedDir,
         recent: &RecentFiles,
+        sealed: &SealedPrefixes,
         path: &RequestPath,
         cap: Option<u64>,
     ) -> io::Result<Option<OpenFile>> {
@@ -150,15 +153,15 @@ impl OpenFile {
         if !meta.is_file() {
             return Ok(None);
         }
-        let len = cap.map_or(meta.len(), |cap| cap.min(meta.len()));
-        let mtime = meta.modified()?;
+        // A container is served up to its last complete seal.
+        let prefix = sealed.get(path.as_str(), &file, &meta);
+        let len = cap.map_or(prefix.len, |cap| cap.min(prefix.len));
+        let (secs, nsecs) = prefix.mtime;
         let now = SystemTime::now();
-        let secs = mtime.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let last_modified = (SystemTime::UNIX_EPOCH + Duration::from_secs(secs)).min(now);
+        let last_modified = (SystemTime::UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64)).min(now);
         // Strong: a changed length, inode or modification time (to the
         // nanosecond) gives a new tag, so a file that grows gets a new one.
-        let etag =
-            format!("\"{:x}-{:x}-{:x}-{:x}.{:x}\"", meta.dev(), meta.ino(), len, meta.mtime(), meta.mtime_nsec());
+        let etag = format!("\"{:x}-{:x}-{:x}-{:x}.{:x}\"", meta.dev(), meta.ino(), len, secs, nsecs);
         Ok(Some(OpenFile { file, len, etag, last_modified }))
     }
 }

@@ -1,15 +1,20 @@
 //! `dare-mirror`: the HTTP range server behind `dare serve`.
 //!
 //! A mirror serves a directory of dare containers to updaters. It holds no
-//! keys and understands no container bytes: it serves regular files over
+//! keys: it serves regular files over
 //! HTTP/1.1 (and cleartext HTTP/2) with the range semantics of RFC 9110:
 //! single, open-ended, suffix and multiple ranges (`multipart/byteranges`),
 //! `416`, `HEAD`, strong `ETag`s, `Last-Modified`, `If-Range`,
 //! `If-None-Match` and the other conditional headers. Each response takes
 //! one length from one `fstat` and sends exactly that many bytes, however
-//! the file changes meanwhile. Memory per response is bounded, slow and
-//! silent clients are timed out, connections are limited, and shutdown is
-//! graceful.
+//! the file changes meanwhile. The only container bytes it reads are frame
+//! boundaries: a `*.dare` file is served up to the end of its last complete
+//! seal, so a publish appending to it is invisible until sealed. Memory per
+//! response is bounded, slow and silent clients are timed out, connections
+//! are limited (a connection with no request in progress is idle, whatever
+//! else it sends, and makes room for a waiting client), and shutdown is
+//! graceful. [`sync`] keeps a verified copy of an upstream container, read
+//! through the updater's transport (HTTP or HTTPS).
 //!
 //! The main types:
 //! - [`Server`] serves one directory; [`Server::run`] takes an already
@@ -73,6 +78,7 @@ pub mod local_logs;
 mod overlay;
 mod range;
 mod response;
+mod sealed;
 mod sendfile;
 mod server;
 pub mod sync;

@@ -17,6 +17,7 @@ use crate::body::{AccessLog, CHUNK, Piece, ResponseBody};
 use crate::files::{OpenFile, PathRejection, RecentFiles, RequestPath, ServedDir, ServedLengths};
 use crate::overlay::{Overlay, OverlayBody};
 use crate::range::{ByteRange, RangeRequest, Resolution};
+use crate::sealed::SealedPrefixes;
 use crate::sendfile::SendQueue;
 use crate::validator::{Precondition, Validators};
 
@@ -26,6 +27,7 @@ const OCTET_STREAM: &str = "application/octet-stream";
 pub(crate) struct Site {
     pub dir: ServedDir,
     pub recent: RecentFiles,
+    pub sealed: SealedPrefixes,
     pub lengths: ServedLengths,
     pub overlay: Option<Arc<dyn Overlay>>,
     pub max_ranges: usize,
@@ -43,6 +45,7 @@ impl Site {
         Site {
             dir,
             recent: RecentFiles::new(open_file_ttl),
+            sealed: SealedPrefixes::default(),
             lengths,
             overlay,
             max_ranges,
@@ -104,7 +107,7 @@ fn route(site: &Site, parts: Parts, send_queue: Option<Arc<SendQueue>>) -> Respo
     // Opening, stat'ing and (without sendfile) reading the first chunk run
     // inline, as in nginx: these are microseconds on a warm cache, less than
     // a hop to the blocking pool costs (measured with bench/range_bench.sh).
-    match OpenFile::open(&site.dir, &site.recent, &path, cap) {
+    match OpenFile::open(&site.dir, &site.recent, &site.sealed, &path, cap) {
         Ok(Some(file)) => answer(site, &parts, Representation::from_file(file), send_queue),
         Ok(None) => not_found(),
         Err(e) => {

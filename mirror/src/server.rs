@@ -37,15 +37,20 @@ pub struct ServerConfig {
     /// this timer while a kept-alive connection waits for its next request,
     /// so it bounds idle HTTP/1 connections too. Default 10 s.
     pub header_read_timeout: Duration,
-    /// A connection that neither sends nor accepts a byte for this long is
-    /// closed. Default 60 s.
+    /// A connection with no request in progress for this long is closed,
+    /// whatever else it sends (HTTP/2 pings, window updates); one with a
+    /// request in progress whose response makes no progress for this long
+    /// too. Default 60 s.
     pub idle_timeout: Duration,
     /// A client that accepts no bytes of a response for this long is
     /// dropped. Default 60 s.
     pub send_timeout: Duration,
-    /// At most this many connections are served at once. The next one is
-    /// accepted only when one closes; meanwhile clients wait in the kernel's
-    /// listen backlog (as nginx does at `worker_connections`). Default 1024.
+    /// At most this many connections are served at once. When all are
+    /// taken and a client is waiting, the connection idle the longest (no
+    /// request in progress) is closed to make room, as nginx reclaims
+    /// kept-alive connections at `worker_connections`; when every connection
+    /// has a request in progress, clients wait in the kernel's listen
+    /// backlog. Default 1024.
     pub max_connections: usize,
     /// On shutdown, in-flight responses get this long to finish before their
     /// connections are cut. Default 10 s.
@@ -145,14 +150,8 @@ impl Server {
         let mut connections = JoinSet::new();
         let mut shutdown = std::pin::pin!(shutdown);
 
+        let idle = Arc::new(IdleConnections::default());
         loop {
-            let permit = tokio::select! {
-                biased;
-                () = &mut shutdown => break,
-                permit = limit.clone().acquire_owned() => {
-                    permit.expect("the connection semaphore is never closed")
-                }
-            };
             let accepted = tokio::select! {
                 biased;
                 () = &mut shutdown => break,
@@ -168,6 +167,24 @@ impl Server {
                     }
                 }
             };
+            // A client is waiting: take a free slot, or make one by closing
+            // the connection idle the longest; if every connection is busy,
+            // wait for one to end.
+            let permit = match limit.clone().try_acquire_owned() {
+                Ok(permit) => permit,
+                Err(_) => {
+                    if idle.reclaim_one() {
+                        tracing::debug!("connection slots full: closed the connection idle the longest");
+                    }
+                    tokio::select! {
+                        biased;
+                        () = &mut shutdown => break,
+                        permit = limit.clone().acquire_owned() => {
+                            permit.expect("the connection semaphore is never closed")
+                        }
+                    }
+                }
+            };
             while let Some(done) = connections.try_join_next() {
                 log_join(done);
             }
@@ -178,6 +195,7 @@ impl Server {
                 site: site.clone(),
                 timeouts,
                 stop: stop_rx.clone(),
+                idle: idle.clone(),
                 _permit: permit,
             }));
         }
@@ -234,25 +252,27 @@ struct Connection {
     site: Arc<Site>,
     timeouts: Timeouts,
     stop: watch::Receiver<()>,
+    idle: Arc<IdleConnections>,
     /// Held for the connection's lifetime.
     _permit: OwnedSemaphorePermit,
 }
 
 async fn serve_connection(c: Connection) {
-    let Connection { stream, peer, builder, site, timeouts, mut stop, _permit } = c;
+    let Connection { stream, peer, builder, site, timeouts, mut stop, idle, _permit } = c;
     // Headers and small bodies go out in one write; do not let Nagle delay
     // the last segment of a response.
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
     }
     let activity = Arc::new(Activity::new());
+    let _registered = idle.register(activity.clone());
     let send_queue = Arc::new(SendQueue::default());
     let io = TokioIo::new(Watched { inner: stream, activity: activity.clone(), send_queue: send_queue.clone() });
     let requests = activity.clone();
     let service = service_fn(move |req| {
-        requests.requests.fetch_add(1, Ordering::Relaxed);
+        let guard = InFlight::begin(requests.clone());
         let send_queue = cfg!(target_os = "linux").then(|| send_queue.clone());
-        let response = respond(&site, req, send_queue);
+        let response = respond(&site, req, send_queue).map(|body| body.with_guard(Box::new(guard)));
         std::future::ready(Ok::<_, Infallible>(response))
     });
     let mut conn = std::pin::pin!(builder.serve_connection(io, service));
@@ -264,6 +284,10 @@ async fn serve_connection(c: Connection) {
                 if let Err(e) = done {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
                 }
+                return;
+            }
+            () = activity.reclaimed.notified() => {
+                tracing::debug!(%peer, "closing an idle connection: every slot is taken and a client waits");
                 return;
             }
             reason = &mut watchdog => {
@@ -288,12 +312,24 @@ async fn watchdog(activity: &Activity, timeouts: Timeouts) -> &'static str {
         return "no request within the header read timeout";
     }
     loop {
-        let blocked = activity.write_blocked.load(Ordering::Relaxed);
-        let limit = if blocked { timeouts.send } else { timeouts.idle };
-        let deadline = activity.last_progress() + limit;
+        // Idle means no request in progress, whatever bytes the client sends
+        // meanwhile (HTTP/2 pings would otherwise hold a slot for ever).
+        let busy = activity.in_flight.load(Ordering::Relaxed) > 0;
+        let blocked = busy && activity.write_blocked.load(Ordering::Relaxed);
+        let (since, limit) = match (busy, blocked) {
+            (false, _) => (activity.last_request_end(), timeouts.idle),
+            (true, true) => (activity.last_progress(), timeouts.send),
+            (true, false) => (activity.last_progress(), timeouts.idle),
+        };
+        let deadline = since + limit;
         if Instant::now() >= deadline {
-            return if blocked { "send timeout" } else { "idle timeout" };
+            return match (busy, blocked) {
+                (false, _) => "idle timeout: no request in progress",
+                (true, true) => "send timeout",
+                (true, false) => "idle timeout: the response made no progress",
+            };
         }
+        // Every change moves the deadline later: look again then.
         tokio::time::sleep_until(deadline.into()).await;
     }
 }
@@ -306,6 +342,12 @@ struct Activity {
     /// The last write found the socket's send buffer full.
     write_blocked: AtomicBool,
     requests: AtomicU64,
+    /// Requests whose response has not been sent (or dropped) yet.
+    in_flight: AtomicU64,
+    /// Microseconds after `epoch` when the last request ended.
+    request_end: AtomicU64,
+    /// Told when the server closes this connection to make room.
+    reclaimed: tokio::sync::Notify,
 }
 
 impl Activity {
@@ -315,16 +357,31 @@ impl Activity {
             progress: AtomicU64::new(0),
             write_blocked: AtomicBool::new(false),
             requests: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            request_end: AtomicU64::new(0),
+            reclaimed: tokio::sync::Notify::new(),
         }
     }
 
+    fn now_micros(&self) -> u64 {
+        self.epoch.elapsed().as_micros() as u64
+    }
+
     fn touch(&self) {
-        let micros = self.epoch.elapsed().as_micros() as u64;
-        self.progress.store(micros, Ordering::Relaxed);
+        self.progress.store(self.now_micros(), Ordering::Relaxed);
     }
 
     fn last_progress(&self) -> Instant {
         self.epoch + Duration::from_micros(self.progress.load(Ordering::Relaxed))
+    }
+
+    fn last_request_end(&self) -> Instant {
+        self.epoch + Duration::from_micros(self.request_end.load(Ordering::Relaxed))
+    }
+
+    /// How long the connection has had no request in progress, if none is.
+    fn idle_for(&self) -> Option<Duration> {
+        (self.in_flight.load(Ordering::Relaxed) == 0).then(|| self.last_request_end().elapsed())
     }
 
     fn wrote(&self, result: &Poll<io::Result<usize>>) {
@@ -336,6 +393,75 @@ impl Activity {
             Poll::Pending => self.write_blocked.store(true, Ordering::Relaxed),
             Poll::Ready(_) => {}
         }
+    }
+}
+
+/// One request in progress on a connection, from its head to the end (or
+/// drop) of its response body.
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn begin(activity: Arc<Activity>) -> InFlight {
+        activity.requests.fetch_add(1, Ordering::Relaxed);
+        activity.in_flight.fetch_add(1, Ordering::Relaxed);
+        activity.touch();
+        InFlight(activity)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let a = &self.0;
+        a.request_end.store(a.now_micros(), Ordering::Relaxed);
+        a.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The open connections, so that a full server can close the one idle the
+/// longest when a client is waiting.
+#[derive(Default)]
+struct IdleConnections {
+    next: AtomicU64,
+    open: std::sync::Mutex<std::collections::HashMap<u64, Arc<Activity>>>,
+}
+
+impl IdleConnections {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, Arc<Activity>>> {
+        self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Registers a connection until the returned value is dropped.
+    fn register(self: &Arc<Self>, activity: Arc<Activity>) -> Registered {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.lock().insert(id, activity);
+        Registered { set: self.clone(), id }
+    }
+
+    /// Tells the connection with no request in progress for the longest
+    /// time to close; false when every connection is busy.
+    fn reclaim_one(&self) -> bool {
+        let mut open = self.lock();
+        let oldest =
+            open.iter().filter_map(|(id, a)| a.idle_for().map(|d| (d, *id))).max_by_key(|(d, _)| *d).map(|(_, id)| id);
+        match oldest.and_then(|id| open.remove(&id)) {
+            Some(activity) => {
+                activity.reclaimed.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// A connection's place in [`IdleConnections`].
+struct Registered {
+    set: Arc<IdleConnections>,
+    id: u64,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.set.lock().remove(&self.id);
     }
 }
 

@@ -19,6 +19,7 @@ use dare_mirror::sync::{SyncConfig, SyncError, SyncReport, Syncer};
 use dare_mirror::tlog::TlogOverlay;
 use dare_mirror::{MirrorError, ServedLengths, Server, ServerConfig};
 use dare_publisher::{Artifact, PublishOptions, heartbeat, publish};
+use dare_updater::transport::{HttpTransport, Timeouts, TransportError, transport_for};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -260,6 +261,18 @@ impl Origin {
         self.publisher.release(&self.file, version, seed, len, time);
     }
 
+    /// The URL of `www/app.static`: bytes served whole, as a static server
+    /// serves a container (a `*.dare` file is served only up to its last
+    /// complete seal).
+    fn static_url(&self) -> String {
+        self.server.url("/app.static")
+    }
+
+    /// Serves `bytes` at [`Origin::static_url`].
+    fn serve_static(&self, bytes: &[u8]) {
+        std::fs::write(self.publisher.path("www/app.static"), bytes).expect("writing the origin's static file");
+    }
+
     /// Replaces what the origin serves.
     fn serve_bytes(&self, bytes: &[u8]) {
         std::fs::write(&self.file, bytes).expect("writing the origin's file");
@@ -286,14 +299,8 @@ impl Mirror {
     }
 
     fn config(&self, upstreams: Vec<String>, pins: Option<Vec<VerifierKey>>) -> SyncConfig {
-        SyncConfig {
-            upstreams,
-            local: self.local.clone(),
-            url_path: PATH.into(),
-            pins,
-            max_fetch: u64::MAX,
-            idle_timeout: Duration::from_secs(10),
-        }
+        let upstreams = upstreams.iter().map(|url| transport_for(url, Timeouts::default()).expect("a URL")).collect();
+        SyncConfig { upstreams, local: self.local.clone(), url_path: PATH.into(), pins, max_fetch: u64::MAX }
     }
 
     fn open(&self, upstreams: Vec<String>, pins: Option<Vec<VerifierKey>>) -> Result<Syncer, SyncError> {
@@ -337,7 +344,7 @@ impl Mirror {
 #[track_caller]
 fn assert_refused(result: Result<SyncReport, SyncError>) -> String {
     match result {
-        Err(e @ SyncError::Refused { .. }) => e.to_string(),
+        Err(e @ (SyncError::Refused { .. } | SyncError::Untrusted { .. })) => e.to_string(),
         other => panic!("expected the sync to be refused, got {other:?}"),
     }
 }
@@ -413,8 +420,14 @@ async fn a_first_sync_pinned_to_another_key_is_refused() {
     let origin = Origin::start().await;
     let mirror = Mirror::new();
     let mut syncer = mirror.open(vec![origin.url()], Some(vec![key(9).verifier()])).unwrap();
-    let reason = assert_refused(syncer.sync_once().await);
-    assert!(reason.contains("signature"), "{reason}");
+    let error = syncer.sync_once().await.expect_err("refused");
+    assert!(matches!(error, SyncError::Untrusted { .. }) && error.is_permanent(), "{error:?}");
+    // One line naming both sets of keys.
+    let line = error.to_string();
+    assert!(!line.contains('\n'), "{line}");
+    let (theirs, ours) = (origin.publisher.key.verifier().key_id(), key(9).verifier().key_id());
+    assert!(line.contains("none of the --trust keys"), "{line}");
+    assert!(line.contains(&format!("{theirs:08x}")) && line.contains(&format!("{ours:08x}")), "{line}");
     assert!(!mirror.local.exists(), "no local copy");
     assert_eq!(mirror.served(), None);
     assert_eq!(syncer.verified_len(), 0);
@@ -506,7 +519,7 @@ async fn a_tampered_release_is_refused_and_the_copy_stays() {
         ("a payload byte", payload, 0x01u8, "payload SHA-256"),
         ("a header byte", header, 0x01, "header"),
         // Letters and digits stay base64 ('A' <-> 'B'): a signature that fails.
-        ("a seal signature byte", signature, 0x03, "seal signatures"),
+        ("a seal signature byte", signature, 0x03, "not signed by the keys the local copy trusts"),
     ] {
         let mut tampered = full.clone();
         tampered[at] ^= flip;
@@ -669,15 +682,17 @@ async fn a_fork_of_the_same_length_is_refused() {
 async fn an_upstream_that_went_back_is_a_rollback() {
     let origin = Origin::start().await;
     let mirror = Mirror::new();
-    let mut syncer = mirror.syncer(&origin.url());
+    // A static server: a cut seal is served as it is.
+    let mut syncer = mirror.syncer(&origin.static_url());
     let old = origin.bytes();
     origin.release("1.1.0", 2, 3000, T0 + 2);
+    origin.serve_static(&origin.bytes());
     syncer.sync_once().await.expect("the first sync");
     let new = origin.bytes();
     mirror.assert_copy(&new);
 
     for (what, bytes) in [("the previous release", old.clone()), ("a cut seal", new[..new.len() - 10].to_vec())] {
-        origin.serve_bytes(&bytes);
+        origin.serve_static(&bytes);
         match syncer.sync_once().await {
             Err(SyncError::Rollback { upstream, local, .. }) => {
                 assert_eq!((upstream, local), (bytes.len() as u64, new.len() as u64), "{what}");
@@ -725,7 +740,7 @@ async fn an_upstream_that_ignores_ranges_still_works() {
 }
 
 #[tokio::test]
-async fn a_torn_upstream_gives_only_what_its_last_seal_covers() {
+async fn a_torn_upstream_is_a_publish_in_progress_and_retried() {
     let origin = Origin::start().await;
     let v1 = origin.bytes();
     origin.release("1.1.0", 2, 20_000, T0 + 2);
@@ -735,31 +750,67 @@ async fn a_torn_upstream_gives_only_what_its_last_seal_covers() {
     let manifest_end = (s.manifest_frame.offset + s.manifest_frame.len()) as usize;
     let cuts = [v1.len() + 1, v1.len() + 7, v1.len() + 5000, manifest_end, seal, seal + 3, v2.len() - 1];
 
-    // A first sync from a publisher caught mid-publish.
-    origin.serve_bytes(&v2[..v1.len() + 5000]);
+    // A static server (the file served whole) caught mid-publish: the first
+    // sync is retried later; nothing fetched past the tail, nothing left
+    // behind.
+    origin.serve_static(&v2[..v1.len() + 5000]);
     let mirror = Mirror::new();
-    let mut syncer = mirror.syncer(&origin.url());
-    let report = syncer.sync_once().await.expect("the first sync");
-    assert_eq!(report.after, v1.len() as u64);
+    let mut syncer = mirror.syncer(&origin.static_url());
+    assert_unsealed(syncer.sync_once().await, "the first sync");
+    assert!(mirror.listing().is_empty(), "{:?}", mirror.listing());
+    origin.serve_static(&v1);
+    syncer.sync_once().await.expect("the first sync");
     mirror.assert_copy(&v1);
 
     for cut in cuts {
-        origin.serve_bytes(&v2[..cut]);
-        let report = syncer.sync_once().await.unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
-        assert_eq!((report.before, report.after), (v1.len() as u64, v1.len() as u64), "cut at {cut}");
+        origin.serve_static(&v2[..cut]);
+        assert_unsealed(syncer.sync_once().await, &format!("cut at {cut}"));
         mirror.assert_copy(&v1);
         assert_eq!(mirror.listing(), ["app.dare"], "cut at {cut}: nothing left behind");
     }
 
-    // v2 plus the start of a third release: v2 exactly.
-    origin.serve_bytes(&v2);
+    // v2 plus the start of a third release: in progress too; then v2.
+    origin.serve_static(&v2);
     origin.release("1.2.0", 3, 4000, T0 + 3);
     let v3 = origin.bytes();
-    origin.serve_bytes(&v3[..v2.len() + 100]);
+    origin.serve_static(&v3[..v2.len() + 100]);
+    assert_unsealed(syncer.sync_once().await, "v3 in progress");
+    origin.serve_static(&v2);
     let report = syncer.sync_once().await.expect("a sync of v2");
     assert_eq!((report.before, report.after), (v1.len() as u64, v2.len() as u64));
     mirror.assert_copy(&v2);
     origin.stop().await;
+}
+
+/// A `dare serve` upstream caught mid-publish serves its last sealed
+/// release: the mirror syncs exactly that, then the new one once sealed.
+#[tokio::test]
+async fn a_dare_serve_upstream_mid_publish_gives_its_last_release() {
+    let origin = Origin::start().await;
+    let v1 = origin.bytes();
+    origin.release("1.1.0", 2, 20_000, T0 + 2);
+    let v2 = origin.bytes();
+    origin.serve_bytes(&v2[..v1.len() + 5000]);
+    let mirror = Mirror::new();
+    let mut syncer = mirror.syncer(&origin.url());
+    let report = syncer.sync_once().await.expect("the sealed prefix syncs");
+    assert_eq!(report.after, v1.len() as u64);
+    mirror.assert_copy(&v1);
+    origin.serve_bytes(&v2);
+    syncer.sync_once().await.expect("the new release");
+    mirror.assert_copy(&v2);
+    origin.stop().await;
+}
+
+#[track_caller]
+fn assert_unsealed(result: Result<SyncReport, SyncError>, what: &str) {
+    match result {
+        Err(e @ SyncError::Unsealed { .. }) => {
+            assert!(!e.is_permanent(), "{what}: a publish in progress is retried");
+            assert!(e.to_string().contains("a publish in progress"), "{what}: {e}");
+        }
+        other => panic!("{what}: expected an unsealed upstream, got {other:?}"),
+    }
 }
 
 #[tokio::test]
@@ -776,7 +827,7 @@ async fn fails_over_from_a_dead_upstream() {
     // Every upstream dead: an upstream error, the copy as it was.
     let mut syncer = mirror.open(vec![dead_url(), dead_url()], None).unwrap();
     match syncer.sync_once().await {
-        Err(SyncError::Upstream { .. }) => {}
+        Err(SyncError::Transport(TransportError::Connect { .. })) => {}
         other => panic!("expected an upstream error, got {other:?}"),
     }
     mirror.assert_copy(&origin.bytes());
@@ -994,5 +1045,468 @@ async fn bytes_past_the_verified_length_are_written_over() {
     mirror.assert_copy(&v2);
     // And the copy still opens.
     assert_eq!(mirror.syncer(&origin.url()).verified_len(), v2.len() as u64);
+    origin.stop().await;
+}
+
+// ---------------------------------------------------------------------------
+// Hostile upstreams: every sync read is bounded by what the signed seal
+// needs, every transfer in time, and a shutdown stops a sync at once.
+
+/// How a [`HostileUpstream`] answers every request.
+#[derive(Clone)]
+enum Hostile {
+    /// `206` with a `Content-Range` for what was asked, of a container of
+    /// 2^62 bytes, then zeros forever (no `Content-Length`).
+    Endless206,
+    /// The true bytes of `file` for what was asked, then zeros forever.
+    TruthThenEndless(PathBuf),
+    /// Reads the request and never answers.
+    Stall,
+}
+
+/// A raw HTTP/1.1 upstream that lies, on `127.0.0.1:0`.
+struct HostileUpstream {
+    addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+const HUGE: u64 = 1 << 62;
+
+impl HostileUpstream {
+    async fn start(mode: Hostile) -> HostileUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+        let addr = listener.local_addr().expect("local address");
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { return };
+                tokio::spawn(answer_hostile(stream, mode.clone()));
+            }
+        });
+        HostileUpstream { addr, task }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}{PATH}", self.addr)
+    }
+}
+
+impl Drop for HostileUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// `bytes=A-B` or `bytes=-N` of a container of `total` bytes: `(first, last)`.
+fn asked_range(head: &str, total: u64) -> (u64, u64) {
+    let spec = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Range: ").or_else(|| l.strip_prefix("range: ")))
+        .and_then(|v| v.trim().strip_prefix("bytes="))
+        .unwrap_or("0-");
+    let (a, b) = spec.split_once('-').expect("a range spec");
+    match (a.parse::<u64>(), b.parse::<u64>()) {
+        (Err(_), Ok(n)) => (total - n.min(total), total - 1),
+        (Ok(a), Ok(b)) => (a, b.min(total - 1)),
+        (Ok(a), Err(_)) => (a, total - 1),
+        _ => (0, total - 1),
+    }
+}
+
+async fn answer_hostile(mut stream: TcpStream, mode: Hostile) {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let (truth, total) = match &mode {
+        Hostile::Stall => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            return;
+        }
+        Hostile::Endless206 => (Vec::new(), HUGE),
+        Hostile::TruthThenEndless(file) => {
+            let bytes = read(file);
+            let len = bytes.len() as u64;
+            (bytes, len)
+        }
+    };
+    let (first, last) = asked_range(&head, total);
+    let reply = format!(
+        "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {first}-{last}/{total}\r\nConnection: close\r\n\r\n"
+    );
+    if stream.write_all(reply.as_bytes()).await.is_err() {
+        return;
+    }
+    if !truth.is_empty() {
+        let part = &truth[first as usize..=last as usize];
+        if stream.write_all(part).await.is_err() {
+            return;
+        }
+    }
+    let zeros = vec![0u8; 64 * 1024];
+    while stream.write_all(&zeros).await.is_ok() {}
+}
+
+/// The bytes in `dir`, hidden files included.
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries.flatten().filter_map(|e| e.metadata().ok()).filter(|m| m.is_file()).map(|m| m.len()).sum()
+    })
+}
+
+/// Runs `f`, sampling the bytes in `dir` every few milliseconds; returns its
+/// output and the most bytes seen. A watchdog turns a hang into a failure.
+async fn watching_disk<T>(dir: &Path, what: &str, f: impl std::future::Future<Output = T>) -> (T, u64) {
+    let peak = Arc::new(AtomicU64::new(0));
+    let (p, d) = (peak.clone(), dir.to_path_buf());
+    let sampler = tokio::spawn(async move {
+        loop {
+            p.fetch_max(dir_bytes(&d), Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    let out = tokio::time::timeout(Duration::from_secs(60), f).await.unwrap_or_else(|_| panic!("{what}: hung"));
+    sampler.abort();
+    peak.fetch_max(dir_bytes(dir), Ordering::Relaxed);
+    (out, peak.load(Ordering::Relaxed))
+}
+
+/// An upstream that answers every request with an endless 206 costs a
+/// bounded read of its tail (no seal there: retried), never disk; the next
+/// upstream then syncs.
+#[tokio::test]
+async fn an_endless_206_upstream_costs_no_disk_and_the_next_upstream_syncs() {
+    let origin = Origin::start().await;
+    let hostile = HostileUpstream::start(Hostile::Endless206).await;
+    let mirror = Mirror::new();
+
+    let transport = transport_for(&hostile.url(), Timeouts::default()).expect("a URL");
+    let cfg = SyncConfig { upstreams: vec![transport.clone()], ..mirror.config(Vec::new(), None) };
+    let mut alone = Syncer::open(cfg, mirror.lengths.clone(), mirror.tlog.clone()).unwrap();
+    let (result, peak) = watching_disk(mirror.dir.path(), "the endless upstream alone", alone.sync_once()).await;
+    let error = result.expect_err("nothing to sync from zeros");
+    assert!(!error.is_permanent(), "retried later: {error}");
+    assert_eq!(peak, 0, "nothing written to disk");
+    let received = transport.stats().bytes;
+    assert!(received <= 64 * 1024, "read {received} bytes: only a bounded tail");
+
+    let mut syncer = mirror.open(vec![hostile.url(), origin.url()], None).unwrap();
+    let (result, peak) = watching_disk(mirror.dir.path(), "failing over", syncer.sync_once()).await;
+    result.expect("the honest upstream syncs");
+    mirror.assert_copy(&origin.bytes());
+    assert!(peak <= 2 * origin.bytes().len() as u64, "disk use {peak} bounded by the release");
+    assert_eq!(mirror.listing(), ["app.dare"]);
+    origin.stop().await;
+}
+
+/// An upstream that sends the true bytes of every range and then zeros
+/// forever: the transport reads no further than the end of the signed seal
+/// (and refuses the extra bytes), so the disk holds no more than the
+/// container; the next upstream then syncs.
+#[tokio::test]
+async fn an_upstream_sending_past_the_range_is_read_only_to_the_signed_seal() {
+    let origin = Origin::start().await;
+    let hostile = HostileUpstream::start(Hostile::TruthThenEndless(origin.file.clone())).await;
+    let mirror = Mirror::new();
+    origin.release("1.1.0", 2, 50_000, T0 + 2);
+    let len = origin.bytes().len() as u64;
+    let transport = transport_for(&hostile.url(), Timeouts::default()).expect("a URL");
+    let cfg = SyncConfig { upstreams: vec![transport.clone()], ..mirror.config(Vec::new(), None) };
+    let mut alone = Syncer::open(cfg, mirror.lengths.clone(), mirror.tlog.clone()).unwrap();
+    let (result, peak) = watching_disk(mirror.dir.path(), "the first sync", alone.sync_once()).await;
+    let error = result.expect_err("bytes past the range are a protocol error");
+    assert!(!error.is_permanent(), "{error}");
+    assert!(peak <= len, "disk use {peak} is at most the container's {len}");
+    let received = transport.stats().bytes;
+    assert!(received <= len + 128 * 1024, "read {received} bytes for a container of {len}");
+    assert!(mirror.listing().is_empty(), "{:?}", mirror.listing());
+
+    let mut syncer = mirror.open(vec![hostile.url(), origin.url()], None).unwrap();
+    let (result, _) = watching_disk(mirror.dir.path(), "failing over", syncer.sync_once()).await;
+    result.expect("the honest upstream syncs");
+    mirror.assert_copy(&origin.bytes());
+    origin.stop().await;
+}
+
+/// A stalled upstream costs the transport's idle timeout, then the next one
+/// syncs.
+#[tokio::test]
+async fn a_stalled_upstream_costs_bounded_time_then_the_next_syncs() {
+    let origin = Origin::start().await;
+    let hostile = HostileUpstream::start(Hostile::Stall).await;
+    let mirror = Mirror::new();
+    let quick = Timeouts { idle: Duration::from_secs(1), ..Timeouts::default() };
+    let upstreams = [hostile.url(), origin.url()].iter().map(|u| transport_for(u, quick).expect("a URL")).collect();
+    let cfg = SyncConfig { upstreams, ..mirror.config(Vec::new(), None) };
+    let mut syncer = Syncer::open(cfg, mirror.lengths.clone(), mirror.tlog.clone()).unwrap();
+    let (result, _) = watching_disk(mirror.dir.path(), "failing over from a stall", syncer.sync_once()).await;
+    result.expect("the honest upstream syncs");
+    mirror.assert_copy(&origin.bytes());
+    origin.stop().await;
+}
+
+/// A shutdown in the middle of a sync from an endless upstream stops the
+/// syncer at once: no local copy is touched and no staging file stays.
+#[tokio::test]
+async fn a_shutdown_stops_a_sync_in_progress() {
+    let origin = Origin::start().await;
+    let mirror = Mirror::new();
+    let mut syncer = mirror.syncer(&origin.url());
+    syncer.sync_once().await.expect("the first sync");
+    let good = origin.bytes();
+    // A new release of 8 MiB, sent by an upstream that drips it.
+    origin.release("1.1.0", 2, 8 << 20, T0 + 2);
+    let slow = SlowUpstream::start(origin.file.clone()).await;
+    let cfg = mirror.config(vec![slow.url()], None);
+    let syncer = Syncer::open(cfg, mirror.lengths.clone(), mirror.tlog.clone()).unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let run = tokio::spawn(syncer.run(Duration::from_secs(60), async {
+        let _ = stopped.await;
+    }));
+    // Wait until the sync is streaming into its staging file.
+    let staging = mirror.dir.path().join(".app.dare.sync");
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while std::fs::metadata(&staging).map_or(0, |m| m.len()) == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the sync starts staging");
+    let _ = stop.send(());
+    let ended = tokio::time::timeout(Duration::from_secs(5), run).await.expect("the syncer stops within 5 s");
+    ended.expect("no panic").expect("a clean stop");
+    mirror.assert_copy(&good);
+    assert_eq!(mirror.listing(), ["app.dare"], "no staging file left");
+    origin.stop().await;
+}
+
+/// Sends the true bytes of what was asked, 4 KiB every 10 ms.
+struct SlowUpstream {
+    addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl SlowUpstream {
+    async fn start(file: PathBuf) -> SlowUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+        let addr = listener.local_addr().expect("local address");
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else { return };
+                let file = file.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let bytes = read(&file);
+                    let (first, last) = asked_range(&String::from_utf8_lossy(&head), bytes.len() as u64);
+                    let reply = format!(
+                        "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {first}-{last}/{}\r\nContent-Length: {}\r\n\
+                         Connection: close\r\n\r\n",
+                        bytes.len(),
+                        last - first + 1
+                    );
+                    if stream.write_all(reply.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    for chunk in bytes[first as usize..=last as usize].chunks(4096) {
+                        if stream.write_all(chunk).await.is_err() {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                });
+            }
+        });
+        SlowUpstream { addr, task }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}{PATH}", self.addr)
+    }
+}
+
+impl Drop for SlowUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// HTTPS upstreams, with a private CA made by the openssl command.
+
+fn openssl(dir: &Path, args: &[&str]) -> bool {
+    std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A CA and a server certificate for 127.0.0.1, or `None` without the
+/// openssl command (a failure under `CI=true`).
+fn make_ca(dir: &Path) -> Option<()> {
+    if !openssl(dir, &["version"]) {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "the openssl command is missing (apt-get install openssl); CI=true does not skip"
+        );
+        eprintln!("skipped: the openssl command is not available");
+        return None;
+    }
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+    let steps: [&[&str]; 3] = [
+        &[
+            &["req", "-x509"],
+            &ec[..],
+            &["-subj", "/CN=dare test CA", "-days", "2", "-keyout", "ca.key", "-out", "ca.pem"],
+        ]
+        .concat(),
+        &[&["req"], &ec[..], &["-subj", "/CN=127.0.0.1", "-keyout", "leaf.key", "-out", "leaf.csr"]].concat(),
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "leaf.ext",
+            "-out",
+            "leaf.pem",
+        ],
+    ];
+    assert!(steps.iter().all(|args| openssl(dir, args)), "openssl could not make a test CA");
+    Some(())
+}
+
+/// A TLS front for `origin` (HTTPS on `127.0.0.1:0`, proxied to its plain
+/// HTTP address), with the certificate from [`make_ca`].
+async fn tls_front(dir: &Path, origin: SocketAddr) -> (SocketAddr, JoinHandle<()>) {
+    use rustls::pki_types::pem::PemObject;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let chain = rustls::pki_types::CertificateDer::pem_file_iter(dir.join("leaf.pem"))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(dir.join("leaf.key")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let addr = listener.local_addr().expect("local address");
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else { return };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                let Ok(mut plain) = TcpStream::connect(origin).await else { return };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    });
+    (addr, task)
+}
+
+fn client_tls(dir: &Path) -> rustls::ClientConfig {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(rustls::pki_types::CertificateDer::from_pem_file(dir.join("ca.pem")).unwrap()).unwrap();
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
+
+/// A sync from an `https://` upstream with a private CA, through the
+/// updater's transport: the first sync, the next release, and a wrong
+/// `--trust` refused for good in one line naming the keys.
+#[tokio::test]
+async fn syncs_from_an_https_upstream() {
+    let ca = tempfile::tempdir().unwrap();
+    if make_ca(ca.path()).is_none() {
+        return;
+    }
+    let origin = Origin::start().await;
+    let (front, task) = tls_front(ca.path(), origin.server.addr).await;
+    let url = format!("https://{front}{PATH}");
+    let https = || -> Arc<dyn dare_updater::transport::Transport> {
+        Arc::new(HttpTransport::with_tls_config(&url, Timeouts::default(), client_tls(ca.path())).expect("a URL"))
+    };
+    let mirror = Mirror::new();
+    let pins = Some(vec![origin.publisher.key.verifier()]);
+    let cfg = SyncConfig { upstreams: vec![https()], ..mirror.config(Vec::new(), pins) };
+    let mut syncer = Syncer::open(cfg, mirror.lengths.clone(), mirror.tlog.clone()).unwrap();
+    syncer.sync_once().await.expect("the first sync over https");
+    mirror.assert_copy(&origin.bytes());
+    origin.release("1.1.0", 2, 30_000, T0 + 2);
+    syncer.sync_once().await.expect("the next sync over https");
+    mirror.assert_copy(&origin.bytes());
+
+    let other = Mirror::new();
+    let cfg = SyncConfig { upstreams: vec![https()], ..other.config(Vec::new(), Some(vec![key(9).verifier()])) };
+    let mut wrong = Syncer::open(cfg, other.lengths.clone(), other.tlog.clone()).unwrap();
+    let error = wrong.sync_once().await.expect_err("another key");
+    assert!(error.is_permanent(), "{error}");
+    assert!(error.to_string().contains("none of the --trust keys"), "{error}");
+    assert!(other.listing().is_empty());
+
+    // The system roots do not know this CA: a connection error, retried.
+    let system = transport_for(&url, Timeouts::default()).expect("a URL");
+    let cfg = SyncConfig { upstreams: vec![system], ..other.config(Vec::new(), None) };
+    let mut untrusted_ca = Syncer::open(cfg, other.lengths.clone(), other.tlog.clone()).unwrap();
+    let error = untrusted_ca.sync_once().await.expect_err("an unknown CA");
+    assert!(!error.is_permanent(), "{error}");
+    task.abort();
+    origin.stop().await;
+}
+
+/// An upstream that is not there, or is not a dare container, will not work
+/// without a change of configuration: a permanent error naming it, and
+/// `run` gives up on a first sync instead of retrying for ever.
+#[tokio::test]
+async fn a_missing_upstream_or_not_a_container_is_permanent() {
+    let origin = Origin::start().await;
+    std::fs::write(origin.publisher.path("www/notes.dare"), b"hello, not a container\n".repeat(100)).unwrap();
+    for (path, want) in [("/missing.dare", "not found"), ("/notes.dare", "not a dare container")] {
+        let mirror = Mirror::new();
+        let url = origin.server.url(path);
+        let mut syncer = mirror.syncer(&url);
+        let error = syncer.sync_once().await.expect_err(path);
+        assert!(error.is_permanent(), "{path}: {error}");
+        let line = error.to_string();
+        assert!(line.contains(&url) && line.contains(want), "{path}: {line}");
+        let run = mirror.syncer(&url).run(Duration::from_secs(1), std::future::pending());
+        let ended = tokio::time::timeout(Duration::from_secs(20), run).await.expect("run gives up");
+        assert!(ended.is_err_and(|e| e.is_permanent()), "{path}");
+        assert!(mirror.listing().is_empty(), "{path}: {:?}", mirror.listing());
+    }
     origin.stop().await;
 }

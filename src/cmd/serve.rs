@@ -20,6 +20,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use dare_mirror::sync::{SyncConfig, Syncer};
 use dare_mirror::tlog::TlogOverlay;
 use dare_mirror::{ServedLengths, Server, ServerConfig, local_logs};
+use dare_updater::transport::{Timeouts, transport_for};
 use tokio::net::TcpSocket;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::{mpsc, watch};
@@ -36,7 +37,7 @@ pub struct Args {
     /// Address to listen on; port 0 picks a free port.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// Keep a verified copy of this container (its http:// URL) at DIR/NAME. Repeat to fail over.
+    /// Keep a verified copy of this container (its http:// or https:// URL) at DIR/NAME. Repeat to fail over.
     #[arg(long, value_name = "URL")]
     upstream: Vec<String>,
     /// Seconds between syncs.
@@ -78,13 +79,16 @@ pub fn run(a: Args) -> Result<()> {
     let mut syncers = Vec::new();
     let synced: Vec<String> = groups.keys().cloned().collect();
     for (name, upstreams) in groups {
+        let upstreams = upstreams
+            .iter()
+            .map(|url| transport_for(url, Timeouts::default()).with_context(|| format!("--upstream {url}")))
+            .collect::<Result<Vec<_>>>()?;
         let cfg = SyncConfig {
             upstreams,
             local: a.dir.join(&name),
             url_path: format!("/{name}"),
             pins: pins.clone(),
             max_fetch: u64::MAX,
-            idle_timeout: Duration::from_secs(30),
         };
         let syncer = Syncer::open(cfg, lengths.clone(), tlog.clone()).with_context(|| format!("opening {name}"))?;
         if syncer.verified_len() == 0 {
@@ -135,10 +139,19 @@ pub fn run(a: Args) -> Result<()> {
             let _ = std::io::stdout().flush();
             control.block_on(async {
                 let interval = Duration::from_secs(a.sync_interval.max(1));
+                // A syncer ends early only when its first sync fails for
+                // good (wrong keys, not a container, not found).
+                let (failed_tx, mut failed_rx) = mpsc::unbounded_channel::<anyhow::Error>();
                 let mut tasks = Vec::new();
                 for syncer in syncers {
-                    tasks.push(tokio::spawn(syncer.run(interval, stopped())));
+                    let (failed, stop) = (failed_tx.clone(), stopped());
+                    tasks.push(tokio::spawn(async move {
+                        if let Err(e) = syncer.run(interval, stop).await {
+                            let _ = failed.send(anyhow!(e));
+                        }
+                    }));
                 }
+                drop(failed_tx);
                 tasks.push(tokio::spawn(local_logs::follow(a.dir.clone(), synced, tlog, interval, stopped())));
                 let result = tokio::select! {
                     () = signals.wait() => {
@@ -147,6 +160,7 @@ pub fn run(a: Args) -> Result<()> {
                     }
                     // A server thread only ends early when it fails.
                     ended = ended_rx.recv() => ended.unwrap_or(Ok(())),
+                    Some(e) = failed_rx.recv() => Err(e),
                 };
                 let _ = stop_tx.send(true);
                 for t in tasks {
@@ -163,6 +177,9 @@ pub fn run(a: Args) -> Result<()> {
     for thread in threads {
         thread.join().map_err(|_| anyhow!("a server thread panicked"))?;
     }
+    // A verification cut short by the shutdown may still run on the blocking
+    // pool: do not wait for it (its staging file is removed next start).
+    control.shutdown_timeout(Duration::from_millis(100));
     // Any server thread's error, if the signal came first.
     while let Ok(ended) = ended_rx.try_recv() {
         ended?;

@@ -4,6 +4,7 @@
 mod cli_keys;
 mod cli_ls;
 mod cli_seal;
+mod cli_serve;
 mod cli_verify;
 mod e2e;
 mod support;

@@ -128,22 +128,101 @@ async fn a_client_that_stops_reading_is_dropped() {
 }
 
 #[tokio::test]
-async fn the_connection_limit_makes_clients_wait() {
+async fn the_connection_limit_makes_clients_wait_while_every_connection_is_busy() {
     let server = TestServer::with_config(ServerConfig { max_connections: 1, ..ServerConfig::default() }).await;
     server.file("app.dare", b"x");
+    server.file("big.dare", &content(32 << 20));
+    // A request in progress: a large response the client does not read.
     let mut first = server.client().await;
-    assert_eq!(first.request(&request("GET", "/app.dare", &[])).await.status, 200);
+    first.send(request("GET", "/big.dare", &[]).as_bytes()).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let mut second = Client::connect(server.addr).await;
     second.send(request("GET", "/app.dare", &[]).as_bytes()).await;
     let mut byte = [0u8; 1];
     let early = tokio::time::timeout(Duration::from_millis(500), second.stream.read(&mut byte)).await;
-    assert!(early.is_err(), "the second connection waits while the first is open");
+    assert!(early.is_err(), "the second connection waits while the first is busy");
     drop(first);
     let reply = tokio::time::timeout(Duration::from_secs(5), second.reply(false))
         .await
         .expect("served once the first connection closed")
         .unwrap();
     assert_eq!(reply.status, 200);
+    server.stop().await;
+}
+
+/// An HTTP/2 connection that pings after its request holds a slot only for
+/// the idle timeout: pings are not requests.
+#[tokio::test]
+async fn a_pinging_idle_http2_connection_is_closed() {
+    let server = TestServer::with_config(short_timeouts()).await;
+    server.file("app.dare", b"x");
+    let (_sender, conn) = pinging_h2(&server, Duration::from_millis(100)).await;
+    let started = Instant::now();
+    tokio::time::timeout(Duration::from_secs(10), conn)
+        .await
+        .expect("the server closes an HTTP/2 connection that only pings")
+        .ok();
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    server.stop().await;
+}
+
+/// An h2c connection that made one request and then pings every `every`:
+/// its sender and its connection task (which ends when the server closes it).
+async fn pinging_h2(
+    server: &TestServer,
+    every: Duration,
+) -> (hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>, tokio::task::JoinHandle<()>) {
+    use http_body_util::Empty;
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    let stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .keep_alive_interval(every)
+        .keep_alive_timeout(Duration::from_secs(30))
+        .keep_alive_while_idle(true)
+        .handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    let conn = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let response = sender
+        .send_request(hyper::Request::get(server.url("/app.dare")).body(Empty::<bytes::Bytes>::new()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    drop(response);
+    (sender, conn)
+}
+
+/// Every slot held by h2c connections that ping (and make no request):
+/// honest requests are still served, at once, by closing the connection
+/// idle the longest; the idle timeout (60 s) never comes into it.
+#[tokio::test]
+async fn pinging_connections_do_not_starve_honest_requests() {
+    let slots = 16;
+    let server = TestServer::with_config(ServerConfig { max_connections: slots, ..ServerConfig::default() }).await;
+    server.file("app.dare", b"x");
+    let mut pingers = Vec::new();
+    for _ in 0..slots {
+        pingers.push(pinging_h2(&server, Duration::from_millis(200)).await);
+    }
+    // Let them ping a few times.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    for i in 0..5 {
+        let reply = tokio::time::timeout(Duration::from_secs(10), server.get("/app.dare", &[]))
+            .await
+            .unwrap_or_else(|_| panic!("honest request {i} timed out: the pinging connections hold every slot"));
+        assert_eq!(reply.status, 200);
+    }
+    let closed = || pingers.iter().filter(|(_, conn)| conn.is_finished()).count();
+    let t = Instant::now();
+    while closed() == 0 && t.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let closed = closed();
+    assert!((1..=5).contains(&closed), "{closed} pinging connections closed for 5 honest ones");
+    drop(pingers);
     server.stop().await;
 }
 

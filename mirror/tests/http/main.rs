@@ -7,5 +7,6 @@ mod connections;
 mod curl;
 mod lengths;
 mod paths;
+mod publishing;
 mod ranges;
 mod support;
