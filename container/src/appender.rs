@@ -676,9 +676,6 @@ impl Appender {
         files: &[FileRecord],
     ) -> Result<LeafRef, Error> {
         self.check_release(channel, target, version)?;
-        if let Some(m) = crate::header::find_name_collision(files.iter().map(|f| f.path.as_str())) {
-            return Err(Error::Refused(format!("{target} {version}: {m}")));
-        }
         for f in files {
             self.check_named(f.entry, f.sha256, None, &f.path)?;
             for d in &f.deltas {
@@ -686,6 +683,10 @@ impl Appender {
             }
         }
         let listing = listing_bytes(files)?;
+        // After the listing's own rules (sorted, no repeats), which name the path.
+        if let Some(m) = crate::header::find_name_collision(files.iter().map(|f| f.path.as_str())) {
+            return Err(Error::Refused(format!("{target} {version}: {m}")));
+        }
         let packed = zstd::bulk::compress(&listing, LISTING_LEVEL)
             .map_err(|e| Error::Refused(format!("compressing the listing: {e}")))?;
         let (stored, compression) = if packed.len() < listing.len() {
