@@ -704,6 +704,14 @@ async fn read_upstream_seal(
                     reason: format!("it does not end with a seal ({reason}): a publish in progress, or a damaged copy"),
                 });
             }
+            // A static upstream caught while a frame is being written ends
+            // inside it, as a cut copy does: both are retried later.
+            Err(TailError::Damaged(reason)) => {
+                return Err(SyncError::Unsealed {
+                    url,
+                    reason: format!("it does not end with a seal: {reason}; a publish in progress, or a damaged copy"),
+                });
+            }
             Err(TailError::Signature(e)) => {
                 let whose = if verified == 0 {
                     "the trusted keys (--trust, or its genesis)"

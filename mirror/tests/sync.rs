@@ -1284,6 +1284,61 @@ async fn a_shutdown_stops_a_sync_in_progress() {
     origin.stop().await;
 }
 
+/// Every mode of the shared hostile test mirror (`dare-testkit`: a lying
+/// length, endless 200 and 206, a byte every 29 s, stalls before and after
+/// the headers, half a body with the connection kept open, a redirect out of
+/// HTTP), first upstream before an honest one, with the default timeouts:
+/// each costs bounded time and bytes and no disk, then the honest upstream
+/// syncs. The modes run side by side (each against its own mirror); the
+/// watchdog only turns a hang into a failure.
+#[tokio::test]
+async fn every_hostile_mode_of_the_test_mirror_costs_bounded_time_then_the_next_upstream_syncs() {
+    use dare_testkit::{HostileMirror, Mode};
+    let origin = Origin::start().await;
+    origin.release("1.1.0", 2, 50_000, T0 + 2);
+    let want = origin.bytes();
+    let runs = Mode::hostile().into_iter().map(|mode| {
+        let (file, good, want) = (origin.file.clone(), origin.url(), want.clone());
+        tokio::spawn(async move {
+            let hostile = HostileMirror::start(&file, mode.clone());
+            let mirror = Mirror::new();
+            let bad = transport_for(&hostile.url(), Timeouts::default()).expect("a URL");
+            let honest = transport_for(&good, Timeouts::default()).expect("a URL");
+            let cfg = SyncConfig { upstreams: vec![bad.clone(), honest], ..mirror.config(Vec::new(), None) };
+            let mut syncer = Syncer::open(cfg, mirror.lengths.clone(), mirror.tlog.clone()).unwrap();
+            let started = std::time::Instant::now();
+            let peak = Arc::new(AtomicU64::new(0));
+            let (p, d) = (peak.clone(), mirror.dir.path().to_path_buf());
+            let sampler = tokio::spawn(async move {
+                loop {
+                    p.fetch_max(dir_bytes(&d), Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            });
+            let result = tokio::time::timeout(Duration::from_secs(180), syncer.sync_once()).await;
+            sampler.abort();
+            let took = started.elapsed();
+            let name = mode.name();
+            result.unwrap_or_else(|_| panic!("{name}: hung")).unwrap_or_else(|e| panic!("{name}: {e}"));
+            mirror.assert_copy(&want);
+            let (peak, read) = (peak.load(Ordering::Relaxed), bad.stats().bytes);
+            eprintln!(
+                "{name}: synced from the honest upstream after {took:.1?}; read {read} bytes from the hostile one"
+            );
+            // The disk never holds more than the release's bytes (staged, then the copy).
+            assert!(peak <= 2 * want.len() as u64, "{name}: disk use {peak}");
+            // From the hostile upstream: the bounded tail read and the signed seal's bytes, at most.
+            assert!(read <= want.len() as u64 + 128 * 1024, "{name}: read {read} bytes");
+            assert_eq!(mirror.listing(), ["app.dare"], "{name}");
+        })
+    });
+    let runs: Vec<_> = runs.collect();
+    for run in runs {
+        run.await.expect("the mode's run");
+    }
+    origin.stop().await;
+}
+
 /// Sends the true bytes of what was asked, 4 KiB every 10 ms.
 struct SlowUpstream {
     addr: SocketAddr,
