@@ -5,7 +5,8 @@ use crate::config::UpdaterBuilder;
 use crate::error::UpdateError;
 
 /// An [`Updater`](crate::Updater) that runs each call on its own small
-/// tokio runtime.
+/// tokio runtime: the current thread, or two workers with the
+/// `rt-multi-thread` feature.
 pub struct Updater {
     inner: crate::Updater,
     runtime: tokio::runtime::Runtime,
@@ -19,13 +20,20 @@ impl std::fmt::Debug for Updater {
 
 impl Updater {
     /// Builds from a configured builder.
-    pub fn new(builder: UpdaterBuilder) -> Result<Self, UpdateError> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .map_err(|e| UpdateError::Config(format!("starting a runtime: {e}")))?;
-        Ok(Updater { inner: builder.build()?, runtime })
+    pub fn new(config: UpdaterBuilder) -> Result<Self, UpdateError> {
+        // One thread is enough: the network waits, and zstd and hashing run on the blocking pool.
+        // An app that wants a worker to overlap them turns on the `rt-multi-thread` feature.
+        #[cfg(not(feature = "rt-multi-thread"))]
+        let mut builder = tokio::runtime::Builder::new_current_thread();
+        #[cfg(feature = "rt-multi-thread")]
+        let mut builder = {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(2);
+            b
+        };
+        let runtime =
+            builder.enable_all().build().map_err(|e| UpdateError::Config(format!("starting a runtime: {e}")))?;
+        Ok(Updater { inner: config.build()?, runtime })
     }
 
     /// Checks for a newer build without installing anything.

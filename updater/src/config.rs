@@ -10,7 +10,7 @@ use dare_container::keys::{TrustRoot, VerifierKey};
 use crate::error::UpdateError;
 use crate::fetch::RetryPolicy;
 use crate::progress::Progress;
-use crate::transport::{Timeouts, Transport, transport_for};
+use crate::transport::{Timeouts, TlsRoots, Transport, transport_for_roots};
 
 /// The default maximum age of a seal: 14 days.
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(14 * 24 * 3600);
@@ -54,6 +54,7 @@ pub struct UpdaterBuilder {
     state_dir: Option<PathBuf>,
     install_dir: Option<PathBuf>,
     timeouts: Option<Timeouts>,
+    tls_roots: TlsRoots,
     retry: Option<RetryPolicy>,
     max_age: Option<Duration>,
     origin: Option<String>,
@@ -128,6 +129,12 @@ impl UpdaterBuilder {
         self
     }
 
+    /// The root certificates HTTPS mirrors are checked against (default: [`TlsRoots::default`]).
+    pub fn tls_roots(mut self, roots: TlsRoots) -> Self {
+        self.tls_roots = roots;
+        self
+    }
+
     /// Retries per mirror and backoff.
     pub fn retry(mut self, r: RetryPolicy) -> Self {
         self.retry = Some(r);
@@ -170,7 +177,9 @@ impl UpdaterBuilder {
         }
         let mut transports = self.transports;
         for m in &self.mirrors {
-            transports.push(transport_for(m, timeouts).map_err(|e| UpdateError::Config(e.to_string()))?);
+            transports.push(
+                transport_for_roots(m, timeouts, &self.tls_roots).map_err(|e| UpdateError::Config(e.to_string()))?,
+            );
         }
         if transports.is_empty() {
             return Err(cfg("no mirror given"));

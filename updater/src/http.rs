@@ -1,5 +1,5 @@
 //! HTTP(S) range requests on hyper-util's pooled client (HTTP/1.1 keep-alive) and rustls with the ring
-//! provider and the system's root certificates.
+//! provider and the root certificates [`TlsRoots`] picks.
 
 use std::error::Error as StdError;
 use std::sync::Arc;
@@ -76,6 +76,58 @@ impl Default for Timeouts {
     }
 }
 
+/// The root certificates an HTTPS mirror's certificate is checked against.
+///
+/// Which stores exist depends on the crate's features: `native-roots` (on by default) reads the
+/// system's store with rustls-native-certs; `webpki-roots` compiles in Mozilla's roots (no system
+/// files read: containers, minimal images). [`TlsRoots::Custom`] takes the caller's own (a private
+/// CA). The default is the system store when `native-roots` is on, else Mozilla's.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum TlsRoots {
+    /// The operating system's root certificates (feature `native-roots`).
+    #[cfg(feature = "native-roots")]
+    Native,
+    /// Mozilla's root certificates, compiled in (feature `webpki-roots`).
+    #[cfg(feature = "webpki-roots")]
+    WebPki,
+    /// Exactly these roots.
+    Custom(rustls::RootCertStore),
+}
+
+impl Default for TlsRoots {
+    fn default() -> Self {
+        #[cfg(feature = "native-roots")]
+        return TlsRoots::Native;
+        #[cfg(all(not(feature = "native-roots"), feature = "webpki-roots"))]
+        return TlsRoots::WebPki;
+        #[cfg(not(any(feature = "native-roots", feature = "webpki-roots")))]
+        return TlsRoots::Custom(rustls::RootCertStore::empty());
+    }
+}
+
+impl TlsRoots {
+    /// The store; empty when the system has none (then HTTPS is refused, HTTP still works).
+    fn load(&self) -> rustls::RootCertStore {
+        match self {
+            #[cfg(feature = "native-roots")]
+            TlsRoots::Native => {
+                let loaded = rustls_native_certs::load_native_certs();
+                for error in &loaded.errors {
+                    tracing::debug!(%error, "loading system root certificates");
+                }
+                let mut roots = rustls::RootCertStore::empty();
+                let (added, ignored) = roots.add_parsable_certificates(loaded.certs);
+                tracing::debug!(added, ignored, "system root certificates");
+                roots
+            }
+            #[cfg(feature = "webpki-roots")]
+            TlsRoots::WebPki => rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() },
+            TlsRoots::Custom(roots) => roots.clone(),
+        }
+    }
+}
+
 /// Redirects followed, at most.
 const MAX_REDIRECTS: usize = 5;
 /// After the last requested byte, this much more of a 206 body is read so the connection can be
@@ -98,19 +150,18 @@ impl std::fmt::Debug for HttpTransport {
 }
 
 impl HttpTransport {
-    /// A transport for the container at `url` (`http://` or `https://`), trusting the system's root
-    /// certificates.
+    /// A transport for the container at `url` (`http://` or `https://`), trusting the default
+    /// [`TlsRoots`] (the system's root certificates with the `native-roots` feature).
     pub fn new(url: &str, timeouts: Timeouts) -> Result<Self, TransportError> {
+        Self::with_roots(url, timeouts, &TlsRoots::default())
+    }
+
+    /// A transport for the container at `url` that checks HTTPS servers against `roots`.
+    pub fn with_roots(url: &str, timeouts: Timeouts, roots: &TlsRoots) -> Result<Self, TransportError> {
         let uri = parse_url(url)?;
-        let loaded = rustls_native_certs::load_native_certs();
-        for error in &loaded.errors {
-            tracing::debug!(%error, "loading system root certificates");
-        }
-        let mut roots = rustls::RootCertStore::empty();
-        let (added, ignored) = roots.add_parsable_certificates(loaded.certs);
-        tracing::debug!(added, ignored, "system root certificates");
+        let roots = roots.load();
         if roots.is_empty() && uri.scheme() == Some(&hyper::http::uri::Scheme::HTTPS) {
-            return Err(invalid(url, "no system root certificates found to check the server with".into()));
+            return Err(invalid(url, "no root certificates found to check the server with".into()));
         }
         let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
@@ -466,7 +517,8 @@ fn request_error(url: &str, error: hyper_util::client::legacy::Error, connect: D
             return TransportError::Timeout { url: url.to_owned(), what: "connect", after: connect };
         }
         if let Some(hyper) = e.downcast_ref::<hyper::Error>() {
-            parse_error |= hyper.is_parse() || hyper.is_parse_status() || hyper.is_parse_too_large();
+            // A head too large is a parse error too.
+            parse_error |= hyper.is_parse() || hyper.is_parse_status();
         }
         source = e.source();
     }

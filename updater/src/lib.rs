@@ -62,6 +62,7 @@ use std::sync::Arc;
 pub use config::{UpdaterBuilder, host_target};
 pub use error::UpdateError;
 pub use progress::{Event, Progress};
+pub use transport::TlsRoots;
 
 /// What a check or an update found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

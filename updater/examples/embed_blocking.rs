@@ -1,7 +1,7 @@
 //! Embedding the updater in an application without an async runtime.
 //!
 //! ```sh
-//! cargo run --example embed_blocking -- http://127.0.0.1:8080/app.dare "$(cat release.key.pub)" /tmp/app-state /tmp/app
+//! cargo run -p dare-updater --example embed_blocking -- http://127.0.0.1:8080/app.dare "$(cat release.key.pub)" /tmp/app-state /tmp/app
 //! ```
 
 use dare_container::keys::VerifierKey;
