@@ -3,11 +3,17 @@
 //! function per command and turns errors into one line and an exit code.
 
 mod cmd;
+mod json;
 mod report;
 
 use std::process::ExitCode;
 
 use clap::Parser;
+
+/// Exit code for a verification failure or a refused attack (CLI.md).
+const EXIT_VERIFICATION: u8 = 3;
+/// Exit code for any other failure: bad input, I/O, network.
+const EXIT_FAILURE: u8 = 1;
 
 fn main() -> ExitCode {
     let cli = cmd::Cli::parse();
@@ -19,15 +25,44 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let message = one_line(&e);
+            let (code, kind) = classify(&e);
             if json {
-                // An updater failure also says which defence refused it.
-                let kind = e.chain().find_map(|c| c.downcast_ref::<dare_updater::UpdateError>()).map(|u| u.kind());
-                report::print_json(&serde_json::json!({ "status": "error", "error": message, "kind": kind }));
+                report::print_json(&json::Failed { status: "error", error: message.clone(), kind, exit_code: code });
             }
             eprintln!("error: {message}");
-            ExitCode::from(1)
+            ExitCode::from(code)
         }
     }
+}
+
+/// A verification failure the CLI finds itself (a torn tail, a seal from
+/// the future), not through a library error.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct VerificationFailed(pub String);
+
+/// The exit code and `--json` kind of a failure: the first library error in
+/// the chain that says it is a verification failure makes it 3.
+fn classify(e: &anyhow::Error) -> (u8, &'static str) {
+    for cause in e.chain() {
+        if let Some(u) = cause.downcast_ref::<dare_updater::UpdateError>() {
+            // An updater failure also says which defence refused it.
+            return (if u.is_verification_failure() { EXIT_VERIFICATION } else { EXIT_FAILURE }, u.kind());
+        }
+        let verification = if let Some(p) = cause.downcast_ref::<dare_publisher::PublishError>() {
+            p.is_verification_failure()
+        } else if let Some(c) = cause.downcast_ref::<dare_container::Error>() {
+            c.is_verification_failure()
+        } else if let Some(v) = cause.downcast_ref::<dare_container::verify::VerifyError>() {
+            v.is_integrity()
+        } else {
+            cause.is::<VerificationFailed>()
+        };
+        if verification {
+            return (EXIT_VERIFICATION, "verification");
+        }
+    }
+    (EXIT_FAILURE, "error")
 }
 
 /// The error and its causes on one line, each cause once: a cause whose text

@@ -13,7 +13,7 @@ macro_rules! outln {
 }
 
 /// Prints one JSON object on its own line to stdout.
-pub fn print_json(value: &serde_json::Value) {
+pub fn print_json(value: &impl serde::Serialize) {
     let mut out = std::io::stdout().lock();
     // A closed stdout is not worth a second error.
     let _ = serde_json::to_writer(&mut out, value);

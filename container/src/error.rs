@@ -89,4 +89,20 @@ impl Error {
             _ => false,
         }
     }
+
+    /// True when the container failed verification: its bytes, a digest, a
+    /// signature or a proof are bad, or its seals are not signed by the keys
+    /// required. False for I/O trouble, a file that is not a container at
+    /// all, and refused or malformed requests. The `dare` CLI exits with code
+    /// 3 for these.
+    pub fn is_verification_failure(&self) -> bool {
+        // Not `NotAContainer` (a file given by mistake) nor `Header` (also how
+        // an origin or a name given as input is refused): a damaged header
+        // inside a container is a `Verify` error.
+        match self {
+            Error::Verify(v) => v.is_integrity(),
+            Error::Note(_) | Error::Proof(_) | Error::Tile(_) => true,
+            _ => false,
+        }
+    }
 }

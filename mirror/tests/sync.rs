@@ -1239,7 +1239,7 @@ async fn a_stalled_upstream_costs_bounded_time_then_the_next_syncs() {
     let origin = Origin::start().await;
     let hostile = HostileUpstream::start(Hostile::Stall).await;
     let mirror = Mirror::new();
-    let quick = Timeouts { idle: Duration::from_secs(1), ..Timeouts::default() };
+    let quick = Timeouts::default().with_idle(Duration::from_secs(1));
     let upstreams = [hostile.url(), origin.url()].iter().map(|u| transport_for(u, quick).expect("a URL")).collect();
     let cfg = SyncConfig { upstreams, ..mirror.config(Vec::new(), None) };
     let mut syncer = Syncer::open(cfg, mirror.lengths.clone(), mirror.tlog.clone()).unwrap();

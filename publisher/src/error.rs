@@ -34,6 +34,17 @@ pub enum PublishError {
 }
 
 impl PublishError {
+    /// True when a container or a payload failed verification (a bad digest,
+    /// signature or frame), as opposed to I/O trouble, a malformed request or
+    /// a release that is not there. The `dare` CLI exits with code 3 for these.
+    pub fn is_verification_failure(&self) -> bool {
+        match self {
+            PublishError::Container(e) => e.is_verification_failure(),
+            PublishError::Integrity(_) => true,
+            PublishError::Io { .. } | PublishError::Invalid(_) | PublishError::NotFound(_) => false,
+        }
+    }
+
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         PublishError::Io { op, path: path.into(), source }
     }

@@ -26,6 +26,7 @@ use crate::error::PublishError;
 
 /// Which build to extract, and where.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct ExtractOptions {
     /// The target triple.
     pub target: String,
@@ -41,6 +42,7 @@ pub struct ExtractOptions {
 
 /// What was extracted.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ExtractReport {
     /// The version written.
     pub version: String,
@@ -48,6 +50,33 @@ pub struct ExtractReport {
     pub files: Vec<String>,
     /// Content bytes written.
     pub bytes: u64,
+}
+
+impl ExtractOptions {
+    /// The newest `stable` build of `target`, written under `out`, checked
+    /// against the genesis trust root.
+    pub fn new(target: impl Into<String>, out: impl Into<PathBuf>) -> Self {
+        ExtractOptions { target: target.into(), version: None, channel: "stable".into(), out: out.into(), pins: None }
+    }
+
+    /// This version instead of the newest (`None`: the newest).
+    pub fn version(mut self, version: Option<String>) -> Self {
+        self.version = version;
+        self
+    }
+
+    /// This channel instead of `stable`.
+    pub fn channel(mut self, channel: impl Into<String>) -> Self {
+        self.channel = channel.into();
+        self
+    }
+
+    /// Require seals signed by these keys instead of the genesis trust root
+    /// (`None`: the genesis trust root).
+    pub fn pins(mut self, pins: Option<Vec<VerifierKey>>) -> Self {
+        self.pins = pins;
+        self
+    }
 }
 
 /// Verifies the container and writes the chosen build under `opts.out`.

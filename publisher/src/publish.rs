@@ -122,6 +122,7 @@ pub struct TargetReport {
 
 /// What a publish did.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct PublishReport {
     /// The version published.
     pub version: String,

@@ -11,6 +11,7 @@ use crate::publish::{check_signers, cut_back, distinct_keys, open_appender};
 
 /// How [`seal`] signs.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct SealOptions {
     /// The signed time, Unix seconds.
     pub time: u64,
@@ -41,6 +42,7 @@ impl SealOptions {
 
 /// What [`seal`] did.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct SealReport {
     /// The new seal.
     pub summary: SealSummary,

@@ -78,13 +78,7 @@ impl Fixture {
     }
 
     fn extract(&self, target: &str, version: Option<&str>, out: &Path) -> Result<Vec<String>, PublishError> {
-        let opts = ExtractOptions {
-            target: target.into(),
-            version: version.map(Into::into),
-            channel: "stable".into(),
-            out: out.to_path_buf(),
-            pins: None,
-        };
+        let opts = ExtractOptions::new(target, out).version(version.map(Into::into));
         extract(&self.container, &opts).map(|r| r.files)
     }
 }
@@ -793,8 +787,7 @@ fn extract_after_a_torn_tail_with_a_whole_manifest_takes_the_sealed_release() {
     let app2 = fx.build("app2", b"app 2.0.0");
     tear_off_the_seal(&fx, "2.0.0", LINUX, &app2);
     let out = fx.path("out");
-    let opts =
-        ExtractOptions { target: LINUX.into(), version: None, channel: "stable".into(), out: out.clone(), pins: None };
+    let opts = ExtractOptions::new(LINUX, out.clone());
     let report = extract(&fx.container, &opts).expect("extracting the newest sealed release");
     assert_eq!(report.version, "1.0.0");
     assert_eq!(fs::read(out.join("app")).expect("reading"), b"app 1.0.0");

@@ -31,8 +31,7 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<()> {
     let pins = if a.trust.is_empty() { None } else { Some(load_verifiers(&a.trust)?) };
-    let opts =
-        ExtractOptions { target: a.target.clone(), version: a.version, channel: a.channel, out: a.out.clone(), pins };
+    let opts = ExtractOptions::new(a.target.clone(), a.out.clone()).version(a.version).channel(a.channel).pins(pins);
     let report = extract(&a.container, &opts).with_context(|| format!("extracting {}", a.target))?;
     crate::outln!(
         "extracted {} {} into {}: {} file(s), {}",

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use anyhow::Result;
 use dare_container::verify::{IndexRecord, ScanOptions, Tail};
 use dare_container::{hashio::to_hex, scan_file};
-use serde_json::json;
 
+use crate::json;
 use crate::report::{Human, bytes, print_json, time};
 
 #[derive(Debug, clap::Args)]
@@ -43,7 +43,7 @@ pub fn run(a: Args) -> Result<()> {
     h.line(format!("{} ({}), {} releases", scan.genesis.origin, scan.genesis.product, shown.len()));
     // What each release stored new: entries and deltas no earlier index named.
     let mut seen: HashSet<u64> = HashSet::new();
-    let mut rows: BTreeMap<(String, String), Vec<serde_json::Value>> = BTreeMap::new();
+    let mut rows: BTreeMap<(String, String), Vec<json::ListedRelease>> = BTreeMap::new();
     let mut lines: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
     for ix in &scan.indexes {
         let (mut new_bytes, mut shared, mut shared_bytes, mut deltas, mut delta_bytes) =
@@ -83,16 +83,31 @@ pub fn run(a: Args) -> Result<()> {
             bytes(delta_bytes),
             if latest { "  latest" } else { "" }
         ));
-        rows.entry(key).or_default().push(json!({
-            "version": i.version, "channel": i.channel, "target": i.target, "latest": latest,
-            "size": size, "stored_new": new_bytes, "shared_files": shared, "shared_size": shared_bytes,
-            "deltas": deltas, "delta_size": delta_bytes, "index_leaf": ix.leaf,
-            "files": ix.files.iter().map(|f| json!({
-                "path": f.path, "mode": format!("{:o}", f.mode), "size": f.size,
-                "sha256": f.sha256.to_string(), "leaf": f.entry.leaf,
-                "deltas_from": f.deltas.iter().map(|d| d.base.to_string()).collect::<Vec<_>>(),
-            })).collect::<Vec<_>>(),
-        }));
+        rows.entry(key).or_default().push(json::ListedRelease {
+            version: i.version.to_string(),
+            channel: i.channel.clone(),
+            target: i.target.clone(),
+            latest,
+            size,
+            stored_new: new_bytes,
+            shared_files: shared,
+            shared_size: shared_bytes,
+            deltas,
+            delta_size: delta_bytes,
+            index_leaf: ix.leaf,
+            files: ix
+                .files
+                .iter()
+                .map(|f| json::ListedFile {
+                    path: f.path.to_string(),
+                    mode: format!("{:o}", f.mode),
+                    size: f.size,
+                    sha256: f.sha256.to_string(),
+                    leaf: f.entry.leaf,
+                    deltas_from: f.deltas.iter().map(|d| d.base.to_string()).collect(),
+                })
+                .collect(),
+        });
     }
     for (key, l) in lines {
         for line in l {
@@ -110,14 +125,19 @@ pub fn run(a: Args) -> Result<()> {
         scan.sealed_len
     ));
     if a.json {
-        print_json(&json!({
-            "status": "ok",
-            "origin": scan.genesis.origin,
-            "product": scan.genesis.product,
-            "releases": json_releases,
-            "seal": { "time": seal.seal.time, "size": seal.checkpoint.size, "root": to_hex(&seal.checkpoint.root),
-                      "signers": seal.signers.iter().map(|k| k.to_string()).collect::<Vec<_>>(), "sealed_len": scan.sealed_len },
-        }));
+        print_json(&json::Listing {
+            status: "ok",
+            origin: scan.genesis.origin.clone(),
+            product: scan.genesis.product.clone(),
+            releases: json_releases,
+            seal: json::ListedSeal {
+                time: seal.seal.time,
+                size: seal.checkpoint.size,
+                root: to_hex(&seal.checkpoint.root),
+                signers: seal.signers.iter().map(|k| k.to_string()).collect(),
+                sealed_len: scan.sealed_len,
+            },
+        });
     }
     Ok(())
 }

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use dare_publisher::{Artifact, PublishEvent, PublishOptions, publish};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde_json::json;
 
 use super::{load_signing_key, signed_time};
+use crate::json;
 use crate::report::{Human, bytes, print_json};
 
 #[derive(Debug, clap::Args)]
@@ -107,21 +107,33 @@ pub fn run(a: Args) -> Result<()> {
     }
     h.line(format!("  sealed tree size {}, container {}", report.seal.size, bytes(report.seal.len)));
     if a.json {
-        print_json(&json!({
-            "status": "published",
-            "version": report.version,
-            "channel": report.channel,
-            "targets": report.targets.iter().map(|(t, r)| (t.clone(), json!({
-                "files": r.files, "size": r.size, "stored_size": r.stored, "shared_files": r.shared,
-                "shared_size": r.shared_bytes, "deltas": r.deltas, "delta_size": r.delta_bytes,
-            }))).collect::<serde_json::Map<_, _>>(),
-            "tree_size": report.seal.size,
-            "root": dare_container::hashio::to_hex(&report.seal.root),
-            "time": report.seal.time,
-            "container_len": report.seal.len,
-            "appended": report.seal.appended,
-            "cut_tail": report.cut.map(|c| json!({"offset": c.offset, "len": c.len})),
-        }));
+        print_json(&json::Published {
+            status: "published",
+            version: report.version,
+            channel: report.channel,
+            targets: report
+                .targets
+                .iter()
+                .map(|(t, r)| {
+                    let target = json::PublishedTarget {
+                        files: r.files,
+                        size: r.size,
+                        stored_size: r.stored,
+                        shared_files: r.shared,
+                        shared_size: r.shared_bytes,
+                        deltas: r.deltas,
+                        delta_size: r.delta_bytes,
+                    };
+                    (t.clone(), target)
+                })
+                .collect(),
+            tree_size: report.seal.size,
+            root: dare_container::hashio::to_hex(&report.seal.root),
+            time: report.seal.time,
+            container_len: report.seal.len,
+            appended: report.seal.appended,
+            cut_tail: report.cut.map(|c| json::CutTail { offset: c.offset, len: c.len }),
+        });
     }
     Ok(())
 }

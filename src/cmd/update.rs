@@ -9,9 +9,9 @@ use anyhow::Result;
 use dare_updater::transport::Timeouts;
 use dare_updater::{Event, Status, UpdaterBuilder};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde_json::json;
 
 use super::load_verifiers;
+use crate::json;
 use crate::report::{Human, bytes, print_json};
 
 #[derive(Debug, clap::Args)]
@@ -73,13 +73,13 @@ pub fn run(a: Args) -> Result<()> {
         .state_dir(&a.state)
         .install_dir(&a.install)
         .max_age(Duration::from_secs(a.max_age))
-        .timeouts(Timeouts {
-            connect: Duration::from_secs(a.connect_timeout),
-            idle: Duration::from_secs(a.idle_timeout),
-            min_rate: a.min_rate,
-            mirror_deadline: Duration::from_secs(a.mirror_deadline),
-            ..Timeouts::default()
-        });
+        .timeouts(
+            Timeouts::default()
+                .with_connect(Duration::from_secs(a.connect_timeout))
+                .with_idle(Duration::from_secs(a.idle_timeout))
+                .with_min_rate(a.min_rate)
+                .with_mirror_deadline(Duration::from_secs(a.mirror_deadline)),
+        );
     for k in keys {
         builder = builder.trust(k);
     }
@@ -146,27 +146,28 @@ pub fn run(a: Args) -> Result<()> {
             outcome.version,
             outcome.previous.as_deref().unwrap_or("nothing")
         )),
+        status => h.line(format!("{} {}: {}", outcome.target, outcome.version, status.as_str())),
     }
     if let Some(p) = &outcome.install_path {
         h.line(format!("  installed in {}", p.display()));
     }
     if a.json {
-        print_json(&json!({
-            "status": outcome.status.as_str(),
-            "target": outcome.target,
-            "channel": outcome.channel,
-            "version": outcome.version,
-            "previous": outcome.previous,
-            "bytes_fetched": outcome.bytes_fetched,
-            "requests": outcome.requests,
-            "payload_bytes": outcome.payload_bytes,
-            "bytes_full": outcome.bytes_full,
-            "bytes_delta": outcome.bytes_delta,
-            "bytes_reused": outcome.bytes_reused,
-            "tree_size": outcome.tree_size,
-            "signed_time": outcome.signed_time,
-            "install_path": outcome.install_path,
-        }));
+        print_json(&json::Updated {
+            status: outcome.status.as_str(),
+            target: outcome.target,
+            channel: outcome.channel,
+            version: outcome.version,
+            previous: outcome.previous,
+            bytes_fetched: outcome.bytes_fetched,
+            requests: outcome.requests,
+            payload_bytes: outcome.payload_bytes,
+            bytes_full: outcome.bytes_full,
+            bytes_delta: outcome.bytes_delta,
+            bytes_reused: outcome.bytes_reused,
+            tree_size: outcome.tree_size,
+            signed_time: outcome.signed_time,
+            install_path: outcome.install_path,
+        });
     }
     Ok(())
 }

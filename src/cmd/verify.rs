@@ -3,13 +3,14 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use dare_container::client::{MAX_CLOCK_SKEW, check_signed_time};
 use dare_container::verify::{ScanOptions, Tail};
 use dare_container::{hashio::to_hex, pending_publish, verify_file};
-use serde_json::json;
 
 use super::load_verifiers;
+use crate::VerificationFailed;
+use crate::json;
 use crate::report::{Human, bytes, print_json, time};
 
 #[derive(Debug, clap::Args)]
@@ -33,12 +34,13 @@ pub fn run(a: Args) -> Result<()> {
     if let Tail::Torn { offset, len, reason } = &scan.tail {
         interrupted = pending_publish(&a.container) == Some(*offset);
         if !interrupted {
-            bail!(
+            return Err(VerificationFailed(format!(
                 "torn tail at byte {offset}: {len} bytes after the last seal (frame {}) are not sealed: {reason} \
                  (if only a seal after them was cut off, `dare seal {} --key KEY --repair` seals them again)",
                 scan.frames - 1,
                 a.container.display()
-            );
+            ))
+            .into());
         }
         eprintln!(
             "warning: an interrupted publish left {len} unsealed bytes after byte {offset}; \
@@ -48,38 +50,39 @@ pub fn run(a: Args) -> Result<()> {
     // Clients refuse a seal signed further ahead of their clock than the skew.
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     if let Err(e) = check_signed_time(scan.last_seal.seal.time, now, MAX_CLOCK_SKEW) {
-        bail!(
+        return Err(VerificationFailed(format!(
             "the last seal (frame {}) is from the future: {e}; clients refuse it. `dare seal {} --key KEY \
              --supersede-future-time` appends a seal at the right time that supersedes it",
             scan.last_seal.frame_index,
             a.container.display()
-        );
+        ))
+        .into());
     }
     let payload_bytes: u64 = scan.entries.iter().map(|e| e.frame.payload_len).sum();
     let cp = &scan.last_seal.checkpoint;
     let signers: Vec<String> = scan.last_seal.signers.iter().map(|k| k.to_string()).collect();
     let elapsed = started.elapsed();
     if a.json {
-        print_json(&json!({
-            "status": "ok",
-            "container": a.container,
-            "origin": scan.genesis.origin,
-            "product": scan.genesis.product,
-            "trust_fingerprint": scan.genesis_fingerprint(),
-            "trusted_by": if pins.is_some() { "--trust" } else { "genesis" },
-            "frames": scan.frames,
-            "leaves": scan.size(),
-            "partial": scan.partial,
-            "seals": scan.seals,
-            "entries": scan.entries.len(),
-            "payload_bytes": payload_bytes,
-            "size": cp.size,
-            "root": to_hex(&cp.root),
-            "time": scan.last_seal.seal.time,
-            "signers": signers,
-            "sealed_len": scan.sealed_len,
-            "interrupted_publish": interrupted.then(|| scan.file_len - scan.sealed_len),
-        }));
+        print_json(&json::Verified {
+            status: "ok",
+            container: a.container.clone(),
+            origin: scan.genesis.origin.clone(),
+            product: scan.genesis.product.clone(),
+            trust_fingerprint: scan.genesis_fingerprint(),
+            trusted_by: if pins.is_some() { "--trust" } else { "genesis" },
+            frames: scan.frames,
+            leaves: scan.size(),
+            partial: scan.partial,
+            seals: scan.seals,
+            entries: scan.entries.len(),
+            payload_bytes,
+            size: cp.size,
+            root: to_hex(&cp.root),
+            time: scan.last_seal.seal.time,
+            signers: signers.clone(),
+            sealed_len: scan.sealed_len,
+            interrupted_publish: interrupted.then(|| scan.file_len - scan.sealed_len),
+        });
     }
     h.line(format!("{}: OK", a.container.display()));
     h.line(format!("  origin      {} ({})", scan.genesis.origin, scan.genesis.product));

@@ -165,9 +165,9 @@ fn ls_of_a_damaged_container_fails() {
     let mut bytes = std::fs::read(&c).unwrap();
     bytes[3] ^= 1;
     std::fs::write(&c, &bytes).unwrap();
-    let line = sb.dare(&["ls", "app.dare"]).error().to_string();
+    let line = sb.dare(&["ls", "app.dare"]).refused().to_string();
     assert!(line.starts_with("error: frame 0 at byte 0"), "{line}");
     let run = sb.dare(&["ls", "app.dare", "--json"]);
-    run.error();
+    run.refused();
     assert_eq!(run.json()["status"], "error");
 }

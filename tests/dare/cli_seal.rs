@@ -61,7 +61,7 @@ fn a_seal_from_the_future_is_superseded_with_a_flag() {
     // A publisher whose clock ran 20 hours ahead, with the widest skew.
     let future = (now() + 20 * 3600).to_string();
     sb.dare(&["seal", s(&c), "--key", "k", "--time", &future, "--max-skew", "86400"]).ok();
-    let line = sb.dare(&["verify", s(&c)]).error().to_string();
+    let line = sb.dare(&["verify", s(&c)]).refused().to_string();
     assert!(line.contains("is from the future") && line.contains("--supersede-future-time"), "{line}");
     let line = sb.dare(&["seal", s(&c), "--key", "k"]).error().to_string();
     assert!(line.contains("--supersede-future-time"), "{line}");
@@ -104,7 +104,7 @@ fn a_cut_off_seal_is_repaired_and_a_client_that_saw_it_goes_on() {
     // Publish and seal refuse to build on it, saying how to check and repair.
     let line = sb.dare(&["seal", s(&c), "--key", "k"]).error().to_string();
     assert!(line.contains(&format!("dare verify {}", s(&c))) && line.contains("--repair"), "{line}");
-    let line = sb.dare(&["verify", s(&c)]).error().to_string();
+    let line = sb.dare(&["verify", s(&c)]).refused().to_string();
     assert!(line.contains("torn tail") && line.contains("--repair"), "{line}");
     let run = sb.dare(&["seal", s(&c), "--key", "k", "--repair"]);
     run.ok();

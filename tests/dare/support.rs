@@ -28,11 +28,23 @@ impl Run {
         self
     }
 
-    /// Asserts exit code 1 and that stderr is exactly one `error: ` line;
-    /// returns that line.
+    /// Asserts exit code 1 (bad input, I/O) and that stderr is exactly one
+    /// `error: ` line; returns that line.
     #[track_caller]
     pub fn error(&self) -> &str {
-        assert_eq!(self.code, 1, "expected exit 1:\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        self.failed(1)
+    }
+
+    /// Asserts exit code 3 (a verification failure or a refused attack) and
+    /// that stderr is exactly one `error: ` line; returns that line.
+    #[track_caller]
+    pub fn refused(&self) -> &str {
+        self.failed(3)
+    }
+
+    #[track_caller]
+    fn failed(&self, code: i32) -> &str {
+        assert_eq!(self.code, code, "expected exit {code}:\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
         let lines: Vec<&str> = self.stderr.lines().collect();
         assert_eq!(lines.len(), 1, "stderr is not one line: {:?}", self.stderr);
         assert!(lines[0].starts_with("error: "), "{:?}", self.stderr);

@@ -203,19 +203,22 @@ fn json_on_success_check_and_a_path_mirror() {
     assert!(text.contains("up to date"), "{text}");
 }
 
-/// Runs a refused update both ways: `--json` (exit 1, one error object naming the kind) and plain
-/// (exit 1, one `error: ...` line). Returns the message; checks nothing was installed or changed.
+/// Runs a refused update both ways: `--json` (exit `code`, one error object naming the kind) and
+/// plain (exit `code`, one `error: ...` line). Returns the message; checks nothing was installed
+/// or changed. Refused attacks exit 3, other failures 1.
 #[track_caller]
 fn refused(c: &Client, from: &str, trust: &Path, target: &str, kind: &str) -> String {
     let before = (c.current(), fs::read(c.state.join("state.json")).ok());
+    let expected = if kind == "missing-target" { 1 } else { 3 };
     let (code, v, stderr) = c.json(from, trust, target, &[]);
-    assert_eq!(code, 1, "{v}");
+    assert_eq!(code, expected, "{v}");
     assert_eq!(v["status"], "error", "{v}");
     assert_eq!(v["kind"], kind, "{v}");
+    assert_eq!(v["exit_code"], expected, "{v}");
     let message = v["error"].as_str().unwrap().to_string();
     assert!(stderr.contains(&format!("error: {message}")), "{stderr}");
     let out = c.update(from, trust, target, &[]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(expected));
     assert!(out.stdout.is_empty());
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(stderr.starts_with("error: "), "{stderr}");
@@ -416,7 +419,7 @@ fn origin_refuses_another_container_on_first_use() {
     let fresh = Client::new(tmp.path(), "fresh");
     let elsewhere = ["--origin", "example.com/another-app"];
     let (code, v, _) = fresh.json(s(&site.container), &site.public, LINUX, &elsewhere);
-    assert_eq!((code, v["kind"].as_str()), (1, Some("wrong-origin")), "{v}");
+    assert_eq!((code, v["kind"].as_str()), (3, Some("wrong-origin")), "{v}");
     assert!(v["error"].as_str().unwrap().contains("example.com/another-app"), "{v}");
     assert!(!fresh.state.join("state.json").exists() && fresh.current().is_none(), "nothing recorded or installed");
     // Given its own origin, it installs.

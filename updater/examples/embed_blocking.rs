@@ -25,6 +25,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ),
         Status::UpToDate => println!("{} {} is up to date", outcome.target, outcome.version),
         Status::Available => println!("{} is available", outcome.version),
+        // Status is non_exhaustive: a later version may report more.
+        status => println!("{} {}", outcome.version, status.as_str()),
     }
     Ok(())
 }

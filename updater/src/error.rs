@@ -111,6 +111,31 @@ impl UpdateError {
         )
     }
 
+    /// True when the update was refused as an attack or failed verification:
+    /// a bad signature or digest, a rollback, a freeze, a seal from the
+    /// future, a fork, a damaged copy or the wrong origin. False for
+    /// configuration, network, local I/O and state trouble, a missing target
+    /// and a publish caught in progress. The `dare` CLI exits with code 3 for
+    /// these.
+    pub fn is_verification_failure(&self) -> bool {
+        match self {
+            UpdateError::Rollback(_)
+            | UpdateError::Freeze { .. }
+            | UpdateError::FutureTime(_)
+            | UpdateError::Fork(_)
+            | UpdateError::Damaged(_)
+            | UpdateError::BadSignature(_)
+            | UpdateError::BadDigest(_)
+            | UpdateError::WrongOrigin { .. } => true,
+            UpdateError::Config(_)
+            | UpdateError::Unsealed(_)
+            | UpdateError::MissingTarget { .. }
+            | UpdateError::Network(_)
+            | UpdateError::Io { .. }
+            | UpdateError::State(_) => false,
+        }
+    }
+
     /// A short stable name for the kind of failure (for `--json` and logs).
     pub fn kind(&self) -> &'static str {
         match self {

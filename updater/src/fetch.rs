@@ -48,6 +48,7 @@ use crate::transport::{
 
 /// How often and how patiently to retry one mirror.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct RetryPolicy {
     /// Attempts per mirror that end in a retryable error before moving on (3 by default; 0 counts as 1).
     pub attempts: u32,
@@ -64,6 +65,26 @@ impl Default for RetryPolicy {
 }
 
 /// The bytes a range asks for (a suffix: at most its length).
+impl RetryPolicy {
+    /// With [`attempts`](Self::attempts) set to `n`.
+    pub fn with_attempts(mut self, n: u32) -> Self {
+        self.attempts = n;
+        self
+    }
+
+    /// With [`backoff`](Self::backoff) set to `d`.
+    pub fn with_backoff(mut self, d: Duration) -> Self {
+        self.backoff = d;
+        self
+    }
+
+    /// With [`max_backoff`](Self::max_backoff) set to `d`.
+    pub fn with_max_backoff(mut self, d: Duration) -> Self {
+        self.max_backoff = d;
+        self
+    }
+}
+
 fn wanted_bytes(range: ByteRange) -> u64 {
     match range {
         ByteRange::Span { start, end } => end - start,

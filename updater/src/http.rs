@@ -45,6 +45,7 @@ use crate::transport::{
 /// defaults a dishonest first mirror is given up within about 31 s for a check, leaving time for an
 /// honest second one within a minute.
 #[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
 pub struct Timeouts {
     /// To open a connection, TLS included (10 s by default).
     pub connect: Duration,
@@ -125,6 +126,38 @@ impl TlsRoots {
             TlsRoots::WebPki => rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() },
             TlsRoots::Custom(roots) => roots.clone(),
         }
+    }
+}
+
+impl Timeouts {
+    /// With [`connect`](Self::connect) set to `d`.
+    pub fn with_connect(mut self, d: Duration) -> Self {
+        self.connect = d;
+        self
+    }
+
+    /// With [`idle`](Self::idle) set to `d`.
+    pub fn with_idle(mut self, d: Duration) -> Self {
+        self.idle = d;
+        self
+    }
+
+    /// With [`min_rate`](Self::min_rate) set to `bytes_per_sec`.
+    pub fn with_min_rate(mut self, bytes_per_sec: u64) -> Self {
+        self.min_rate = bytes_per_sec;
+        self
+    }
+
+    /// With [`rate_window`](Self::rate_window) set to `d`.
+    pub fn with_rate_window(mut self, d: Duration) -> Self {
+        self.rate_window = d;
+        self
+    }
+
+    /// With [`mirror_deadline`](Self::mirror_deadline) set to `d`.
+    pub fn with_mirror_deadline(mut self, d: Duration) -> Self {
+        self.mirror_deadline = d;
+        self
     }
 }
 

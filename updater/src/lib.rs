@@ -66,6 +66,7 @@ pub use transport::TlsRoots;
 
 /// What a check or an update found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Status {
     /// A newer build was installed.
     Updated,
@@ -88,6 +89,7 @@ impl Status {
 
 /// The result of [`Updater::check`] or [`Updater::update`].
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Outcome {
     /// What happened.
     pub status: Status,

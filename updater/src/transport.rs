@@ -109,11 +109,19 @@ pub trait Transport: Send + Sync {
 
 /// Requests made and bytes received.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TransferStats {
     /// Requests sent (for a file: reads of the requested ranges).
     pub requests: u64,
     /// Bytes received: response bodies, multipart framing included.
     pub bytes: u64,
+}
+
+impl TransferStats {
+    /// `requests` made and `bytes` received (for a [`Transport`] of one's own).
+    pub fn new(requests: u64, bytes: u64) -> Self {
+        TransferStats { requests, bytes }
+    }
 }
 
 /// Why a transport could not deliver the requested ranges. Each variant names the URL or path;

@@ -26,13 +26,12 @@ const READ_BOUND: u64 = LEN as u64 + 3 * 1024 * 1024;
 
 /// Scaled-down bounds, so a test runs in seconds: the same mechanisms as the defaults.
 fn short() -> Timeouts {
-    Timeouts {
-        connect: Duration::from_secs(2),
-        idle: Duration::from_secs(2),
-        min_rate: 1024,
-        rate_window: Duration::from_secs(1),
-        mirror_deadline: Duration::from_secs(3),
-    }
+    Timeouts::default()
+        .with_connect(Duration::from_secs(2))
+        .with_idle(Duration::from_secs(2))
+        .with_min_rate(1024)
+        .with_rate_window(Duration::from_secs(1))
+        .with_mirror_deadline(Duration::from_secs(3))
 }
 
 fn file(dir: &Path) -> (PathBuf, Vec<u8>) {
@@ -162,7 +161,7 @@ async fn the_mirror_deadline_ends_a_drip_that_beats_the_idle_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let (path, _) = file(dir.path());
     let drip = HostileMirror::start(&path, Mode::Drip(Duration::from_millis(100)));
-    let timeouts = Timeouts { min_rate: 0, mirror_deadline: Duration::from_secs(2), ..short() };
+    let timeouts = short().with_min_rate(0).with_mirror_deadline(Duration::from_secs(2));
     let t: Arc<dyn Transport> = Arc::new(HttpTransport::new(&drip.url(), timeouts).unwrap());
     let mirrors = Mirrors::new(vec![t], RetryPolicy::default()).with_deadline(&timeouts);
     let started = Instant::now();
@@ -188,7 +187,7 @@ async fn the_mirror_deadline_grows_with_the_bytes_asked() {
     let dir = tempfile::tempdir().unwrap();
     let (path, data) = file(dir.path());
     let slow = HostileMirror::start(&path, Mode::Drip(Duration::from_millis(2)));
-    let timeouts = Timeouts { min_rate: 100, mirror_deadline: Duration::from_secs(1), ..short() };
+    let timeouts = short().with_min_rate(100).with_mirror_deadline(Duration::from_secs(1));
     let t: Arc<dyn Transport> = Arc::new(HttpTransport::new(&slow.url(), timeouts).unwrap());
     let mirrors = Mirrors::new(vec![t], RetryPolicy::default()).with_deadline(&timeouts);
     let ranges = [span(5000, 6500)];

@@ -15,11 +15,14 @@ use proptest::prelude::*;
 use support::{Collect, Mode, Server, content, dead_port, expected, span};
 
 fn quick() -> Timeouts {
-    Timeouts { connect: Duration::from_secs(2), idle: Duration::from_secs(5), ..Timeouts::default() }
+    Timeouts::default().with_connect(Duration::from_secs(2)).with_idle(Duration::from_secs(5))
 }
 
 fn fast_retries(attempts: u32) -> RetryPolicy {
-    RetryPolicy { attempts, backoff: Duration::from_millis(5), max_backoff: Duration::from_millis(20) }
+    RetryPolicy::default()
+        .with_attempts(attempts)
+        .with_backoff(Duration::from_millis(5))
+        .with_max_backoff(Duration::from_millis(20))
 }
 
 async fn fetch(t: &dyn Transport, ranges: &[ByteRange]) -> Result<Collect, TransportError> {
@@ -65,7 +68,7 @@ async fn http_single_suffix_and_multi_ranges() {
     );
     assert!(log.iter().all(|l| l.status == 206), "{log:?}");
     // One request per fetch; every body byte counted, multipart framing included.
-    assert_eq!(t.stats(), TransferStats { requests: 6, bytes: log.iter().map(|l| l.body_len as u64).sum() });
+    assert_eq!(t.stats(), TransferStats::new(6, log.iter().map(|l| l.body_len as u64).sum()));
     assert_eq!(log[0].body_len, 990);
     // Complete responses leave the connection to the next request (keep-alive).
     assert_eq!(server.connections(), 1);
@@ -240,7 +243,7 @@ async fn failover_from_a_dead_mirror_and_back_to_the_good_one() {
     mirrors.fetch(&ranges, &mut sink).await.unwrap();
     assert_eq!(dead.stats().requests, 2);
     assert_eq!(live.stats().requests, 2);
-    assert_eq!(mirrors.stats(), TransferStats { requests: 4, bytes: live.stats().bytes });
+    assert_eq!(mirrors.stats(), TransferStats::new(4, live.stats().bytes));
 
     // Nothing works: every attempt is reported, connection errors are retried.
     let alone = Mirrors::new(vec![dead], fast_retries(3));
@@ -256,8 +259,7 @@ async fn failover_from_a_dead_mirror_and_back_to_the_good_one() {
 #[tokio::test]
 async fn stalled_servers_time_out() {
     let server = Server::start(content(100_000)).await;
-    let timeouts =
-        Timeouts { connect: Duration::from_millis(500), idle: Duration::from_millis(300), ..Timeouts::default() };
+    let timeouts = Timeouts::default().with_connect(Duration::from_millis(500)).with_idle(Duration::from_millis(300));
     let t = HttpTransport::new(&server.url(), timeouts).unwrap();
     server.set(|k| k.stall_after = Some(1000));
     let started = Instant::now();

@@ -336,11 +336,7 @@ impl Client {
             .threshold(self.threshold)
             .clock(self.clock)
             .retry(quick_retry())
-            .timeouts(Timeouts {
-                connect: Duration::from_secs(2),
-                idle: Duration::from_secs(5),
-                ..Timeouts::default()
-            });
+            .timeouts(Timeouts::default().with_connect(Duration::from_secs(2)).with_idle(Duration::from_secs(5)));
         for k in &self.trust {
             b = b.trust(k.clone());
         }
@@ -392,7 +388,10 @@ pub fn require_tool(present: bool, tool: &str, hint: &str) -> bool {
 }
 
 pub fn quick_retry() -> RetryPolicy {
-    RetryPolicy { attempts: 2, backoff: Duration::from_millis(5), max_backoff: Duration::from_millis(20) }
+    RetryPolicy::default()
+        .with_attempts(2)
+        .with_backoff(Duration::from_millis(5))
+        .with_max_backoff(Duration::from_millis(20))
 }
 
 /// What a directory tree holds: per relative path, its kind, mode and bytes (or link target).
