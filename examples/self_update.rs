@@ -28,15 +28,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let name = exe.file_name().and_then(|n| n.to_str()).unwrap_or("self_update").to_string();
     let home = data_dir(&exe);
     let key: VerifierKey = key.trim().parse()?;
+    let install = home.join("install");
     let updater = blocking::Updater::new(
-        UpdaterBuilder::new().mirror(mirror).trust(key).state_dir(home.join("state")).install_dir(home.join("install")),
+        UpdaterBuilder::new().mirror(mirror).trust(key).state_dir(home.join("state")).install_dir(&install),
     )?;
     let outcome = updater.update()?;
     if outcome.status != Status::Updated {
         println!("self_update {VERSION}: up to date ({})", outcome.version);
         return Ok(());
     }
-    let new_exe = home.join("install/current/bin").join(&name);
+    let current = dare_updater::current_dir(&install).ok_or("the update installed no current build")?;
+    let new_exe = current.join("bin").join(&name);
     replace_self(&exe, &new_exe)?;
     println!("self_update {VERSION}: replaced myself with {}; restarting", outcome.version);
     let err = exec(&exe);

@@ -49,7 +49,7 @@ pub mod fetch;
 #[doc(hidden)]
 pub mod fuzzing;
 mod http;
-pub mod install;
+mod install;
 mod multipart;
 pub mod progress;
 mod session;
@@ -61,6 +61,9 @@ use std::sync::Arc;
 
 pub use config::{UpdaterBuilder, host_target};
 pub use error::UpdateError;
+// The install directory's layout for apps (where `current` is); staging and
+// committing builds stays inside the crate.
+pub use install::{current_dir, current_link, current_version};
 pub use progress::{Event, Progress};
 pub use transport::TlsRoots;
 
