@@ -119,7 +119,7 @@ fn main() {
     a.append_index("stable", TARGET, "1.0.0", &records).expect("index");
     a.seal(&[&key], 2).expect("seal");
 
-    let opts = ScanOptions { payloads: true, pins: None };
+    let opts = ScanOptions::full();
     let verify = best_of(3, || {
         verify_file(&plain, &opts).expect("the bench container verifies");
     });

@@ -69,6 +69,7 @@ pub fn pending_publish(container: &Path) -> Option<u64> {
 
 /// What one seal wrote.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SealSummary {
     /// Tree size of the new checkpoint.
     pub size: u64,
@@ -108,6 +109,7 @@ fn clock() -> Result<u64, Error> {
 
 /// A torn tail that [`Appender::open`] cut off.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CutTail {
     /// Where it started.
     pub offset: u64,
@@ -394,7 +396,7 @@ impl Appender {
         let seal = sink.out;
         let spliced = Spliced { file: &self.file, at: self.end, tail: &seal };
         let total = self.end + seal.len() as u64;
-        let opts = crate::verify::ScanOptions { payloads: true, pins: None };
+        let opts = crate::verify::ScanOptions::full();
         let scan = crate::verify::scan(&spliced, total, &opts)
             .and_then(|scan| crate::verify::walk_backward(&spliced, &scan).map(|()| scan))
             .map_err(|e| refused(&self.path, format!("the repaired container would not verify: {e}")))?;

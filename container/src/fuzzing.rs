@@ -86,7 +86,7 @@ pub fn tail(data: &[u8]) {
 pub fn replica(data: &[u8]) {
     let len = data.len() as u64;
     let pins = Some(vec![key().verifier()]);
-    for opts in [ScanOptions { payloads: true, pins: None }, ScanOptions { payloads: false, pins }] {
+    for opts in [ScanOptions::full(), ScanOptions::default().with_pins(pins)] {
         let _ = crate::partial::scan_partial(data, len, &opts, true);
         let _ = crate::partial::scan_partial(data, len, &opts, false);
         if let Ok(scan) = crate::verify::scan(data, len, &opts) {

@@ -32,13 +32,34 @@ use crate::note::{Checkpoint, Note, NoteError};
 use crate::tiles::{self, TileId};
 
 /// What [`scan`] checks beyond structure, headers, tree, tiles and seals.
+/// The default checks no payloads and trusts the genesis trust root.
 #[derive(Clone, Debug, Default)]
+#[non_exhaustive]
 pub struct ScanOptions {
     /// Stream every entry payload and check its signed digests and sizes.
     pub payloads: bool,
     /// Only these keys count as signers of the genesis trust root (until a
     /// rotation replaces it). `None` trusts the genesis trust root as written.
     pub pins: Option<Vec<VerifierKey>>,
+}
+
+impl ScanOptions {
+    /// Everything: every payload too, against the genesis trust root.
+    pub fn full() -> Self {
+        ScanOptions { payloads: true, pins: None }
+    }
+
+    /// With [`payloads`](Self::payloads) set.
+    pub fn with_payloads(mut self, payloads: bool) -> Self {
+        self.payloads = payloads;
+        self
+    }
+
+    /// With [`pins`](Self::pins) set (`None`: the genesis trust root).
+    pub fn with_pins(mut self, pins: Option<Vec<VerifierKey>>) -> Self {
+        self.pins = pins;
+        self
+    }
 }
 
 /// The first bad frame and what is wrong with it.

@@ -51,7 +51,7 @@ fn refused(r: Result<impl std::fmt::Debug, Error>) -> String {
 }
 
 fn verified(path: &Path) -> dare_container::verify::Scan {
-    verify_file(path, &ScanOptions { payloads: true, pins: None }).unwrap()
+    verify_file(path, &ScanOptions::full()).unwrap()
 }
 
 #[test]
@@ -336,7 +336,7 @@ fn open_reads_the_tail_and_leaves_the_log_to_verify() {
         bad[at as usize] ^= 1;
         std::fs::write(&f.path, &bad).unwrap();
         Appender::open(&f.path).unwrap().abort().unwrap();
-        let e = support::verify_error(verify_file(&f.path, &ScanOptions { payloads: true, pins: None }).unwrap_err());
+        let e = support::verify_error(verify_file(&f.path, &ScanOptions::full()).unwrap_err());
         assert_eq!(e.frame, frame, "{e}");
     }
     // A damaged tail is refused: the last seal, its map, its manifest, a right-edge tile.
@@ -404,9 +404,9 @@ fn a_two_of_three_root_needs_two_distinct_keys() {
     let app = Appender::open(&path).unwrap();
     refused(app.seal(&[&a, &a], T0 + 2));
     // Pinning a single key cannot meet a threshold of two.
-    let pinned = scan_file(&path, &ScanOptions { payloads: false, pins: Some(vec![a.verifier()]) });
+    let pinned = scan_file(&path, &ScanOptions::default().with_pins(Some(vec![a.verifier()])));
     assert!(pinned.is_err());
-    let pinned = scan_file(&path, &ScanOptions { payloads: false, pins: Some(vec![a.verifier(), b.verifier()]) });
+    let pinned = scan_file(&path, &ScanOptions::default().with_pins(Some(vec![a.verifier(), b.verifier()])));
     let err = support::verify_error(pinned.expect_err("seal 2 is signed by b and c; only b is pinned with a"));
     assert!(matches!(err.problem, Problem::Signature(_)), "{err}");
 }
@@ -677,7 +677,7 @@ fn key_rotation_hands_over_from_the_old_root_to_the_new_one() {
     assert_eq!((s.seals, s.last_seal.signers.clone()), (5, vec![b.verifier()]));
     assert_eq!(s.manifest.keys, Some(keys), "later manifests still name the latest keys leaf");
     // Pinning the genesis key still verifies: the rotation is in the log.
-    let pinned = scan_file(&path, &ScanOptions { payloads: false, pins: Some(vec![a.verifier()]) }).unwrap();
+    let pinned = scan_file(&path, &ScanOptions::default().with_pins(Some(vec![a.verifier()]))).unwrap();
     assert_eq!(pinned.size(), s.size());
 }
 

@@ -373,7 +373,7 @@ fn truncating_the_last_release_anywhere_leaves_the_previous_release() {
         walk_backward(short, &s).unwrap_or_else(|e| panic!("cut at {cut}: backward: {e}"));
         if cut % 64 == 0 || cut + 1 == bytes.len() as u64 {
             std::fs::write(&path, short).unwrap();
-            let v = verify_file(&path, &ScanOptions { payloads: true, pins: None }).unwrap();
+            let v = verify_file(&path, &ScanOptions::full()).unwrap();
             assert_eq!((v.size(), v.sealed_len), (prev.size, prev.len));
             assert!(v.walked_backward);
         }
@@ -507,7 +507,7 @@ fn pinned_keys_must_be_in_the_trust_root() {
     let frames = layout(&f.bytes());
     let first_seal = frames.iter().find(|f| f.kind() == "seal").unwrap();
     let pinned = |keys: Vec<dare_container::keys::VerifierKey>| {
-        scan_file(&f.path, &ScanOptions { payloads: false, pins: Some(keys) })
+        scan_file(&f.path, &ScanOptions::default().with_pins(Some(keys)))
     };
     let err = support::verify_error(pinned(vec![key_b().verifier()]).expect_err("B is not in the trust root"));
     assert!(matches!(err.problem, Problem::Signature(_)), "{err}");

@@ -78,8 +78,8 @@ proptest! {
                 prop_assert_eq!(s.size, before);
             }
         }
-        let fwd = scan_file(&path, &ScanOptions { payloads: true, pins: None }).unwrap();
-        let both = verify_file(&path, &ScanOptions { payloads: true, pins: None }).unwrap();
+        let fwd = scan_file(&path, &ScanOptions::full()).unwrap();
+        let both = verify_file(&path, &ScanOptions::full()).unwrap();
         prop_assert!(both.walked_backward);
         prop_assert_eq!(&fwd.tail, &Tail::Clean);
         prop_assert_eq!((fwd.size(), fwd.seals, fwd.entries.len()), (leaves, seals, stored.len()));
@@ -193,7 +193,7 @@ proptest! {
             }
             app.seal(&[&a], T0 + i as u64 + 1).unwrap();
         }
-        let scan = verify_file(&path, &ScanOptions { payloads: true, pins: None }).unwrap();
+        let scan = verify_file(&path, &ScanOptions::full()).unwrap();
         prop_assert_eq!(&scan.tail, &Tail::Clean);
         prop_assert_eq!(scan.entries.len(), stored.len() + deltas.len());
         prop_assert_eq!(scan.indexes.len(), published.len());

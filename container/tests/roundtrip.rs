@@ -16,7 +16,7 @@ use dare_container::{Appender, scan_file, verify_file};
 use support::{Builder, Forge, Op, T0, digest, frame_at, genesis, key_a, layout, trust};
 
 fn payloads() -> ScanOptions {
-    ScanOptions { payloads: true, pins: None }
+    ScanOptions::full()
 }
 
 #[test]

@@ -32,7 +32,7 @@ fn release(path: &Path, version: &str, time: u64) {
 }
 
 fn verified(path: &Path) -> dare_container::verify::Scan {
-    verify_file(path, &ScanOptions { payloads: true, pins: None }).unwrap()
+    verify_file(path, &ScanOptions::full()).unwrap()
 }
 
 fn message(r: Result<impl std::fmt::Debug, Error>) -> String {

@@ -5,5 +5,5 @@ use dare_container::verify::{ScanOptions, scan};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = scan(data, data.len() as u64, &ScanOptions { payloads: true, pins: None });
+    let _ = scan(data, data.len() as u64, &ScanOptions::full());
 });

@@ -31,6 +31,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Limits and timeouts of a [`Server`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ServerConfig {
     /// A client must send a complete request head within this time of
     /// starting one (HTTP/1) or of connecting. For HTTP/1 hyper also runs
@@ -78,6 +79,50 @@ impl Default for ServerConfig {
             max_ranges: 64,
             open_file_ttl: Duration::from_millis(100),
         }
+    }
+}
+
+impl ServerConfig {
+    /// With [`header_read_timeout`](Self::header_read_timeout) set.
+    pub fn with_header_read_timeout(mut self, d: Duration) -> Self {
+        self.header_read_timeout = d;
+        self
+    }
+
+    /// With [`idle_timeout`](Self::idle_timeout) set.
+    pub fn with_idle_timeout(mut self, d: Duration) -> Self {
+        self.idle_timeout = d;
+        self
+    }
+
+    /// With [`send_timeout`](Self::send_timeout) set.
+    pub fn with_send_timeout(mut self, d: Duration) -> Self {
+        self.send_timeout = d;
+        self
+    }
+
+    /// With [`max_connections`](Self::max_connections) set.
+    pub fn with_max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n;
+        self
+    }
+
+    /// With [`shutdown_timeout`](Self::shutdown_timeout) set.
+    pub fn with_shutdown_timeout(mut self, d: Duration) -> Self {
+        self.shutdown_timeout = d;
+        self
+    }
+
+    /// With [`max_ranges`](Self::max_ranges) set.
+    pub fn with_max_ranges(mut self, n: usize) -> Self {
+        self.max_ranges = n;
+        self
+    }
+
+    /// With [`open_file_ttl`](Self::open_file_ttl) set.
+    pub fn with_open_file_ttl(mut self, d: Duration) -> Self {
+        self.open_file_ttl = d;
+        self
     }
 }
 

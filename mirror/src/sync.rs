@@ -148,6 +148,7 @@ impl SyncError {
 
 /// What one sync round did.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SyncReport {
     /// The verified length before.
     pub before: u64,
@@ -159,6 +160,7 @@ pub struct SyncReport {
 
 /// Settings of one synced container.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct SyncConfig {
     /// The upstreams of the container, tried in order: for example
     /// [`dare_updater::transport::transport_for`] of each URL.
@@ -172,6 +174,32 @@ pub struct SyncConfig {
     pub pins: Option<Vec<VerifierKey>>,
     /// The most bytes one round fetches.
     pub max_fetch: u64,
+}
+
+impl SyncConfig {
+    /// Syncs `local`, served at `url_path`, from `upstreams`: no pins (the
+    /// upstream genesis is trusted on first use), no limit per round.
+    pub fn new(upstreams: Vec<Arc<dyn Transport>>, local: impl Into<PathBuf>, url_path: impl Into<String>) -> Self {
+        SyncConfig { upstreams, local: local.into(), url_path: url_path.into(), pins: None, max_fetch: u64::MAX }
+    }
+
+    /// With [`upstreams`](Self::upstreams) replaced.
+    pub fn with_upstreams(mut self, upstreams: Vec<Arc<dyn Transport>>) -> Self {
+        self.upstreams = upstreams;
+        self
+    }
+
+    /// With [`pins`](Self::pins) set.
+    pub fn with_pins(mut self, pins: Option<Vec<VerifierKey>>) -> Self {
+        self.pins = pins;
+        self
+    }
+
+    /// With [`max_fetch`](Self::max_fetch) set.
+    pub fn with_max_fetch(mut self, bytes: u64) -> Self {
+        self.max_fetch = bytes;
+        self
+    }
 }
 
 impl std::fmt::Debug for SyncConfig {
@@ -214,7 +242,7 @@ impl Syncer {
         if s.cfg.local.exists() {
             let file = File::open(&s.cfg.local).map_err(|e| io_err("opening", &s.cfg.local, e))?;
             let len = file.metadata().map_err(|e| io_err("reading", &s.cfg.local, e))?.len();
-            let opts = ScanOptions { payloads: true, pins: s.cfg.pins.clone() };
+            let opts = ScanOptions::full().with_pins(s.cfg.pins.clone());
             let scan = scan_from(&file, len, &opts, 0).map_err(|e| SyncError::Refused {
                 url: s.cfg.local.display().to_string(),
                 reason: format!("the local copy does not verify: {e}"),
@@ -335,7 +363,7 @@ impl Syncer {
         // Verifying hashes every new payload: blocking work, off the runtime.
         let (scan, staged) = tokio::task::spawn_blocking(move || {
             let joined = Joined { first: base.as_ref(), first_len: before, second: &staged };
-            let r = scan_from(&joined, len, &ScanOptions { payloads: true, pins }, before);
+            let r = scan_from(&joined, len, &ScanOptions::full().with_pins(pins), before);
             (r, staged)
         })
         .await

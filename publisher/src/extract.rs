@@ -81,7 +81,7 @@ impl ExtractOptions {
 
 /// Verifies the container and writes the chosen build under `opts.out`.
 pub fn extract(container: &Path, opts: &ExtractOptions) -> Result<ExtractReport, PublishError> {
-    let scan = scan_file(container, &ScanOptions { payloads: false, pins: opts.pins.clone() })?;
+    let scan = scan_file(container, &ScanOptions::default().with_pins(opts.pins.clone()))?;
     if let Some(v) = &opts.version {
         semver::Version::parse(v).map_err(|e| PublishError::Invalid(format!("--version {v}: {e}")))?;
     }

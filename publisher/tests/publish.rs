@@ -74,7 +74,7 @@ impl Fixture {
     }
 
     fn scan(&self) -> Scan {
-        scan_file(&self.container, &ScanOptions { payloads: true, pins: None }).expect("the container verifies")
+        scan_file(&self.container, &ScanOptions::full()).expect("the container verifies")
     }
 
     fn extract(&self, target: &str, version: Option<&str>, out: &Path) -> Result<Vec<String>, PublishError> {
@@ -513,7 +513,7 @@ fn a_damaged_sealed_frame_is_found_by_verify_and_extract_while_publish_reads_onl
     let err = fx.extract(LINUX, Some("1.0.0"), &out).expect_err("a bad payload");
     assert!(matches!(err, PublishError::Integrity(_)), "{err}");
     assert_eq!(fs::read_dir(&out).map(|d| d.count()).unwrap_or(0), 0, "nothing is written");
-    let err = scan_file(&fx.container, &ScanOptions { payloads: true, pins: None }).expect_err("a bad payload");
+    let err = scan_file(&fx.container, &ScanOptions::full()).expect_err("a bad payload");
     assert_contains(&err.to_string(), &[&format!("frame {i} at byte {}: payload", entry.offset)]);
 }
 
@@ -1210,7 +1210,7 @@ fn a_release_that_goes_back_to_older_content_still_verifies() {
     fx.publish("1.1.0", &[(LINUX, &dy)]).expect("1.1.0");
     fx.publish("1.2.0", &[(LINUX, &dx)]).expect("1.2.0: back to 1.0.0's content");
     fx.publish("1.3.0", &[(LINUX, &dy)]).expect("1.3.0: back to 1.1.0's content");
-    let scan = scan_file(&fx.container, &ScanOptions { payloads: true, pins: None });
+    let scan = scan_file(&fx.container, &ScanOptions::full());
     let scan = scan.unwrap_or_else(|e| panic!("the container does not verify after a publish that succeeded: {e}"));
     for (v, dir) in [("1.0.0", &dx), ("1.1.0", &dy), ("1.2.0", &dx), ("1.3.0", &dy)] {
         let out = fx.path(&format!("out/{v}"));

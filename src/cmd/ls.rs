@@ -26,7 +26,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let scan = scan_file(&a.container, &ScanOptions { payloads: false, pins: None })?;
+    let scan = scan_file(&a.container, &ScanOptions::default())?;
     if let Tail::Torn { offset, len, reason } = &scan.tail {
         eprintln!(
             "warning: {len} bytes after the last seal (byte {offset}) are not sealed and are not listed: {reason}"

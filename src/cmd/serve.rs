@@ -83,13 +83,7 @@ pub fn run(a: Args) -> Result<()> {
             .iter()
             .map(|url| transport_for(url, Timeouts::default()).with_context(|| format!("--upstream {url}")))
             .collect::<Result<Vec<_>>>()?;
-        let cfg = SyncConfig {
-            upstreams,
-            local: a.dir.join(&name),
-            url_path: format!("/{name}"),
-            pins: pins.clone(),
-            max_fetch: u64::MAX,
-        };
+        let cfg = SyncConfig::new(upstreams, a.dir.join(&name), format!("/{name}")).with_pins(pins.clone());
         let syncer = Syncer::open(cfg, lengths.clone(), tlog.clone()).with_context(|| format!("opening {name}"))?;
         if syncer.verified_len() == 0 {
             // Nothing to serve until the first sync verifies.

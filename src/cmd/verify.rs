@@ -28,7 +28,7 @@ pub struct Args {
 pub fn run(a: Args) -> Result<()> {
     let pins = if a.trust.is_empty() { None } else { Some(load_verifiers(&a.trust)?) };
     let started = Instant::now();
-    let scan = verify_file(&a.container, &ScanOptions { payloads: true, pins: pins.clone() })?;
+    let scan = verify_file(&a.container, &ScanOptions::full().with_pins(pins.clone()))?;
     let h = Human::new(a.json);
     let mut interrupted = false;
     if let Tail::Torn { offset, len, reason } = &scan.tail {

@@ -585,7 +585,7 @@ struct OldReplica {
 fn load_replica(cfg: &Config, state: Option<&State>, installed: Option<&Installed>) -> Option<OldReplica> {
     let state = state?;
     let path = replica_path(&cfg.state_dir);
-    let scan = match dare_container::scan_file(&path, &ScanOptions { payloads: false, pins: Some(cfg.trust.clone()) }) {
+    let scan = match dare_container::scan_file(&path, &ScanOptions::default().with_pins(Some(cfg.trust.clone()))) {
         Ok(s) if s.partial && s.size == state.size && s.last_seal.checkpoint.root == state.root => s,
         Ok(_) => {
             tracing::warn!(replica = %path.display(), "the replica is not of the stored tree; not reusing it");

@@ -654,8 +654,7 @@ async fn an_old_seal_is_a_freeze_until_a_heartbeat() {
     assert_eq!((o.status, o.version.as_str()), (Status::Updated, "1.0.0"));
     assert_installed(&fresh.install, LINUX, "1.0.0", p.app_size);
     // The replica verifies, with the heartbeat seal.
-    let scan =
-        dare_container::verify_file(&replica_path(&fresh.state), &ScanOptions { payloads: true, pins: None }).unwrap();
+    let scan = dare_container::verify_file(&replica_path(&fresh.state), &ScanOptions::full()).unwrap();
     assert!(scan.partial);
     assert_eq!(scan.last_seal.seal.time, T0 + 29 * DAY);
 }
@@ -1130,8 +1129,7 @@ async fn a_crash_between_install_and_record_is_repaired_by_the_next_run() {
         assert_no_incoming(&c.install);
         let o = c.update(&m).await.unwrap();
         assert_eq!((o.status, o.requests), (Status::UpToDate, 1));
-        let scan =
-            dare_container::scan_file(&replica_path(&c.state), &ScanOptions { payloads: true, pins: None }).unwrap();
+        let scan = dare_container::scan_file(&replica_path(&c.state), &ScanOptions::full()).unwrap();
         assert_eq!(scan.indexes.iter().map(|i| i.index.version.as_str()).collect::<Vec<_>>(), ["1.1.0"]);
     }
 }
@@ -1246,7 +1244,7 @@ async fn cleanup_removes_only_the_versions_it_installed() {
 #[track_caller]
 fn assert_replica(c: &Client, p: &Publisher, target: &str, version: &str) -> dare_container::verify::Scan {
     let replica = replica_path(&c.state);
-    let opts = ScanOptions { payloads: true, pins: Some(p.verifiers()) };
+    let opts = ScanOptions::full().with_pins(Some(p.verifiers()));
     let scan = dare_container::scan_file(&replica, &opts).unwrap();
     dare_container::verify_file(&replica, &opts).unwrap();
     let full = p.scan();
@@ -1299,7 +1297,7 @@ async fn the_replica_verifies_offline_and_detects_damage() {
 
     // Every flipped bit is found, or changes nothing the replica asserts (a hint such as the upstream
     // offset of the map in the seal, or a proof node the root does not use).
-    let opts = ScanOptions { payloads: true, pins: Some(p.verifiers()) };
+    let opts = ScanOptions::full().with_pins(Some(p.verifiers()));
     let claims = replica_claims(&scan);
     let damaged = dir.path().join("damaged.dare");
     let mut unnoticed = Vec::new();
@@ -1347,8 +1345,7 @@ async fn a_damaged_replica_costs_only_reuse() {
     let m = Arc::new(MemoryTransport::new("memory", r1.clone()));
     intact.update(&m).await.unwrap();
     let replica_bytes = fs::read(replica_path(&intact.state)).unwrap();
-    let scan =
-        dare_container::scan_file(&replica_path(&intact.state), &ScanOptions { payloads: true, pins: None }).unwrap();
+    let scan = dare_container::scan_file(&replica_path(&intact.state), &ScanOptions::full()).unwrap();
     m.set_content(r2.clone());
     let o = intact.update(&m).await.unwrap();
     assert_eq!(o.bytes_reused, (v2["lib/big.bin"].0.len() + v2["share/lisez moi é.txt"].0.len()) as u64);
@@ -1381,7 +1378,7 @@ async fn a_damaged_replica_costs_only_reuse() {
         damage(&mut b);
         fs::write(replica_path(&c.state), &b).unwrap();
         assert!(
-            dare_container::scan_file(&replica_path(&c.state), &ScanOptions { payloads: true, pins: None }).is_err(),
+            dare_container::scan_file(&replica_path(&c.state), &ScanOptions::full()).is_err(),
             "{what}: the damage is found"
         );
         m.set_content(r2.clone());
@@ -2103,7 +2100,7 @@ async fn an_index_naming_another_contents_entry_is_refused() {
     ap.append_index("stable", LINUX, "1.0.0", &[record("app", &a, at_b, vec![])]).unwrap();
     ap.seal(&[&key], T0 + 120).unwrap();
     // The full check names the lie; the updater reads only what it needs, and must refuse it too.
-    let e = dare_container::scan_file(&p.container, &ScanOptions { payloads: false, pins: None }).unwrap_err();
+    let e = dare_container::scan_file(&p.container, &ScanOptions::default()).unwrap_err();
     println!("verify: {e}");
 
     let c = Client::new(dir.path(), "client", LINUX, p.verifiers());
@@ -2143,7 +2140,7 @@ async fn an_index_naming_another_contents_delta_is_refused() {
     let at_c = ap.append_entry(plain_entry(&c_new), &mut c_new.as_slice()).unwrap();
     ap.append_index("stable", LINUX, "1.1.0", &[record("app", &c_new, at_c, vec![delta_ref(&a, at_ae)])]).unwrap();
     ap.seal(&[&key], T0 + 180).unwrap();
-    assert!(dare_container::scan_file(&p.container, &ScanOptions { payloads: false, pins: None }).is_err());
+    assert!(dare_container::scan_file(&p.container, &ScanOptions::default()).is_err());
 
     let c = Client::new(dir.path(), "client", LINUX, p.verifiers());
     let m = Arc::new(MemoryTransport::new("memory", r1));
@@ -2186,7 +2183,7 @@ async fn a_signed_delta_that_does_not_give_its_content_falls_back_to_the_whole_e
     let at_d = ap.append_delta(lying, &mut payload.as_slice()).unwrap();
     ap.append_index("stable", LINUX, "1.1.0", &[record("app", &c_new, at_c, vec![delta_ref(&a, at_d)])]).unwrap();
     ap.seal(&[&key], T0 + 120).unwrap();
-    assert!(dare_container::scan_file(&p.container, &ScanOptions { payloads: true, pins: None }).is_err());
+    assert!(dare_container::scan_file(&p.container, &ScanOptions::full()).is_err());
 
     let c = Client::new(dir.path(), "client", LINUX, p.verifiers());
     let m = Arc::new(MemoryTransport::new("memory", r1));

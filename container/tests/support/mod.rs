@@ -376,7 +376,7 @@ pub fn frame_at(bytes: &[u8], offset: u64) -> FrameInfo {
 
 /// Scans bytes in memory.
 pub fn scan(bytes: &[u8], payloads: bool) -> Result<Scan, VerifyError> {
-    dare_container::verify::scan(bytes, bytes.len() as u64, &ScanOptions { payloads, pins: None })
+    dare_container::verify::scan(bytes, bytes.len() as u64, &ScanOptions::default().with_payloads(payloads))
 }
 
 /// The verification error inside a crate error.

@@ -8,12 +8,10 @@ use tokio::io::AsyncReadExt;
 use crate::support::{Client, TestServer, content, request};
 
 fn short_timeouts() -> ServerConfig {
-    ServerConfig {
-        header_read_timeout: Duration::from_millis(300),
-        idle_timeout: Duration::from_millis(600),
-        send_timeout: Duration::from_millis(600),
-        ..ServerConfig::default()
-    }
+    ServerConfig::default()
+        .with_header_read_timeout(Duration::from_millis(300))
+        .with_idle_timeout(Duration::from_millis(600))
+        .with_send_timeout(Duration::from_millis(600))
 }
 
 #[tokio::test]
@@ -129,7 +127,7 @@ async fn a_client_that_stops_reading_is_dropped() {
 
 #[tokio::test]
 async fn the_connection_limit_makes_clients_wait_while_every_connection_is_busy() {
-    let server = TestServer::with_config(ServerConfig { max_connections: 1, ..ServerConfig::default() }).await;
+    let server = TestServer::with_config(ServerConfig::default().with_max_connections(1)).await;
     server.file("app.dare", b"x");
     server.file("big.dare", &content(32 << 20));
     // A request in progress: a large response the client does not read.
@@ -201,7 +199,7 @@ async fn pinging_h2(
 #[tokio::test]
 async fn pinging_connections_do_not_starve_honest_requests() {
     let slots = 16;
-    let server = TestServer::with_config(ServerConfig { max_connections: slots, ..ServerConfig::default() }).await;
+    let server = TestServer::with_config(ServerConfig::default().with_max_connections(slots)).await;
     server.file("app.dare", b"x");
     let mut pingers = Vec::new();
     for _ in 0..slots {
@@ -260,11 +258,8 @@ async fn shutdown_finishes_the_response_in_flight() {
 
 #[tokio::test]
 async fn shutdown_gives_up_on_a_stuck_client_after_its_timeout() {
-    let mut server = TestServer::with_config(ServerConfig {
-        shutdown_timeout: Duration::from_millis(500),
-        ..ServerConfig::default()
-    })
-    .await;
+    let mut server =
+        TestServer::with_config(ServerConfig::default().with_shutdown_timeout(Duration::from_millis(500))).await;
     server.file("big.dare", &content(32 << 20));
     let mut stuck = server.client().await;
     stuck.send(request("GET", "/big.dare", &[]).as_bytes()).await;

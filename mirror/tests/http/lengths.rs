@@ -105,7 +105,7 @@ async fn a_file_shrinking_during_a_response_aborts_it() {
 #[tokio::test]
 async fn a_replaced_or_deleted_file_is_seen_after_the_open_file_ttl() {
     let server = TestServer::with(Options {
-        config: dare_mirror::ServerConfig { open_file_ttl: Duration::from_millis(200), ..Default::default() },
+        config: dare_mirror::ServerConfig::default().with_open_file_ttl(Duration::from_millis(200)),
         ..Options::default()
     })
     .await;
@@ -128,7 +128,7 @@ async fn a_replaced_or_deleted_file_is_seen_after_the_open_file_ttl() {
 #[tokio::test]
 async fn without_the_open_file_cache_a_replacement_shows_at_once() {
     let server = TestServer::with(Options {
-        config: dare_mirror::ServerConfig { open_file_ttl: Duration::ZERO, ..Default::default() },
+        config: dare_mirror::ServerConfig::default().with_open_file_ttl(Duration::ZERO),
         ..Options::default()
     })
     .await;

@@ -227,7 +227,7 @@ impl Publisher {
 
     /// A full verification of the container.
     pub fn scan(&self) -> Scan {
-        dare_container::verify_file(&self.container, &ScanOptions { payloads: true, pins: None }).unwrap()
+        dare_container::verify_file(&self.container, &ScanOptions::full()).unwrap()
     }
 
     /// The verifier keys.
