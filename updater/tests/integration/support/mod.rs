@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod nginx;
+pub mod range_server;
 pub mod server;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
