@@ -21,6 +21,14 @@
 //! deadline for the run, is dropped and the next one tried. The defaults and
 //! their reasons are on [`transport::Timeouts`].
 //!
+//! Cargo features: `native-roots` (default) checks HTTPS mirrors against the
+//! system's root certificates, `webpki-roots` against Mozilla's compiled in
+//! (pick with [`UpdaterBuilder::tls_roots`] and [`TlsRoots`]);
+//! `rt-multi-thread` runs [`blocking::Updater`] on two worker threads instead
+//! of the current thread; `test-util` adds `transport::MemoryTransport`, an
+//! in-memory mirror with faults, for tests. No HTTP server, HTTP/2 or signal
+//! handling is compiled in.
+//!
 //! ```no_run
 //! use dare_updater::{UpdaterBuilder, Status};
 //! use dare_container::keys::VerifierKey;
