@@ -21,8 +21,9 @@ impl std::fmt::Debug for Updater {
 impl Updater {
     /// Builds from a configured builder.
     pub fn new(config: UpdaterBuilder) -> Result<Self, UpdateError> {
-        // One thread is enough: the network waits, and zstd and hashing run on the blocking pool.
-        // An app that wants a worker to overlap them turns on the `rt-multi-thread` feature.
+        // One thread is enough for one session: it waits on the network and verifies what arrives.
+        // With `rt-multi-thread`, hyper's connection tasks read on a second worker while the session
+        // hashes and decompresses.
         #[cfg(not(feature = "rt-multi-thread"))]
         let mut builder = tokio::runtime::Builder::new_current_thread();
         #[cfg(feature = "rt-multi-thread")]
