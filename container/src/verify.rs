@@ -162,6 +162,7 @@ pub enum Tail {
 
 /// The last seal of a container.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct SealState {
     /// Index of the seal frame.
     pub frame_index: u64,
@@ -204,6 +205,7 @@ impl Stored {
 
 /// An entry or delta frame of the container.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct EntryRecord {
     /// Its leaf index.
     pub leaf: u64,
@@ -215,6 +217,7 @@ pub struct EntryRecord {
 
 /// An index frame: one build of one target on one channel.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct IndexRecord {
     /// Its leaf index.
     pub leaf: u64,
@@ -235,6 +238,7 @@ impl IndexRecord {
 
 /// Everything a scan learned about a container, up to its last seal.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Scan {
     /// The genesis header.
     pub genesis: Genesis,
