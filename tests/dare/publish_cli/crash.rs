@@ -257,7 +257,7 @@ fn a_publish_torn_inside_any_frame_leaves_the_previous_release() {
     }
     // Without a pending file the same bytes are damage, not an interrupted publish.
     fs::write(&env.container, &full[..full.len() - 1]).expect("writing");
-    let line = env.fail(&["verify", &env.container]);
+    let line = env.fail_verification(&["verify", &env.container]);
     assert!(line.contains(&format!("torn tail at byte {}", base.len())), "{line}");
 }
 

@@ -151,7 +151,7 @@ fn every_refusal_is_one_error_line_and_exit_1() {
         "--repair",
     ];
     refused(&env, &env.publish_args("1.1.0", &[(LINUX, &app)], &[]), &damaged);
-    let line = env.fail(&["verify", &env.container]);
+    let line = env.fail_verification(&["verify", &env.container]);
     assert!(line.contains("torn tail at byte"), "{line}");
     fs::write(&env.container, &good).expect("writing");
     // Out-of-range levels.
@@ -246,7 +246,7 @@ fn extract_writes_the_build_and_refuses_escapes() {
     let stranger = env.path("stranger.key");
     dare().arg("keygen").arg("--out").arg(&stranger).assert().success();
     let other = env.p("other-out");
-    let line = env.fail(&[
+    let line = env.fail_verification(&[
         "extract",
         &env.container,
         "--target",
@@ -325,7 +325,7 @@ fn publish_reads_only_the_tail_and_verify_finds_damage_before_it() {
     assert!(to - from > 1 << 20, "{}", to - from);
     bytes[from..to].fill(0);
     fs::write(&env.container, &bytes).expect("writing");
-    let line = env.fail(&["verify", &env.container]);
+    let line = env.fail_verification(&["verify", &env.container]);
     assert!(line.contains(&format!("at byte {from}")), "{line}");
 
     // 1.2.0 changes a few bytes of 1.1.0's bin/app: a delta against it.
@@ -342,7 +342,7 @@ fn publish_reads_only_the_tail_and_verify_finds_damage_before_it() {
     );
     let after = env.container_bytes();
     assert!(after[..bytes.len()] == bytes[..], "publish only appends");
-    let line = env.fail(&["verify", &env.container]);
+    let line = env.fail_verification(&["verify", &env.container]);
     assert!(line.contains(&format!("at byte {from}")), "{line}");
     // The tail it wrote is sound: a heartbeat builds on it.
     env.ok(&["seal", &env.container, "--key", &env.key, "--time", &(T0 + 120).to_string()]);

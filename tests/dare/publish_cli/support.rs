@@ -66,12 +66,22 @@ impl Env {
         one_json(&self.ok(args).stdout)
     }
 
-    /// Runs `dare ARGS`, which must fail with exit code 1 and one line
-    /// `error: ...` on stderr. Returns the line.
+    /// Runs `dare ARGS`, which must fail with exit code 1 (bad input, I/O)
+    /// and one line `error: ...` on stderr. Returns the line.
     pub fn fail(&self, args: &[&str]) -> String {
+        self.fail_with(1, args)
+    }
+
+    /// Runs `dare ARGS`, which must fail verification: exit code 3 and one
+    /// line `error: ...` on stderr. Returns the line.
+    pub fn fail_verification(&self, args: &[&str]) -> String {
+        self.fail_with(3, args)
+    }
+
+    fn fail_with(&self, code: i32, args: &[&str]) -> String {
         let out = dare().args(args).output().expect("running dare");
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert_eq!(out.status.code(), Some(1), "dare {args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(code), "dare {args:?}: {stderr}");
         let lines: Vec<&str> = stderr.lines().collect();
         assert_eq!(lines.len(), 1, "dare {args:?}: stderr is not one line: {stderr}");
         assert!(lines[0].starts_with("error: "), "dare {args:?}: {stderr}");
