@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use dare_container::frame::{Frames, read_header};
@@ -96,7 +95,21 @@ fn arts(list: &[(&str, &Path)]) -> Vec<Artifact> {
 fn write(path: &Path, content: &[u8], mode: u32) {
     fs::create_dir_all(path.parent().expect("a parent")).expect("creating directories");
     fs::write(path, content).expect("writing a file");
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("setting the mode");
+    dare_container::fsys::set_mode(path, mode).expect("setting the mode");
+}
+
+/// A file's permission bits; on Windows, which keeps only a read-only
+/// attribute, `0o444` or `0o666`.
+fn mode_of(meta: &fs::Metadata) -> u32 {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        meta.permissions().mode() & 0o777
+    }
+    #[cfg(windows)]
+    {
+        if meta.permissions().readonly() { 0o444 } else { 0o666 }
+    }
 }
 
 /// Text that zstd shrinks well: code-like lines.
@@ -139,7 +152,7 @@ fn tree(dir: &Path) -> BTreeMap<String, (Vec<u8>, u32)> {
                 walk(&e.path(), &rel, out);
             } else {
                 assert!(meta.is_file(), "{rel} is not a regular file");
-                out.insert(rel, (fs::read(e.path()).expect("reading"), meta.permissions().mode() & 0o777));
+                out.insert(rel, (fs::read(e.path()).expect("reading"), mode_of(&meta)));
             }
         }
     }
@@ -150,8 +163,14 @@ fn tree(dir: &Path) -> BTreeMap<String, (Vec<u8>, u32)> {
 
 /// A build directory for `target` with nested directories and an executable.
 fn build_dir(root: &Path, target: &str) {
-    let exe = if target.contains("windows") { "bin/app.exe" } else { "bin/app" };
-    write(&root.join(exe), &[compressible(200_000, 1), incompressible(50_000, 2)].concat(), 0o755);
+    // A program starts like one (ELF, Mach-O): on Windows, which has no exec
+    // bit, that is how the publisher knows it is one.
+    let (exe, magic) = match target {
+        t if t.contains("windows") => ("bin/app.exe", &b"MZ"[..]),
+        t if t.contains("apple") => ("bin/app", &b"\xcf\xfa\xed\xfe"[..]),
+        _ => ("bin/app", &b"\x7fELF"[..]),
+    };
+    write(&root.join(exe), &[magic.to_vec(), compressible(200_000, 1), incompressible(50_000, 2)].concat(), 0o755);
     write(&root.join("bin/helper.sh"), format!("#!/bin/sh\necho {target}\n").as_bytes(), 0o755);
     write(&root.join("share/doc/README.md"), &compressible(30_000, 3), 0o644);
     write(&root.join("share/doc/deep/er/notes.txt"), format!("notes for {target}\n").as_bytes(), 0o644);
@@ -358,6 +377,7 @@ fn refuses_a_missing_file() {
     assert_contains(&msg, &[&missing.display().to_string(), "No such file"]);
 }
 
+#[cfg(unix)] // Making a symlink needs a privilege on Windows.
 #[test]
 fn refuses_a_symlink_inside_a_directory_and_names_it() {
     let fx = Fixture::new();
@@ -640,6 +660,7 @@ fn is_empty_dir(p: &Path) -> bool {
     fs::read_dir(p).expect("reading a directory").next().is_none()
 }
 
+#[cfg(unix)] // Making a symlink needs a privilege on Windows.
 #[test]
 fn extract_refuses_to_write_through_a_symlink_in_the_output() {
     let fx = extract_fixture();

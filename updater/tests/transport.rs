@@ -471,12 +471,14 @@ fn futures_are_send_and_errors_are_anyhow_friendly() {
 // ---------------------------------------------------------------------------------------------------------
 // nginx as a real peer
 
+#[cfg(unix)]
 struct Nginx {
     child: std::process::Child,
     port: u16,
     _dir: tempfile::TempDir,
 }
 
+#[cfg(unix)]
 impl Drop for Nginx {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -484,6 +486,7 @@ impl Drop for Nginx {
     }
 }
 
+#[cfg(unix)]
 fn start_nginx(file: &[u8]) -> Option<Nginx> {
     let bin = std::path::Path::new("/usr/sbin/nginx");
     if !bin.exists() {
@@ -538,6 +541,7 @@ fn start_nginx(file: &[u8]) -> Option<Nginx> {
     panic!("nginx would not start:\n{log}");
 }
 
+#[cfg(unix)] // nginx is a Unix program here.
 #[tokio::test]
 async fn nginx_serves_single_suffix_and_multi_ranges() {
     let data = content(300_000);
@@ -596,6 +600,7 @@ proptest! {
 // ---------------------------------------------------------------------------------------------------------
 // HTTPS with rustls (ring), against a CA made with the openssl command
 
+#[cfg(unix)]
 fn openssl(dir: &std::path::Path, args: &[&str]) -> bool {
     std::process::Command::new("openssl")
         .args(args)
@@ -607,6 +612,7 @@ fn openssl(dir: &std::path::Path, args: &[&str]) -> bool {
 }
 
 /// A CA and a server certificate for 127.0.0.1, or `None` without the openssl command.
+#[cfg(unix)]
 fn make_ca(dir: &std::path::Path) -> Option<()> {
     std::fs::write(
         dir.join("leaf.ext"),
@@ -643,6 +649,7 @@ fn make_ca(dir: &std::path::Path) -> Option<()> {
     steps.iter().all(|args| openssl(dir, args)).then_some(())
 }
 
+#[cfg(unix)] // The test CA is made with the openssl command, a Unix program here.
 #[tokio::test]
 async fn https_with_a_private_ca() {
     use tokio_rustls::rustls::{self, pki_types::pem::PemObject};

@@ -38,8 +38,9 @@ pub(super) fn read(link: &Path) -> Option<PathBuf> {
 /// on Unix anything but a symbolic link, on Windows anything but a file.
 pub(super) fn check_replaceable(link: &Path) -> Result<(), UpdateError> {
     let Ok(m) = fs::symlink_metadata(link) else { return Ok(()) };
+    // On Windows, a file is ours only if it reads as a pointer.
     let (ours, what) = if cfg!(windows) {
-        (m.file_type().is_file(), "a pointer file")
+        (m.file_type().is_file() && read(link).is_some(), "a pointer file (versions/<name>)")
     } else {
         (m.file_type().is_symlink(), "a symlink")
     };
