@@ -126,7 +126,7 @@ pub fn publish(container: &Path, key: &SigningKey, channel: &str, version: &str,
             let p = dir.join(path);
             std::fs::create_dir_all(p.parent().expect("a parent")).expect("a build directory");
             std::fs::write(&p, content).expect("writing a build file");
-            std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("the mode");
+            dare_container::fsys::set_mode(&p, 0o755).expect("the mode");
         }
         artifacts.push(Artifact { target: target.to_string(), path: dir });
     }

@@ -1,7 +1,6 @@
 //! `dare publish`, `seal` and `extract` as a user runs them.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use crate::support::*;
@@ -236,8 +235,7 @@ fn extract_writes_the_build_and_refuses_escapes() {
         for rel in ["bin/app", "share/README"] {
             let (a, b) = (dir.join(rel), Path::new(&out_dir).join(rel));
             assert!(fs::read(&a).expect("source") == fs::read(&b).expect("extracted"), "{t} {rel}");
-            let mode = |p: &Path| fs::metadata(p).expect("metadata").permissions().mode() & 0o777;
-            assert_eq!(mode(&b), mode(&a), "{t} {rel}");
+            assert_eq!(mode_of(&b), mode_of(&a), "{t} {rel}");
         }
     }
     // --trust pins the publisher key: the right one extracts, another refuses.
@@ -416,4 +414,19 @@ fn publish_deltas_and_delta_level() {
     assert!(sizes[1] < sizes[0], "delta sizes at levels 1 and 19: {sizes:?}");
     // `dare publish --json` counts the deltas stored, as `dare ls` does.
     assert_eq!(deltas(&v13).0, 2, "--deltas 2: against 1.2.0 and 1.1.0: {v13}");
+}
+
+/// A file's permission bits; on Windows, which keeps only a read-only
+/// attribute, `0o444` or `0o666`.
+fn mode_of(p: &Path) -> u32 {
+    let meta = fs::metadata(p).expect("metadata");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        meta.permissions().mode() & 0o777
+    }
+    #[cfg(windows)]
+    {
+        if meta.permissions().readonly() { 0o444 } else { 0o666 }
+    }
 }
