@@ -342,3 +342,71 @@ fn sync_tree(dir: &Path) -> Result<(), UpdateError> {
     }
     sync_dir(dir)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Installs `version`, one program `bin/app`, into `install`.
+    fn install(install: &Path, staging: &Path, version: &str) -> PathBuf {
+        let staged = staging.join(format!("app-{version}"));
+        fs::write(&staged, format!("app {version}\n")).unwrap();
+        let mut incoming = Incoming::new(install, version).unwrap();
+        incoming.place("bin/app", &staged, 0o755, true).unwrap();
+        incoming.commit().unwrap()
+    }
+
+    /// Opens a file the way Windows holds a running program: others may
+    /// read it, but not write, rename or delete it.
+    fn hold_like_a_running_program(path: &Path) -> fs::File {
+        let mut opts = fs::OpenOptions::new();
+        opts.read(true);
+        #[cfg(windows)]
+        {
+            use std::os::windows::fs::OpenOptionsExt;
+            opts.share_mode(0x1); // FILE_SHARE_READ
+        }
+        opts.open(path).unwrap()
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> =
+            fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn an_old_build_in_use_does_not_fail_an_update_and_goes_later() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (dir, staging) = (tmp.path().join("install"), tmp.path().join("staging"));
+        fs::create_dir_all(&staging).unwrap();
+        install(&dir, &staging, "1.0.0");
+        install(&dir, &staging, "1.1.0");
+        let held = hold_like_a_running_program(&dir.join("versions/1.0.0/bin/app"));
+        // 1.0.0 is pruned now, or (on Windows, where it cannot be renamed
+        // or deleted while running) left for later; the update succeeds.
+        let live = install(&dir, &staging, "1.2.0");
+        assert_eq!(current_dir(&dir), Some(live.clone()));
+        assert_eq!(fs::read_to_string(live.join("bin/app")).unwrap(), "app 1.2.0\n");
+        assert_eq!(current_version(&dir).as_deref(), Some("1.2.0"));
+        drop(held);
+        install(&dir, &staging, "1.3.0");
+        assert_eq!(names(&dir.join("versions")), ["1.2.0", "1.3.0"]);
+        assert_eq!(names(&dir.join(OWNED)), ["1.2.0", "1.3.0"]);
+        assert_eq!(names(&dir), [OWNED, "current", "versions"]);
+    }
+
+    #[test]
+    fn a_leftover_discarded_directory_is_removed_by_the_next_prune() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (dir, staging) = (tmp.path().join("install"), tmp.path().join("staging"));
+        fs::create_dir_all(&staging).unwrap();
+        install(&dir, &staging, "1.0.0");
+        let leftover = dir.join("versions").join(format!("{DISCARDED}0.9.0-1-0"));
+        fs::create_dir_all(leftover.join("bin")).unwrap();
+        fs::write(leftover.join("bin/app"), b"old").unwrap();
+        install(&dir, &staging, "1.1.0");
+        assert_eq!(names(&dir.join("versions")), ["1.0.0", "1.1.0"]);
+    }
+}
