@@ -12,7 +12,7 @@ use std::sync::Arc;
 use dare_container::merkle::Frontier;
 use dare_container::verify::ScanOptions;
 use dare_updater::state::{Installed, replica_path};
-use dare_updater::transport::{ByteRange, FileTransport, MemoryTransport, Transport, TransportError};
+use dare_updater::transport::{ByteRange, FileTransport, MemoryTransport, Transport};
 use dare_updater::{Status, UpdateError};
 use support::server::{Knobs, TestServer};
 use support::*;
@@ -2274,7 +2274,7 @@ async fn an_install_that_fails_after_reusing_files_keeps_the_old_build() {
                 return Act::Pass;
             }
             if cut.swap(true, std::sync::atomic::Ordering::SeqCst) {
-                return Act::Fail(TransportError::NotFound { url: "watched".into() });
+                return Act::Fail(dare_updater::transport::TransportError::NotFound { url: "watched".into() });
             }
             for e in fs::read_dir(&versions_dir).unwrap() {
                 let e = e.unwrap().path();
