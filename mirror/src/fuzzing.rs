@@ -1,6 +1,6 @@
 //! Fuzzing entry points: each function is the whole body of one target in
 //! `fuzz/` and also runs under proptest in `cargo test`
-//! (`tests/fuzz_bodies.rs`). A body takes arbitrary bytes, runs one parser
+//! (`tests/integration/fuzz_bodies.rs`). A body takes arbitrary bytes, runs one parser
 //! on them and checks what must hold of whatever it accepts; it must not
 //! panic on any input. Not a stable API.
 

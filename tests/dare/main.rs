@@ -1,5 +1,10 @@
-//! End-to-end tests of the `dare` command line: what a user sees when running
-//! the built binary.
+//! End-to-end tests of the `dare` command line, as one test binary: what a
+//! user sees when running the built binary. A module per topic and the
+//! shared fixtures in `support`; `update_cli` and `publish_cli` keep the few
+//! fixtures only they use beside them; `independent` runs the Python reader
+//! in `tests/independent/` on what the CLI makes.
+//!
+//! Run one topic with `cargo test --test dare update_cli::`.
 
 mod cli_keys;
 mod cli_ls;
@@ -9,4 +14,7 @@ mod cli_serve;
 mod cli_verify;
 #[cfg(unix)] // `dare serve` (the mirror) is Unix-only.
 mod e2e;
+mod independent;
+mod publish_cli;
 mod support;
+mod update_cli;

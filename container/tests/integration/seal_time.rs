@@ -2,15 +2,13 @@
 //! repairing a seal that was cut off, damaged tails and files that are not
 //! containers.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 
+use crate::support::{TARGETS, genesis, key_a, put_build, trust};
 use dare_container::client::{MAX_CLOCK_SKEW, MAX_SKEW_LIMIT, SUPERSEDES_TIME, superseded_time};
 use dare_container::note::{Checkpoint, Note};
 use dare_container::verify::ScanOptions;
 use dare_container::{Appender, Error, scan_file, verify_file};
-use support::{TARGETS, genesis, key_a, put_build, trust};
 
 fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()

@@ -2,10 +2,9 @@
 //! validly signed, but break the log's rules: the scanner must name the frame
 //! that breaks them.
 
-mod support;
-
 use std::sync::OnceLock;
 
+use crate::support::{Forge, T0, TARGETS, diff, digest, genesis, key_a, key_b, record, scan, stage, trust};
 use dare_container::header::{
     Compression, Delta, DeltaRef, Entry, FileRecord, Header, Index, Keys, LeafRef, Manifest, Map, Release,
     listing_bytes,
@@ -13,7 +12,6 @@ use dare_container::header::{
 use dare_container::keys::SigningKey;
 use dare_container::note::NoteError;
 use dare_container::verify::{Problem, Scan, VerifyError};
-use support::{Forge, T0, TARGETS, diff, digest, genesis, key_a, key_b, record, scan, stage, trust};
 
 const LINUX: &str = TARGETS[0];
 const MAC: &str = TARGETS[1];
@@ -69,7 +67,7 @@ fn claimed(path: &str, e: &Entry, at: LeafRef) -> FileRecord {
 #[test]
 fn the_forge_writes_containers_that_verify() {
     let mut f = forge();
-    let (c1, c2, shared) = (support::content(1, 300), support::content(2, 300), b"shared".to_vec());
+    let (c1, c2, shared) = (crate::support::content(1, 300), crate::support::content(2, 300), b"shared".to_vec());
     let e1 = f.put(&c1, Compression::Zstd);
     let es = f.put(&shared, Compression::None);
     f.index("stable", LINUX, "1.0.0", &[record("bin/app", &c1, e1, vec![]), record("doc", &shared, es, vec![])]);
@@ -103,7 +101,7 @@ fn an_empty_file_or_a_genesis_alone_has_no_seal() {
 fn the_first_frame_must_be_a_genesis() {
     let a = key_a();
     // An entry, then everything a container needs.
-    let mut f = Forge::new(support::ORIGIN);
+    let mut f = Forge::new(crate::support::ORIGIN);
     f.put(b"content", Compression::Zstd);
     f.leaf(&Header::Genesis(genesis(trust(&[&a], 1))).to_bytes().unwrap(), b"");
     close(&mut f, T0);
@@ -111,13 +109,13 @@ fn the_first_frame_must_be_a_genesis() {
     assert!(matches!(e.problem, Problem::NotGenesis("entry")), "{e}");
     at(&f, &e, 0);
     // A manifest first.
-    let mut f = Forge::new(support::ORIGIN);
+    let mut f = Forge::new(crate::support::ORIGIN);
     f.leaf(&Header::Manifest(Manifest::default()).to_bytes().unwrap(), b"");
     let e = err(&f);
     assert!(matches!(e.problem, Problem::NotGenesis("manifest")), "{e}");
     at(&f, &e, 0);
     // A first header that is not JSON.
-    let mut f = Forge::new(support::ORIGIN);
+    let mut f = Forge::new(crate::support::ORIGIN);
     f.leaf(b"{\"kind\":\"genesis\"", b"");
     let e = err(&f);
     assert!(matches!(e.problem, Problem::Header(_)), "{e}");
@@ -241,7 +239,7 @@ fn previous_must_name_the_index_of_the_build_before() {
 /// forge and that index.
 fn patched(lie: &dyn Fn(&mut Index, &mut Vec<u8>, &Forge)) -> (Forge, LeafRef) {
     let mut f = forge();
-    let mut contents: Vec<Vec<u8>> = (0..20).map(|i| support::content(i, 50)).collect();
+    let mut contents: Vec<Vec<u8>> = (0..20).map(|i| crate::support::content(i, 50)).collect();
     let mut files: Vec<FileRecord> = Vec::new();
     for (i, c) in contents.iter().enumerate() {
         let at = f.put(c, Compression::None);
@@ -251,7 +249,7 @@ fn patched(lie: &dyn Fn(&mut Index, &mut Vec<u8>, &Forge)) -> (Forge, LeafRef) {
     close(&mut f, T0 + 1);
     let mut at = LeafRef { leaf: 0, offset: 0, length: 0 };
     for r in 1..=2 {
-        contents[r] = support::content(100 + r as u64, 50);
+        contents[r] = crate::support::content(100 + r as u64, 50);
         let e = f.put(&contents[r], Compression::None);
         files[r] = record(&format!("lib/{r:02}"), &contents[r], e, vec![]);
         let (mut ix, mut payload) = f.patched_index_header("stable", LINUX, &format!("1.{r}.0"), &files);
@@ -287,7 +285,7 @@ fn a_listing_patch_must_make_the_listing_from_the_previous_one() {
                 let older = listing_bytes(&s.index("stable", LINUX, Some("1.0.0")).unwrap().files).unwrap();
                 let stored = &p[ix.patch.unwrap().stored_size as usize..];
                 let listing = zstd::decode_all(stored).unwrap();
-                swap_patch(ix, p, &support::patch_listing(&older, &listing));
+                swap_patch(ix, p, &crate::support::patch_listing(&older, &listing));
                 ix.patch.as_mut().unwrap().base = digest(&older);
             }),
         ),
@@ -297,7 +295,7 @@ fn a_listing_patch_must_make_the_listing_from_the_previous_one() {
                 let base = &f.newest("stable", LINUX).unwrap().listing;
                 let mut other = base.clone();
                 other.push(b' ');
-                swap_patch(ix, p, &support::patch_listing(base, &other));
+                swap_patch(ix, p, &crate::support::patch_listing(base, &other));
             }),
         ),
         (
@@ -480,7 +478,7 @@ fn the_manifest_must_be_the_last_leaf_before_a_seal() {
     let mframe = f.leaf(&Header::Manifest(m).to_bytes().unwrap(), b"");
     // A build after the manifest, then tiles, a map and a seal over that tree.
     f.index("stable", MAC, "1.0.0", &[record("bin/app", &body, e, vec![])]);
-    f.tiles_and_map(&support::honest, &support::honest_page);
+    f.tiles_and_map(&crate::support::honest, &crate::support::honest_page);
     f.manifest = Some(dare_container::header::FrameRef { offset: mframe.offset, length: mframe.length });
     let s = f.seal_header(&[&key_a()], T0 + 1);
     let seal = f.frames.len();
@@ -504,7 +502,7 @@ fn a_payload_of_another_length_than_stored_size_is_refused() {
     names(&f, &x, r.offset);
     // A delta.
     let mut f = forge();
-    let (c1, c2) = (support::content(1, 500), support::content(2, 500));
+    let (c1, c2) = (crate::support::content(1, 500), crate::support::content(2, 500));
     let (e1, e2) = (f.put(&c1, Compression::None), f.put(&c2, Compression::None));
     let (mut d, payload) = diff(&c1, &c2);
     d.stored_size -= 1;
@@ -513,7 +511,7 @@ fn a_payload_of_another_length_than_stored_size_is_refused() {
         "stable",
         LINUX,
         "1.0.0",
-        &[record("a", &c1, e1, vec![]), record("b", &c2, e2, vec![support::delta_ref(&c1, r)])],
+        &[record("a", &c1, e1, vec![]), record("b", &c2, e2, vec![crate::support::delta_ref(&c1, r)])],
     );
     close(&mut f, T0 + 1);
     let x = err(&f);
@@ -754,7 +752,8 @@ fn an_index_whose_listing_is_not_what_its_header_says_is_refused() {
 /// is a MAC build of one file whose record is `lie(honest record of c2)`.
 fn naming(lie: &dyn Fn(&mut FileRecord, &Refs)) -> (Forge, LeafRef) {
     let mut f = forge();
-    let (c1, c2, c3) = (support::content(1, 400), support::content(2, 400), support::content(3, 400));
+    let (c1, c2, c3) =
+        (crate::support::content(1, 400), crate::support::content(2, 400), crate::support::content(3, 400));
     let e1 = f.put(&c1, Compression::None);
     let e2 = f.put(&c2, Compression::Zstd);
     let e3 = f.put(&c3, Compression::Zstd);
@@ -819,7 +818,8 @@ fn an_index_naming_content_the_container_does_not_hold_there_is_refused() {
 
 #[test]
 fn a_delta_needs_its_base_and_its_result_stored_whole_before_it() {
-    let (c1, c2, c3) = (support::content(1, 400), support::content(2, 400), support::content(3, 400));
+    let (c1, c2, c3) =
+        (crate::support::content(1, 400), crate::support::content(2, 400), crate::support::content(3, 400));
     let sized = |f: &dyn Fn(&mut Delta)| {
         let (mut d, p) = diff(&c1, &c2);
         f(&mut d);
@@ -852,7 +852,7 @@ fn a_delta_needs_its_base_and_its_result_stored_whole_before_it() {
 #[test]
 fn a_delta_that_does_not_make_its_content_fails_the_payload_check() {
     // c2 is c1 with a change; `sibling` is c2 with another change.
-    let (c1, c3) = (support::content(1, 4000), support::content(3, 4000));
+    let (c1, c3) = (crate::support::content(1, 4000), crate::support::content(3, 4000));
     let changed = |c: &[u8], at: usize| {
         let mut c = c.to_vec();
         c[at..at + 10].copy_from_slice(b"0123456789");
@@ -881,7 +881,7 @@ fn a_delta_that_does_not_make_its_content_fails_the_payload_check() {
         let r = f.delta(&d, &payload);
         let (result, er, other, eo) = if d.sha256 == digest(&c2) { (&c2, e2, &c3, e3) } else { (&c3, e3, &c2, e2) };
         let files = [
-            record("bin/app", result, er, vec![support::delta_ref(&c1, r)]),
+            record("bin/app", result, er, vec![crate::support::delta_ref(&c1, r)]),
             record("o1", &c1, e1, vec![]),
             record("o2", other, eo, vec![]),
         ];
@@ -904,7 +904,7 @@ fn with_payload(mut d: Delta, payload: &[u8]) -> Delta {
 
 #[test]
 fn an_entry_or_delta_named_by_no_index_of_its_release_is_refused() {
-    let (c1, c2) = (support::content(1, 400), support::content(2, 400));
+    let (c1, c2) = (crate::support::content(1, 400), crate::support::content(2, 400));
     // An entry no index names.
     let mut f = forge();
     let e1 = f.put(&c1, Compression::None);
@@ -941,7 +941,7 @@ fn an_entry_or_delta_named_by_no_index_of_its_release_is_refused() {
 fn content_stored_again_is_wasteful_not_wrong() {
     // A file reverted to a version older than the releases a publisher looks
     // back on is stored again, and so is a delta it already made.
-    let (c1, c2) = (support::content(1, 400), support::content(2, 400));
+    let (c1, c2) = (crate::support::content(1, 400), crate::support::content(2, 400));
     let mut f = forge();
     let e1 = f.put(&c1, Compression::None);
     f.index("stable", LINUX, "1.0.0", &[record("a", &c1, e1, vec![])]);
@@ -991,13 +991,13 @@ fn paged(map_lie: &dyn Fn(&mut Vec<u8>), page_lie: &dyn Fn(u8, u64, &mut Vec<u8>
 
 #[test]
 fn a_map_that_lies_is_refused_naming_the_map() {
-    let (f, _, _) = paged(&support::honest, &support::honest_page);
+    let (f, _, _) = paged(&crate::support::honest, &crate::support::honest_page);
     let s = scan(&f.bytes, false).unwrap();
     assert_eq!((s.size(), f.pages[0].len(), f.pages[1].len()), (65_604, 1, 0));
     // The map of 65,604 leaves: the frontier of 65,603, then level 0: one
     // page, no loose tile, the edge; level 1: one loose tile; level 2: the edge.
     let frontier = 32 * (65_603u64.count_ones() as usize);
-    assert_eq!(support::frame_at(&f.bytes, f.map.unwrap().offset).payload_len, (frontier + 4 * 8) as u64);
+    assert_eq!(crate::support::frame_at(&f.bytes, f.map.unwrap().offset).payload_len, (frontier + 4 * 8) as u64);
     type Lie = Box<dyn Fn(&mut Vec<u8>)>;
     let lies: Vec<(&str, Lie)> = vec![
         ("a wrong frontier", Box::new(|m| m[0] ^= 1)),
@@ -1023,7 +1023,7 @@ fn a_map_that_lies_is_refused_naming_the_map() {
         ("one slot short", Box::new(|m| drop(m.split_off(m.len() - 8)))),
     ];
     for (what, lie) in lies {
-        let (f, map, _) = paged(&*lie, &support::honest_page);
+        let (f, map, _) = paged(&*lie, &crate::support::honest_page);
         let e = scan(&f.bytes, false).expect_err(what);
         assert!(matches!(e.problem, Problem::Map(_)), "{what}: {e}");
         at(&f, &e, map);
@@ -1046,7 +1046,7 @@ fn a_page_that_lies_is_refused_naming_the_page() {
         ("slot 100 zero", Box::new(|_, _, p| p[100 * 8..101 * 8].fill(0))),
     ];
     for (what, lie) in lies {
-        let (f, _, page) = paged(&support::honest, &*lie);
+        let (f, _, page) = paged(&crate::support::honest, &*lie);
         let e = scan(&f.bytes, false).expect_err(what);
         assert!(matches!(&e.problem, Problem::Map(m) if m.contains("page")), "{what}: {e}");
         at(&f, &e, page);

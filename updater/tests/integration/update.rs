@@ -3,19 +3,17 @@
 //! own and from nginx; every attack of DESIGN.md section 4 refused with its
 //! own error and nothing installed.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::fs;
 use std::sync::Arc;
 
+use crate::support::server::{Knobs, TestServer};
+use crate::support::*;
 use dare_container::merkle::Frontier;
 use dare_container::verify::ScanOptions;
 use dare_updater::state::{Installed, replica_path};
 use dare_updater::transport::{ByteRange, FileTransport, MemoryTransport, Transport};
 use dare_updater::{Status, UpdateError};
-use support::server::{Knobs, TestServer};
-use support::*;
 
 fn mem(p: &Publisher) -> Arc<MemoryTransport> {
     Arc::new(MemoryTransport::new("memory", p.bytes()))
@@ -1455,7 +1453,7 @@ async fn the_main_flow_through_nginx() {
     fs::create_dir_all(&root).unwrap();
     let p = Publisher::small(&root);
     p.publish("1.0.0", T0 + 60);
-    let Some(nginx) = support::nginx::Nginx::start(&root, &dir.path().join("nginx")) else {
+    let Some(nginx) = crate::support::nginx::Nginx::start(&root, &dir.path().join("nginx")) else {
         return;
     };
     let url = nginx.url("app.dare");

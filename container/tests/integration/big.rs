@@ -2,17 +2,15 @@
 //! publishing reads only its tail, the seal stays small, the map and its
 //! pages find every tile, and `scan` checks the pages.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use crate::support::{T0, TARGETS, frame_at, genesis, key_a, layout, put, put_build, record, scan, trust};
 use dare_container::header::{Compression, FileRecord, Header, LeafRef};
 use dare_container::map::{Located, TileMap};
 use dare_container::tiles;
 use dare_container::verify::{Problem, ScanOptions};
 use dare_container::{Appender, SealSummary, scan_file};
-use support::{T0, TARGETS, frame_at, genesis, key_a, layout, put, put_build, record, scan, trust};
 
 /// Contents in the first release and in the second.
 const FIRST: u64 = 40_000;

@@ -4,16 +4,14 @@
 //! the bodies reach past the first checks. A body panics on a broken
 //! invariant; none may panic on any input.
 
-mod support;
-
 use std::sync::OnceLock;
 
+use crate::support::{T0, genesis, put_build, trust};
 use dare_container::Appender;
 use dare_container::fuzzing;
 use dare_container::merkle::Hash;
 use dare_container::note::{Checkpoint, Note};
 use proptest::prelude::*;
-use support::{T0, genesis, put_build, trust};
 
 /// A mutation of valid bytes: flip a bit, cut, insert, or overwrite.
 #[derive(Clone, Debug)]
@@ -94,8 +92,8 @@ fn container() -> &'static [u8] {
         Appender::create(&path, genesis(trust(&[&key], 1)), &[&key], T0).unwrap();
         for r in 0..2u64 {
             let mut app = Appender::open(&path).unwrap();
-            let body = support::content(r, 300);
-            put_build(&mut app, "stable", support::TARGETS[0], &format!("1.{r}.0"), "bin/app", &body).unwrap();
+            let body = crate::support::content(r, 300);
+            put_build(&mut app, "stable", crate::support::TARGETS[0], &format!("1.{r}.0"), "bin/app", &body).unwrap();
             app.seal(&[&key], T0 + 60 * (r + 1)).unwrap();
         }
         std::fs::read(&path).unwrap()

@@ -6,7 +6,7 @@ use std::fs;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::support::*;
+use super::support::*;
 
 /// The size of each target's build file, in MiB.
 const BUILD_MIB: usize = 40;

@@ -2,16 +2,14 @@
 //! backward, list what was published, store each content once, and give back
 //! every file's content from its entry and from each of its deltas.
 
-mod support;
-
 use std::collections::{BTreeMap, HashMap};
 
+use crate::support::{T0, TARGETS, digest, genesis, key_a, put, put_delta, record, trust};
 use dare_container::content;
 use dare_container::header::{Compression, DeltaRef, FileRecord, LeafRef, Sha256Hex};
 use dare_container::verify::{ScanOptions, Stored, Tail};
 use dare_container::{Appender, scan_file, verify_file};
 use proptest::prelude::*;
-use support::{T0, TARGETS, digest, genesis, key_a, put, put_delta, record, trust};
 
 const CHANNELS: [&str; 2] = ["stable", "beta"];
 
@@ -50,7 +48,7 @@ proptest! {
                 let mut builds: BTreeMap<usize, Vec<FileRecord>> = BTreeMap::new();
                 for &(t, size, zstd) in entries {
                     let list = builds.entry(t).or_default();
-                    let body = support::content((i * 100 + list.len()) as u64, size);
+                    let body = crate::support::content((i * 100 + list.len()) as u64, size);
                     let compression = if zstd { Compression::Zstd } else { Compression::None };
                     let at = match stored.get(&digest(&body)) {
                         Some(at) => *at,
@@ -100,7 +98,7 @@ proptest! {
             .map(Result::unwrap)
             .collect();
         back.reverse();
-        let fwd_frames: Vec<_> = support::layout(&bytes).into_iter().map(|f| f.info).collect();
+        let fwd_frames: Vec<_> = crate::support::layout(&bytes).into_iter().map(|f| f.info).collect();
         prop_assert_eq!(back, fwd_frames);
     }
 }
@@ -117,7 +115,8 @@ fn release_plan() -> impl Strategy<Value = Vec<BuildPlan>> {
 /// Contents that repeat and resemble each other: four bases and a changed
 /// version of each, so files come back, move, and change a little.
 fn pool(seed: u64, size: usize) -> Vec<Vec<u8>> {
-    let mut out: Vec<Vec<u8>> = (0..4).map(|k| support::content(seed * 10 + k, size + k as usize * 97)).collect();
+    let mut out: Vec<Vec<u8>> =
+        (0..4).map(|k| crate::support::content(seed * 10 + k, size + k as usize * 97)).collect();
     for k in 0..4 {
         let mut c = out[k].clone();
         let at = c.len() / 3;

@@ -3,14 +3,12 @@
 //! by a client whose clock was ahead, or before clients checked) does not
 //! make every honest later seal a rollback.
 
-mod support;
-
 use std::sync::Arc;
 
+use crate::support::*;
 use dare_container::client::MAX_CLOCK_SKEW;
 use dare_updater::transport::MemoryTransport;
 use dare_updater::{Status, UpdateError};
-use support::*;
 
 fn mem(p: &Publisher) -> Arc<MemoryTransport> {
     Arc::new(MemoryTransport::new("memory", p.bytes()))

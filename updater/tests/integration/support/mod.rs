@@ -6,6 +6,7 @@
 
 #[cfg(unix)] // nginx is a Unix program here.
 pub mod nginx;
+pub mod range_server;
 pub mod server;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};

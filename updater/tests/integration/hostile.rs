@@ -2,17 +2,14 @@
 //! mode costs a bounded time and a bounded number of bytes read, ends in a typed error, and the next
 //! mirror serves.
 
-#[path = "transport_support/mod.rs"]
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::range_server::{Collect, content, dead_port, expected, span};
 use dare_testkit::{HostileMirror, Mode};
 use dare_updater::fetch::{FetchError, Mirrors, RetryPolicy};
 use dare_updater::transport::{ByteRange, HttpTransport, Timeouts, Transport, TransportError};
-use support::{Collect, content, dead_port, expected, span};
 
 /// Turns a hang into a failure; far above what any case needs.
 const WATCHDOG: Duration = Duration::from_secs(60);

@@ -3,17 +3,15 @@
 //! problem and the frame (index and byte offset) the scanner must report,
 //! computed from the container's frame layout.
 
-mod support;
-
 use std::ops::Range;
 
+use crate::support::{Builder, Fixture, Framed, T0, key_a, key_b, layout, problem_kind, scan};
 use dare_container::frame::read_header;
 use dare_container::header::{Compression, Header, Seal};
 use dare_container::merkle::{MemoryTree, leaf_hash};
 use dare_container::note::{Checkpoint, Note, NoteError};
 use dare_container::verify::{Problem, ScanOptions, Tail, VerifyError, walk_backward};
 use dare_container::{scan_file, verify_file};
-use support::{Builder, Fixture, Framed, T0, key_a, key_b, layout, problem_kind, scan};
 
 /// Three releases of three targets (plus beta) with two files each, changed
 /// files getting deltas.
@@ -427,7 +425,7 @@ fn garbage_after_the_last_seal_is_a_torn_tail() {
             Tail::Clean => panic!("garbage reported as a clean tail"),
         }
         assert_eq!(s.size(), last.size);
-        let path = support::write_beside(f.dir.path(), "garbage.dare", &b);
+        let path = crate::support::write_beside(f.dir.path(), "garbage.dare", &b);
         assert_eq!(verify_file(&path, &ScanOptions::default()).unwrap().sealed_len, last.len);
     }
 }
@@ -458,7 +456,8 @@ fn a_heartbeat_signed_by_a_key_outside_the_trust_root_is_refused() {
     let n = tree.size();
     let root = tree.root_at(n).unwrap();
     assert_eq!(root, f.seals.last().unwrap().root);
-    let cp = Checkpoint { origin: support::ORIGIN.into(), size: n, root, time: Some(T0 + 9000), extensions: vec![] };
+    let cp =
+        Checkpoint { origin: crate::support::ORIGIN.into(), size: n, root, time: Some(T0 + 9000), extensions: vec![] };
     let forged = |keys: &[&dare_container::keys::SigningKey]| Seal {
         checkpoint: String::from_utf8(Note::sign(&cp.to_text(), keys).unwrap().to_bytes()).unwrap(),
         time: T0 + 9000,
@@ -509,7 +508,7 @@ fn pinned_keys_must_be_in_the_trust_root() {
     let pinned = |keys: Vec<dare_container::keys::VerifierKey>| {
         scan_file(&f.path, &ScanOptions { payloads: false, pins: Some(keys) })
     };
-    let err = support::verify_error(pinned(vec![key_b().verifier()]).expect_err("B is not in the trust root"));
+    let err = crate::support::verify_error(pinned(vec![key_b().verifier()]).expect_err("B is not in the trust root"));
     assert!(matches!(err.problem, Problem::Signature(_)), "{err}");
     assert_names(&err, &frames, first_seal.index, "pins");
     assert_eq!(pinned(vec![key_a().verifier()]).unwrap().size(), f.seals.last().unwrap().size);

@@ -2,10 +2,9 @@
 //! every delta, every build's index and listing, the manifest, the seals,
 //! the tree, its tiles and the map that finds them.
 
-mod support;
-
 use std::collections::{BTreeMap, HashSet};
 
+use crate::support::{Builder, Forge, Op, T0, digest, frame_at, genesis, key_a, layout, trust};
 use dare_container::content;
 use dare_container::header::{Compression, Header};
 use dare_container::map::{Located, TileMap};
@@ -13,7 +12,6 @@ use dare_container::merkle::MemoryTree;
 use dare_container::tiles;
 use dare_container::verify::{ScanOptions, Stored, Tail};
 use dare_container::{Appender, scan_file, verify_file};
-use support::{Builder, Forge, Op, T0, digest, frame_at, genesis, key_a, layout, trust};
 
 fn payloads() -> ScanOptions {
     ScanOptions { payloads: true, pins: None }
@@ -117,12 +115,12 @@ fn manifest_names_the_newest_build_of_every_channel_and_target() {
         .map(|r| ((r.channel.clone(), r.target.clone()), (r.version.clone(), r.index)))
         .collect();
     assert_eq!(listed, newest);
-    assert_eq!(scan.manifest.release("stable", support::TARGETS[2]).unwrap().version, "1.2.0");
-    assert_eq!(scan.manifest.release("beta", support::TARGETS[0]).unwrap().version, "2.2.0-beta");
+    assert_eq!(scan.manifest.release("stable", crate::support::TARGETS[2]).unwrap().version, "1.2.0");
+    assert_eq!(scan.manifest.release("beta", crate::support::TARGETS[0]).unwrap().version, "2.2.0-beta");
     assert_eq!(scan.manifest.releases.len(), b.targets + 1);
     assert_eq!(scan.manifest.keys, None);
     // Scan::index finds the newest build or a given version.
-    let linux = support::TARGETS[0];
+    let linux = crate::support::TARGETS[0];
     assert_eq!(scan.index("stable", linux, None).unwrap().index.version, "1.2.0");
     assert_eq!(scan.index("stable", linux, Some("1.1.0")).unwrap().index.version, "1.1.0");
     assert!(scan.index("stable", linux, Some("9.9.9")).is_none());
@@ -279,19 +277,19 @@ fn large_and_empty_payloads_round_trip() {
     let path = dir.path().join("app.dare");
     let a = key_a();
     Appender::create(&path, genesis(trust(&[&a], 1)), &[&a], T0).unwrap();
-    let big = support::content(42, 2_500_000);
+    let big = crate::support::content(42, 2_500_000);
     let mut big2 = big.clone();
     big2[2_000_000..2_000_010].copy_from_slice(b"0123456789");
     let mut app = Appender::open(&path).unwrap();
-    let t = support::TARGETS[0];
-    let e1 = support::put(&mut app, &big, Compression::None).unwrap();
-    let e2 = support::put(&mut app, &big2, Compression::Zstd).unwrap();
-    let e3 = support::put(&mut app, b"", Compression::None).unwrap();
-    let d = support::put_delta(&mut app, &big, &big2).unwrap();
+    let t = crate::support::TARGETS[0];
+    let e1 = crate::support::put(&mut app, &big, Compression::None).unwrap();
+    let e2 = crate::support::put(&mut app, &big2, Compression::Zstd).unwrap();
+    let e3 = crate::support::put(&mut app, b"", Compression::None).unwrap();
+    let d = crate::support::put_delta(&mut app, &big, &big2).unwrap();
     let files = vec![
-        support::record("big.bin", &big, e1, vec![]),
-        support::record("big.zst", &big2, e2, vec![d]),
-        support::record("empty", b"", e3, vec![]),
+        crate::support::record("big.bin", &big, e1, vec![]),
+        crate::support::record("big.zst", &big2, e2, vec![d]),
+        crate::support::record("empty", b"", e3, vec![]),
     ];
     app.append_index("stable", t, "1.0.0", &files).unwrap();
     app.seal(&[&a], T0 + 1).unwrap();
@@ -315,7 +313,7 @@ fn large_and_empty_payloads_round_trip() {
     for e in [&scan.entries[0], &scan.entries[1], &scan.entries[3]] {
         let mut bad = bytes.clone();
         bad[(e.frame.payload_offset + e.frame.payload_len - 10) as usize] ^= 1;
-        let err = support::scan(&bad, true).unwrap_err();
+        let err = crate::support::scan(&bad, true).unwrap_err();
         assert!(matches!(err.problem, dare_container::verify::Problem::Payload(_)), "{err}");
         assert_eq!(err.offset, e.frame.offset);
     }
@@ -323,7 +321,7 @@ fn large_and_empty_payloads_round_trip() {
     let path = dir.path().join("empty.dare");
     Appender::create(&path, genesis(trust(&[&a], 1)), &[&a], T0).unwrap();
     let mut app = Appender::open(&path).unwrap();
-    support::put_build(&mut app, "stable", t, "1.0.0", "empty.zst", b"").unwrap();
+    crate::support::put_build(&mut app, "stable", t, "1.0.0", "empty.zst", b"").unwrap();
     app.seal(&[&a], T0 + 1).unwrap();
     let scan = verify_file(&path, &payloads()).unwrap();
     assert!(matches!(&scan.entries[0].stored, Stored::Entry(e) if e.size == 0 && e.compression == Compression::Zstd));

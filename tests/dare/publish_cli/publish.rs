@@ -3,7 +3,7 @@
 use std::fs;
 use std::path::Path;
 
-use crate::support::*;
+use super::support::*;
 
 /// Three builds: a directory each, with an executable in a subdirectory.
 fn builds(env: &Env) {

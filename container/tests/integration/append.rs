@@ -1,16 +1,14 @@
 //! The appender: the log's rules on the way in, reading only the tail,
 //! crash safety, locking, determinism and key rotation.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 
+use crate::support::{
+    Builder, T0, TARGETS, digest, genesis, key_a, key_b, key_c, layout, put, put_build, put_delta, record, trust,
+};
 use dare_container::header::{Compression, DeltaRef, FileRecord, Header, LeafRef};
 use dare_container::verify::{Problem, ScanOptions, Tail};
 use dare_container::{Appender, Error, pending_path, pending_publish, scan_file, verify_file};
-use support::{
-    Builder, T0, TARGETS, digest, genesis, key_a, key_b, key_c, layout, put, put_build, put_delta, record, trust,
-};
 
 const LINUX: &str = TARGETS[0];
 const MAC: &str = TARGETS[1];
@@ -127,12 +125,12 @@ fn entries_and_indexes_must_carry_valid_headers_and_the_announced_digests() {
     let r = app.append_index("stable", LINUX, "1.0.0", &[record("../a", &c, at, vec![])]);
     assert!(matches!(r, Err(Error::Header(_))), "{r:?}");
     // An entry header that breaks the format.
-    let (mut e, stored) = support::stage(&c, Compression::None);
+    let (mut e, stored) = crate::support::stage(&c, Compression::None);
     e.stored_size += 1;
     let r = app.append_entry(e, &mut stored.as_slice());
     assert!(matches!(r, Err(Error::Header(_))), "{r:?}");
     // A payload that is not what the header announces.
-    let (e, _) = support::stage(b"announced!", Compression::None);
+    let (e, _) = crate::support::stage(b"announced!", Compression::None);
     let mut other = &b"different!"[..];
     let m = refused(app.append_entry(e, &mut other));
     assert!(m.contains("hashed to"), "{m}");
@@ -143,7 +141,7 @@ fn entries_and_indexes_must_carry_valid_headers_and_the_announced_digests() {
     let mut app = Appender::open(&path).unwrap();
     put(&mut app, &c, Compression::None).unwrap();
     put(&mut app, b"announced twice", Compression::None).unwrap();
-    let (mut d, payload) = support::diff(&c, b"announced twice");
+    let (mut d, payload) = crate::support::diff(&c, b"announced twice");
     d.stored_sha256.0[0] ^= 1;
     let m = refused(app.append_delta(d, &mut payload.as_slice()));
     assert!(m.contains("hashed to"), "{m}");
@@ -152,7 +150,7 @@ fn entries_and_indexes_must_carry_valid_headers_and_the_announced_digests() {
     // A payload longer or shorter than announced.
     for stored in [&b"announced!"[..], &b"announce"[..]] {
         let mut app = Appender::open(&path).unwrap();
-        let (e, _) = support::stage(b"announced", Compression::None);
+        let (e, _) = crate::support::stage(b"announced", Compression::None);
         let mut r = stored;
         assert!(app.append_entry(e, &mut r).is_err(), "{} bytes for 9", stored.len());
         app.abort().unwrap();
@@ -164,7 +162,7 @@ fn entries_and_indexes_must_carry_valid_headers_and_the_announced_digests() {
 fn an_index_names_only_what_this_release_appended_as_it_was_appended() {
     let (_d, path) = fresh();
     let mut app = Appender::open(&path).unwrap();
-    let (c1, c2) = (support::content(1, 300), support::content(2, 300));
+    let (c1, c2) = (crate::support::content(1, 300), crate::support::content(2, 300));
     let e1 = put(&mut app, &c1, Compression::None).unwrap();
     let e2 = put(&mut app, &c2, Compression::Zstd).unwrap();
     let d = put_delta(&mut app, &c1, &c2).unwrap();
@@ -199,7 +197,7 @@ fn an_index_names_only_what_this_release_appended_as_it_was_appended() {
 fn a_seal_refuses_content_no_index_of_the_release_names() {
     let (_d, path) = fresh();
     let before = std::fs::read(&path).unwrap();
-    let (c1, c2) = (support::content(1, 300), support::content(2, 300));
+    let (c1, c2) = (crate::support::content(1, 300), crate::support::content(2, 300));
     // An entry, and a delta whose result the index names without it.
     for with_delta in [false, true] {
         let mut app = Appender::open(&path).unwrap();
@@ -249,7 +247,7 @@ fn a_later_release_names_sealed_content_without_storing_it_again() {
 #[test]
 fn an_index_carries_a_patch_against_the_previous_listing_when_that_is_smaller() {
     let (_d, path) = fresh();
-    let contents: Vec<Vec<u8>> = (0..30).map(|i| support::content(i, 40)).collect();
+    let contents: Vec<Vec<u8>> = (0..30).map(|i| crate::support::content(i, 40)).collect();
     let mut app = Appender::open(&path).unwrap();
     let mut files: Vec<FileRecord> = contents
         .iter()
@@ -260,7 +258,7 @@ fn an_index_carries_a_patch_against_the_previous_listing_when_that_is_smaller() 
     app.seal(&[&key_a()], T0 + 1).unwrap();
     // One file changed: the listing is a small patch against the previous one.
     let mut app = Appender::open(&path).unwrap();
-    let c = support::content(99, 40);
+    let c = crate::support::content(99, 40);
     files[7] = record("lib/07", &c, put(&mut app, &c, Compression::None).unwrap(), vec![]);
     let second = app.append_index("stable", LINUX, "1.1.0", &files).unwrap();
     app.seal(&[&key_a()], T0 + 2).unwrap();
@@ -336,7 +334,9 @@ fn open_reads_the_tail_and_leaves_the_log_to_verify() {
         bad[at as usize] ^= 1;
         std::fs::write(&f.path, &bad).unwrap();
         Appender::open(&f.path).unwrap().abort().unwrap();
-        let e = support::verify_error(verify_file(&f.path, &ScanOptions { payloads: true, pins: None }).unwrap_err());
+        let e = crate::support::verify_error(
+            verify_file(&f.path, &ScanOptions { payloads: true, pins: None }).unwrap_err(),
+        );
         assert_eq!(e.frame, frame, "{e}");
     }
     // A damaged tail is refused: the last seal, its map, its manifest, a right-edge tile.
@@ -407,7 +407,7 @@ fn a_two_of_three_root_needs_two_distinct_keys() {
     let pinned = scan_file(&path, &ScanOptions { payloads: false, pins: Some(vec![a.verifier()]) });
     assert!(pinned.is_err());
     let pinned = scan_file(&path, &ScanOptions { payloads: false, pins: Some(vec![a.verifier(), b.verifier()]) });
-    let err = support::verify_error(pinned.expect_err("seal 2 is signed by b and c; only b is pinned with a"));
+    let err = crate::support::verify_error(pinned.expect_err("seal 2 is signed by b and c; only b is pinned with a"));
     assert!(matches!(err.problem, Problem::Signature(_)), "{err}");
 }
 

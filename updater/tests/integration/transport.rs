@@ -1,18 +1,15 @@
 //! The network layer against honest and hostile servers on loopback, local files and the in-memory fake.
 
-#[path = "transport_support/mod.rs"]
-mod support;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::range_server::{Collect, Mode, Server, content, dead_port, expected, span};
 use dare_updater::fetch::{FetchError, Mirrors, RetryPolicy};
 use dare_updater::transport::{
     ByteRange, FileTransport, HttpTransport, MemoryTransport, RangeSink, Timeouts, TransferStats, Transport,
     TransportError, transport_for,
 };
 use proptest::prelude::*;
-use support::{Collect, Mode, Server, content, dead_port, expected, span};
 
 fn quick() -> Timeouts {
     Timeouts { connect: Duration::from_secs(2), idle: Duration::from_secs(5), ..Timeouts::default() }
@@ -676,9 +673,11 @@ async fn https_with_a_private_ca() {
         .with_single_cert(chain, key)
         .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config));
-    let wrap: support::Wrap = Arc::new(move |tcp| {
+    let wrap: crate::support::range_server::Wrap = Arc::new(move |tcp| {
         let acceptor = acceptor.clone();
-        Box::pin(async move { acceptor.accept(tcp).await.ok().map(|s| Box::new(s) as Box<dyn support::Stream>) })
+        Box::pin(async move {
+            acceptor.accept(tcp).await.ok().map(|s| Box::new(s) as Box<dyn crate::support::range_server::Stream>)
+        })
     });
     let data = content(300_000);
     let server = Server::start_with(data.clone(), Some(wrap)).await;

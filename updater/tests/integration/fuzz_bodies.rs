@@ -3,15 +3,13 @@
 //! mutations of well-formed responses, and `dare_container::fuzzing::replica`
 //! on mutations of a real replica written by an update. None may panic.
 
-mod support;
-
 use std::sync::{Arc, OnceLock};
 
+use crate::support::*;
 use dare_updater::fuzzing;
 use dare_updater::state::replica_path;
 use dare_updater::transport::MemoryTransport;
 use proptest::prelude::*;
-use support::*;
 
 /// The ranges of a request in the bodies' input format (see `fuzzing::multipart`).
 fn encode_request(spans: &[(u32, u16)], flags: u8) -> Vec<u8> {
