@@ -194,7 +194,7 @@ fn json_on_success_check_and_a_path_mirror() {
     assert_eq!(c.current(), Some(PathBuf::from("versions/1.0.0")));
 
     // A file:// URL is a mirror too.
-    let url = format!("file://{}", site.container.display());
+    let url = file_url(&site.container);
     let (code, v, _) = c.json(&url, &site.public, LINUX, &[]);
     assert_eq!(code, 0);
     assert_eq!(
@@ -399,7 +399,7 @@ fn json_reports_bytes_full_delta_and_reused() {
     assert!(n(&third, "bytes_full") < (app3.len() + 4096) as u64, "{third}");
     assert_eq!(n(&third, "bytes_reused"), data.len() as u64, "{third}");
     assert_eq!(fs::read(c.live().join("share/data.bin")).unwrap(), data);
-    assert_eq!(fs::read(c.install.join("current/notes.txt")).unwrap(), notes3);
+    assert_eq!(fs::read(c.live().join("notes.txt")).unwrap(), notes3);
     // The human line says the same.
     site.publish_files(
         "1.3.0",
@@ -498,4 +498,11 @@ fn a_full_disk_is_an_io_error_naming_the_file_not_a_bad_digest() {
 fn assert_mode(p: &Path, mode: u32) {
     let meta = fs::metadata(p).unwrap();
     assert!(dare_container::fsys::mode_matches(&meta, mode), "the mode of {} is not {mode:o}", p.display());
+}
+
+/// A `file://` URL of an absolute path: `file:///abs/path`, or on Windows
+/// `file:///C:/dir/file`.
+fn file_url(path: &Path) -> String {
+    let text = path.display().to_string();
+    if cfg!(windows) { format!("file:///{}", text.replace('\\', "/")) } else { format!("file://{text}") }
 }
