@@ -301,12 +301,12 @@ fn file_url_path(url: &str) -> Result<PathBuf, TransportError> {
     #[cfg(not(unix))]
     {
         let text = String::from_utf8(bytes).map_err(|_| invalid(url, "the path is not UTF-8".into()))?;
-        // file:///C:/dir/file -> C:/dir/file
+        // file:///C:/dir/file -> C:\dir\file
         let text = match text.strip_prefix('/') {
             Some(rest) if rest.as_bytes().get(1) == Some(&b':') => rest.to_owned(),
             _ => text,
         };
-        Ok(PathBuf::from(text))
+        Ok(PathBuf::from(if cfg!(windows) { text.replace('/', "\\") } else { text }))
     }
 }
 

@@ -77,7 +77,9 @@ async fn file_transport_paths_and_file_urls() {
     let t = FileTransport::new(path.clone());
     check_cases(&t, &data).await;
     assert_eq!(t.stats().requests, 6);
-    let url = format!("file://{}", path.display().to_string().replace(' ', "%20"));
+    // file:///abs/path, or on Windows file:///C:/dir/file
+    let abs = path.display().to_string().replace(' ', "%20");
+    let url = if cfg!(windows) { format!("file:///{}", abs.replace('\\', "/")) } else { format!("file://{abs}") };
     let t = transport_for(&url, quick()).unwrap();
     assert_eq!(t.name(), path.display().to_string());
     check_cases(t.as_ref(), &data).await;
@@ -445,8 +447,12 @@ async fn transport_for_picks_by_scheme() {
     let http = transport_for("http://127.0.0.1:1/c.dare", quick()).unwrap();
     assert_eq!(http.name(), "http://127.0.0.1:1/c.dare");
     assert!(transport_for("HTTPS://example.invalid/c.dare", quick()).is_ok());
-    assert_eq!(transport_for("file:///tmp/a%20b", quick()).unwrap().name(), "/tmp/a b");
-    assert_eq!(transport_for("file://localhost/tmp/x", quick()).unwrap().name(), "/tmp/x");
+    // A Windows path takes Windows separators.
+    let native = |p: &str| if cfg!(windows) { p.replace('/', "\\") } else { p.to_string() };
+    assert_eq!(transport_for("file:///tmp/a%20b", quick()).unwrap().name(), native("/tmp/a b"));
+    assert_eq!(transport_for("file://localhost/tmp/x", quick()).unwrap().name(), native("/tmp/x"));
+    #[cfg(windows)]
+    assert_eq!(transport_for("file:///C:/dir/a%20b", quick()).unwrap().name(), "C:\\dir\\a b");
     assert_eq!(transport_for("relative/c.dare", quick()).unwrap().name(), "relative/c.dare");
     for bad in ["ftp://example.invalid/c", "file://elsewhere/tmp/x", "http://", "https:///x"] {
         assert!(matches!(transport_for(bad, quick()), Err(TransportError::Invalid { .. })), "{bad}");
