@@ -207,7 +207,7 @@ async fn path_and_file_url_mirrors() {
     assert_installed(&c.install, ARM, "1.0.0", p.app_size);
 
     p.publish("1.1.0", T0 + 120);
-    let url = format!("file://{}", p.container.display());
+    let url = file_url(&p.container);
     let o = c.at(&url).update().await.unwrap();
     assert_eq!((o.status, o.version.as_str(), o.previous.as_deref()), (Status::Updated, "1.1.0", Some("1.0.0")));
     assert_installed(&c.install, ARM, "1.1.0", p.app_size);

@@ -528,8 +528,9 @@ pub fn files_under(dir: &Path) -> BTreeMap<String, PathBuf> {
             if m.is_dir() {
                 walk(root, &p, out);
             } else {
-                let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
-                out.insert(rel, p);
+                let rel: Vec<_> =
+                    p.strip_prefix(root).unwrap().components().map(|c| c.as_os_str().to_string_lossy()).collect();
+                out.insert(rel.join("/"), p);
             }
         }
     }
@@ -752,4 +753,11 @@ impl RangeSink for CutSink<'_> {
         }
         Ok(())
     }
+}
+
+/// A `file://` URL of an absolute path: `file:///abs/path`, or on Windows
+/// `file:///C:/dir/file`.
+pub fn file_url(path: &Path) -> String {
+    let text = path.display().to_string();
+    if cfg!(windows) { format!("file:///{}", text.replace('\\', "/")) } else { format!("file://{text}") }
 }
