@@ -5,7 +5,9 @@
 
 use serde_json::Value;
 
-use crate::support::{LINUX, Run, Sandbox, T0, released};
+#[cfg(unix)]
+use crate::support::released;
+use crate::support::{LINUX, Run, Sandbox, T0};
 
 /// Placeholders for what changes between runs: the fresh key signs every
 /// seal, so roots, fingerprints and signers differ, and paths are temporary.
