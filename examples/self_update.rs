@@ -2,6 +2,10 @@
 //! of itself, installs it with dare-updater, and replaces its own executable
 //! with the new one (atomically, by rename), then re-executes it.
 //!
+//! On Windows a running executable cannot be overwritten or deleted, but it
+//! can be renamed: the running one is renamed to `<name>.old` first (and
+//! removed on a later start), then the new one takes its name.
+//!
 //! The published build for each target is expected to contain the
 //! executable at `bin/<name>` (as `dare publish --artifact TRIPLE=dir/` with
 //! `dir/bin/self_update` makes it).
@@ -25,6 +29,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     };
     let exe = std::env::current_exe()?;
+    // What a previous replacement left on Windows, once nothing runs it.
+    let _ = std::fs::remove_file(old_exe(&exe));
     let name = exe.file_name().and_then(|n| n.to_str()).unwrap_or("self_update").to_string();
     let home = data_dir(&exe);
     let key: VerifierKey = key.trim().parse()?;
@@ -37,6 +43,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("self_update {VERSION}: up to date ({})", outcome.version);
         return Ok(());
     }
+    // `current` is a symlink on Unix and a pointer file on Windows;
+    // `current_dir` resolves it on both.
     let current = dare_updater::current_dir(&install).ok_or("the update installed no current build")?;
     let new_exe = current.join("bin").join(&name);
     replace_self(&exe, &new_exe)?;
@@ -50,17 +58,49 @@ fn data_dir(exe: &Path) -> PathBuf {
     exe.parent().unwrap_or(Path::new(".")).join(".self_update")
 }
 
+/// Where the running executable goes aside on Windows.
+fn old_exe(exe: &Path) -> PathBuf {
+    let mut name = exe.as_os_str().to_os_string();
+    name.push(".old");
+    PathBuf::from(name)
+}
+
 /// Copies the verified new executable next to the running one, then renames
-/// it over the running one: one atomic step; the old inode stays valid for
-/// the running process.
+/// it over the running one: one atomic step on Unix, where the old inode
+/// stays valid for the running process. Windows will not replace a running
+/// executable, so there it is renamed aside to `<name>.old` first.
 fn replace_self(exe: &Path, new_exe: &Path) -> std::io::Result<()> {
-    let staged = exe.with_extension("new");
+    let mut staged = exe.as_os_str().to_os_string();
+    staged.push(".new");
+    let staged = PathBuf::from(staged);
     std::fs::copy(new_exe, &staged)?;
-    std::fs::File::open(&staged)?.sync_all()?;
+    dare_container::fsys::sync_file(&staged)?;
+    if cfg!(windows) {
+        let old = old_exe(exe);
+        let _ = std::fs::remove_file(&old);
+        std::fs::rename(exe, &old)?;
+        if let Err(e) = std::fs::rename(&staged, exe) {
+            // Put the running one back rather than leave no executable.
+            let _ = std::fs::rename(&old, exe);
+            return Err(e);
+        }
+        return Ok(());
+    }
     std::fs::rename(&staged, exe)
 }
 
+/// Runs the new executable in place of this process.
+#[cfg(unix)]
 fn exec(exe: &Path) -> std::io::Error {
     use std::os::unix::process::CommandExt;
     std::process::Command::new(exe).args(std::env::args_os().skip(1)).exec()
+}
+
+/// Windows has no exec: runs the new executable and exits with its status.
+#[cfg(windows)]
+fn exec(exe: &Path) -> std::io::Error {
+    match std::process::Command::new(exe).args(std::env::args_os().skip(1)).status() {
+        Ok(status) => std::process::exit(status.code().unwrap_or(1)),
+        Err(e) => e,
+    }
 }

@@ -216,7 +216,7 @@ impl Appender {
     /// right-edge tiles, checked against the map), and cuts off a torn tail
     /// that the pending file of an interrupted append explains.
     pub fn open(path: &Path) -> Result<Appender, Error> {
-        let file = OpenOptions::new().read(true).write(true).open(path).map_err(|e| Error::io("opening", path, e))?;
+        let file = crate::fsys::open_exclusive_rw(path).map_err(|e| Error::io("opening", path, e))?;
         lock_exclusive(&file, path)?;
         let len = file.metadata().map_err(|e| Error::io("reading", path, e))?.len();
         crate::check_is_container(&file, len, path)?;
@@ -272,7 +272,7 @@ impl Appender {
     /// must be the manifest of a release (after its map). The repaired
     /// container is verified in full before anything is written.
     pub fn open_for_repair(path: &Path) -> Result<Appender, Error> {
-        let file = OpenOptions::new().read(true).write(true).open(path).map_err(|e| Error::io("opening", path, e))?;
+        let file = crate::fsys::open_exclusive_rw(path).map_err(|e| Error::io("opening", path, e))?;
         lock_exclusive(&file, path)?;
         let len = file.metadata().map_err(|e| Error::io("reading", path, e))?.len();
         crate::check_is_container(&file, len, path)?;
@@ -403,7 +403,7 @@ impl Appender {
         if !matches!(scan.tail, crate::verify::Tail::Clean) || scan.size != summary.size {
             return Err(refused(&self.path, "the repaired container would not end with its new seal"));
         }
-        std::os::unix::fs::FileExt::write_all_at(&self.file, &seal, self.end)
+        crate::fsys::write_all_at(&self.file, &seal, self.end)
             .and_then(|()| self.file.set_len(total))
             .and_then(|()| self.file.sync_all())
             .map_err(|e| Error::io("repairing", &self.path, e))?;
@@ -840,10 +840,9 @@ impl Appender {
 
     /// The path must still name the file we locked (not a replacement).
     fn check_same_file(&self) -> Result<(), Error> {
-        use std::os::unix::fs::MetadataExt;
         let a = self.file.metadata().map_err(|e| Error::io("reading", &self.path, e))?;
         let b = std::fs::metadata(&self.path).map_err(|e| Error::io("reading", &self.path, e))?;
-        if a.ino() != b.ino() || a.dev() != b.dev() {
+        if !crate::fsys::same_file(&a, &b) {
             return Err(Error::Changed { path: self.path.clone(), reason: "the path now names another file".into() });
         }
         Ok(())
@@ -1190,5 +1189,5 @@ fn remove_pending(container: &Path) -> Result<(), Error> {
 }
 
 fn sync_dir(dir: &Path) -> Result<(), Error> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io("syncing", dir, e))
+    crate::fsys::sync_dir(dir).map_err(|e| Error::io("syncing", dir, e))
 }

@@ -144,7 +144,7 @@ pub trait ReadAt {
 
 impl ReadAt for std::fs::File {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        std::os::unix::fs::FileExt::read_exact_at(self, buf, offset)
+        crate::fsys::read_exact_at(self, buf, offset)
     }
 }
 

@@ -41,6 +41,7 @@ pub mod client;
 pub mod content;
 pub mod error;
 pub mod frame;
+pub mod fsys;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod hashio;

@@ -82,7 +82,7 @@ impl ReplicaWriter {
         drop(file);
         std::fs::rename(&self.tmp, &self.path).map_err(|e| Error::io("replacing", &self.path, e))?;
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io("syncing", dir, e))?;
+            crate::fsys::sync_dir(dir).map_err(|e| Error::io("syncing", dir, e))?;
         }
         Ok(self.len)
     }

@@ -1,4 +1,5 @@
 //! `dare-mirror`: the HTTP range server behind `dare serve`.
+//! Unix-only (sendfile, openat2, signals); the client crates build for Windows.
 //!
 //! A mirror serves a directory of dare containers to updaters. It holds no
 //! keys: it serves regular files over
@@ -68,6 +69,11 @@
 //! # }
 //! ```
 #![warn(missing_docs)]
+
+// The server uses sendfile, openat2 and Unix signals; the client side
+// (container, publisher, updater) is what builds for Windows.
+#[cfg(not(unix))]
+compile_error!("dare-mirror (the server behind `dare serve`) is Unix-only");
 
 mod body;
 mod error;

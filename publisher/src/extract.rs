@@ -10,9 +10,8 @@
 //! directory.
 
 use std::collections::BTreeSet;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, BufWriter};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use dare_container::content::entry_content;
@@ -167,18 +166,13 @@ fn write_verified<R: ReadAt + Sync>(src: &R, scan: &Scan, f: &FileRecord, dest: 
         return Err(PublishError::Integrity(format!("{}: no entry at leaf {}", f.path, f.entry.leaf)));
     };
     let frame = scan.entry(f.entry.leaf).map(|r| r.frame).ok_or_else(|| PublishError::Integrity(f.path.clone()))?;
-    let out = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(dest)
-        .map_err(|err| PublishError::io("creating", dest, err))?;
+    let out = dare_container::fsys::create_new(dest, 0o600).map_err(|err| PublishError::io("creating", dest, err))?;
     let io_err = |err: io::Error| PublishError::io("writing", dest, err);
     let out = entry_content(src, &frame, e, BufWriter::with_capacity(1 << 20, out))
         .map_err(|err| PublishError::Integrity(format!("{}: {err}", f.path)))?;
     let file = out.into_inner().map_err(|err| io_err(err.into_error()))?;
     file.sync_all().map_err(io_err)?;
-    fs::set_permissions(dest, fs::Permissions::from_mode(f.mode & 0o777)).map_err(io_err)?;
+    dare_container::fsys::set_mode(dest, f.mode).map_err(io_err)?;
     Ok(())
 }
 

@@ -8,7 +8,6 @@
 //! with the file it points to (e.g. `cp -L`) before publishing.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -48,7 +47,9 @@ pub struct SourceFile {
     pub path: String,
     /// Where it is on disk.
     pub source: PathBuf,
-    /// `0o755` when any exec bit is set, else `0o644`.
+    /// `0o755` when it is a program, else `0o644`: any exec bit set on Unix;
+    /// on Windows, which has no exec bit, see
+    /// [`is_executable`](dare_container::fsys::is_executable).
     pub mode: u32,
     /// Its size when gathered.
     pub size: u64,
@@ -128,7 +129,7 @@ fn symlink_refused(path: &Path) -> PublishError {
 
 fn source_file(target: &str, rel: String, path: &Path, meta: &fs::Metadata) -> Result<SourceFile, PublishError> {
     validate_path(&rel).map_err(|e| PublishError::Invalid(format!("{}: {e}", path.display())))?;
-    let exec = meta.permissions().mode() & 0o111 != 0;
+    let exec = dare_container::fsys::is_executable(path, meta).map_err(|e| PublishError::io("reading", path, e))?;
     Ok(SourceFile {
         target: target.to_string(),
         path: rel,

@@ -1,7 +1,6 @@
 //! `dare keygen`: an Ed25519 signing key and its C2SP note verifier key.
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -61,12 +60,8 @@ fn write_atomic(path: &Path, bytes: &[u8], mode: u32, replace: bool) -> Result<(
         std::process::id()
     ));
     let result = (|| -> Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)
-            .with_context(|| format!("creating {}", tmp.display()))?;
+        let mut f =
+            dare_container::fsys::create_new(&tmp, mode).with_context(|| format!("creating {}", tmp.display()))?;
         f.write_all(bytes).and_then(|()| f.sync_all()).with_context(|| format!("writing {}", tmp.display()))?;
         if replace {
             std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;

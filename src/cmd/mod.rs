@@ -1,5 +1,8 @@
-//! One module per subcommand; `run` dispatches.
+//! One module per subcommand; `run` dispatches. `serve` and `demo` run the
+//! mirror, which is Unix-only (sendfile, openat2); on Windows they are not
+//! commands at all.
 
+#[cfg(unix)]
 mod demo;
 mod extract;
 mod init;
@@ -7,6 +10,7 @@ mod keygen;
 mod ls;
 mod publish;
 mod seal;
+#[cfg(unix)]
 mod serve;
 mod update;
 mod verify;
@@ -42,10 +46,12 @@ pub enum Command {
     /// Verify and write one build's files into a directory.
     Extract(extract::Args),
     /// Serve a directory of containers over HTTP with byte ranges; sync from upstreams.
+    #[cfg(unix)]
     Serve(serve::Args),
     /// Check for and install the newest build from untrusted mirrors.
     Update(update::Args),
     /// Publish, serve and update on loopback with generated builds, and report what happened.
+    #[cfg(unix)]
     Demo(demo::Args),
 }
 
@@ -57,12 +63,9 @@ impl Command {
             Command::Ls(a) => a.json,
             Command::Publish(a) => a.json,
             Command::Update(a) => a.json,
-            Command::Keygen(_)
-            | Command::Init(_)
-            | Command::Seal(_)
-            | Command::Extract(_)
-            | Command::Serve(_)
-            | Command::Demo(_) => false,
+            Command::Keygen(_) | Command::Init(_) | Command::Seal(_) | Command::Extract(_) => false,
+            #[cfg(unix)]
+            Command::Serve(_) | Command::Demo(_) => false,
         }
     }
 
@@ -70,6 +73,7 @@ impl Command {
     pub fn default_log_level(&self) -> &'static str {
         match self {
             // The access log and sync events are the server's output.
+            #[cfg(unix)]
             Command::Serve(_) => "info",
             _ => "warn",
         }
@@ -86,7 +90,9 @@ pub fn run(command: Command) -> Result<()> {
         Command::Seal(a) => seal::run(a),
         Command::Extract(a) => extract::run(a),
         Command::Update(a) => update::run(a),
+        #[cfg(unix)]
         Command::Serve(a) => serve::run(a),
+        #[cfg(unix)]
         Command::Demo(a) => demo::run(a),
     }
 }

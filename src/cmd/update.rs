@@ -28,7 +28,7 @@ pub struct Args {
     /// Where the replica and the last verified checkpoint live.
     #[arg(long, value_name = "DIR")]
     state: PathBuf,
-    /// Where builds are installed: versions/<v>/ and a `current` link.
+    /// Where builds are installed: versions/<v>/ and `current` (a link; on Windows a file naming the version).
     #[arg(long, value_name = "DIR")]
     install: PathBuf,
     /// The target triple (default: this machine's).

@@ -1,3 +1,6 @@
+//! Unix-only: the reader runs under the system's python3, which the Windows
+//! test run (under Wine) does not have; the format is the same everywhere.
+//!
 //! Runs the independent Python reader (`dare_reader.py`, written from
 //! docs/FORMAT.md alone) on format-2 containers that the `dare` CLI makes:
 //! several targets and channels, releases that share content with earlier
@@ -24,6 +27,8 @@
 //! where it fails.
 //!
 //! With `DARE_KEEP_SANDBOX` set, a failing test keeps its directory.
+
+#![cfg(unix)]
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

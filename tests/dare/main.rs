@@ -10,8 +10,10 @@ mod cli_json;
 mod cli_keys;
 mod cli_ls;
 mod cli_seal;
+#[cfg(unix)] // `dare serve` (the mirror) is Unix-only.
 mod cli_serve;
 mod cli_verify;
+#[cfg(unix)] // `dare serve` (the mirror) is Unix-only.
 mod e2e;
 mod independent;
 mod publish_cli;

@@ -138,7 +138,7 @@ pub fn publish(container: &Path, key: &SigningKey, channel: &str, version: &str,
             let p = dir.join(path);
             std::fs::create_dir_all(p.parent().expect("a parent")).expect("a build directory");
             std::fs::write(&p, content).expect("writing a build file");
-            std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("the mode");
+            dare_container::fsys::set_mode(&p, 0o755).expect("the mode");
         }
         artifacts.push(Artifact { target: target.to_string(), path: dir });
     }
@@ -164,10 +164,13 @@ pub fn publish(container: &Path, key: &SigningKey, channel: &str, version: &str,
 
 /// The content of a `bin/app` of `target` at `version`: 30 kB that zstd
 /// cannot shrink, the same for every version of a target but the last line,
-/// so a new version is a small delta from the previous one.
+/// so a new version is a small delta from the previous one. It starts like
+/// an ELF program: on Windows, which has no exec bit, that is how `dare
+/// publish` knows it is one.
 pub fn app(target: &str, version: &str) -> Vec<u8> {
     let mut s = target.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
     let mut out = Vec::with_capacity(30_100);
+    out.extend_from_slice(b"\x7fELF");
     while out.len() < 30_000 {
         s ^= s << 13;
         s ^= s >> 7;

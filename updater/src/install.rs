@@ -1,23 +1,29 @@
 //! Installing a verified build atomically.
 //!
 //! The install directory holds `versions/<version>/` for the new build and the
-//! one before it, and `current`, a symlink to one of them. A new build is
+//! one before it, and `current`, which names one of them (a symlink on Unix,
+//! a small pointer file on Windows; see [`current_dir`]). A new build is
 //! assembled in a temporary directory under `versions/` ([`Incoming`]):
 //! files the installed build already has are linked (or copied) from it and
 //! hashed, never trusted unhashed; fetched files are moved in from the state
 //! directory. It is then renamed to its final name, and `current` is switched
-//! by renaming a new symlink over it: one atomic step. A kill at any instant
-//! leaves `current` pointing at the old build or the new one, never at a mix.
+//! by renaming a new link (or pointer file) over it: one atomic step. A kill
+//! at any instant leaves `current` pointing at the old build or the new one,
+//! never at a mix.
 //!
 //! Nothing here follows a link out of the install directory: `versions` and
 //! every version directory must be real directories, checked with
 //! `symlink_metadata`. Only what the updater made is ever removed: a version
 //! directory is removed only when `.dare-installed/<name>` (written before
-//! the directory got its name) says the updater installed it.
+//! the directory got its name) says the updater installed it. It is renamed
+//! aside before it is deleted, and deleting is best effort: on Windows a
+//! build whose program is still running cannot be renamed or deleted, so it
+//! stays until a later update, and the update does not fail for it.
+
+mod current;
 
 use std::fs;
 use std::io::{self, BufReader};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use dare_container::hashio::HashingReader;
@@ -26,7 +32,8 @@ use dare_container::header::Sha256Hex;
 use crate::error::UpdateError;
 use crate::state::sync_dir;
 
-/// The `current` link of an install directory.
+/// The `current` link of an install directory: a symlink on Unix, a pointer
+/// file holding `versions/<name>` on Windows. Read it with [`current_dir`].
 pub fn current_link(install_dir: &Path) -> PathBuf {
     install_dir.join("current")
 }
@@ -36,7 +43,8 @@ pub fn current_version(install_dir: &Path) -> Option<String> {
     current_dir_name(install_dir).map(|n| n.split('~').next().unwrap_or_default().to_string())
 }
 
-/// The directory of the build `current` points at, if any.
+/// The directory of the build `current` points at, if any: where an app
+/// finds its live build, on every platform.
 pub fn current_dir(install_dir: &Path) -> Option<PathBuf> {
     let dir = current_dir_name(install_dir).map(|n| install_dir.join("versions").join(n))?;
     // A link (or `versions` being one) is not followed out of the install directory.
@@ -47,7 +55,7 @@ pub fn current_dir(install_dir: &Path) -> Option<PathBuf> {
 /// The directory under `versions/` that `current` points at: the version,
 /// or `<version>~N` when that version was installed again (semver has no `~`).
 fn current_dir_name(install_dir: &Path) -> Option<String> {
-    let target = fs::read_link(current_link(install_dir)).ok()?;
+    let target = current::read(&current_link(install_dir))?;
     let name = target.file_name()?.to_str()?.to_string();
     (target.parent()? == Path::new("versions")).then_some(name)
 }
@@ -79,15 +87,7 @@ impl Incoming {
             return Err(UpdateError::State(format!("`{version}` cannot name a directory")));
         }
         // Refuse before creating anything: a refusal leaves the install directory as it was.
-        let link = current_link(install_dir);
-        if let Ok(m) = fs::symlink_metadata(&link)
-            && !m.file_type().is_symlink()
-        {
-            return Err(UpdateError::State(format!(
-                "{} exists and is not a symlink; refusing to replace it",
-                link.display()
-            )));
-        }
+        current::check_replaceable(&current_link(install_dir))?;
         let versions = install_dir.join("versions");
         refuse_link(&versions)?;
         let made: Vec<PathBuf> =
@@ -116,7 +116,7 @@ impl Incoming {
     pub fn reuse(&mut self, path: &str, from: &Path, mode: u32, sha256: Sha256Hex) -> Result<bool, UpdateError> {
         let dest = self.dest(path)?;
         let same_mode = fs::symlink_metadata(from)
-            .map(|m| m.file_type().is_file() && m.permissions().mode() & 0o777 == mode & 0o777)
+            .map(|m| m.file_type().is_file() && dare_container::fsys::mode_matches(&m, mode))
             .unwrap_or(false);
         let linked = same_mode && fs::hard_link(from, &dest).is_ok();
         if !linked {
@@ -138,7 +138,7 @@ impl Incoming {
             }
         }
         if !linked {
-            fs::set_permissions(&dest, fs::Permissions::from_mode(mode & 0o777))
+            dare_container::fsys::set_mode(&dest, mode)
                 .map_err(|e| UpdateError::io("setting permissions of", &dest, e))?;
         }
         Ok(true)
@@ -152,8 +152,7 @@ impl Incoming {
         } else {
             fs::copy(staged, &dest).map_err(|e| UpdateError::io("copying", &dest, e))?;
         }
-        fs::set_permissions(&dest, fs::Permissions::from_mode(mode & 0o777))
-            .map_err(|e| UpdateError::io("setting permissions of", &dest, e))
+        dare_container::fsys::set_mode(&dest, mode).map_err(|e| UpdateError::io("setting permissions of", &dest, e))
     }
 
     /// Renames the assembled build into place and switches `current` to it.
@@ -188,9 +187,9 @@ impl Incoming {
         }
         let mut name = version.to_string();
         if previous_dir.as_deref() != Some(version) && is_owned(&versions, &owned, &name) {
-            // A leftover of ours nothing points at (a run killed before switching).
-            let stale = versions.join(&name);
-            fs::remove_dir_all(&stale).map_err(|e| UpdateError::io("removing", &stale, e))?;
+            // A leftover of ours nothing points at (a run killed before
+            // switching). If it cannot go (in use), the build goes beside it.
+            discard(&versions, &owned, &name);
         }
         // Anything else of that name (the build `current` names, or a directory
         // the updater did not make) stays; this build goes beside it.
@@ -203,12 +202,7 @@ impl Incoming {
         let final_dir = versions.join(&name);
         fs::rename(&self.tmp, &final_dir).map_err(|e| UpdateError::io("moving into place", &final_dir, e))?;
         sync_dir(&versions)?;
-        let new_link = install_dir.join(format!(".current-{}", std::process::id()));
-        let _ = fs::remove_file(&new_link);
-        std::os::unix::fs::symlink(Path::new("versions").join(&name), &new_link)
-            .map_err(|e| UpdateError::io("creating", &new_link, e))?;
-        fs::rename(&new_link, &link).map_err(|e| UpdateError::io("switching", &link, e))?;
-        sync_dir(install_dir)?;
+        current::switch(&link, &name)?;
         // When `current` already named this version (an earlier run was killed
         // after switching it but before recording it), only that old copy goes.
         if previous.as_deref() == Some(version.as_str()) {
@@ -217,8 +211,7 @@ impl Incoming {
             if let Some(old) = &previous_dir
                 && is_owned(&versions, &owned, old)
             {
-                let _ = fs::remove_dir_all(versions.join(old));
-                let _ = fs::remove_file(owned.join(old));
+                discard(&versions, &owned, old);
             }
         } else {
             prune(&versions, &owned, &name, previous_dir.as_deref());
@@ -284,11 +277,41 @@ fn prune(versions: &Path, owned: &Path, keep: &str, previous: Option<&str>) {
         if name == keep || Some(name.as_str()) == previous {
             continue;
         }
-        let incoming = name.starts_with(".incoming-") && e.file_type().is_ok_and(|t| t.is_dir());
-        if (incoming || is_owned(versions, owned, &name)) && fs::remove_dir_all(e.path()).is_ok() {
-            let _ = fs::remove_file(owned.join(&name));
+        let leftover =
+            (name.starts_with(".incoming-") || name.starts_with(DISCARDED)) && e.file_type().is_ok_and(|t| t.is_dir());
+        if leftover {
+            let _ = fs::remove_dir_all(e.path());
+        } else if is_owned(versions, owned, &name) {
+            discard(versions, owned, &name);
         }
     }
+}
+
+/// The prefix of a version directory renamed aside to be deleted.
+const DISCARDED: &str = ".discarded-";
+
+/// Removes the version directory `versions/<name>` the updater installed,
+/// best effort: it is renamed aside first, so the name is free at once and
+/// nothing half-deleted keeps it, then deleted. When it cannot be renamed
+/// (on Windows: a program in it is running) it stays, still marked as ours,
+/// for a later update to remove. Returns whether the name is free.
+fn discard(versions: &Path, owned: &Path, name: &str) -> bool {
+    let from = versions.join(name);
+    let Some(aside) = (0..100u32)
+        .map(|i| versions.join(format!("{DISCARDED}{name}-{}-{i}", std::process::id())))
+        .find(|p| fs::symlink_metadata(p).is_err())
+    else {
+        return false;
+    };
+    if let Err(e) = fs::rename(&from, &aside) {
+        tracing::debug!(dir = %from.display(), error = %e, "an old version stays for now (in use?)");
+        return false;
+    }
+    let _ = fs::remove_file(owned.join(name));
+    if let Err(e) = fs::remove_dir_all(&aside) {
+        tracing::debug!(dir = %aside.display(), error = %e, "an old version is left to remove later");
+    }
+    true
 }
 
 /// Renames, or copies when the state and install directories are on
@@ -298,7 +321,7 @@ fn move_file(from: &Path, to: &Path) -> Result<(), UpdateError> {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::CrossesDevices => {
             fs::copy(from, to).map_err(|e| UpdateError::io("copying", to, e))?;
-            fs::File::open(to).and_then(|f| f.sync_all()).map_err(|e| UpdateError::io("syncing", to, e))?;
+            dare_container::fsys::sync_file(to).map_err(|e| UpdateError::io("syncing", to, e))?;
             let _ = fs::remove_file(from);
             Ok(())
         }
@@ -314,10 +337,76 @@ fn sync_tree(dir: &Path) -> Result<(), UpdateError> {
             sync_tree(&e.path())?;
         } else if kind.is_file() {
             // The files must be on disk before `current` points at them.
-            fs::File::open(e.path())
-                .and_then(|f| f.sync_all())
-                .map_err(|err| UpdateError::io("syncing", e.path(), err))?;
+            dare_container::fsys::sync_file(&e.path()).map_err(|err| UpdateError::io("syncing", e.path(), err))?;
         }
     }
     sync_dir(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Installs `version`, one program `bin/app`, into `install`.
+    fn install(install: &Path, staging: &Path, version: &str) -> PathBuf {
+        let staged = staging.join(format!("app-{version}"));
+        fs::write(&staged, format!("app {version}\n")).unwrap();
+        let mut incoming = Incoming::new(install, version).unwrap();
+        incoming.place("bin/app", &staged, 0o755, true).unwrap();
+        incoming.commit().unwrap()
+    }
+
+    /// Opens a file the way Windows holds a running program: others may
+    /// read it, but not write, rename or delete it.
+    fn hold_like_a_running_program(path: &Path) -> fs::File {
+        let mut opts = fs::OpenOptions::new();
+        opts.read(true);
+        #[cfg(windows)]
+        {
+            use std::os::windows::fs::OpenOptionsExt;
+            opts.share_mode(0x1); // FILE_SHARE_READ
+        }
+        opts.open(path).unwrap()
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> =
+            fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn an_old_build_in_use_does_not_fail_an_update_and_goes_later() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (dir, staging) = (tmp.path().join("install"), tmp.path().join("staging"));
+        fs::create_dir_all(&staging).unwrap();
+        install(&dir, &staging, "1.0.0");
+        install(&dir, &staging, "1.1.0");
+        let held = hold_like_a_running_program(&dir.join("versions/1.0.0/bin/app"));
+        // 1.0.0 is pruned now, or (on Windows, where it cannot be renamed
+        // or deleted while running) left for later; the update succeeds.
+        let live = install(&dir, &staging, "1.2.0");
+        assert_eq!(current_dir(&dir), Some(live.clone()));
+        assert_eq!(fs::read_to_string(live.join("bin/app")).unwrap(), "app 1.2.0\n");
+        assert_eq!(current_version(&dir).as_deref(), Some("1.2.0"));
+        drop(held);
+        install(&dir, &staging, "1.3.0");
+        assert_eq!(names(&dir.join("versions")), ["1.2.0", "1.3.0"]);
+        assert_eq!(names(&dir.join(OWNED)), ["1.2.0", "1.3.0"]);
+        assert_eq!(names(&dir), [OWNED, "current", "versions"]);
+    }
+
+    #[test]
+    fn a_leftover_discarded_directory_is_removed_by_the_next_prune() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (dir, staging) = (tmp.path().join("install"), tmp.path().join("staging"));
+        fs::create_dir_all(&staging).unwrap();
+        install(&dir, &staging, "1.0.0");
+        let leftover = dir.join("versions").join(format!("{DISCARDED}0.9.0-1-0"));
+        fs::create_dir_all(leftover.join("bin")).unwrap();
+        fs::write(leftover.join("bin/app"), b"old").unwrap();
+        install(&dir, &staging, "1.1.0");
+        assert_eq!(names(&dir.join("versions")), ["1.0.0", "1.1.0"]);
+    }
 }

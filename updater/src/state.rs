@@ -141,5 +141,5 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), UpdateError>
 }
 
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), UpdateError> {
-    fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| UpdateError::io("syncing", dir, e))
+    dare_container::fsys::sync_dir(dir).map_err(|e| UpdateError::io("syncing", dir, e))
 }

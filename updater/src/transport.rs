@@ -322,12 +322,12 @@ fn file_url_path(url: &str) -> Result<PathBuf, TransportError> {
     #[cfg(not(unix))]
     {
         let text = String::from_utf8(bytes).map_err(|_| invalid(url, "the path is not UTF-8".into()))?;
-        // file:///C:/dir/file -> C:/dir/file
+        // file:///C:/dir/file -> C:\dir\file
         let text = match text.strip_prefix('/') {
             Some(rest) if rest.as_bytes().get(1) == Some(&b':') => rest.to_owned(),
             _ => text,
         };
-        Ok(PathBuf::from(text))
+        Ok(PathBuf::from(if cfg!(windows) { text.replace('/', "\\") } else { text }))
     }
 }
 
@@ -617,7 +617,7 @@ impl FileTransport {
                 let file = Arc::clone(&file);
                 let buf = blocking(&self.name, move || {
                     let mut buf = vec![0; n];
-                    read_exact_at(&file, &mut buf, pos)?;
+                    dare_container::fsys::read_exact_at(&file, &mut buf, pos)?;
                     Ok(buf)
                 })
                 .await?;
@@ -640,28 +640,6 @@ async fn blocking<T: Send + 'static>(
         Ok(result) => result.map_err(io),
         Err(join) => Err(io(std::io::Error::other(join))),
     }
-}
-
-#[cfg(unix)]
-fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
-    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
-}
-
-#[cfg(windows)]
-fn read_exact_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> std::io::Result<()> {
-    use std::os::windows::fs::FileExt;
-    while !buf.is_empty() {
-        match file.seek_read(buf, offset) {
-            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-            Ok(n) => {
-                buf = &mut buf[n..];
-                offset += n as u64;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 impl Transport for FileTransport {

@@ -687,7 +687,7 @@ fn a_rewritten_last_seal_of_the_same_length_is_a_change() {
     let bytes = std::fs::read(&path).unwrap();
     let at = bytes.len() - 40;
     let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-    std::os::unix::fs::FileExt::write_all_at(&f, &[bytes[at] ^ 1], at as u64).unwrap();
+    dare_container::fsys::write_all_at(&f, &[bytes[at] ^ 1], at as u64).unwrap();
     match build(&mut app, LINUX, "1.0.0", "bin/app") {
         Err(Error::Changed { reason, .. }) => assert!(reason.contains("seal"), "{reason}"),
         other => panic!("expected Error::Changed, got {other:?}"),

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use dare_container::frame::{Frames, read_header};
@@ -90,7 +89,21 @@ fn arts(list: &[(&str, &Path)]) -> Vec<Artifact> {
 fn write(path: &Path, content: &[u8], mode: u32) {
     fs::create_dir_all(path.parent().expect("a parent")).expect("creating directories");
     fs::write(path, content).expect("writing a file");
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("setting the mode");
+    dare_container::fsys::set_mode(path, mode).expect("setting the mode");
+}
+
+/// A file's permission bits; on Windows, which keeps only a read-only
+/// attribute, `0o444` or `0o666`.
+fn mode_of(meta: &fs::Metadata) -> u32 {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        meta.permissions().mode() & 0o777
+    }
+    #[cfg(windows)]
+    {
+        if meta.permissions().readonly() { 0o444 } else { 0o666 }
+    }
 }
 
 /// Text that zstd shrinks well: code-like lines.
@@ -133,7 +146,7 @@ fn tree(dir: &Path) -> BTreeMap<String, (Vec<u8>, u32)> {
                 walk(&e.path(), &rel, out);
             } else {
                 assert!(meta.is_file(), "{rel} is not a regular file");
-                out.insert(rel, (fs::read(e.path()).expect("reading"), meta.permissions().mode() & 0o777));
+                out.insert(rel, (fs::read(e.path()).expect("reading"), mode_of(&meta)));
             }
         }
     }
@@ -144,8 +157,12 @@ fn tree(dir: &Path) -> BTreeMap<String, (Vec<u8>, u32)> {
 
 /// A build directory for `target` with nested directories and an executable.
 fn build_dir(root: &Path, target: &str) {
+    // The program starts like one (ELF): on Windows, which has no exec bit,
+    // that is how the publisher knows it is one. The same bytes for every
+    // target, so it is stored once.
     let exe = if target.contains("windows") { "bin/app.exe" } else { "bin/app" };
-    write(&root.join(exe), &[compressible(200_000, 1), incompressible(50_000, 2)].concat(), 0o755);
+    let program = [b"\x7fELF".to_vec(), compressible(200_000, 1), incompressible(50_000, 2)].concat();
+    write(&root.join(exe), &program, 0o755);
     write(&root.join("bin/helper.sh"), format!("#!/bin/sh\necho {target}\n").as_bytes(), 0o755);
     write(&root.join("share/doc/README.md"), &compressible(30_000, 3), 0o644);
     write(&root.join("share/doc/deep/er/notes.txt"), format!("notes for {target}\n").as_bytes(), 0o644);
@@ -349,9 +366,11 @@ fn refuses_a_missing_file() {
     let app = fx.build("app", b"app");
     let missing = fx.path("builds/nope");
     let msg = refused(&fx, || fx.publish("1.0.0", &[(LINUX, &app), (MAC, &missing)]));
-    assert_contains(&msg, &[&missing.display().to_string(), "No such file"]);
+    let not_found = if cfg!(windows) { "(os error 2)" } else { "No such file" };
+    assert_contains(&msg, &[&missing.display().to_string(), not_found]);
 }
 
+#[cfg(unix)] // Making a symlink needs a privilege on Windows.
 #[test]
 fn refuses_a_symlink_inside_a_directory_and_names_it() {
     let fx = Fixture::new();
@@ -382,12 +401,16 @@ fn refuses_a_target_given_twice() {
 #[test]
 fn refuses_names_that_collide_on_macos_and_windows() {
     let fx = Fixture::new();
-    // Differing only by case.
-    let dir = fx.path("builds/case");
-    write(&dir.join("bin/App"), b"one", 0o755);
-    write(&dir.join("bin/app"), b"two", 0o755);
-    let msg = refused(&fx, || fx.publish("1.0.0", &[(LINUX, &dir)]));
-    assert_contains(&msg, &["`bin/App` and `bin/app` are the same file on macOS and Windows"]);
+    // Differing only by case. (Windows folds case: there these two
+    // fixtures, and the file-or-directory one below, cannot be made.)
+    #[cfg(unix)]
+    {
+        let dir = fx.path("builds/case");
+        write(&dir.join("bin/App"), b"one", 0o755);
+        write(&dir.join("bin/app"), b"two", 0o755);
+        let msg = refused(&fx, || fx.publish("1.0.0", &[(LINUX, &dir)]));
+        assert_contains(&msg, &["`bin/App` and `bin/app` are the same file on macOS and Windows"]);
+    }
     // Equal after Unicode normalization: e + combining acute, and é.
     let dir = fx.path("builds/nfc");
     write(&dir.join("caf\u{65}\u{301}.txt"), b"decomposed", 0o644);
@@ -395,11 +418,14 @@ fn refuses_names_that_collide_on_macos_and_windows() {
     let msg = refused(&fx, || fx.publish("1.0.0", &[(LINUX, &dir)]));
     assert_contains(&msg, &["caf\u{65}\u{301}.txt", "caf\u{e9}.txt", "Unicode normalization"]);
     // A file whose name, folded, is another file's directory.
-    let dir = fx.path("builds/dirfile");
-    write(&dir.join("Lib"), b"a file", 0o644);
-    write(&dir.join("lib/x.so"), b"a library", 0o644);
-    let msg = refused(&fx, || fx.publish("1.0.0", &[(LINUX, &dir)]));
-    assert_contains(&msg, &["`Lib` is a file, but `lib/x.so` needs a directory of that name"]);
+    #[cfg(unix)]
+    {
+        let dir = fx.path("builds/dirfile");
+        write(&dir.join("Lib"), b"a file", 0o644);
+        write(&dir.join("lib/x.so"), b"a library", 0o644);
+        let msg = refused(&fx, || fx.publish("1.0.0", &[(LINUX, &dir)]));
+        assert_contains(&msg, &["`Lib` is a file, but `lib/x.so` needs a directory of that name"]);
+    }
     assert!(fx.scan().manifest.release("stable", LINUX).is_none(), "nothing was published");
 }
 
@@ -634,6 +660,7 @@ fn is_empty_dir(p: &Path) -> bool {
     fs::read_dir(p).expect("reading a directory").next().is_none()
 }
 
+#[cfg(unix)] // Making a symlink needs a privilege on Windows.
 #[test]
 fn extract_refuses_to_write_through_a_symlink_in_the_output() {
     let fx = extract_fixture();
@@ -655,7 +682,9 @@ fn extract_refuses_a_directory_where_a_file_goes() {
     let out = fx.path("out");
     fs::create_dir_all(out.join("bin/tool")).expect("a directory in the way");
     let err = fx.extract(LINUX, None, &out).expect_err("refused");
-    assert_contains(&err.to_string(), &["bin/tool", "is a directory"]);
+    // The path on disk, with the platform's separator.
+    let on_disk = Path::new("bin").join("tool").display().to_string();
+    assert_contains(&err.to_string(), &[&on_disk, "is a directory"]);
     assert!(is_empty_dir(&out.join("bin/tool")));
     assert!(!out.join("app.txt").exists(), "extract wrote app.txt before refusing");
     // A file where a directory goes.

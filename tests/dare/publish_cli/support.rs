@@ -2,7 +2,6 @@
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -147,7 +146,7 @@ pub fn one_json(stdout: &[u8]) -> Value {
 pub fn write(path: &Path, content: &[u8], mode: u32) {
     fs::create_dir_all(path.parent().expect("a parent")).expect("creating directories");
     fs::write(path, content).expect("writing a file");
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("setting the mode");
+    dare_container::fsys::set_mode(path, mode).expect("setting the mode");
 }
 
 /// xorshift64* bytes: zstd cannot shrink them.

@@ -4,7 +4,6 @@
 //! refusal.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -86,7 +85,7 @@ impl Site {
             fs::create_dir_all(build.join("bin")).unwrap();
             let app = build.join("bin/app");
             fs::write(&app, app_text(t, version, salt)).unwrap();
-            fs::set_permissions(&app, fs::Permissions::from_mode(0o755)).unwrap();
+            dare_container::fsys::set_mode(&app, 0o755).unwrap();
             fs::write(build.join("notes.txt"), format!("release notes {version}\n")).unwrap();
             args.push("--artifact".into());
             args.push(format!("{t}={}", build.display()));
@@ -141,8 +140,16 @@ impl Client {
         (out.status.code().unwrap(), v, String::from_utf8(out.stderr).unwrap())
     }
 
+    /// The live build's directory.
+    #[track_caller]
+    fn live(&self) -> PathBuf {
+        dare_updater::current_dir(&self.install).expect("a build is installed")
+    }
+
     fn current(&self) -> Option<PathBuf> {
-        fs::read_link(self.install.join("current")).ok()
+        // As an app finds it: a symlink on Unix, a pointer file on Windows.
+        let dir = dare_updater::current_dir(&self.install)?;
+        Some(dir.strip_prefix(&self.install).ok()?.to_path_buf())
     }
 }
 
@@ -166,9 +173,9 @@ fn json_on_success_check_and_a_path_mirror() {
     // its proof; what the installed build lacks.
     assert!((1..=4).contains(&v["requests"].as_u64().unwrap()), "{v}");
     assert_eq!(c.current(), Some(PathBuf::from("versions/1.0.0")));
-    let app = c.install.join("current/bin/app");
+    let app = c.live().join("bin/app");
     assert_eq!(fs::read_to_string(&app).unwrap(), app_text(LINUX, "1.0.0", ""));
-    assert_eq!(fs::metadata(&app).unwrap().permissions().mode() & 0o777, 0o755);
+    assert_mode(&app, 0o755);
 
     let (code, v, _) = c.json(from, &site.public, LINUX, &[]);
     assert_eq!((code, v["status"].as_str(), v["requests"].as_u64()), (0, Some("up-to-date"), Some(1)), "{v}");
@@ -187,7 +194,7 @@ fn json_on_success_check_and_a_path_mirror() {
     assert_eq!(c.current(), Some(PathBuf::from("versions/1.0.0")));
 
     // A file:// URL is a mirror too.
-    let url = format!("file://{}", site.container.display());
+    let url = file_url(&site.container);
     let (code, v, _) = c.json(&url, &site.public, LINUX, &[]);
     assert_eq!(code, 0);
     assert_eq!(
@@ -305,7 +312,7 @@ impl Site {
             let p = build.join(path);
             fs::create_dir_all(p.parent().unwrap()).unwrap();
             fs::write(&p, content).unwrap();
-            fs::set_permissions(&p, fs::Permissions::from_mode(*mode)).unwrap();
+            dare_container::fsys::set_mode(&p, *mode).unwrap();
         }
         let artifact = format!("{LINUX}={}", build.display());
         let time = time.to_string();
@@ -366,11 +373,12 @@ fn json_reports_bytes_full_delta_and_reused() {
     assert_eq!(n(&second, "bytes_reused"), (data.len() + notes.len()) as u64, "{second}");
     assert_eq!(n(&second, "payload_bytes"), n(&second, "bytes_delta"), "{second}");
     assert!(n(&second, "bytes_fetched") * 10 < n(&first, "bytes_fetched"), "{second} after {first}");
-    let installed = c.install.join("current");
+    let installed = c.live();
     assert_eq!(fs::read(installed.join("bin/app")).unwrap(), app2);
     assert_eq!(fs::read(installed.join("lib/data.bin")).unwrap(), data);
-    let mode = |p: &str| fs::metadata(installed.join(p)).unwrap().permissions().mode() & 0o777;
-    assert_eq!((mode("bin/app"), mode("lib/data.bin"), mode("notes.txt")), (0o755, 0o644, 0o644));
+    for (p, mode) in [("bin/app", 0o755), ("lib/data.bin", 0o644), ("notes.txt", 0o644)] {
+        assert_mode(&installed.join(p), mode);
+    }
 
     // Up to date: nothing fetched but the seal.
     let (_, v, _) = c.json(from, &site.public, LINUX, &[]);
@@ -393,8 +401,8 @@ fn json_reports_bytes_full_delta_and_reused() {
     assert!(n(&third, "bytes_full") > app3.len() as u64, "{third}");
     assert!(n(&third, "bytes_full") < (app3.len() + 4096) as u64, "{third}");
     assert_eq!(n(&third, "bytes_reused"), data.len() as u64, "{third}");
-    assert_eq!(fs::read(c.install.join("current/share/data.bin")).unwrap(), data);
-    assert_eq!(fs::read(c.install.join("current/notes.txt")).unwrap(), notes3);
+    assert_eq!(fs::read(c.live().join("share/data.bin")).unwrap(), data);
+    assert_eq!(fs::read(c.live().join("notes.txt")).unwrap(), notes3);
     // The human line says the same.
     site.publish_files(
         "1.3.0",
@@ -429,6 +437,7 @@ fn origin_refuses_another_container_on_first_use() {
 
 /// Whether `tool` can be run; a missing tool fails the test under `CI=true`
 /// (it must not pass by skipping), else the test skips with `hint`.
+#[cfg(unix)]
 fn require_tool(tool: &str, hint: &str) -> bool {
     if Command::new(tool).arg("--version").output().is_ok() {
         return true;
@@ -440,6 +449,7 @@ fn require_tool(tool: &str, hint: &str) -> bool {
 
 /// `dare update` under a file size limit (`prlimit --fsize`): every write past
 /// `limit` bytes of one file fails with EFBIG, as on a full disk.
+#[cfg(unix)]
 fn update_with_file_size_limit(c: &Client, from: &str, trust: &Path, limit: u64) -> Output {
     // SIGXFSZ ignored (it survives exec), so the write fails instead of killing.
     let script = format!("trap '' XFSZ; exec prlimit --fsize={limit} \"$0\" \"$@\"");
@@ -454,6 +464,7 @@ fn update_with_file_size_limit(c: &Client, from: &str, trust: &Path, limit: u64)
         .expect("running sh")
 }
 
+#[cfg(unix)] // prlimit and sh are Unix programs.
 #[test]
 fn a_full_disk_is_an_io_error_naming_the_file_not_a_bad_digest() {
     if !require_tool("prlimit", "apt-get install -y util-linux") {
@@ -482,4 +493,19 @@ fn a_full_disk_is_an_io_error_naming_the_file_not_a_bad_digest() {
         assert!(file == "replica.dare" || c.current().is_none(), "nothing installed");
         println!("{m}");
     }
+}
+
+/// Checks the file at `p` has the mode `mode` (on Windows, which keeps only
+/// a read-only attribute, what of it Windows keeps).
+#[track_caller]
+fn assert_mode(p: &Path, mode: u32) {
+    let meta = fs::metadata(p).unwrap();
+    assert!(dare_container::fsys::mode_matches(&meta, mode), "the mode of {} is not {mode:o}", p.display());
+}
+
+/// A `file://` URL of an absolute path: `file:///abs/path`, or on Windows
+/// `file:///C:/dir/file`.
+fn file_url(path: &Path) -> String {
+    let text = path.display().to_string();
+    if cfg!(windows) { format!("file:///{}", text.replace('\\', "/")) } else { format!("file://{text}") }
 }

@@ -80,7 +80,9 @@ async fn file_transport_paths_and_file_urls() {
     let t = FileTransport::new(path.clone());
     check_cases(&t, &data).await;
     assert_eq!(t.stats().requests, 6);
-    let url = format!("file://{}", path.display().to_string().replace(' ', "%20"));
+    // file:///abs/path, or on Windows file:///C:/dir/file
+    let abs = path.display().to_string().replace(' ', "%20");
+    let url = if cfg!(windows) { format!("file:///{}", abs.replace('\\', "/")) } else { format!("file://{abs}") };
     let t = transport_for(&url, quick()).unwrap();
     assert_eq!(t.name(), path.display().to_string());
     check_cases(t.as_ref(), &data).await;
@@ -447,8 +449,12 @@ async fn transport_for_picks_by_scheme() {
     let http = transport_for("http://127.0.0.1:1/c.dare", quick()).unwrap();
     assert_eq!(http.name(), "http://127.0.0.1:1/c.dare");
     assert!(transport_for("HTTPS://example.invalid/c.dare", quick()).is_ok());
-    assert_eq!(transport_for("file:///tmp/a%20b", quick()).unwrap().name(), "/tmp/a b");
-    assert_eq!(transport_for("file://localhost/tmp/x", quick()).unwrap().name(), "/tmp/x");
+    // A Windows path takes Windows separators.
+    let native = |p: &str| if cfg!(windows) { p.replace('/', "\\") } else { p.to_string() };
+    assert_eq!(transport_for("file:///tmp/a%20b", quick()).unwrap().name(), native("/tmp/a b"));
+    assert_eq!(transport_for("file://localhost/tmp/x", quick()).unwrap().name(), native("/tmp/x"));
+    #[cfg(windows)]
+    assert_eq!(transport_for("file:///C:/dir/a%20b", quick()).unwrap().name(), "C:\\dir\\a b");
     assert_eq!(transport_for("relative/c.dare", quick()).unwrap().name(), "relative/c.dare");
     for bad in ["ftp://example.invalid/c", "file://elsewhere/tmp/x", "http://", "https:///x"] {
         assert!(matches!(transport_for(bad, quick()), Err(TransportError::Invalid { .. })), "{bad}");
@@ -470,12 +476,14 @@ fn futures_are_send_and_errors_are_anyhow_friendly() {
 // ---------------------------------------------------------------------------------------------------------
 // nginx as a real peer
 
+#[cfg(unix)]
 struct Nginx {
     child: std::process::Child,
     port: u16,
     _dir: tempfile::TempDir,
 }
 
+#[cfg(unix)]
 impl Drop for Nginx {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -483,6 +491,7 @@ impl Drop for Nginx {
     }
 }
 
+#[cfg(unix)]
 fn start_nginx(file: &[u8]) -> Option<Nginx> {
     let bin = std::path::Path::new("/usr/sbin/nginx");
     if !bin.exists() {
@@ -537,6 +546,7 @@ fn start_nginx(file: &[u8]) -> Option<Nginx> {
     panic!("nginx would not start:\n{log}");
 }
 
+#[cfg(unix)] // nginx is a Unix program here.
 #[tokio::test]
 async fn nginx_serves_single_suffix_and_multi_ranges() {
     let data = content(300_000);
@@ -595,6 +605,7 @@ proptest! {
 // ---------------------------------------------------------------------------------------------------------
 // HTTPS with rustls (ring), against a CA made with the openssl command
 
+#[cfg(unix)]
 fn openssl(dir: &std::path::Path, args: &[&str]) -> bool {
     std::process::Command::new("openssl")
         .args(args)
@@ -606,6 +617,7 @@ fn openssl(dir: &std::path::Path, args: &[&str]) -> bool {
 }
 
 /// A CA and a server certificate for 127.0.0.1, or `None` without the openssl command.
+#[cfg(unix)]
 fn make_ca(dir: &std::path::Path) -> Option<()> {
     std::fs::write(
         dir.join("leaf.ext"),
@@ -642,6 +654,7 @@ fn make_ca(dir: &std::path::Path) -> Option<()> {
     steps.iter().all(|args| openssl(dir, args)).then_some(())
 }
 
+#[cfg(unix)] // The test CA is made with the openssl command, a Unix program here.
 #[tokio::test]
 async fn https_with_a_private_ca() {
     use tokio_rustls::rustls::{self, pki_types::pem::PemObject};

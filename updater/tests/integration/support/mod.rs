@@ -4,13 +4,13 @@
 
 #![allow(dead_code)]
 
+#[cfg(unix)] // nginx is a Unix program here.
 pub mod nginx;
 pub mod range_server;
 pub mod server;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -140,10 +140,10 @@ impl Publisher {
         fs::create_dir_all(dir.join("share")).unwrap();
         let app = dir.join("bin/app");
         fs::write(&app, app_bytes(target, &format!("{version}{salt}"), self.app_size)).unwrap();
-        fs::set_permissions(&app, fs::Permissions::from_mode(0o755)).unwrap();
+        set_mode(&app, 0o755);
         let readme = dir.join("share/readme.txt");
         fs::write(&readme, readme_text(target, &format!("{version}{salt}"))).unwrap();
-        fs::set_permissions(&readme, fs::Permissions::from_mode(0o644)).unwrap();
+        set_mode(&readme, 0o644);
         dir
     }
 
@@ -167,7 +167,7 @@ impl Publisher {
                 fs::create_dir_all(&dir).unwrap();
                 let app = dir.join("app");
                 fs::write(&app, single_bytes(t, version, size)).unwrap();
-                fs::set_permissions(&app, fs::Permissions::from_mode(0o755)).unwrap();
+                set_mode(&app, 0o755);
                 Artifact { target: (*t).to_string(), path: app }
             })
             .collect();
@@ -412,7 +412,7 @@ fn walk(root: &Path, dir: &Path, out: &mut Snapshot) {
     for p in entries {
         let rel = p.strip_prefix(root).unwrap().to_path_buf();
         let m = fs::symlink_metadata(&p).unwrap();
-        let mode = m.permissions().mode() & 0o7777;
+        let mode = mode_bits(&m);
         if m.file_type().is_symlink() {
             out.insert(rel, format!("link -> {}", fs::read_link(&p).unwrap().display()));
         } else if m.is_dir() {
@@ -429,22 +429,65 @@ fn fnv(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3))
 }
 
+/// Gives `p` the permission bits `mode` (on Windows, what of them it keeps).
+pub fn set_mode(p: &Path, mode: u32) {
+    dare_container::fsys::set_mode(p, mode).unwrap();
+}
+
+/// A file's permission bits; on Windows, which keeps only a read-only
+/// attribute, `0o444` or `0o666`.
+pub fn mode_bits(m: &fs::Metadata) -> u32 {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        m.permissions().mode() & 0o7777
+    }
+    #[cfg(windows)]
+    {
+        if m.permissions().readonly() { 0o444 } else { 0o666 }
+    }
+}
+
+/// Checks that the file at `p` has the mode `mode` (on Windows: what of it
+/// Windows keeps).
+#[track_caller]
+pub fn assert_mode(p: &Path, mode: u32) {
+    let m = fs::metadata(p).unwrap();
+    let got = mode_bits(&m);
+    assert!(dare_container::fsys::mode_matches(&m, mode), "the mode of {} is {got:o}, want {mode:o}", p.display());
+}
+
+/// The name under `versions/` of the build `current` names, found the way an
+/// app finds it (a symlink on Unix, a pointer file on Windows).
+#[track_caller]
+pub fn current_name(install: &Path) -> String {
+    let dir = dare_updater::current_dir(install).expect("current names an installed build");
+    assert_eq!(dir.parent(), Some(install.join("versions").as_path()));
+    let link = fs::symlink_metadata(install.join("current")).unwrap();
+    assert!(if cfg!(windows) { link.file_type().is_file() } else { link.file_type().is_symlink() });
+    dir.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+/// The live build's directory, found the way an app finds it.
+#[track_caller]
+pub fn current_dir(install: &Path) -> PathBuf {
+    dare_updater::current_dir(install).expect("current names an installed build")
+}
+
 /// Checks that `current` points at `versions/<version>` (or `<version>~N`) holding this target's build with its modes.
 pub fn assert_installed(install: &Path, target: &str, version: &str, app_size: usize) {
-    let link = fs::read_link(install.join("current")).expect("current is a symlink");
     // A version installed again lands in `versions/<version>~N`.
-    let name = link.file_name().unwrap().to_string_lossy().into_owned();
-    assert_eq!(link.parent(), Some(Path::new("versions")));
-    assert_eq!(name.split('~').next(), Some(version), "current -> {}", link.display());
+    let name = current_name(install);
+    assert_eq!(name.split('~').next(), Some(version), "current -> {name}");
     let dir = install.join("versions").join(&name);
     let app = dir.join("bin/app");
     assert_eq!(fs::read(&app).unwrap(), app_bytes(target, version, app_size), "{}", app.display());
-    assert_eq!(fs::metadata(&app).unwrap().permissions().mode() & 0o777, 0o755);
+    assert_mode(&app, 0o755);
     let readme = dir.join("share/readme.txt");
     assert_eq!(fs::read_to_string(&readme).unwrap(), readme_text(target, version));
-    assert_eq!(fs::metadata(&readme).unwrap().permissions().mode() & 0o777, 0o644);
-    let current = install.join("current/bin/app");
-    assert_eq!(fs::read(current).unwrap(), app_bytes(target, version, app_size));
+    assert_mode(&readme, 0o644);
+    #[cfg(unix)] // Through the link, as a path.
+    assert_eq!(fs::read(install.join("current/bin/app")).unwrap(), app_bytes(target, version, app_size));
 }
 
 /// The versions kept under `versions/`, sorted.
@@ -471,7 +514,7 @@ pub fn write_build(dir: &Path, build: &Build) {
         let p = dir.join(path);
         fs::create_dir_all(p.parent().unwrap()).unwrap();
         fs::write(&p, bytes).unwrap();
-        fs::set_permissions(&p, fs::Permissions::from_mode(if *exec { 0o755 } else { 0o644 })).unwrap();
+        set_mode(&p, if *exec { 0o755 } else { 0o644 });
     }
 }
 
@@ -484,8 +527,9 @@ pub fn files_under(dir: &Path) -> BTreeMap<String, PathBuf> {
             if m.is_dir() {
                 walk(root, &p, out);
             } else {
-                let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
-                out.insert(rel, p);
+                let rel: Vec<_> =
+                    p.strip_prefix(root).unwrap().components().map(|c| c.as_os_str().to_string_lossy()).collect();
+                out.insert(rel.join("/"), p);
             }
         }
     }
@@ -500,10 +544,8 @@ pub fn files_under(dir: &Path) -> BTreeMap<String, PathBuf> {
 /// with its modes; returns that directory.
 #[track_caller]
 pub fn assert_build(install: &Path, version: &str, build: &Build) -> PathBuf {
-    let link = fs::read_link(install.join("current")).expect("current is a symlink");
-    let name = link.file_name().unwrap().to_string_lossy().into_owned();
-    assert_eq!(link.parent(), Some(Path::new("versions")));
-    assert_eq!(name.split('~').next(), Some(version), "current -> {}", link.display());
+    let name = current_name(install);
+    assert_eq!(name.split('~').next(), Some(version), "current -> {name}");
     let dir = install.join("versions").join(&name);
     assert_dir(&dir, build);
     dir
@@ -517,8 +559,7 @@ pub fn assert_dir(dir: &Path, build: &Build) {
     for (path, (bytes, exec)) in build {
         let p = &files[path];
         assert!(fs::read(p).unwrap() == *bytes, "{} is not the published content", p.display());
-        let mode = fs::metadata(p).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, if *exec { 0o755 } else { 0o644 }, "the mode of {}", p.display());
+        assert_mode(p, if *exec { 0o755 } else { 0o644 });
     }
 }
 
@@ -559,8 +600,11 @@ pub fn expected_transfer(scan: &Scan, target: &str, version: &str, installed: Op
     (full, delta, reused)
 }
 
-/// The inode of a file.
+/// The inode of a file. (std has no stable file index on Windows, so tests
+/// of hard links are Unix-only.)
+#[cfg(unix)]
 pub fn inode(p: &Path) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
     let m = fs::metadata(p).unwrap();
     (m.dev(), m.ino())
 }
@@ -571,7 +615,9 @@ pub fn tree_size(dir: &Path) -> u64 {
 }
 
 /// Bytes of the distinct files under `dir`: hard links to one file counted once.
+#[cfg(unix)]
 pub fn distinct_size(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
     let mut seen = HashSet::new();
     files_under(dir)
         .values()
@@ -706,4 +752,11 @@ impl RangeSink for CutSink<'_> {
         }
         Ok(())
     }
+}
+
+/// A `file://` URL of an absolute path: `file:///abs/path`, or on Windows
+/// `file:///C:/dir/file`.
+pub fn file_url(path: &Path) -> String {
+    let text = path.display().to_string();
+    if cfg!(windows) { format!("file:///{}", text.replace('\\', "/")) } else { format!("file://{text}") }
 }
