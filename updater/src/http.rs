@@ -664,4 +664,15 @@ mod tests {
         headers.insert(header::CONTENT_LENGTH, "-1".parse().unwrap());
         assert!(content_length(&headers).is_err());
     }
+
+    #[cfg(feature = "webpki-roots")]
+    #[test]
+    fn mozillas_roots_are_compiled_in() {
+        assert!(TlsRoots::WebPki.load().len() > 100);
+    }
+
+    #[test]
+    fn a_custom_store_is_used_as_given() {
+        assert!(TlsRoots::Custom(rustls::RootCertStore::empty()).load().is_empty());
+    }
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use crate::support::range_server::{Collect, Mode, Server, content, dead_port, expected, span};
 use dare_updater::fetch::{FetchError, Mirrors, RetryPolicy};
 use dare_updater::transport::{
-    ByteRange, FileTransport, HttpTransport, MemoryTransport, RangeSink, Timeouts, TransferStats, Transport,
+    ByteRange, FileTransport, HttpTransport, MemoryTransport, RangeSink, Timeouts, TlsRoots, TransferStats, Transport,
     TransportError, transport_for,
 };
 use proptest::prelude::*;
@@ -696,12 +696,25 @@ async fn https_with_a_private_ca() {
     let client_config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
-        .with_root_certificates(roots)
+        .with_root_certificates(roots.clone())
         .with_no_client_auth();
     let t = HttpTransport::with_tls_config(&url, quick(), client_config.clone()).unwrap();
     check_cases(&t, &data).await;
     assert_eq!(t.stats().requests, 6);
     assert_eq!(server.connections(), 1);
+
+    // The same CA as the app's own root store, through TlsRoots.
+    let t = HttpTransport::with_roots(&url, quick(), &TlsRoots::Custom(roots)).unwrap();
+    check_cases(&t, &data).await;
+    // An empty store cannot check any server: refused before connecting, for https only.
+    let error =
+        HttpTransport::with_roots(&url, quick(), &TlsRoots::Custom(rustls::RootCertStore::empty())).unwrap_err();
+    assert!(
+        matches!(error, TransportError::Invalid { .. }) && error.to_string().contains("no root certificates"),
+        "{error}"
+    );
+    let plain = url.replace("https://", "http://");
+    assert!(HttpTransport::with_roots(&plain, quick(), &TlsRoots::Custom(rustls::RootCertStore::empty())).is_ok());
 
     // A redirect from https down to plain http is refused, not followed.
     let downgrade = url.replace("/c.dare", "/to-http");
