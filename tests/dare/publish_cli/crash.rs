@@ -262,7 +262,9 @@ fn a_publish_torn_inside_any_frame_leaves_the_previous_release() {
 }
 
 /// `dare ARGS` with writes past `limit` bytes of any file failing (EFBIG),
-/// as on a full disk; `None` when prlimit is not installed.
+/// as on a full disk; `None` when prlimit is not installed. Unix only: a
+/// shell and util-linux's prlimit set the limit.
+#[cfg(unix)]
 fn dare_with_file_size_limit(limit: usize, args: &[&str]) -> Option<std::process::Output> {
     if std::process::Command::new("prlimit").arg("--version").output().is_err() {
         assert!(
@@ -286,6 +288,7 @@ fn dare_with_file_size_limit(limit: usize, args: &[&str]) -> Option<std::process
 }
 
 #[test]
+#[cfg(unix)] // the full disk is made with prlimit
 fn a_publish_or_seal_that_fails_while_sealing_leaves_the_container_as_it_was() {
     let env = Env::new();
     let app = env.path("builds/app");
