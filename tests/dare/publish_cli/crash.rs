@@ -116,7 +116,7 @@ fn a_publish_killed_at_any_moment_leaves_the_previous_release() {
                 assert_eq!(v["cut_tail"]["offset"], base.len() as u64, "{what}: {v}");
                 assert_eq!(v["cut_tail"]["len"], torn as u64, "{what}: {v}");
             }
-            let verify = dare().args(["verify", &env.container, "--json"]).output().expect("running dare verify");
+            let verify = run(&["verify", &env.container, "--json"]);
             assert!(verify.status.success(), "{what}: the republished container does not verify");
             let stderr = String::from_utf8_lossy(&verify.stderr);
             assert!(!stderr.contains("warning"), "{what}: {stderr}");
@@ -152,7 +152,7 @@ fn check_after_kill(
 ) -> Landed {
     let bytes = env.container_bytes();
     assert!(bytes.len() >= base.len() && bytes[..base.len()] == *base, "{what}: the sealed part changed");
-    let out = dare().args(["verify", &env.container, "--json"]).output().expect("running dare verify");
+    let out = run(&["verify", &env.container, "--json"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{what}: dare verify failed: {stderr}");
     let v = one_json(&out.stdout);
@@ -176,7 +176,7 @@ fn check_after_kill(
     assert!(env.pending().exists(), "{what}: a torn tail without a pending file");
     assert_eq!(v["interrupted_publish"], (bytes.len() - base.len()) as u64, "{what}: {v}");
     assert!(stderr.contains("warning: an interrupted publish"), "{what}: {stderr}");
-    let ls = dare().args(["ls", &env.container]).output().expect("running dare ls");
+    let ls = run(&["ls", &env.container]);
     assert!(ls.status.success(), "{what}");
     assert!(String::from_utf8_lossy(&ls.stderr).contains("are not sealed and are not listed"), "{what}");
     assert!(!String::from_utf8_lossy(&ls.stdout).contains("2.0.0"), "{what}");
@@ -233,7 +233,7 @@ fn a_publish_torn_inside_any_frame_leaves_the_previous_release() {
             let what = format!("cut at byte {cut} (in a frame starting {kind}), then {next}");
             fs::write(&env.container, &full[..*cut]).expect("writing");
             fs::write(env.pending(), format!("{{\"sealed_len\":{}}}\n", base.len())).expect("writing");
-            let out = dare().args(["verify", &env.container, "--json"]).output().expect("running dare verify");
+            let out = run(&["verify", &env.container, "--json"]);
             assert!(out.status.success(), "{what}: {}", String::from_utf8_lossy(&out.stderr));
             let v = one_json(&out.stdout);
             assert_eq!(v["interrupted_publish"], (cut - base.len()) as u64, "{what}");

@@ -20,6 +20,25 @@ pub fn dare() -> assert_cmd::Command {
     c
 }
 
+/// Runs `dare ARGS` and returns its output. Wine's `CreateProcess` now and
+/// then fails to start a process (`ERROR_INTERNAL_ERROR`, 1359) in a test that
+/// runs hundreds of them; a failure to *start* is retried there, never a
+/// failure of `dare` itself.
+pub fn run(args: &[&str]) -> Output {
+    let mut tries = 0;
+    loop {
+        match dare().args(args).output() {
+            Ok(out) => return out,
+            Err(e) if cfg!(windows) && tries < 3 => {
+                tries += 1;
+                eprintln!("starting dare failed ({e}); retrying");
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            Err(e) => panic!("running dare {args:?}: {e}"),
+        }
+    }
+}
+
 /// A directory with a signing key and a fresh container `c/app.dare`.
 pub struct Env {
     pub dir: TempDir,
@@ -55,7 +74,7 @@ impl Env {
 
     /// Runs `dare ARGS`, which must succeed.
     pub fn ok(&self, args: &[&str]) -> Output {
-        let out = dare().args(args).output().expect("running dare");
+        let out = run(args);
         assert!(out.status.success(), "dare {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
         out
     }
@@ -78,7 +97,7 @@ impl Env {
     }
 
     fn fail_with(&self, code: i32, args: &[&str]) -> String {
-        let out = dare().args(args).output().expect("running dare");
+        let out = run(args);
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         assert_eq!(out.status.code(), Some(code), "dare {args:?}: {stderr}");
         let lines: Vec<&str> = stderr.lines().collect();
