@@ -38,6 +38,7 @@
 
 pub mod appender;
 pub mod client;
+pub mod consistency;
 pub mod content;
 pub mod error;
 pub mod frame;
