@@ -34,7 +34,7 @@ use crate::header::{
 use crate::keys::{SigningKey, TrustRoot};
 use crate::map::{Edge, LevelMap, PAGE_WIDTH, TileMap, encode_page, levels};
 use crate::merkle::{Hash, leaf_hash};
-use crate::note::{Checkpoint, Note};
+use crate::note::{Checkpoint, Note, NoteSignature};
 use crate::tiles::{TILE_WIDTH, TileId};
 
 /// The zstd level of index listings (small, and read by every client of a target).
@@ -83,6 +83,69 @@ pub struct SealSummary {
     pub appended: u64,
     /// The signed checkpoint note.
     pub checkpoint: String,
+}
+
+/// What [`Appender::seal_cosigned`] asks cosigners for: signature lines to
+/// add to the signed checkpoint before the seal is written.
+pub type Cosigner<'a> = dyn FnMut(&CosignRequest<'_>) -> Result<Vec<NoteSignature>, Error> + 'a;
+
+/// A checkpoint signed by the publisher and not yet sealed, with what a
+/// witness needs to cosign it (C2SP tlog-witness `add-checkpoint`).
+pub struct CosignRequest<'a> {
+    note: &'a Note,
+    checkpoint: &'a Checkpoint,
+    previous_size: u64,
+    file: &'a File,
+    map: &'a TileMap,
+    frontier: &'a crate::merkle::Frontier,
+}
+
+impl std::fmt::Debug for CosignRequest<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CosignRequest")
+            .field("checkpoint", self.checkpoint)
+            .field("previous_size", &self.previous_size)
+            .finish()
+    }
+}
+
+impl CosignRequest<'_> {
+    /// The checkpoint note, signed by the publisher's keys.
+    pub fn note(&self) -> &Note {
+        self.note
+    }
+
+    /// The encoded note: what a witness is sent.
+    pub fn note_bytes(&self) -> Vec<u8> {
+        self.note.to_bytes()
+    }
+
+    /// The checkpoint.
+    pub fn checkpoint(&self) -> &Checkpoint {
+        self.checkpoint
+    }
+
+    /// The tree size of the checkpoint.
+    pub fn size(&self) -> u64 {
+        self.checkpoint.size
+    }
+
+    /// The tree size of the last seal (0 for a new container): the size a
+    /// witness that cosigned it holds.
+    pub fn previous_size(&self) -> u64 {
+        self.previous_size
+    }
+
+    /// The consistency proof from the tree of `from_size` leaves to this
+    /// checkpoint's tree, from the container's tiles (O(log n) reads).
+    pub fn consistency_proof(&self, from_size: u64) -> Result<Vec<Hash>, Error> {
+        let mut nodes = crate::consistency::TileNodes::new(self.file, self.map, self.frontier)?;
+        nodes.consistency_proof(from_size).map_err(|e| match e {
+            crate::client::PlanError::Proof(p) => Error::Proof(p),
+            crate::client::PlanError::Tile(t) => Error::Tile(t),
+            other => Error::Refused(format!("a consistency proof from size {from_size}: {other}")),
+        })
+    }
 }
 
 /// How an append checks the time it signs against the clock.
@@ -392,7 +455,7 @@ impl Appender {
         }
         self.check_same_file()?;
         let mut sink = Sink { out: Vec::new(), pos: self.end };
-        let mut summary = self.state.write_tail(&mut sink, keys, time, false, self.time_rule)?;
+        let mut summary = self.state.write_tail(&mut sink, keys, time, false, self.time_rule, None)?;
         let seal = sink.out;
         let spliced = Spliced { file: &self.file, at: self.end, tail: &seal };
         let total = self.end + seal.len() as u64;
@@ -449,7 +512,7 @@ impl Appender {
             sink.out.write_all(&frame).map_err(|e| Error::io("writing", &tmp, e))?;
             sink.pos = frame.len() as u64;
             state.push_leaf(leaf_hash(&genesis_bytes));
-            let summary = state.write_tail(&mut sink, keys, time, true, TimeRule::default())?;
+            let summary = state.write_tail(&mut sink, keys, time, true, TimeRule::default(), None)?;
             let out = sink.out.into_inner().map_err(|e| Error::io("writing", &tmp, e.into_error()))?;
             out.sync_all().map_err(|e| Error::io("syncing", &tmp, e))?;
             Ok(summary)
@@ -786,17 +849,57 @@ impl Appender {
 
     /// Appends the tail and a seal signed by `keys` at `time`, then syncs.
     /// With no new leaves this is a heartbeat: only a fresh seal is written.
-    pub fn seal(mut self, keys: &[&SigningKey], time: u64) -> Result<SealSummary, Error> {
+    pub fn seal(self, keys: &[&SigningKey], time: u64) -> Result<SealSummary, Error> {
+        self.seal_cosigned(keys, time, &mut |_| Ok(Vec::new()))
+    }
+
+    /// [`Appender::seal`], with cosignatures: once the tail is written and
+    /// the checkpoint signed by `keys`, and before the seal frame is
+    /// written, `cosigner` is asked for signature lines to add to the
+    /// checkpoint (witness cosignatures, which it must have verified). They
+    /// are added only if the note still verifies against the trust root and
+    /// fits a seal. If the cosigner fails (or anything else does), nothing
+    /// is sealed: the file is cut back to its sealed length, as by
+    /// [`Appender::abort`], and the error returned.
+    pub fn seal_cosigned(
+        mut self,
+        keys: &[&SigningKey],
+        time: u64,
+        cosigner: &mut Cosigner<'_>,
+    ) -> Result<SealSummary, Error> {
+        match self.write_seal(keys, time, cosigner) {
+            Ok(mut summary) => {
+                remove_pending(&self.path)?;
+                summary.appended = summary.len - self.base_len;
+                Ok(summary)
+            }
+            // A file changed under the lock is not ours to cut.
+            Err(e @ Error::Changed { .. }) => Err(e),
+            Err(e) => {
+                // If cutting back fails too, the pending file still marks
+                // the bytes, and the next open cuts them: the first error
+                // is the one to report.
+                let _ = self.abort();
+                Err(e)
+            }
+        }
+    }
+
+    fn write_seal(
+        &mut self,
+        keys: &[&SigningKey],
+        time: u64,
+        cosigner: &mut Cosigner<'_>,
+    ) -> Result<SealSummary, Error> {
         self.begin()?;
         let file = &self.file;
         let mut sink = Sink { out: BufWriter::new(file), pos: self.end };
         let new_leaves = self.state.edge.size() != self.state.sealed_size;
-        let mut summary = self.state.write_tail(&mut sink, keys, time, new_leaves, self.time_rule)?;
+        let summary =
+            self.state.write_tail(&mut sink, keys, time, new_leaves, self.time_rule, Some((file, cosigner)))?;
         sink.out.flush().map_err(|e| Error::io("appending to", &self.path, e))?;
         drop(sink);
         self.file.sync_all().map_err(|e| Error::io("syncing", &self.path, e))?;
-        remove_pending(&self.path)?;
-        summary.appended = summary.len - self.base_len;
         Ok(summary)
     }
 
@@ -987,6 +1090,30 @@ impl State {
         Ok((state, cp.root, seal_frame))
     }
 
+    /// `note` with the cosignature lines `extra`: the result must still be
+    /// a note every client reads (the limits of a note and of a seal) and
+    /// still verify against the trust roots.
+    fn add_cosignatures(&self, note: &Note, extra: &[NoteSignature]) -> Result<Note, Error> {
+        if extra.is_empty() {
+            return Ok(note.clone());
+        }
+        let cosigned = note
+            .with_signatures(extra)
+            .map_err(|e| Error::Refused(format!("the cosignatures do not fit in the checkpoint: {e}")))?;
+        if cosigned.to_bytes().len() > crate::header::MAX_CHECKPOINT_LEN {
+            return Err(Error::Refused(format!(
+                "{} cosignatures make the checkpoint longer than the {} bytes a seal holds",
+                extra.len(),
+                crate::header::MAX_CHECKPOINT_LEN
+            )));
+        }
+        cosigned.verify(&self.trust)?;
+        if let Some(t) = &self.pending_trust {
+            cosigned.verify(t)?;
+        }
+        Ok(cosigned)
+    }
+
     fn push_leaf(&mut self, hash: Hash) -> u64 {
         let leaf = self.edge.size();
         self.completed.extend(self.edge.push(hash));
@@ -1011,6 +1138,7 @@ impl State {
         time: u64,
         new_tree: bool,
         rule: TimeRule,
+        cosign: Option<(&File, &mut Cosigner<'_>)>,
     ) -> Result<SealSummary, Error> {
         if keys.is_empty() {
             return Err(Error::Refused("no signing key given".into()));
@@ -1085,6 +1213,24 @@ impl State {
         if let Some(t) = &self.pending_trust {
             note.verify(t)?;
         }
+        let note = match cosign {
+            None => note,
+            Some((file, cosigner)) => {
+                // The tiles must be on disk for the consistency proofs.
+                sink.out.flush().map_err(|e| Error::io("appending to", "container", e))?;
+                let frontier = self.edge.frontier();
+                let request = CosignRequest {
+                    note: &note,
+                    checkpoint: &cp,
+                    previous_size: self.sealed_size,
+                    file,
+                    map: &self.map,
+                    frontier: &frontier,
+                };
+                let extra = cosigner(&request)?;
+                self.add_cosignatures(&note, &extra)?
+            }
+        };
         let checkpoint = String::from_utf8(note.to_bytes()).map_err(|e| Error::Refused(e.to_string()))?;
         let seal = Seal { checkpoint: checkpoint.clone(), time, manifest: mref, map: map_ref };
         sink.frame(&Header::Seal(seal), b"")?;

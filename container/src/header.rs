@@ -597,6 +597,9 @@ impl FrameRef {
     }
 }
 
+/// The longest signed checkpoint (signature lines included) a seal holds.
+pub const MAX_CHECKPOINT_LEN: usize = 64 * 1024;
+
 /// The last frame after every publish: the signed checkpoint, and where its
 /// manifest and map are. Small, so an up-to-date check reads only this.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -614,7 +617,7 @@ pub struct Seal {
 
 impl Seal {
     fn validate(&self) -> Result<(), HeaderError> {
-        if self.checkpoint.len() > 64 * 1024 {
+        if self.checkpoint.len() > MAX_CHECKPOINT_LEN {
             return Err(field("checkpoint", "over 64 KiB"));
         }
         Ok(())

@@ -59,7 +59,7 @@ pub mod zstdio;
 
 use std::path::Path;
 
-pub use appender::{Appender, CutTail, SealSummary, pending_path, pending_publish};
+pub use appender::{Appender, CosignRequest, Cosigner, CutTail, SealSummary, pending_path, pending_publish};
 pub use error::Error;
 
 /// Refuses a file that is not a dare container at all (an archive, a

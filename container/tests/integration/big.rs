@@ -196,3 +196,33 @@ fn publishing_reads_only_the_tail() {
     assert_eq!((s.size(), s.seals), (summary.size, 4));
     assert_eq!(s.manifest.releases.len(), 3);
 }
+
+/// A publisher asks a witness to cosign the next tree: the consistency
+/// proofs from each earlier seal, read from the tiles of the 70,000-leaf
+/// container (pages included), verify against the signed roots.
+#[test]
+fn consistency_proofs_for_witnesses_come_from_the_tiles() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = copy(dir.path(), "cosign.dare");
+    let mut app = Appender::open(&path).expect("open");
+    put_build(&mut app, "stable", TARGETS[2], "1.0.0", "bin/app", b"a small build").expect("append");
+    let seals = big().seals.clone();
+    let mut asked = 0;
+    let summary = app
+        .seal_cosigned(&[&key_a()], T0 + 10, &mut |req| {
+            assert_eq!(req.previous_size(), seals.last().unwrap().size);
+            for old in &seals {
+                let proof = req.consistency_proof(old.size)?;
+                let new_root = dare_container::note::Checkpoint::parse(req.note().text()).unwrap().root;
+                dare_container::merkle::verify_consistency(old.size, req.size(), &old.root, &new_root, &proof)
+                    .expect("the proof verifies");
+                asked += 1;
+            }
+            assert!(req.consistency_proof(req.size() + 1).is_err());
+            Ok(Vec::new())
+        })
+        .expect("seal");
+    assert_eq!(asked, seals.len());
+    // An entry, an index and the manifest.
+    assert_eq!(summary.size, seals.last().unwrap().size + 3);
+}

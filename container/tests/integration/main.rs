@@ -5,6 +5,7 @@
 
 mod append;
 mod big;
+mod cosigned;
 mod crafted;
 mod fuzz_bodies;
 mod hostile;
