@@ -33,6 +33,6 @@ pub mod seal;
 
 pub use error::PublishError;
 pub use extract::{ExtractOptions, ExtractReport, extract};
-pub use publish::{PublishEvent, PublishOptions, PublishReport, TargetReport, publish};
+pub use publish::{PublishEvent, PublishOptions, PublishReport, TargetReport, publish, publish_cosigned};
 pub use release::{Artifact, SourceFile, gather};
-pub use seal::{SealOptions, SealReport, heartbeat, seal};
+pub use seal::{SealOptions, SealReport, heartbeat, seal, seal_cosigned};

@@ -19,7 +19,7 @@ use dare_container::header::{
     Delta, DeltaRef, Entry, FileRecord, Header, Index, LeafRef, Sha256Hex, validate_channel, validate_version,
 };
 use dare_container::keys::SigningKey;
-use dare_container::{Appender, CutTail, SealSummary};
+use dare_container::{Appender, Cosigner, CutTail, SealSummary};
 
 use crate::compress::{DEFAULT_DELTA_LEVEL, DEFAULT_LEVEL, DELTA_MAX, hash_file, stage, stage_delta};
 use crate::error::PublishError;
@@ -174,6 +174,20 @@ pub fn publish(
     opts: &PublishOptions,
     progress: &mut dyn FnMut(PublishEvent),
 ) -> Result<PublishReport, PublishError> {
+    publish_cosigned(container, keys, opts, progress, &mut |_| Ok(Vec::new()))
+}
+
+/// [`publish`], with witness cosignatures: once the checkpoint is signed,
+/// and before the seal is written, `cosigner` returns the cosignature lines
+/// to embed ([`Appender::seal_cosigned`]). If it fails, nothing is
+/// published and the container is cut back to what it was.
+pub fn publish_cosigned(
+    container: &Path,
+    keys: &[&SigningKey],
+    opts: &PublishOptions,
+    progress: &mut dyn FnMut(PublishEvent),
+    cosigner: &mut Cosigner<'_>,
+) -> Result<PublishReport, PublishError> {
     validate_version(&opts.version).map_err(|e| PublishError::Invalid(e.to_string()))?;
     validate_channel(&opts.channel).map_err(|e| PublishError::Invalid(e.to_string()))?;
     for (what, level) in [("zstd level", opts.level), ("delta level", opts.delta_level)] {
@@ -257,7 +271,7 @@ pub fn publish(
     };
     progress(PublishEvent::Sealing);
     let keys = distinct_keys(keys);
-    let seal = appender.seal(&keys, opts.time).inspect_err(|_| cut_back(container))?;
+    let seal = appender.seal_cosigned(&keys, opts.time, cosigner).inspect_err(|_| cut_back(container))?;
     Ok(PublishReport { version: opts.version.clone(), channel: opts.channel.clone(), targets: reports, seal, cut })
 }
 

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use dare_container::keys::SigningKey;
-use dare_container::{Appender, CutTail, SealSummary};
+use dare_container::{Appender, Cosigner, CutTail, SealSummary};
 
 use crate::error::PublishError;
 use crate::publish::{check_signers, cut_back, distinct_keys, open_appender};
@@ -66,6 +66,18 @@ pub fn heartbeat(
 /// Appends a seal as `opts` says: a heartbeat, a seal that supersedes a
 /// time from the future, or the repair of a seal that was cut off.
 pub fn seal(container: &Path, keys: &[&SigningKey], opts: &SealOptions) -> Result<SealReport, PublishError> {
+    seal_cosigned(container, keys, opts, &mut |_| Ok(Vec::new()))
+}
+
+/// [`seal`], with witness cosignatures embedded before the seal is written
+/// ([`Appender::seal_cosigned`]). A repair (`opts.repair`) seals again a
+/// tree that was already signed and does not call the cosigner.
+pub fn seal_cosigned(
+    container: &Path,
+    keys: &[&SigningKey],
+    opts: &SealOptions,
+    cosigner: &mut Cosigner<'_>,
+) -> Result<SealReport, PublishError> {
     let keys = distinct_keys(keys);
     if opts.repair {
         let mut appender = Appender::open_for_repair(container)?;
@@ -83,6 +95,6 @@ pub fn seal(container: &Path, keys: &[&SigningKey], opts: &SealOptions) -> Resul
         appender.supersede_future_time();
     }
     check_signers(&appender, &keys, opts.time)?;
-    let summary = appender.seal(&keys, opts.time).inspect_err(|_| cut_back(container))?;
+    let summary = appender.seal_cosigned(&keys, opts.time, cosigner).inspect_err(|_| cut_back(container))?;
     Ok(SealReport { summary, cut, repaired: None })
 }
