@@ -25,7 +25,7 @@ use sha2::{Digest as _, Sha256};
 const ALG_ED25519: u8 = 0x01;
 
 /// Prefix of the signer key text, as in Go's `note.NewSigner`.
-const SIGNER_PREFIX: &str = "PRIVATE+KEY+";
+pub(crate) const SIGNER_PREFIX: &str = "PRIVATE+KEY+";
 
 /// Errors from parsing, generating or combining keys.
 #[non_exhaustive]
@@ -88,17 +88,23 @@ fn check_name(name: &str) -> Result<(), KeyError> {
 /// Computes the note key ID: `SHA-256(name || "\n" || 0x01 || public)[..4]`,
 /// big-endian.
 fn compute_key_id(name: &str, public: &[u8; 32]) -> u32 {
+    key_id_for(ALG_ED25519, name, public)
+}
+
+/// The key ID of a key of signature type `alg`:
+/// `SHA-256(name || "\n" || alg || public)[..4]`, big-endian.
+pub(crate) fn key_id_for(alg: u8, name: &str, public: &[u8; 32]) -> u32 {
     let mut h = Sha256::new();
     h.update(name.as_bytes());
     h.update(b"\n");
-    h.update([ALG_ED25519]);
+    h.update([alg]);
     h.update(public);
     let sum = h.finalize();
     u32::from_be_bytes([sum[0], sum[1], sum[2], sum[3]])
 }
 
 /// Parses exactly 8 lowercase hex digits.
-fn parse_hex_id(s: &str) -> Result<u32, KeyError> {
+pub(crate) fn parse_hex_id(s: &str) -> Result<u32, KeyError> {
     if s.len() != 8 || !s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
         return Err(KeyError::Malformed("key ID must be 8 lowercase hexadecimal digits"));
     }
@@ -107,25 +113,36 @@ fn parse_hex_id(s: &str) -> Result<u32, KeyError> {
 
 /// Decodes canonical standard base64 of `0x01 || 32 bytes`.
 fn parse_key_data(s: &str) -> Result<[u8; 32], KeyError> {
+    decode_key_data_for(ALG_ED25519, s)
+}
+
+/// Decodes canonical standard base64 of `alg || 32 bytes`; another type
+/// byte is [`KeyError::UnsupportedAlgorithm`].
+pub(crate) fn decode_key_data_for(alg: u8, s: &str) -> Result<[u8; 32], KeyError> {
     let raw = BASE64.decode(s).map_err(|_| KeyError::Malformed("key data is not valid standard base64"))?;
     match raw.split_first() {
         None => Err(KeyError::Malformed("key data is empty")),
-        Some((&ALG_ED25519, rest)) => {
+        Some((&a, rest)) if a == alg => {
             <[u8; 32]>::try_from(rest).map_err(|_| KeyError::Malformed("Ed25519 key data must be 32 bytes"))
         }
-        Some((&alg, _)) => Err(KeyError::UnsupportedAlgorithm(alg)),
+        Some((&a, _)) => Err(KeyError::UnsupportedAlgorithm(a)),
     }
 }
 
 fn encode_key_data(key: &[u8; 32]) -> String {
+    encode_key_data_for(ALG_ED25519, key)
+}
+
+/// Encodes `alg || key` in standard base64.
+pub(crate) fn encode_key_data_for(alg: u8, key: &[u8; 32]) -> String {
     let mut raw = [0u8; 33];
-    raw[0] = ALG_ED25519;
+    raw[0] = alg;
     raw[1..].copy_from_slice(key);
     BASE64.encode(raw)
 }
 
 /// Splits `name+hexid+keydata` (names and hex IDs cannot hold `+`, base64 can).
-fn split_key_text(text: &str) -> Result<(&str, &str, &str), KeyError> {
+pub(crate) fn split_key_text(text: &str) -> Result<(&str, &str, &str), KeyError> {
     let mut parts = text.splitn(3, '+');
     match (parts.next(), parts.next(), parts.next()) {
         (Some(name), Some(id), Some(data)) => Ok((name, id, data)),

@@ -12,6 +12,7 @@
 //! - [`header::Header`]: the typed JSON header of every frame kind;
 //! - [`merkle`] and [`tiles`]: the tree, proofs and the C2SP tile arithmetic;
 //! - [`keys`] and [`note`]: Ed25519 note keys, signed notes and checkpoints;
+//! - [`cosign`]: witness cosignatures (`cosignature/v1`) and the tlog-witness bodies;
 //! - [`verify::scan`]: reads and verifies a whole container;
 //! - [`Appender`]: creates containers and appends releases crash-safely.
 //!
@@ -40,6 +41,7 @@ pub mod appender;
 pub mod client;
 pub mod consistency;
 pub mod content;
+pub mod cosign;
 pub mod error;
 pub mod frame;
 pub mod fsys;

@@ -24,7 +24,7 @@ pub const MAX_NOTE_SIZE: usize = 1 << 20;
 pub const MAX_SIGNATURES: usize = 100;
 
 /// The start of every signature line: em dash (U+2014) and a space.
-const SIG_PREFIX: &str = "\u{2014} ";
+pub(crate) const SIG_PREFIX: &str = "\u{2014} ";
 
 /// Errors from parsing, signing or verifying notes and checkpoints.
 #[non_exhaustive]
@@ -143,7 +143,9 @@ pub struct NoteSignature {
 }
 
 impl NoteSignature {
-    fn line(&self) -> String {
+    /// The encoded signature line `— <name> <base64(key ID || signature)>`,
+    /// final newline included.
+    pub fn line(&self) -> String {
         let mut raw = Vec::with_capacity(4 + self.signature.len());
         raw.extend_from_slice(&self.key_id.to_be_bytes());
         raw.extend_from_slice(&self.signature);
@@ -314,7 +316,7 @@ impl Note {
     }
 }
 
-fn parse_signature_line(line: &str, index: usize) -> Result<NoteSignature, NoteError> {
+pub(crate) fn parse_signature_line(line: &str, index: usize) -> Result<NoteSignature, NoteError> {
     let bad = |reason| NoteError::MalformedSignatureLine { line: index, reason };
     let rest = line.strip_prefix(SIG_PREFIX).ok_or(bad("must start with an em dash (U+2014) and a space"))?;
     let (name, b64) = rest.split_once(' ').ok_or(bad("missing space between key name and signature"))?;
