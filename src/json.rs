@@ -104,6 +104,13 @@ pub struct Published {
     pub appended: u64,
     /// A torn tail an interrupted publish left, cut off first.
     pub cut_tail: Option<CutTail>,
+    /// How many witnesses cosigned the seal (only with `--witness`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub cosignatures: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// One target of `dare publish --json`.

@@ -5,6 +5,7 @@
 mod cmd;
 mod json;
 mod report;
+mod witness_client;
 
 use std::process::ExitCode;
 

@@ -1097,8 +1097,7 @@ impl State {
         if extra.is_empty() {
             return Ok(note.clone());
         }
-        let cosigned = note
-            .with_signatures(extra)
+        let cosigned = crate::cosign::append_cosignatures(note, extra)
             .map_err(|e| Error::Refused(format!("the cosignatures do not fit in the checkpoint: {e}")))?;
         if cosigned.to_bytes().len() > crate::header::MAX_CHECKPOINT_LEN {
             return Err(Error::Refused(format!(

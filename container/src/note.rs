@@ -297,17 +297,6 @@ impl Note {
         }
     }
 
-    /// The note with `extra` signature lines appended (cosignatures, for
-    /// instance), checked as [`Note::parse`] checks a note: at most
-    /// [`MAX_SIGNATURES`] lines and [`MAX_NOTE_SIZE`] bytes.
-    pub fn with_signatures(&self, extra: &[NoteSignature]) -> Result<Note, NoteError> {
-        let mut bytes = self.to_bytes();
-        for sig in extra {
-            bytes.extend_from_slice(sig.line().as_bytes());
-        }
-        Note::parse(&bytes)
-    }
-
     /// Like [`Note::verify`] with a trust root built from `keys` and
     /// `threshold` (which must satisfy [`TrustRoot::new`]).
     pub fn verify_with(&self, keys: &[VerifierKey], threshold: u32) -> Result<Vec<VerifierKey>, NoteError> {

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use dare_publisher::{Artifact, PublishEvent, PublishOptions, publish};
+use dare_publisher::{Artifact, PublishEvent, PublishOptions, publish_cosigned};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::{load_signing_key, signed_time};
@@ -46,6 +46,8 @@ pub struct Args {
     /// most 86400).
     #[arg(long, value_name = "SECS", default_value_t = dare_container::client::MAX_CLOCK_SKEW)]
     max_skew: u64,
+    #[command(flatten)]
+    witnesses: crate::witness_client::WitnessArgs,
     /// Print one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
@@ -61,13 +63,18 @@ pub fn run(a: Args) -> Result<()> {
     opts.deltas = a.deltas;
     opts.delta_level = a.delta_level;
     opts.max_skew = a.max_skew;
+    let mut witnesses = a.witnesses.cosigner()?;
     let h = Human::new(a.json);
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
     bar.set_style(
         ProgressStyle::with_template("{spinner} {msg:40!} {bytes:>10}/{total_bytes:10} {bytes_per_sec:>12} {eta}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let report = publish(&a.container, &refs, &opts, &mut |event| match event {
+    let mut cosign = |req: &dare_container::CosignRequest<'_>| match witnesses.as_mut() {
+        Some(w) => w.cosign(req),
+        None => Ok(Vec::new()),
+    };
+    let mut progress = |event| match event {
         PublishEvent::Gathered { bytes, .. } => bar.set_length(bytes),
         PublishEvent::CutTail(c) => bar.suspend(|| {
             eprintln!("warning: cut off a torn tail of {} bytes at byte {}: {}", c.len, c.offset, c.reason)
@@ -76,10 +83,15 @@ pub fn run(a: Args) -> Result<()> {
             bar.inc(size);
             bar.set_message(format!("{target} {path}"));
         }
-        PublishEvent::Sealing => bar.set_message("sealing"),
+        PublishEvent::Sealing => bar.set_message(if a.witnesses.witness.is_empty() {
+            "sealing"
+        } else {
+            "asking witnesses to cosign, sealing"
+        }),
         _ => {}
-    })
-    .with_context(|| format!("publishing {} to {}", a.version, a.container.display()))?;
+    };
+    let report = publish_cosigned(&a.container, &refs, &opts, &mut progress, &mut cosign)
+        .with_context(|| format!("publishing {} to {}", a.version, a.container.display()))?;
     bar.finish_and_clear();
     let size: u64 = report.targets.values().map(|t| t.size).sum();
     let stored: u64 = report.targets.values().map(|t| t.stored + t.delta_bytes).sum();
@@ -105,7 +117,11 @@ pub fn run(a: Args) -> Result<()> {
             bytes(t.delta_bytes)
         ));
     }
+    let cosignatures = witnesses.as_ref().map_or(0, |w| w.cosigned());
     h.line(format!("  sealed tree size {}, container {}", report.seal.size, bytes(report.seal.len)));
+    if witnesses.is_some() {
+        h.line(format!("  cosigned by {cosignatures} witness(es)"));
+    }
     if a.json {
         print_json(&json::Published {
             status: "published",
@@ -133,6 +149,7 @@ pub fn run(a: Args) -> Result<()> {
             container_len: report.seal.len,
             appended: report.seal.appended,
             cut_tail: report.cut.map(|c| json::CutTail { offset: c.offset, len: c.len }),
+            cosignatures,
         });
     }
     Ok(())

@@ -32,8 +32,10 @@ pub struct Args {
     supersede_future_time: bool,
     /// The last seal was cut off, but the leaves and manifest it covered are
     /// intact: seal that same tree again instead of cutting it away.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "witness")]
     repair: bool,
+    #[command(flatten)]
+    witnesses: crate::witness_client::WitnessArgs,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -43,7 +45,12 @@ pub fn run(a: Args) -> Result<()> {
     opts.max_skew = a.max_skew;
     opts.supersede_future_time = a.supersede_future_time;
     opts.repair = a.repair;
-    let report = dare_publisher::seal(&a.container, &refs, &opts)
+    let mut witnesses = a.witnesses.cosigner()?;
+    let mut cosign = |req: &dare_container::CosignRequest<'_>| match witnesses.as_mut() {
+        Some(w) => w.cosign(req),
+        None => Ok(Vec::new()),
+    };
+    let report = dare_publisher::seal_cosigned(&a.container, &refs, &opts, &mut cosign)
         .with_context(|| format!("sealing {}", a.container.display()))?;
     if let Some(c) = report.cut {
         eprintln!("warning: cut off a torn tail of {} bytes at byte {}: {}", c.len, c.offset, c.reason);
@@ -59,5 +66,8 @@ pub fn run(a: Args) -> Result<()> {
         time(summary.time),
         summary.appended
     );
+    if let Some(w) = &witnesses {
+        crate::outln!("  cosigned by {} witness(es)", w.cosigned());
+    }
     Ok(())
 }

@@ -25,6 +25,15 @@ pub struct Args {
     /// How many distinct trusted keys must sign the checkpoint.
     #[arg(long, value_name = "K", default_value_t = 1)]
     threshold: u32,
+    /// A witness verifier key (text or file, as `dare keygen --witness`
+    /// writes KEY.pub) whose cosignature the checkpoint needs. Repeat for
+    /// several.
+    #[arg(long, value_name = "PUB")]
+    witness: Vec<String>,
+    /// How many of the --witness keys must have cosigned the checkpoint
+    /// (default: all of them).
+    #[arg(long, value_name = "K", requires = "witness")]
+    witness_threshold: Option<usize>,
     /// Where the replica and the last verified checkpoint live.
     #[arg(long, value_name = "DIR")]
     state: PathBuf,
@@ -85,6 +94,12 @@ pub fn run(a: Args) -> Result<()> {
     }
     for m in &a.from {
         builder = builder.mirror(m.clone());
+    }
+    for w in &a.witness {
+        builder = builder.witness(crate::witness_client::load_witness_key(w)?);
+    }
+    if let Some(k) = a.witness_threshold {
+        builder = builder.witness_threshold(k);
     }
     if let Some(t) = &a.target {
         builder = builder.target(t.clone());

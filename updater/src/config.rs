@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use dare_container::cosign::{WitnessKey, WitnessPolicy};
 use dare_container::header::{validate_channel, validate_known_target};
 use dare_container::keys::{TrustRoot, VerifierKey};
 
@@ -25,6 +26,8 @@ pub(crate) struct Config {
     pub(crate) transports: Vec<Arc<dyn Transport>>,
     pub(crate) trust: Vec<VerifierKey>,
     pub(crate) threshold: u32,
+    /// Witnesses that must cosign a checkpoint, if any.
+    pub(crate) witnesses: Option<WitnessPolicy>,
     pub(crate) target: String,
     pub(crate) channel: String,
     pub(crate) state_dir: PathBuf,
@@ -49,6 +52,8 @@ pub struct UpdaterBuilder {
     transports: Vec<Arc<dyn Transport>>,
     trust: Vec<VerifierKey>,
     threshold: Option<u32>,
+    witnesses: Vec<WitnessKey>,
+    witness_threshold: Option<usize>,
     target: Option<String>,
     channel: Option<String>,
     state_dir: Option<PathBuf>,
@@ -95,6 +100,21 @@ impl UpdaterBuilder {
     /// How many distinct trusted keys must sign a checkpoint (default 1).
     pub fn threshold(mut self, k: u32) -> Self {
         self.threshold = Some(k);
+        self
+    }
+
+    /// A witness whose cosignature a checkpoint needs (C2SP
+    /// `cosignature/v1`). Repeat for several; with any, a checkpoint without
+    /// [`witness_threshold`](Self::witness_threshold) valid cosignatures is
+    /// refused with [`UpdateError::Witness`].
+    pub fn witness(mut self, key: WitnessKey) -> Self {
+        self.witnesses.push(key);
+        self
+    }
+
+    /// How many distinct witnesses must cosign (default: every one given).
+    pub fn witness_threshold(mut self, k: usize) -> Self {
+        self.witness_threshold = Some(k);
         self
     }
 
@@ -198,6 +218,17 @@ impl UpdaterBuilder {
         // otherwise make every update fail as a bad signature.
         TrustRoot::new(self.trust.clone(), threshold)
             .map_err(|e| UpdateError::Config(format!("the trusted keys: {e}")))?;
+        let witnesses = match (self.witnesses.is_empty(), self.witness_threshold) {
+            (true, None) => None,
+            (true, Some(_)) => return Err(cfg("a witness threshold without witness keys")),
+            (false, k) => {
+                let k = k.unwrap_or(self.witnesses.len());
+                Some(
+                    WitnessPolicy::new(self.witnesses, k)
+                        .map_err(|e| UpdateError::Config(format!("the witnesses: {e}")))?,
+                )
+            }
+        };
         let target = self.target.unwrap_or_else(host_target);
         validate_known_target(&target).map_err(|e| UpdateError::Config(e.to_string()))?;
         let channel = self.channel.unwrap_or_else(|| "stable".into());
@@ -208,6 +239,7 @@ impl UpdaterBuilder {
             transports,
             trust: self.trust,
             threshold,
+            witnesses,
             target,
             channel,
             state_dir,

@@ -49,6 +49,11 @@ pub enum UpdateError {
     /// The checkpoint is not signed by enough trusted keys, or its tail is malformed.
     #[error("bad signature: {0}")]
     BadSignature(String),
+    /// The checkpoint is not cosigned by enough of the witnesses this client
+    /// requires ([`UpdaterBuilder::witness`](crate::UpdaterBuilder::witness)):
+    /// a publisher that did not show it to them, maybe a split view.
+    #[error("witness cosignatures refused: {0}")]
+    Witness(String),
     /// Fetched bytes do not match their signed digests or the signed tree.
     #[error("bad digest: {0}")]
     BadDigest(String),
@@ -105,6 +110,7 @@ impl UpdateError {
                 | UpdateError::FutureTime(_)
                 | UpdateError::Fork(_)
                 | UpdateError::BadSignature(_)
+                | UpdateError::Witness(_)
                 | UpdateError::BadDigest(_)
                 | UpdateError::Unsealed(_)
                 | UpdateError::Damaged(_)
@@ -112,8 +118,8 @@ impl UpdateError {
     }
 
     /// True when the update was refused as an attack or failed verification:
-    /// a bad signature or digest, a rollback, a freeze, a seal from the
-    /// future, a fork, a damaged copy or the wrong origin. False for
+    /// a bad signature or digest, too few witness cosignatures, a rollback, a
+    /// freeze, a seal from the future, a fork, a damaged copy or the wrong origin. False for
     /// configuration, network, local I/O and state trouble, a missing target
     /// and a publish caught in progress. The `dare` CLI exits with code 3 for
     /// these.
@@ -125,6 +131,7 @@ impl UpdateError {
             | UpdateError::Fork(_)
             | UpdateError::Damaged(_)
             | UpdateError::BadSignature(_)
+            | UpdateError::Witness(_)
             | UpdateError::BadDigest(_)
             | UpdateError::WrongOrigin { .. } => true,
             UpdateError::Config(_)
@@ -145,6 +152,7 @@ impl UpdateError {
             UpdateError::FutureTime(_) => "future-time",
             UpdateError::Fork(_) => "fork",
             UpdateError::BadSignature(_) => "bad-signature",
+            UpdateError::Witness(_) => "witness",
             UpdateError::Unsealed(_) => "unsealed",
             UpdateError::Damaged(_) => "damaged",
             UpdateError::BadDigest(_) => "bad-digest",

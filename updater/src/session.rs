@@ -83,6 +83,7 @@ pub(crate) async fn run(cfg: &Config, mirrors: &Mirrors, install_wanted: bool) -
     // Round trip 1: the seal.
     let hint = state.as_ref().map_or(FIRST_SEAL, |s| (s.seal_len + SEAL_SLACK).clamp(MIN_SEAL, MAX_SEAL));
     let (seal, mut fetched) = fetch_seal(cfg, mirrors, hint).await?;
+    check_witnesses(cfg, &seal)?;
     let now = (cfg.clock)();
     check_origin(cfg, state.as_ref(), &seal.checkpoint.origin)?;
     check_freshness(cfg, seal.seal.time, now)?;
@@ -427,6 +428,22 @@ async fn fetch_seal(cfg: &Config, mirrors: &Mirrors, hint: u64) -> Result<(Signe
             }
         }
     }
+}
+
+/// With witnesses configured, the checkpoint needs their threshold of
+/// valid cosignatures (lines the seal's note carries beside the publisher's).
+fn check_witnesses(cfg: &Config, seal: &SignedSeal) -> Result<(), UpdateError> {
+    let Some(policy) = &cfg.witnesses else { return Ok(()) };
+    let note = dare_container::note::Note::parse(seal.seal.checkpoint.as_bytes())
+        .map_err(|e| UpdateError::BadSignature(e.to_string()))?;
+    policy.check(&note).map(drop).map_err(|e| {
+        let names: Vec<&str> = policy.keys().iter().map(|k| k.name()).collect();
+        UpdateError::Witness(format!(
+            "the checkpoint of tree size {}: {e} (witnesses: {})",
+            seal.size(),
+            names.join(", ")
+        ))
+    })
 }
 
 /// Fetches the map and manifest the seal names and verifies the manifest.

@@ -4,12 +4,13 @@
 
 use std::path::PathBuf;
 
+use dare_container::cosign::{WitnessPolicy, WitnessSigningKey};
 use dare_container::merkle::verify_consistency;
 use dare_container::note::{Note, NoteSignature};
 use dare_container::verify::ScanOptions;
 use dare_container::{Appender, Error, pending_path, verify_file};
 
-use crate::support::{T0, TARGETS, genesis, key, key_a, put_build, trust};
+use crate::support::{T0, TARGETS, genesis, key_a, put_build, trust};
 
 fn fresh() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
@@ -19,11 +20,13 @@ fn fresh() -> (tempfile::TempDir, PathBuf) {
     (dir, path)
 }
 
-/// A witness's signature line over `note`'s text (the appender treats
-/// cosignatures as opaque signature lines the caller has verified).
+fn witness(seed: u8) -> WitnessSigningKey {
+    WitnessSigningKey::from_seed(&format!("witness{seed}.example"), [seed; 32]).unwrap()
+}
+
+/// A witness's `cosignature/v1` line over `note`'s text.
 fn witness_line(note: &Note, seed: u8) -> NoteSignature {
-    let w = key(&format!("witness{seed}.example"), seed);
-    Note::sign(note.text(), &[&w]).unwrap().signatures()[0].clone()
+    witness(seed).cosign(note.text(), T0 + 5)
 }
 
 fn open_with_build(path: &std::path::Path, version: &str) -> Appender {
@@ -56,10 +59,8 @@ fn cosignatures_are_added_to_the_sealed_checkpoint() {
     assert_eq!(scan.size, summary.size);
     assert_eq!(proof, scan.tree.consistency_proof(2, summary.size).unwrap());
     // And each cosignature verifies with its witness's key.
-    for seed in [7, 8] {
-        let w = key(&format!("witness{seed}.example"), seed).verifier();
-        note.verify_with(&[w], 1).unwrap();
-    }
+    let policy = WitnessPolicy::new(vec![witness(7).verifier(), witness(8).verifier()], 2).unwrap();
+    assert_eq!(policy.check(&note).unwrap().len(), 2);
     // A heartbeat is cosigned the same way, with an empty proof.
     let app = Appender::open(&path).unwrap();
     let hb = app
