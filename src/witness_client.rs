@@ -210,8 +210,9 @@ impl WitnessCosigner {
         let valid = n - failures.len();
         self.cosigned = valid;
         if valid < self.threshold {
+            let hint = if valid > 0 { ADVANCED_WITNESS_HINT } else { "nothing was published" };
             return Err(refused(format!(
-                "{valid} of {n} witnesses cosigned, {} required: {}; {ADVANCED_WITNESS_HINT}",
+                "{valid} of {n} witnesses cosigned, {} required: {}; {hint}",
                 self.threshold,
                 failures.join("; ")
             )));

@@ -19,3 +19,4 @@ mod independent;
 mod publish_cli;
 mod support;
 mod update_cli;
+mod witness_e2e;
