@@ -9,3 +9,4 @@ mod signed_time;
 mod support;
 mod transport;
 mod update;
+mod witness;
