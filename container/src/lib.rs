@@ -55,6 +55,7 @@ pub mod merkle;
 pub mod note;
 mod partial;
 pub mod replica;
+pub mod seal;
 pub mod tiles;
 pub mod verify;
 pub mod zstdio;

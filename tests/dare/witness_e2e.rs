@@ -338,3 +338,25 @@ fn a_witness_that_is_down_fails_the_publish_unless_the_threshold_allows() {
     assert_eq!(cosigned_by(&site.container, &[&up]), 1);
     assert_eq!(Checkpoint::parse(last_note(&site.container).text()).unwrap().size, up.size());
 }
+
+#[test]
+fn a_key_rotation_is_cosigned() {
+    let site = Site::new();
+    let ws: Vec<Witness> = (1..=2).map(|i| Witness::start(i, site.log.clone())).collect();
+    let refs: Vec<&Witness> = ws.iter().collect();
+    site.publish("app.dare", "1.0.0", "a", T0 + 10, &witness_flags(&refs)).ok();
+    site.sb.keygen("other.key");
+    let mut args: Vec<String> =
+        ["keys", "rotate", "app.dare", "--key", "release.key", "--new-trust", "release.key.pub"]
+            .map(String::from)
+            .into();
+    args.extend(["--new-trust".into(), "other.key.pub".into(), "--time".into(), (T0 + 20).to_string()]);
+    args.extend(witness_flags(&refs));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = site.sb.dare(&args);
+    run.ok();
+    assert!(run.stdout.contains("cosigned by 2 witness(es)"), "{}", run.stdout);
+    assert_eq!(cosigned_by(&site.container, &refs), 2);
+    let size = Checkpoint::parse(last_note(&site.container).text()).unwrap().size;
+    assert!(ws.iter().all(|w| w.size() == size));
+}

@@ -27,8 +27,8 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use dare_container::client::{
-    self, Fetched, PlanError, ProofPlan, SealRead, SignedSeal, SignedTop, TailError, check_index_header, merge_ranges,
-    read_seal, read_top, top_ranges,
+    self, Fetched, PlanError, ProofPlan, SignedSeal, SignedTop, TailError, TailRead, TailSeal, check_index_header,
+    merge_ranges, read_top, top_ranges,
 };
 use dare_container::content::{self, MAX_DELTA_SIZE};
 use dare_container::frame::{
@@ -37,10 +37,12 @@ use dare_container::frame::{
 };
 use dare_container::hashio::{BoundedHashWriter, Hasher, to_hex};
 use dare_container::header::{
-    Compression, DeltaRef, FileRecord, Header, Index, LeafRef, Listing, MAX_LISTING, Release, Sha256Hex,
+    Compression, DeltaRef, FileRecord, Header, Index, Keys, LeafRef, Listing, MAX_LISTING, Release, Sha256Hex,
 };
+use dare_container::keys::TrustRoot;
 use dare_container::merkle::{Frontier, Hash, NodeId, leaf_hash};
 use dare_container::replica::ReplicaWriter;
+use dare_container::seal::{self, MAX_ROTATIONS, SealRules};
 use dare_container::verify::ScanOptions;
 use dare_container::zstdio::OneFrame;
 
@@ -49,7 +51,7 @@ use crate::error::UpdateError;
 use crate::fetch::{FetchError, Mirrors};
 use crate::install::{Incoming, current_dir, hash_file};
 use crate::progress::Event;
-use crate::state::{Installed, State, replica_path};
+use crate::state::{Installed, State, Trusted, replica_path};
 use crate::transport::{ByteRange, RangeSink, SinkError};
 use crate::{Outcome, Status};
 
@@ -82,7 +84,20 @@ pub(crate) async fn run(cfg: &Config, mirrors: &Mirrors, install_wanted: bool) -
 
     // Round trip 1: the seal.
     let hint = state.as_ref().map_or(FIRST_SEAL, |s| (s.seal_len + SEAL_SLACK).clamp(MIN_SEAL, MAX_SEAL));
-    let (seal, mut fetched) = fetch_seal(cfg, mirrors, hint).await?;
+    let (tail, mut fetched) = fetch_seal(mirrors, hint).await?;
+    let trusted = trusted_root(cfg, state.as_ref())?;
+    // The same tree as the stored one cannot hold a rotation this client has
+    // not walked; a new tree may: its manifest names the latest keys leaf,
+    // and every rotation since the stored one is checked with the root
+    // before it (round trip 2 and one read per rotation).
+    let walk = if state.as_ref().is_some_and(|s| s.size == tail.size()) {
+        Walk::none(&trusted)
+    } else {
+        fetch_tail_top(mirrors, &tail, &mut fetched).await?;
+        let manifest = client::read_tail_manifest(&tail, &fetched).map_err(tail_error)?;
+        walk_rotations(mirrors, &mut fetched, &tail, manifest.keys, &trusted).await?
+    };
+    let seal = tail.verify(&SealRules::new(&walk.root)).map_err(tail_error)?;
     check_witnesses(cfg, &seal)?;
     let now = (cfg.clock)();
     check_origin(cfg, state.as_ref(), &seal.checkpoint.origin)?;
@@ -108,6 +123,8 @@ pub(crate) async fn run(cfg: &Config, mirrors: &Mirrors, install_wanted: bool) -
             install_path,
             tree_size: seal.size(),
             signed_time: seal.seal.time,
+            rotations: walk.rotations(),
+            trust_fingerprint: walk.root.fingerprint(),
         }
     };
     let tally = Tally::default();
@@ -124,6 +141,13 @@ pub(crate) async fn run(cfg: &Config, mirrors: &Mirrors, install_wanted: bool) -
 
     // Round trip 2: the map and the manifest.
     let top = fetch_top(mirrors, seal.clone(), &mut fetched).await?;
+    if top.manifest.keys != walk.latest {
+        return Err(UpdateError::Rotation(format!(
+            "the signed manifest names the keys leaf {:?}, not the one whose rotations were walked ({:?})",
+            top.manifest.keys.map(|k| k.leaf),
+            walk.latest.map(|k| k.leaf)
+        )));
+    }
     let release =
         top.manifest.release(&cfg.channel, &cfg.target).cloned().ok_or_else(|| UpdateError::MissingTarget {
             target: cfg.target.clone(),
@@ -152,6 +176,8 @@ pub(crate) async fn run(cfg: &Config, mirrors: &Mirrors, install_wanted: bool) -
     let n = top.size();
     let mut top_leaves = BTreeSet::from([0, n - 1]);
     top_leaves.extend(index_at.map(|i| i.leaf));
+    // Every keys leaf walked is proven in the signed tree with the rest.
+    top_leaves.extend(walk.chain.iter().map(|k| k.at.leaf));
     let known = replica.as_ref().map(|r| r.nodes.clone()).unwrap_or_default();
     let mut rplan = ProofPlan::with_known(&top.map, &Frontier::new(), &top_leaves, &known).map_err(plan_error)?;
     let mut cplan = ProofPlan::new(&top.map, &old, &BTreeSet::from([n - 1])).map_err(plan_error)?;
@@ -201,9 +227,22 @@ pub(crate) async fn run(cfg: &Config, mirrors: &Mirrors, install_wanted: bool) -
     if let Some(ix) = &index {
         leaves.insert(ix.at.leaf, ix.header_hash());
     }
+    for k in &walk.chain {
+        leaves.insert(k.at.leaf, leaf_hash(&k.header));
+    }
     let rnodes = rplan.nodes(|s, l| fetched.get(s, l)).map_err(|e| UpdateError::BadDigest(e.to_string()))?;
     match rplan.root(&leaves, &rnodes) {
         Ok(r) if r == seal.checkpoint.root => {}
+        _ if !walk.chain.is_empty() => {
+            return Err(UpdateError::Rotation(format!(
+                "the index of {} {} {}, the genesis or the keys leaves {:?} are not in the signed tree (from {})",
+                release.channel,
+                release.target,
+                release.version,
+                walk.chain.iter().map(|k| k.at.leaf).collect::<Vec<_>>(),
+                mirrors.names().join(", ")
+            )));
+        }
         _ => {
             return Err(UpdateError::BadDigest(format!(
                 "the index of {} {} {} (or the genesis) is not in the signed tree (from {})",
@@ -228,7 +267,7 @@ pub(crate) async fn run(cfg: &Config, mirrors: &Mirrors, install_wanted: bool) -
     if !newer {
         // Nothing new for this target: keep the newer tree.
         write_replica(cfg, &replica_parts(index.as_ref()))?;
-        save_state(cfg, &top, installed.clone(), state.as_ref().map(|s| s.origin.clone()))?;
+        save_state(cfg, &top, installed.clone(), state.as_ref().map(|s| s.origin.clone()), &walk)?;
         return Ok(outcome(Status::UpToDate, &release.version, &tally, None));
     }
     let new_index = index.as_ref().ok_or_else(|| UpdateError::State("the index was not read".into()))?;
@@ -283,7 +322,7 @@ pub(crate) async fn run(cfg: &Config, mirrors: &Mirrors, install_wanted: bool) -
     write_replica(cfg, &replica_parts(index.as_ref()))?;
     let installed =
         Installed { target: cfg.target.clone(), channel: cfg.channel.clone(), version: release.version.clone() };
-    save_state(cfg, &top, Some(installed), state.as_ref().map(|s| s.origin.clone()))?;
+    save_state(cfg, &top, Some(installed), state.as_ref().map(|s| s.origin.clone()), &walk)?;
     Ok(outcome(Status::Updated, &release.version, &tally, Some(install_path)))
 }
 
@@ -395,8 +434,9 @@ fn fork(mirrors: &Mirrors, seal: &SignedSeal, old: &Frontier, detail: Result<Str
 }
 
 /// Fetches a suffix of the container (more if the seal reaches further back)
-/// and verifies the seal.
-async fn fetch_seal(cfg: &Config, mirrors: &Mirrors, hint: u64) -> Result<(SignedSeal, Fetched), UpdateError> {
+/// and reads the seal; its signatures are checked once the trust root in
+/// effect is known ([`walk_rotations`]).
+async fn fetch_seal(mirrors: &Mirrors, hint: u64) -> Result<(TailSeal, Fetched), UpdateError> {
     let mut sink = BufferSink::new(MAX_SEAL);
     mirrors.fetch(&[ByteRange::Suffix(hint)], &mut sink).await.map_err(network)?;
     let (mut start, mut bytes, total) = sink.single()?;
@@ -406,13 +446,13 @@ async fn fetch_seal(cfg: &Config, mirrors: &Mirrors, hint: u64) -> Result<(Signe
     }
     loop {
         let window = Window::new(start, &bytes);
-        match read_seal(&window, len, &cfg.trust, cfg.threshold).map_err(tail_error)? {
-            SealRead::Complete(seal) => {
+        match client::read_tail(&window, len).map_err(tail_error)? {
+            TailRead::Complete(seal) => {
                 let mut fetched = Fetched::new();
                 fetched.insert(start, bytes);
                 return Ok((*seal, fetched));
             }
-            SealRead::NeedMore { start: want } => {
+            TailRead::NeedMore { start: want } => {
                 if want >= start || len - want > MAX_SEAL {
                     return Err(UpdateError::BadSignature(format!(
                         "the container's last seal needs {} bytes, more than the {MAX_SEAL} allowed",
@@ -444,6 +484,152 @@ fn check_witnesses(cfg: &Config, seal: &SignedSeal) -> Result<(), UpdateError> {
             names.join(", ")
         ))
     })
+}
+
+/// The trust root this client starts from: the one it stored (after the
+/// rotations it walked), unless it was configured with other keys since.
+fn trusted_root(cfg: &Config, state: Option<&State>) -> Result<Trusted, UpdateError> {
+    let configured = TrustRoot::new(cfg.trust.clone(), cfg.threshold)
+        .map_err(|e| UpdateError::Config(format!("the trusted keys: {e}")))?;
+    let pinned = configured.fingerprint();
+    match state.and_then(|s| s.trust.clone()) {
+        Some(t) if t.pinned == pinned => Ok(t),
+        Some(_) => {
+            tracing::info!("the trusted keys changed since the last update: starting from them");
+            Ok(Trusted { root: configured, keys: None, pinned })
+        }
+        None => Ok(Trusted { root: configured, keys: None, pinned }),
+    }
+}
+
+/// The most bytes one `keys` frame may take (a rotation note is a signed note).
+const MAX_KEYS_FRAME: u64 = (1 << 20) + (1 << 16);
+
+/// One `keys` leaf read from the mirror.
+struct KeysLeaf {
+    at: LeafRef,
+    header: Vec<u8>,
+    keys: Keys,
+}
+
+/// The rotations between the trust root a client holds and today's.
+struct Walk {
+    /// The root in effect at the signed tree.
+    root: TrustRoot,
+    /// The keys leaves read, oldest first (all proven in the signed tree).
+    chain: Vec<KeysLeaf>,
+    /// How many of them were rotations from the client's root on.
+    walked: usize,
+    /// The latest keys leaf (the manifest's), where the root came from.
+    latest: Option<LeafRef>,
+    /// The configured keys' fingerprint.
+    pinned: String,
+}
+
+impl Walk {
+    fn none(t: &Trusted) -> Walk {
+        Walk { root: t.root.clone(), chain: Vec::new(), walked: 0, latest: t.keys, pinned: t.pinned.clone() }
+    }
+
+    fn rotations(&self) -> u64 {
+        self.walked as u64
+    }
+}
+
+/// Reads the `keys` leaves after the one this client's root came from,
+/// newest first through each one's `previous`, and checks each rotation
+/// (oldest first) with the root before it, TUF's root-chain rule: the walk
+/// ends on the root in effect for the signed tree, which must then sign it.
+/// At most [`MAX_ROTATIONS`] rotations; each keys frame is one bounded read.
+/// Nothing here is trusted until the seal verifies with the root the walk
+/// ends on and every keys leaf read is proven in the signed tree.
+async fn walk_rotations(
+    mirrors: &Mirrors,
+    fetched: &mut Fetched,
+    tail: &TailSeal,
+    latest: Option<LeafRef>,
+    trusted: &Trusted,
+) -> Result<Walk, UpdateError> {
+    let refused = |m: String| UpdateError::Rotation(m);
+    let mut chain = Vec::new();
+    let mut next = latest;
+    while let Some(at) = next {
+        if Some(at) == trusted.keys {
+            break;
+        }
+        if trusted.keys.is_some_and(|k| at.leaf <= k.leaf) {
+            return Err(refused(format!(
+                "the keys leaves lead from leaf {} past leaf {}, the one this client's trust root came from \
+                 (the log forked, or {} serves another history)",
+                at.leaf,
+                trusted.keys.map_or(0, |k| k.leaf),
+                mirrors.names().join(", ")
+            )));
+        }
+        if chain.len() > MAX_ROTATIONS {
+            return Err(refused(format!(
+                "more than {MAX_ROTATIONS} key rotations since the trust root this client holds: \
+                 give it the container's current trust root (dare verify prints its fingerprint)"
+            )));
+        }
+        if at.length > MAX_KEYS_FRAME || at.end() > tail.frame.offset || at.leaf >= tail.size() {
+            return Err(refused(format!(
+                "a keys leaf is named at bytes {}..{} (leaf {}), outside the signed tree",
+                at.offset,
+                at.offset.saturating_add(at.length),
+                at.leaf
+            )));
+        }
+        fetch_into(mirrors, fetched, vec![(at.offset, at.end())], at.length).await?;
+        let frame = read_frame_at(&*fetched, at.offset, at.end())
+            .map_err(|e| refused(format!("the keys leaf at byte {}: {e}", at.offset)))?;
+        let header =
+            read_header(&*fetched, &frame).map_err(|e| refused(format!("the keys leaf at byte {}: {e}", at.offset)))?;
+        let keys = match Header::parse(&header) {
+            Ok(Header::Keys(k)) if frame.len() == at.length => k,
+            Ok(h) => return Err(refused(format!("leaf {} is a {} frame, not a keys leaf", at.leaf, h.kind()))),
+            Err(e) => return Err(refused(format!("the keys leaf at byte {}: {e}", at.offset))),
+        };
+        if keys.previous.is_some_and(|p| p.leaf >= at.leaf) {
+            return Err(refused(format!("the keys leaf {} names a later one as the one before it", at.leaf)));
+        }
+        next = keys.previous;
+        chain.push(KeysLeaf { at, header, keys });
+    }
+    if next.is_none() && trusted.keys.is_some() {
+        return Err(refused(format!(
+            "the keys leaves do not lead back to leaf {}, the one this client's trust root came from \
+             (the log forked, or {} hides a rotation)",
+            trusted.keys.map_or(0, |k| k.leaf),
+            mirrors.names().join(", ")
+        )));
+    }
+    chain.reverse();
+    // A client given today's keys starts after the rotation that made them.
+    let fingerprint = trusted.root.fingerprint();
+    let from = if trusted.keys.is_none() {
+        chain.iter().rposition(|k| k.keys.trust.fingerprint() == fingerprint).map_or(0, |i| i + 1)
+    } else {
+        0
+    };
+    let origin = &tail.checkpoint.origin;
+    let mut root = trusted.root.clone();
+    let mut exact = trusted.keys.is_some() || from > 0;
+    for k in &chain[from..] {
+        seal::check_rotation(&k.keys, origin, &root, None, exact.then_some(&root)).map_err(|e| {
+            refused(format!("the rotation at leaf {} (to trust root {}): {e}", k.at.leaf, k.keys.trust.fingerprint()))
+        })?;
+        root = k.keys.trust.clone();
+        exact = true;
+    }
+    Ok(Walk { root, walked: chain.len() - from, chain, latest, pinned: trusted.pinned.clone() })
+}
+
+/// Fetches the map and manifest a seal read from the tail names.
+async fn fetch_tail_top(mirrors: &Mirrors, tail: &TailSeal, fetched: &mut Fetched) -> Result<(), UpdateError> {
+    let ranges = client::tail_top_ranges(tail).map_err(tail_error)?;
+    let cap = ranges.iter().map(|(s, e)| e - s).sum();
+    fetch_into(mirrors, fetched, ranges, cap).await
 }
 
 /// Fetches the map and manifest the seal names and verifies the manifest.
@@ -602,7 +788,13 @@ struct OldReplica {
 fn load_replica(cfg: &Config, state: Option<&State>, installed: Option<&Installed>) -> Option<OldReplica> {
     let state = state?;
     let path = replica_path(&cfg.state_dir);
-    let scan = match dare_container::scan_file(&path, &ScanOptions::default().with_pins(Some(cfg.trust.clone()))) {
+    // The replica's seal answers to the root the state holds (after the
+    // rotations walked); a state from before that, to the configured keys.
+    let opts = match &state.trust {
+        Some(t) => ScanOptions::default().with_replica_trust(Some(t.root.clone())),
+        None => ScanOptions::default().with_pins(Some(cfg.trust.clone())),
+    };
+    let scan = match dare_container::scan_file(&path, &opts) {
         Ok(s) if s.partial && s.size == state.size && s.last_seal.checkpoint.root == state.root => s,
         Ok(_) => {
             tracing::warn!(replica = %path.display(), "the replica is not of the stored tree; not reusing it");
@@ -757,6 +949,7 @@ fn save_state(
     top: &SignedTop,
     installed: Option<Installed>,
     origin: Option<String>,
+    walk: &Walk,
 ) -> Result<(), UpdateError> {
     let frontier = top.frontier().map_err(|e| UpdateError::State(e.to_string()))?;
     let state = State {
@@ -768,6 +961,7 @@ fn save_state(
         frontier,
         seal_len: top.seal.frame.len(),
         installed,
+        trust: Some(Trusted { root: walk.root.clone(), keys: walk.latest, pinned: walk.pinned.clone() }),
     };
     state.save(&cfg.state_dir)
 }
