@@ -867,16 +867,23 @@ impl Appender {
     /// written, `cosigner` is asked for signature lines to add to the
     /// checkpoint (witness cosignatures, which it must have verified). They
     /// are added only if the note still verifies against the trust root and
-    /// fits a seal. If the cosigner fails (or anything else does), nothing
-    /// is sealed: the file is cut back to its sealed length, as by
-    /// [`Appender::abort`], and the error returned.
+    /// fits a seal. If the cosigner fails (or anything fails after it was
+    /// asked), nothing is sealed: the file is cut back to its sealed length,
+    /// as by [`Appender::abort`], and the error returned. An error before
+    /// (a refused key, say) leaves the unsealed tail as [`Appender::seal`]
+    /// does, for the next open to cut.
     pub fn seal_cosigned(
         mut self,
         keys: &[&SigningKey],
         time: u64,
         cosigner: &mut Cosigner<'_>,
     ) -> Result<SealSummary, Error> {
-        match self.write_seal(keys, time, cosigner) {
+        let asked = std::cell::Cell::new(false);
+        let result = self.write_seal(keys, time, &mut |req| {
+            asked.set(true);
+            cosigner(req)
+        });
+        match result {
             Ok(mut summary) => {
                 remove_pending(&self.path)?;
                 summary.appended = summary.len - self.base_len;
@@ -884,13 +891,14 @@ impl Appender {
             }
             // A file changed under the lock is not ours to cut.
             Err(e @ Error::Changed { .. }) => Err(e),
-            Err(e) => {
+            Err(e) if asked.get() => {
                 // If cutting back fails too, the pending file still marks
                 // the bytes, and the next open cuts them: the first error
                 // is the one to report.
                 let _ = self.abort();
                 Err(e)
             }
+            Err(e) => Err(e),
         }
     }
 
