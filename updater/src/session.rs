@@ -40,9 +40,9 @@ use dare_container::header::{
     Compression, DeltaRef, FileRecord, Header, Index, Keys, LeafRef, Listing, MAX_LISTING, Release, Sha256Hex,
 };
 use dare_container::keys::TrustRoot;
-use dare_container::seal::{self, MAX_ROTATIONS, SealRules};
 use dare_container::merkle::{Frontier, Hash, NodeId, leaf_hash};
 use dare_container::replica::ReplicaWriter;
+use dare_container::seal::{self, MAX_ROTATIONS, SealRules};
 use dare_container::verify::ScanOptions;
 use dare_container::zstdio::OneFrame;
 
@@ -511,13 +511,7 @@ struct Walk {
 
 impl Walk {
     fn none(t: &Trusted) -> Walk {
-        Walk {
-            root: t.root.clone(),
-            chain: Vec::new(),
-            walked: 0,
-            latest: t.keys,
-            pinned: t.pinned.clone(),
-        }
+        Walk { root: t.root.clone(), chain: Vec::new(), walked: 0, latest: t.keys, pinned: t.pinned.clone() }
     }
 
     fn rotations(&self) -> u64 {
@@ -540,6 +534,10 @@ async fn walk_rotations(
     trusted: &Trusted,
 ) -> Result<Walk, UpdateError> {
     let refused = |m: String| UpdateError::Rotation(m);
+    let fingerprint = trusted.root.fingerprint();
+    // Whether the root is exactly the one the first rotation replaces (not
+    // a client's choice of keys), so the rotation's `from` is checked too.
+    let mut exact = trusted.keys.is_some();
     let mut chain = Vec::new();
     let mut next = latest;
     while let Some(at) = next {
@@ -555,7 +553,7 @@ async fn walk_rotations(
                 mirrors.names().join(", ")
             )));
         }
-        if chain.len() > MAX_ROTATIONS {
+        if chain.len() >= MAX_ROTATIONS {
             return Err(refused(format!(
                 "more than {MAX_ROTATIONS} key rotations since the trust root this client holds: \
                  give it the container's current trust root (dare verify prints its fingerprint)"
@@ -572,8 +570,8 @@ async fn walk_rotations(
         fetch_into(mirrors, fetched, vec![(at.offset, at.end())], at.length).await?;
         let frame = read_frame_at(&*fetched, at.offset, at.end())
             .map_err(|e| refused(format!("the keys leaf at byte {}: {e}", at.offset)))?;
-        let header = read_header(&*fetched, &frame)
-            .map_err(|e| refused(format!("the keys leaf at byte {}: {e}", at.offset)))?;
+        let header =
+            read_header(&*fetched, &frame).map_err(|e| refused(format!("the keys leaf at byte {}: {e}", at.offset)))?;
         let keys = match Header::parse(&header) {
             Ok(Header::Keys(k)) if frame.len() == at.length => k,
             Ok(h) => return Err(refused(format!("leaf {} is a {} frame, not a keys leaf", at.leaf, h.kind()))),
@@ -581,6 +579,13 @@ async fn walk_rotations(
         };
         if keys.previous.is_some_and(|p| p.leaf >= at.leaf) {
             return Err(refused(format!("the keys leaf {} names a later one as the one before it", at.leaf)));
+        }
+        // A client whose keys were never rotated (given today's keys, or the
+        // keys of a root the log went back to) starts after the latest
+        // rotation to exactly its root.
+        if trusted.keys.is_none() && keys.trust.fingerprint() == fingerprint {
+            exact = true;
+            break;
         }
         next = keys.previous;
         chain.push(KeysLeaf { at, header, keys });
@@ -594,28 +599,16 @@ async fn walk_rotations(
         )));
     }
     chain.reverse();
-    // A client given today's keys starts after the rotation that made them.
-    let fingerprint = trusted.root.fingerprint();
-    let from = if trusted.keys.is_none() {
-        chain.iter().rposition(|k| k.keys.trust.fingerprint() == fingerprint).map_or(0, |i| i + 1)
-    } else {
-        0
-    };
     let origin = &tail.checkpoint.origin;
     let mut root = trusted.root.clone();
-    let mut exact = trusted.keys.is_some() || from > 0;
-    for k in &chain[from..] {
+    for k in &chain {
         seal::check_rotation(&k.keys, origin, &root, None, exact.then_some(&root)).map_err(|e| {
-            refused(format!(
-                "the rotation at leaf {} (to trust root {}): {e}",
-                k.at.leaf,
-                k.keys.trust.fingerprint()
-            ))
+            refused(format!("the rotation at leaf {} (to trust root {}): {e}", k.at.leaf, k.keys.trust.fingerprint()))
         })?;
         root = k.keys.trust.clone();
         exact = true;
     }
-    Ok(Walk { root, walked: chain.len() - from, chain, latest, pinned: trusted.pinned.clone() })
+    Ok(Walk { root, walked: chain.len(), chain, latest, pinned: trusted.pinned.clone() })
 }
 
 /// Fetches the map and manifest a seal read from the tail names.
