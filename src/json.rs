@@ -153,7 +153,7 @@ pub struct Updated {
     /// Key rotations followed since the last update (with `--check`: pending).
     pub rotations: u64,
     /// The fingerprint of the trust root in effect.
-    pub trust: String,
+    pub trust_fingerprint: String,
 }
 
 /// Any command's `--json` on failure.

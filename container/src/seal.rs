@@ -18,7 +18,8 @@
 use std::collections::BTreeSet;
 
 use crate::client::{check_seal_order, superseded_time};
-use crate::header::{Keys, Seal};
+use crate::frame::{ReadAt, read_frame_at, read_header};
+use crate::header::{Header, Keys, LeafRef, Seal};
 use crate::keys::{SigningKey, TrustRoot, VerifierKey};
 use crate::note::{Checkpoint, Note, NoteError};
 
@@ -257,6 +258,160 @@ pub fn check_rotation(
         }
     }
     Ok(signers)
+}
+
+/// The most bytes one `keys` frame may take (a trust root and a rotation
+/// note, which is a signed note).
+pub const MAX_KEYS_FRAME: u64 = (1 << 20) + (1 << 16);
+
+/// Why the key rotations between two trust roots cannot be followed.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct RotationError(pub String);
+
+/// One `keys` leaf read by a [`RotationWalk`].
+#[derive(Clone, Debug)]
+pub struct KeysLeaf {
+    /// Where it is.
+    pub at: LeafRef,
+    /// Its header bytes (its leaf hash is of these).
+    pub header: Vec<u8>,
+    /// The rotation.
+    pub keys: Keys,
+}
+
+/// Follows the key rotations between the trust root a reader holds and the
+/// root in effect for a signed tree, without I/O: the reader fetches each
+/// `keys` frame [`RotationWalk::next_read`] names (newest first, through
+/// each one's `previous`) and [`feeds`](RotationWalk::feed) it, then
+/// [`finish`](RotationWalk::finish) checks every rotation, oldest first,
+/// with the root before it (TUF's root-chain rule) and gives the root in
+/// effect, which must then sign the tree. At most [`MAX_ROTATIONS`] keys
+/// leaves are read; each read is bounded by [`MAX_KEYS_FRAME`]. Nothing is
+/// trusted until the seal verifies with that root and the reader has proven
+/// every keys leaf read in the signed tree.
+#[derive(Debug)]
+pub struct RotationWalk {
+    root: TrustRoot,
+    fingerprint: String,
+    /// The keys leaf the reader's root came from, if any.
+    from: Option<LeafRef>,
+    next: Option<LeafRef>,
+    exact: bool,
+    matched: bool,
+    chain: Vec<KeysLeaf>,
+    size: u64,
+    seal_offset: u64,
+}
+
+impl RotationWalk {
+    /// A walk from `root` (which came from the keys leaf `from`, or is the
+    /// reader's own choice of keys when `None`) to the keys leaf `latest`
+    /// that the manifest of a tree of `size` leaves, sealed at byte
+    /// `seal_offset`, names.
+    pub fn new(root: TrustRoot, from: Option<LeafRef>, latest: Option<LeafRef>, size: u64, seal_offset: u64) -> Self {
+        RotationWalk {
+            fingerprint: root.fingerprint(),
+            root,
+            from,
+            next: latest,
+            exact: from.is_some(),
+            matched: false,
+            chain: Vec::new(),
+            size,
+            seal_offset,
+        }
+    }
+
+    /// The next `keys` frame to read, or `None` when the walk has read all it needs.
+    pub fn next_read(&self) -> Result<Option<LeafRef>, RotationError> {
+        let Some(at) = self.next.filter(|at| Some(*at) != self.from && !self.matched) else { return Ok(None) };
+        if let Some(k) = self.from
+            && at.leaf <= k.leaf
+        {
+            return Err(RotationError(format!(
+                "the keys leaves lead from leaf {} past leaf {}, the one the trust root held came from \
+                 (the log forked, or the mirror serves another history)",
+                at.leaf, k.leaf
+            )));
+        }
+        if self.chain.len() >= MAX_ROTATIONS {
+            return Err(RotationError(format!(
+                "more than {MAX_ROTATIONS} key rotations since the trust root held: \
+                 give it the container's current trust root (dare verify prints its fingerprint)"
+            )));
+        }
+        if at.length > MAX_KEYS_FRAME || at.end() > self.seal_offset || at.leaf >= self.size {
+            return Err(RotationError(format!(
+                "a keys leaf is named at bytes {}..{} (leaf {}), outside the signed tree",
+                at.offset,
+                at.offset.saturating_add(at.length),
+                at.leaf
+            )));
+        }
+        Ok(Some(at))
+    }
+
+    /// Takes the frame [`next_read`](Self::next_read) named, read from `src`.
+    pub fn feed<R: ReadAt + ?Sized>(&mut self, src: &R) -> Result<(), RotationError> {
+        let Some(at) = self.next_read()? else { return Ok(()) };
+        let bad = |e: String| RotationError(format!("the keys leaf at byte {}: {e}", at.offset));
+        let frame = read_frame_at(src, at.offset, at.end()).map_err(|e| bad(e.to_string()))?;
+        let header = read_header(src, &frame).map_err(|e| bad(e.to_string()))?;
+        let keys = match Header::parse(&header) {
+            Ok(Header::Keys(k)) if frame.len() == at.length => k,
+            Ok(Header::Keys(_)) => return Err(bad("the frame's length is not the one named".into())),
+            Ok(h) => return Err(RotationError(format!("leaf {} is a {} frame, not a keys leaf", at.leaf, h.kind()))),
+            Err(e) => return Err(bad(e.to_string())),
+        };
+        if keys.previous.is_some_and(|p| p.leaf >= at.leaf) {
+            return Err(RotationError(format!("the keys leaf {} names a later one as the one before it", at.leaf)));
+        }
+        // A reader whose keys were never rotated (given today's keys, or the
+        // keys of a root the log went back to) starts after the latest
+        // rotation to exactly its root.
+        if self.from.is_none() && keys.trust.fingerprint() == self.fingerprint {
+            self.exact = true;
+            self.matched = true;
+            return Ok(());
+        }
+        self.next = keys.previous;
+        self.chain.push(KeysLeaf { at, header, keys });
+        Ok(())
+    }
+
+    /// Checks each rotation read, oldest first, with the root before it;
+    /// returns the root in effect and the keys leaves read (oldest first),
+    /// which the reader proves in the signed tree.
+    pub fn finish(mut self, origin: &str) -> Result<(TrustRoot, Vec<KeysLeaf>), RotationError> {
+        if self.next_read()?.is_some() {
+            return Err(RotationError("the walk is not over".into()));
+        }
+        if let (None, Some(from)) = (self.next, self.from)
+            && !self.matched
+        {
+            return Err(RotationError(format!(
+                "the keys leaves do not lead back to leaf {}, the one the trust root held came from \
+                 (the log forked, or the mirror hides a rotation)",
+                from.leaf
+            )));
+        }
+        self.chain.reverse();
+        let mut root = self.root;
+        let mut exact = self.exact;
+        for k in &self.chain {
+            check_rotation(&k.keys, origin, &root, None, exact.then_some(&root)).map_err(|e| {
+                RotationError(format!(
+                    "the rotation at leaf {} (to trust root {}): {e}",
+                    k.at.leaf,
+                    k.keys.trust.fingerprint()
+                ))
+            })?;
+            root = k.keys.trust.clone();
+            exact = true;
+        }
+        Ok((root, self.chain))
+    }
 }
 
 #[cfg(test)]

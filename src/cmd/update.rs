@@ -190,7 +190,7 @@ pub fn run(a: Args) -> Result<()> {
             signed_time: outcome.signed_time,
             install_path: outcome.install_path,
             rotations: outcome.rotations,
-            trust: outcome.trust_fingerprint,
+            trust_fingerprint: outcome.trust_fingerprint,
         });
     }
     Ok(())

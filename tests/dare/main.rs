@@ -17,6 +17,7 @@ mod cli_verify;
 mod e2e;
 mod independent;
 mod publish_cli;
+mod rotation;
 mod support;
 mod update_cli;
 mod witness_e2e;

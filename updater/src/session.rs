@@ -37,12 +37,12 @@ use dare_container::frame::{
 };
 use dare_container::hashio::{BoundedHashWriter, Hasher, to_hex};
 use dare_container::header::{
-    Compression, DeltaRef, FileRecord, Header, Index, Keys, LeafRef, Listing, MAX_LISTING, Release, Sha256Hex,
+    Compression, DeltaRef, FileRecord, Header, Index, LeafRef, Listing, MAX_LISTING, Release, Sha256Hex,
 };
 use dare_container::keys::TrustRoot;
 use dare_container::merkle::{Frontier, Hash, NodeId, leaf_hash};
 use dare_container::replica::ReplicaWriter;
-use dare_container::seal::{self, MAX_ROTATIONS, SealRules};
+use dare_container::seal::{self, KeysLeaf, RotationWalk, SealRules};
 use dare_container::verify::ScanOptions;
 use dare_container::zstdio::OneFrame;
 
@@ -502,16 +502,6 @@ fn trusted_root(cfg: &Config, state: Option<&State>) -> Result<Trusted, UpdateEr
     }
 }
 
-/// The most bytes one `keys` frame may take (a rotation note is a signed note).
-const MAX_KEYS_FRAME: u64 = (1 << 20) + (1 << 16);
-
-/// One `keys` leaf read from the mirror.
-struct KeysLeaf {
-    at: LeafRef,
-    header: Vec<u8>,
-    keys: Keys,
-}
-
 /// The rotations between the trust root a client holds and today's.
 struct Walk {
     /// The root in effect at the signed tree.
@@ -536,13 +526,8 @@ impl Walk {
     }
 }
 
-/// Reads the `keys` leaves after the one this client's root came from,
-/// newest first through each one's `previous`, and checks each rotation
-/// (oldest first) with the root before it, TUF's root-chain rule: the walk
-/// ends on the root in effect for the signed tree, which must then sign it.
-/// At most [`MAX_ROTATIONS`] rotations; each keys frame is one bounded read.
-/// Nothing here is trusted until the seal verifies with the root the walk
-/// ends on and every keys leaf read is proven in the signed tree.
+/// Follows the key rotations from this client's root to the one in effect
+/// for the signed tree ([`RotationWalk`]): one bounded read per `keys` leaf.
 async fn walk_rotations(
     mirrors: &Mirrors,
     fetched: &mut Fetched,
@@ -550,79 +535,14 @@ async fn walk_rotations(
     latest: Option<LeafRef>,
     trusted: &Trusted,
 ) -> Result<Walk, UpdateError> {
-    let refused = |m: String| UpdateError::Rotation(m);
-    let mut chain = Vec::new();
-    let mut next = latest;
-    while let Some(at) = next {
-        if Some(at) == trusted.keys {
-            break;
-        }
-        if trusted.keys.is_some_and(|k| at.leaf <= k.leaf) {
-            return Err(refused(format!(
-                "the keys leaves lead from leaf {} past leaf {}, the one this client's trust root came from \
-                 (the log forked, or {} serves another history)",
-                at.leaf,
-                trusted.keys.map_or(0, |k| k.leaf),
-                mirrors.names().join(", ")
-            )));
-        }
-        if chain.len() > MAX_ROTATIONS {
-            return Err(refused(format!(
-                "more than {MAX_ROTATIONS} key rotations since the trust root this client holds: \
-                 give it the container's current trust root (dare verify prints its fingerprint)"
-            )));
-        }
-        if at.length > MAX_KEYS_FRAME || at.end() > tail.frame.offset || at.leaf >= tail.size() {
-            return Err(refused(format!(
-                "a keys leaf is named at bytes {}..{} (leaf {}), outside the signed tree",
-                at.offset,
-                at.offset.saturating_add(at.length),
-                at.leaf
-            )));
-        }
+    let refused = |e: seal::RotationError| UpdateError::Rotation(format!("{e} (from {})", mirrors.names().join(", ")));
+    let mut walk = RotationWalk::new(trusted.root.clone(), trusted.keys, latest, tail.size(), tail.frame.offset);
+    while let Some(at) = walk.next_read().map_err(refused)? {
         fetch_into(mirrors, fetched, vec![(at.offset, at.end())], at.length).await?;
-        let frame = read_frame_at(&*fetched, at.offset, at.end())
-            .map_err(|e| refused(format!("the keys leaf at byte {}: {e}", at.offset)))?;
-        let header =
-            read_header(&*fetched, &frame).map_err(|e| refused(format!("the keys leaf at byte {}: {e}", at.offset)))?;
-        let keys = match Header::parse(&header) {
-            Ok(Header::Keys(k)) if frame.len() == at.length => k,
-            Ok(h) => return Err(refused(format!("leaf {} is a {} frame, not a keys leaf", at.leaf, h.kind()))),
-            Err(e) => return Err(refused(format!("the keys leaf at byte {}: {e}", at.offset))),
-        };
-        if keys.previous.is_some_and(|p| p.leaf >= at.leaf) {
-            return Err(refused(format!("the keys leaf {} names a later one as the one before it", at.leaf)));
-        }
-        next = keys.previous;
-        chain.push(KeysLeaf { at, header, keys });
+        walk.feed(&*fetched).map_err(refused)?;
     }
-    if next.is_none() && trusted.keys.is_some() {
-        return Err(refused(format!(
-            "the keys leaves do not lead back to leaf {}, the one this client's trust root came from \
-             (the log forked, or {} hides a rotation)",
-            trusted.keys.map_or(0, |k| k.leaf),
-            mirrors.names().join(", ")
-        )));
-    }
-    chain.reverse();
-    // A client given today's keys starts after the rotation that made them.
-    let fingerprint = trusted.root.fingerprint();
-    let from = if trusted.keys.is_none() {
-        chain.iter().rposition(|k| k.keys.trust.fingerprint() == fingerprint).map_or(0, |i| i + 1)
-    } else {
-        0
-    };
-    let origin = &tail.checkpoint.origin;
-    let mut root = trusted.root.clone();
-    let mut exact = trusted.keys.is_some() || from > 0;
-    for k in &chain[from..] {
-        seal::check_rotation(&k.keys, origin, &root, None, exact.then_some(&root)).map_err(|e| {
-            refused(format!("the rotation at leaf {} (to trust root {}): {e}", k.at.leaf, k.keys.trust.fingerprint()))
-        })?;
-        root = k.keys.trust.clone();
-        exact = true;
-    }
-    Ok(Walk { root, walked: chain.len() - from, chain, latest, pinned: trusted.pinned.clone() })
+    let (root, chain) = walk.finish(&tail.checkpoint.origin).map_err(refused)?;
+    Ok(Walk { root, walked: chain.len(), chain, latest, pinned: trusted.pinned.clone() })
 }
 
 /// Fetches the map and manifest a seal read from the tail names.
