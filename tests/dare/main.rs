@@ -19,5 +19,6 @@ mod cli_witness;
 mod e2e;
 mod independent;
 mod publish_cli;
+mod rotation;
 mod support;
 mod update_cli;
