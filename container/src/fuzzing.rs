@@ -5,6 +5,9 @@
 //! panic on any input. Not a stable API.
 
 use crate::client::{SealRead, read_seal, read_top};
+use crate::cosign::{
+    AddCheckpoint, WitnessKey, WitnessPolicy, WitnessSigningKey, cosignature_lines, parse_cosignature_lines,
+};
 use crate::frame::Window;
 use crate::keys::{SigningKey, TrustRoot, VerifierKey};
 use crate::note::{Checkpoint, Note};
@@ -15,6 +18,43 @@ use crate::verify::ScanOptions;
 pub fn key() -> SigningKey {
     static KEY: std::sync::OnceLock<SigningKey> = std::sync::OnceLock::new();
     KEY.get_or_init(|| SigningKey::from_seed("fuzz.example/key", [7; 32]).expect("a valid key name")).clone()
+}
+
+/// The witness key the structure-aware witness inputs are cosigned with.
+pub fn witness_key() -> WitnessSigningKey {
+    static KEY: std::sync::OnceLock<WitnessSigningKey> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| WitnessSigningKey::from_seed("fuzz.example/witness", [8; 32]).expect("a valid key name")).clone()
+}
+
+/// The witness protocol and cosignatures: an `add-checkpoint` body or a
+/// cosignature response that parses is written back to the same bytes; a
+/// witness key text that parses is written back to text that parses to the
+/// same key; checking cosignatures never panics.
+pub fn witness(data: &[u8]) {
+    let policy = WitnessPolicy::new(vec![witness_key().verifier()], 1).expect("one key, threshold 1");
+    if let Ok(req) = AddCheckpoint::parse(data) {
+        assert_eq!(req.to_bytes(), data, "a parsed add-checkpoint body is written back as it was");
+        if let Ok(note) = Note::parse(&req.note) {
+            let _ = policy.check(&note);
+        }
+    }
+    if let Ok(sigs) = parse_cosignature_lines(data) {
+        assert_eq!(cosignature_lines(&sigs), data, "parsed cosignature lines are written back as they were");
+        for sig in &sigs {
+            let _ = witness_key().verifier().verify("fuzz.example/log\n1\n", sig);
+        }
+    }
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    for line in text.lines() {
+        if let Ok(k) = WitnessKey::parse(line) {
+            let again = WitnessKey::parse(&k.to_string()).expect("a written witness key parses");
+            assert_eq!(again, k);
+        }
+        if let Ok(k) = WitnessSigningKey::parse(line) {
+            let again = WitnessSigningKey::parse(&k.to_text()).expect("a written witness signing key parses");
+            assert_eq!(again.verifier(), k.verifier());
+        }
+    }
 }
 
 /// The note and checkpoint parsers: a note that parses is written back to

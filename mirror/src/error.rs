@@ -23,6 +23,16 @@ pub enum MirrorError {
     /// The listener handed to [`Server::run`](crate::Server::run) is unusable.
     #[error("listener: {0}")]
     Listener(#[source] io::Error),
+    /// A witness's state directory or one of its files cannot be created,
+    /// locked, read or parsed.
+    #[error("witness state {}: {source}", path.display())]
+    WitnessState {
+        /// The directory or file.
+        path: PathBuf,
+        /// What went wrong.
+        #[source]
+        source: io::Error,
+    },
 }
 
 impl MirrorError {

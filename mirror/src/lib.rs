@@ -24,6 +24,9 @@
 //! - [`ServedLengths`] caps how much of a file is served: a container being
 //!   synced is served only up to the length that has been verified.
 //! - [`Overlay`] answers extra paths from memory (checkpoints, tiles).
+//! - [`witness::Witness`] is a C2SP tlog-witness (`dare witness`): it
+//!   cosigns the checkpoints of the logs it knows, if consistent with the
+//!   last ones it cosigned.
 //!
 //! Paths are percent-decoded and checked: `..`, `.`, NUL, backslashes and
 //! encoded slashes are refused with 400; directories, hidden names (a
@@ -90,6 +93,7 @@ mod server;
 pub mod sync;
 pub mod tlog;
 mod validator;
+pub mod witness;
 
 pub use error::MirrorError;
 pub use files::ServedLengths;

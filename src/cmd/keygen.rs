@@ -1,9 +1,11 @@
-//! `dare keygen`: an Ed25519 signing key and its C2SP note verifier key.
+//! `dare keygen`: an Ed25519 signing key and its C2SP note verifier key, or
+//! (`--witness`) a witness's `cosignature/v1` key.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use dare_container::cosign::WitnessSigningKey;
 use dare_container::keys::SigningKey;
 
 #[derive(Debug, clap::Args)]
@@ -17,6 +19,10 @@ pub struct Args {
     /// Overwrite existing key files.
     #[arg(long)]
     force: bool,
+    /// Make a witness's key (for `dare witness`): KEY.pub is its C2SP cosignature/v1 verifier key, the form
+    /// `--witness` takes.
+    #[arg(long)]
+    witness: bool,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -37,9 +43,14 @@ pub fn run(a: Args) -> Result<()> {
             }
         }
     }
-    let key = SigningKey::generate(&name).context("generating the key")?;
-    let verifier = key.verifier().to_string();
-    write_atomic(&a.out, format!("{}\n", key.to_text()).as_bytes(), 0o600, a.force)?;
+    let (secret, verifier) = if a.witness {
+        let key = WitnessSigningKey::generate(&name).context("generating the key")?;
+        (key.to_text(), key.verifier().to_string())
+    } else {
+        let key = SigningKey::generate(&name).context("generating the key")?;
+        (key.to_text(), key.verifier().to_string())
+    };
+    write_atomic(&a.out, format!("{secret}\n").as_bytes(), 0o600, a.force)?;
     write_atomic(&pub_path, format!("{verifier}\n").as_bytes(), 0o644, a.force)?;
     crate::outln!("{verifier}");
     Ok(())

@@ -15,6 +15,8 @@ mod seal;
 mod serve;
 mod update;
 mod verify;
+#[cfg(unix)]
+mod witness;
 
 use std::path::{Path, PathBuf};
 
@@ -32,7 +34,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Generate an Ed25519 signing key and its verifier key.
+    /// Generate an Ed25519 signing key and its verifier key (or a witness's key).
     Keygen(keygen::Args),
     /// Create a new container: genesis, an empty manifest and a seal.
     Init(init::Args),
@@ -53,6 +55,9 @@ pub enum Command {
     Serve(serve::Args),
     /// Check for and install the newest build from untrusted mirrors.
     Update(update::Args),
+    /// Run a C2SP tlog-witness: cosign the checkpoints of the given logs when they are consistent.
+    #[cfg(unix)]
+    Witness(witness::Args),
     /// Publish, serve and update on loopback with generated builds, and report what happened.
     #[cfg(unix)]
     Demo(demo::Args),
@@ -68,7 +73,7 @@ impl Command {
             Command::Update(a) => a.json,
             Command::Keygen(_) | Command::Init(_) | Command::Keys(_) | Command::Seal(_) | Command::Extract(_) => false,
             #[cfg(unix)]
-            Command::Serve(_) | Command::Demo(_) => false,
+            Command::Serve(_) | Command::Demo(_) | Command::Witness(_) => false,
         }
     }
 
@@ -77,7 +82,7 @@ impl Command {
         match self {
             // The access log and sync events are the server's output.
             #[cfg(unix)]
-            Command::Serve(_) => "info",
+            Command::Serve(_) | Command::Witness(_) => "info",
             _ => "warn",
         }
     }
@@ -98,6 +103,8 @@ pub fn run(command: Command) -> Result<()> {
         Command::Serve(a) => serve::run(a),
         #[cfg(unix)]
         Command::Demo(a) => demo::run(a),
+        #[cfg(unix)]
+        Command::Witness(a) => witness::run(a),
     }
 }
 

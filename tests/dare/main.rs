@@ -13,6 +13,8 @@ mod cli_seal;
 #[cfg(unix)] // `dare serve` (the mirror) is Unix-only.
 mod cli_serve;
 mod cli_verify;
+#[cfg(unix)] // `dare witness` runs in the mirror crate, which is Unix-only.
+mod cli_witness;
 #[cfg(unix)] // `dare serve` (the mirror) is Unix-only.
 mod e2e;
 mod independent;

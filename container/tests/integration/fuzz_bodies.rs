@@ -122,6 +122,20 @@ proptest! {
     }
 
     #[test]
+    fn witness_on_any_bytes(data in proptest::collection::vec(any::<u8>(), 0..600)) {
+        fuzzing::witness(&data);
+    }
+
+    #[test]
+    fn witness_on_mutated_requests_and_responses(size in 1u64..1000, ms in mutations()) {
+        let (request, response) = witness_inputs(size);
+        fuzzing::witness(&request);
+        fuzzing::witness(&mutate(request, &ms));
+        fuzzing::witness(&response);
+        fuzzing::witness(&mutate(response, &ms));
+    }
+
+    #[test]
     fn keys_on_any_bytes(data in proptest::collection::vec(any::<u8>(), 0..300)) {
         fuzzing::keys(&data);
     }
@@ -160,6 +174,17 @@ proptest! {
     }
 }
 
+/// An `add-checkpoint` body (old size, a proof, a signed and cosigned
+/// checkpoint of `size`) and a cosignature response for it.
+fn witness_inputs(size: u64) -> (Vec<u8>, Vec<u8>) {
+    use dare_container::cosign::{AddCheckpoint, append_cosignatures, cosignature_lines};
+    let note = Note::parse(&signed_note(size, [2; 32], T0, "")).unwrap();
+    let sig = fuzzing::witness_key().cosign(note.text(), T0);
+    let cosigned = append_cosignatures(&note, std::slice::from_ref(&sig)).unwrap();
+    let req = AddCheckpoint { old_size: size / 2, proof: vec![[3; 32]; 3], note: cosigned.to_bytes() };
+    (req.to_bytes(), cosignature_lines(&[sig]))
+}
+
 /// The structure-aware inputs reach the deep code: the unmutated ones are accepted.
 #[test]
 fn the_valid_inputs_are_accepted() {
@@ -176,7 +201,18 @@ fn the_valid_inputs_are_accepted() {
     assert!(matches!(read, dare_container::client::SealRead::Complete(_)));
     dare_container::verify::scan(c, c.len() as u64, &Default::default()).unwrap();
 
+    let (request, response) = witness_inputs(5);
+    let req = dare_container::cosign::AddCheckpoint::parse(&request).unwrap();
+    let policy = dare_container::cosign::WitnessPolicy::new(vec![fuzzing::witness_key().verifier()], 1).unwrap();
+    policy.check(&Note::parse(&req.note).unwrap()).unwrap();
+    assert_eq!(dare_container::cosign::parse_cosignature_lines(&response).unwrap().len(), 1);
+    let wk = fuzzing::witness_key();
+    let key_texts = format!("{}\n{}\n", wk.to_text(), wk.verifier());
+
     seed("note", "signed", &note);
+    seed("witness", "request", &request);
+    seed("witness", "response", &response);
+    seed("witness", "keys", key_texts.as_bytes());
     seed("keys", "key", format!("{}\n{}\n", k.to_text(), k.verifier()).as_bytes());
     for from in [1024, 4096, c.len()] {
         let start = c.len().saturating_sub(from);

@@ -17,3 +17,4 @@ mod publishing;
 mod ranges;
 mod support;
 mod sync;
+mod witness;
