@@ -304,7 +304,12 @@ async fn exchange(client: &HttpClient, w: &Witness, note_text: &str, body: Vec<u
                 None => Answer::Failed("answered 409 without a tree size".into()),
             }
         }
-        StatusCode::CONFLICT => Answer::Failed("answered 409 without a text/x.tlog.size body".into()),
+        // A 409 that names no size: the witness holds another tree of the
+        // same size (dare witness says why in the body).
+        StatusCode::CONFLICT => Answer::Failed(format!(
+            "refused the checkpoint (409: {}): it cosigned another tree, a fork",
+            snippet(&body)
+        )),
         StatusCode::UNPROCESSABLE_ENTITY => Answer::Failed(
             "refused the consistency proof (422): this tree does not extend the one it cosigned, a fork".into(),
         ),

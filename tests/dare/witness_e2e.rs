@@ -360,3 +360,57 @@ fn a_key_rotation_is_cosigned() {
     let size = Checkpoint::parse(last_note(&site.container).text()).unwrap().size;
     assert!(ws.iter().all(|w| w.size() == size));
 }
+
+/// A real `dare witness` process, killed when dropped.
+struct DareWitness {
+    child: std::process::Child,
+    flag: String,
+    public: String,
+}
+
+impl DareWitness {
+    fn start(sb: &Sandbox, name: &str) -> DareWitness {
+        sb.dare(&["keygen", "--witness", "--out", &format!("{name}.key"), "--name", &format!("{name}.example")]).ok();
+        let public = std::fs::read_to_string(sb.path(&format!("{name}.key.pub"))).unwrap().trim().to_string();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dare"))
+            .current_dir(sb.path(""))
+            .args(["witness", "--listen", "127.0.0.1:0", "--key", &format!("{name}.key")])
+            .args(["--state", &format!("{name}-state"), "--log", &format!("{ORIGIN}=release.key.pub")])
+            .env_remove("DARE_LOG")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("dare witness starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+        let addr = line.trim().strip_prefix("listening on http://").unwrap_or_else(|| panic!("{line:?}")).to_string();
+        DareWitness { child, flag: format!("{name}.key.pub=http://{addr}"), public }
+    }
+}
+
+impl Drop for DareWitness {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn real_dare_witnesses_cosign_and_refuse_a_fork() {
+    let site = Site::new();
+    let ws = [DareWitness::start(&site.sb, "w1"), DareWitness::start(&site.sb, "w2")];
+    let flags: Vec<String> = ws.iter().flat_map(|w| ["--witness".to_string(), w.flag.clone()]).collect();
+    site.publish("app.dare", "1.0.0", "a", T0 + 10, &flags).ok();
+    std::fs::copy(&site.container, site.sb.path("copy.dare")).unwrap();
+    site.publish("app.dare", "1.1.0", "b", T0 + 20, &flags).ok();
+    let policy = WitnessPolicy::new(ws.iter().map(|w| w.public.parse().unwrap()).collect(), 2).unwrap();
+    policy.check(&last_note(&site.container)).expect("both real witnesses cosigned");
+    // The split view on the copy: both refuse, nothing is written.
+    let before = std::fs::read(site.sb.path("copy.dare")).unwrap();
+    let line = site.publish("copy.dare", "1.1.0", "evil", T0 + 20, &flags).error().to_string();
+    assert!(line.contains("0 of 2 witnesses cosigned") && line.contains("fork"), "{line}");
+    assert_eq!(std::fs::read(site.sb.path("copy.dare")).unwrap(), before);
+    // A client requiring both installs the real release.
+    let client: Vec<String> = ws.iter().flat_map(|w| ["--witness".to_string(), w.public.clone()]).collect();
+    site.update("real", &client).ok();
+}
