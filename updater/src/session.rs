@@ -58,8 +58,10 @@ use crate::{Outcome, Status};
 pub const FIRST_SEAL: u64 = 1024;
 /// The fewest seal bytes read by a client that knows how long the last seal was.
 const MIN_SEAL: u64 = 256;
-/// The most seal bytes read (a checkpoint is at most 64 KiB).
-pub const MAX_SEAL: u64 = 72 * 1024;
+/// The most seal bytes read: the largest seal frame
+/// ([`MAX_SEAL_FRAME`](dare_container::header::MAX_SEAL_FRAME), room for the
+/// publisher's signature and 16 post-quantum cosignatures).
+pub const MAX_SEAL: u64 = dare_container::header::MAX_SEAL_FRAME;
 /// Bytes read at offset 0 for the genesis frame when the replica lacks it.
 const GENESIS_GUESS: u64 = 1024;
 /// Slack over the last seal's length for the next one (its numbers may grow).
