@@ -143,6 +143,10 @@ pub struct Updated {
     pub tree_size: u64,
     pub signed_time: u64,
     pub install_path: Option<PathBuf>,
+    /// Key rotations followed since the last update (with `--check`: pending).
+    pub rotations: u64,
+    /// The fingerprint of the trust root in effect.
+    pub trust_fingerprint: String,
 }
 
 /// Any command's `--json` on failure.

@@ -19,10 +19,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::frame::{FrameError, FrameInfo, ReadAt, Window, frame_len, read_frame_at, read_frame_before, read_header};
 use crate::header::{FrameRef, Header, HeaderError, Index, Manifest, Map, Release, Seal};
-use crate::keys::VerifierKey;
+use crate::keys::{TrustRoot, VerifierKey};
 use crate::map::{Located, MapError, TileMap, payload_len};
 use crate::merkle::{Frontier, Hash, NodeId, ProofError, leaf_hash, plan_nodes, root_from_nodes};
-use crate::note::{Checkpoint, Note, NoteError};
+use crate::note::{Checkpoint, NoteError};
+use crate::seal::{SealError, SealRules, check_seal, parse_seal};
 use crate::tiles::{TileError, TileId, hash_span, node_span};
 
 /// The longest manifest frame a client reads (1 MiB of header and framing).
@@ -91,17 +92,70 @@ pub enum SealRead {
     },
 }
 
+/// A seal read from a container's tail, its note parsed but not yet checked
+/// against a trust root (a client that follows key rotations needs the
+/// manifest it names first): [`TailSeal::verify`] gives a [`SignedSeal`].
+#[derive(Clone, Debug)]
+pub struct TailSeal {
+    /// The container length the seal was read at.
+    pub len: u64,
+    /// The seal frame.
+    pub frame: FrameInfo,
+    /// The seal.
+    pub seal: Seal,
+    /// The checkpoint it signs, not yet verified.
+    pub checkpoint: Checkpoint,
+}
+
+impl TailSeal {
+    /// Tree size (unverified).
+    pub fn size(&self) -> u64 {
+        self.checkpoint.size
+    }
+
+    /// The one seal check ([`check_seal`]) against `rules`.
+    pub fn verify(self, rules: &SealRules<'_>) -> Result<SignedSeal, TailError> {
+        let checked = check_seal(&self.seal, rules).map_err(seal_error)?;
+        Ok(SignedSeal {
+            len: self.len,
+            frame: self.frame,
+            seal: self.seal,
+            checkpoint: checked.checkpoint,
+            signers: checked.signers,
+        })
+    }
+}
+
+fn seal_error(e: SealError) -> TailError {
+    match e {
+        SealError::Note(n) | SealError::Signature(n) => TailError::Signature(n),
+        other => TailError::Layout(other.to_string()),
+    }
+}
+
+/// What [`read_tail`] found.
+#[derive(Debug)]
+pub enum TailRead {
+    /// The seal, parsed.
+    Complete(Box<TailSeal>),
+    /// The window does not reach back far enough: fetch from `start`.
+    NeedMore {
+        /// The offset the window must start at.
+        start: u64,
+    },
+}
+
 /// Reads the seal at the end of a container of `len` bytes from `window` (a
-/// suffix of the container), verifying its checkpoint against `keys` (at
-/// least `threshold` distinct signers).
-pub fn read_seal(window: &Window<'_>, len: u64, keys: &[VerifierKey], threshold: u32) -> Result<SealRead, TailError> {
+/// suffix of the container) and parses its note, without checking
+/// signatures: see [`read_seal`].
+pub fn read_tail(window: &Window<'_>, len: u64) -> Result<TailRead, TailError> {
     if window.end() != len {
         return Err(TailError::Layout(format!("the window ends at {} but the container is {len} bytes", window.end())));
     }
     let frame = match read_frame_before(window, window.base(), len) {
         Ok(f) => f,
         Err(FrameError::Truncated { needed, .. }) if window.base() > 0 && needed <= len => {
-            return Ok(SealRead::NeedMore { start: len - needed });
+            return Ok(TailRead::NeedMore { start: len - needed });
         }
         Err(e) => {
             return Err(TailError::Damaged(format!(
@@ -115,12 +169,7 @@ pub fn read_seal(window: &Window<'_>, len: u64, keys: &[VerifierKey], threshold:
         Ok(other) => return Err(TailError::Unsealed(format!("its last frame is a {} frame", other.kind()))),
         Err(e) => return Err(e.into()),
     };
-    let note = Note::parse(seal.checkpoint.as_bytes()).map_err(TailError::Signature)?;
-    let checkpoint = Checkpoint::parse(note.text()).map_err(TailError::Signature)?;
-    let signers = note.verify_with(keys, threshold).map_err(TailError::Signature)?;
-    if checkpoint.time != Some(seal.time) {
-        return Err(TailError::Layout("the seal's time is not the signed time".into()));
-    }
+    let (_, checkpoint) = parse_seal(&seal).map_err(seal_error)?;
     if checkpoint.size < 2 {
         return Err(TailError::Layout(format!("a signed tree of {} leaves has no manifest", checkpoint.size)));
     }
@@ -137,7 +186,21 @@ pub fn read_seal(window: &Window<'_>, len: u64, keys: &[VerifierKey], threshold:
             ));
         }
     }
-    Ok(SealRead::Complete(Box::new(SignedSeal { len, frame, seal, checkpoint, signers })))
+    Ok(TailRead::Complete(Box::new(TailSeal { len, frame, seal, checkpoint })))
+}
+
+/// Reads the seal at the end of a container of `len` bytes from `window` (a
+/// suffix of the container), verifying its checkpoint against `keys` (at
+/// least `threshold` distinct signers).
+pub fn read_seal(window: &Window<'_>, len: u64, keys: &[VerifierKey], threshold: u32) -> Result<SealRead, TailError> {
+    match read_tail(window, len)? {
+        TailRead::NeedMore { start } => Ok(SealRead::NeedMore { start }),
+        TailRead::Complete(tail) => {
+            let root = TrustRoot::new(keys.to_vec(), threshold)
+                .map_err(|e| TailError::Signature(crate::note::NoteError::TrustRoot(e)))?;
+            Ok(SealRead::Complete(Box::new(tail.verify(&SealRules::new(&root))?)))
+        }
+    }
 }
 
 /// How far ahead of a clock a signed time may be: the publisher's and a
@@ -264,13 +327,20 @@ pub fn map_frame_len(size: u64) -> Option<u64> {
 /// merged when they touch (a publisher writes the map just before the
 /// manifest). Each is bounded by what the signed tree size allows.
 pub fn top_ranges(seal: &SignedSeal) -> Result<Vec<(u64, u64)>, TailError> {
-    let s = &seal.seal;
-    if Some(s.map.length) != map_frame_len(seal.size()) {
+    seal_top_ranges(&seal.seal, seal.size())
+}
+
+/// [`top_ranges`] of a seal read from the tail, not yet verified.
+pub fn tail_top_ranges(tail: &TailSeal) -> Result<Vec<(u64, u64)>, TailError> {
+    seal_top_ranges(&tail.seal, tail.size())
+}
+
+fn seal_top_ranges(s: &Seal, size: u64) -> Result<Vec<(u64, u64)>, TailError> {
+    if Some(s.map.length) != map_frame_len(size) {
         return Err(TailError::Layout(format!(
-            "the seal names a map of {} bytes; a tree of {} leaves has a map of {:?}",
+            "the seal names a map of {} bytes; a tree of {size} leaves has a map of {:?}",
             s.map.length,
-            seal.size(),
-            map_frame_len(seal.size())
+            map_frame_len(size)
         )));
     }
     if s.manifest.length > MAX_MANIFEST_FRAME {
@@ -323,8 +393,23 @@ fn frame_at<R: ReadAt + ?Sized>(src: &R, what: &str, r: FrameRef) -> Result<(Fra
 /// Reads the map and manifest a verified seal names from `src` (holding the
 /// [`top_ranges`]) and checks the manifest is leaf `n-1` of the signed tree.
 pub fn read_top<R: ReadAt + ?Sized>(seal: SignedSeal, src: &R) -> Result<SignedTop, TailError> {
-    let n = seal.size();
-    let (map_frame, h) = frame_at(src, "map", seal.seal.map)?;
+    let (map_frame, map, manifest_frame, manifest, manifest_leaf) = top_parts(&seal.seal, &seal.checkpoint, src)?;
+    Ok(SignedTop { seal, map_frame, map, manifest_frame, manifest, manifest_leaf })
+}
+
+/// [`read_top`] for a seal read from the tail and not yet verified: the
+/// manifest is the last leaf of the tree the checkpoint names, which is
+/// worth only what the checkpoint's signatures are. A client following key
+/// rotations reads the `keys` leaf the manifest names before it can check them.
+pub fn read_tail_manifest<R: ReadAt + ?Sized>(tail: &TailSeal, src: &R) -> Result<Manifest, TailError> {
+    Ok(top_parts(&tail.seal, &tail.checkpoint, src)?.3)
+}
+
+type TopParts = (FrameInfo, TileMap, FrameInfo, Manifest, Hash);
+
+fn top_parts<R: ReadAt + ?Sized>(seal: &Seal, checkpoint: &Checkpoint, src: &R) -> Result<TopParts, TailError> {
+    let n = checkpoint.size;
+    let (map_frame, h) = frame_at(src, "map", seal.map)?;
     match h {
         Header::Map(m) if m.size == n => {}
         Header::Map(m) => {
@@ -336,8 +421,8 @@ pub fn read_top<R: ReadAt + ?Sized>(seal: SignedSeal, src: &R) -> Result<SignedT
     src.read_exact_at(&mut raw, map_frame.payload_offset)
         .map_err(|e| TailError::Frame(FrameError::Io { offset: map_frame.offset, source: e }))?;
     let map = TileMap::decode(n, &raw).map_err(|e| TailError::Layout(e.to_string()))?;
-    let manifest_frame = read_frame_at(src, seal.seal.manifest.offset, seal.seal.manifest.end())?;
-    if manifest_frame.len() != seal.seal.manifest.length {
+    let manifest_frame = read_frame_at(src, seal.manifest.offset, seal.manifest.end())?;
+    if manifest_frame.len() != seal.manifest.length {
         return Err(TailError::Layout("the manifest frame's length is not the one the seal names".into()));
     }
     let bytes = read_header(src, &manifest_frame)?;
@@ -348,10 +433,10 @@ pub fn read_top<R: ReadAt + ?Sized>(seal: SignedSeal, src: &R) -> Result<SignedT
     let manifest_leaf = leaf_hash(&bytes);
     let mut f = map.before.clone();
     f.push(manifest_leaf).map_err(TailError::Manifest)?;
-    if f.root() != seal.checkpoint.root {
+    if f.root() != checkpoint.root {
         return Err(TailError::Manifest(ProofError::RootMismatch));
     }
-    Ok(SignedTop { seal, map_frame, map, manifest_frame, manifest, manifest_leaf })
+    Ok((map_frame, map, manifest_frame, manifest, manifest_leaf))
 }
 
 /// Why a proof could not be planned or checked.

@@ -157,7 +157,12 @@ impl Header {
             Header::Delta(d) => d.validate(),
             Header::Index(i) => i.validate(),
             Header::Manifest(m) => m.validate(),
-            Header::Keys(k) => k.trust.validate().map_err(|e| field("trust", e.to_string())),
+            Header::Keys(k) => {
+                if k.rotation.len() > crate::note::MAX_NOTE_SIZE {
+                    return Err(field("rotation", format!("at most {} bytes", crate::note::MAX_NOTE_SIZE)));
+                }
+                k.trust.validate().map_err(|e| field("trust", e.to_string()))
+            }
             Header::Tile(t) => t.validate(),
             Header::Page(p) => p.validate(),
             Header::Map(_) => Ok(()),
@@ -527,6 +532,12 @@ impl Manifest {
 pub struct Keys {
     /// The new trust root.
     pub trust: TrustRoot,
+    /// The `keys` leaf before this one; absent on the first rotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<LeafRef>,
+    /// The rotation note: [`crate::seal::rotation_text`] signed by a
+    /// threshold of the root it replaces and of the new root.
+    pub rotation: String,
 }
 
 /// A C2SP tlog tile; its payload is the tile's `width` hashes.

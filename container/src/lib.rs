@@ -52,6 +52,7 @@ pub mod merkle;
 pub mod note;
 mod partial;
 pub mod replica;
+pub mod seal;
 pub mod tiles;
 pub mod verify;
 pub mod zstdio;

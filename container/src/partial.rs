@@ -11,10 +11,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::content;
 use crate::frame::{FrameInfo, Frames, ReadAt, read_header};
-use crate::header::{FileRecord, Genesis, Header, Manifest, Proof, Seal};
+use crate::header::{FileRecord, Genesis, Header, Keys, Manifest, Proof, Seal};
 use crate::keys::{TrustRoot, VerifierKey};
 use crate::merkle::{Frontier, Hash, MemoryTree, NodeId, leaf_hash, root_from_nodes};
-use crate::note::{Checkpoint, Note};
+use crate::seal::{Previous, SealError, SealRules, check_seal};
 use crate::verify::{
     EntryRecord, IndexRecord, Problem, Scan, ScanOptions, SealState, Stored, Tail, VerifyError, content_problem,
 };
@@ -69,7 +69,7 @@ pub(crate) fn scan_partial<R: ReadAt + Sync + ?Sized>(
         let header = Header::parse(&bytes).map_err(|e| err(Problem::Header(e)))?;
         if index == 0 {
             let Header::Genesis(g) = header else { return Err(err(Problem::NotGenesis(header.kind()))) };
-            trust = Some(g.trust.clone());
+            trust = Some(opts.replica_trust.clone().unwrap_or_else(|| g.trust.clone()));
             segment.push(Leaf {
                 index: 0,
                 frame,
@@ -178,7 +178,7 @@ pub(crate) fn scan_partial<R: ReadAt + Sync + ?Sized>(
                     Header::Keys(k) => Some(k.trust.clone()),
                     _ => None,
                 });
-                let state = check_seal(SealCheck {
+                let state = check_sealed(SealCheck {
                     index,
                     frame,
                     seal: s,
@@ -268,53 +268,42 @@ struct SealCheck<'a> {
 }
 
 /// Checks one seal of a partial container; returns its state and its tree's size, root and frontier.
-fn check_seal(c: SealCheck<'_>) -> Result<(SealState, u64, Hash, Frontier), VerifyError> {
+fn check_sealed(c: SealCheck<'_>) -> Result<(SealState, u64, Hash, Frontier), VerifyError> {
     let err = |problem| VerifyError { frame: c.index, offset: c.frame.offset, problem };
     let seal_err = |m: String| err(Problem::Seal(m));
-    let note = Note::parse(c.seal.checkpoint.as_bytes()).map_err(|e| err(Problem::Signature(e)))?;
-    let cp = Checkpoint::parse(note.text()).map_err(|e| err(Problem::Signature(e)))?;
-    if cp.origin != c.genesis.origin {
-        return Err(seal_err(format!(
-            "checkpoint origin `{}` is not the container's `{}`",
-            cp.origin, c.genesis.origin
-        )));
-    }
-    if cp.time != Some(c.seal.time) {
-        return Err(seal_err("the seal's time is not the signed time".into()));
-    }
-    // The one rule for seal times; a replica knows only the seal before.
-    let supersedes = crate::client::superseded_time(&cp).map_err(seal_err)?;
-    if let Some(last) = c.last {
-        let earlier = std::collections::BTreeSet::from([last.seal.time]);
-        crate::client::check_seal_order(c.seal.time, supersedes, last.seal.time, &earlier).map_err(seal_err)?;
-    }
-    let mut signers = match c.pins {
-        Some(pins) => {
-            let allowed: Vec<VerifierKey> = pins.iter().filter(|k| c.trust.contains(k)).cloned().collect();
-            note.verify_with(&allowed, c.trust.threshold)
-        }
-        None => note.verify(c.trust),
-    }
-    .map_err(|e| err(Problem::Signature(e)))?;
-    // A rotation: the seal that first covers a keys leaf satisfies both roots.
-    let rotations: Vec<&TrustRoot> = c
+    // A rotation: the keys leaf is signed by the root it replaces and the
+    // new one, and the seal that first covers it satisfies both roots.
+    let rotations: Vec<&Keys> = c
         .segment
         .iter()
         .filter_map(|l| match &l.header {
-            Header::Keys(k) => Some(&k.trust),
+            Header::Keys(k) => Some(k),
             _ => None,
         })
         .collect();
     if rotations.len() > 1 {
         return Err(err(Problem::Unexpected("second keys")));
     }
-    if let Some(new_root) = rotations.first() {
-        for k in note.verify(new_root).map_err(|e| err(Problem::Signature(e)))? {
-            if !signers.contains(&k) {
-                signers.push(k);
-            }
-        }
+    if let Some(k) = rotations.first() {
+        crate::seal::check_rotation(k, &c.genesis.origin, c.trust, c.pins, Some(c.trust))
+            .map_err(|e| err(Problem::Rotation(e.to_string())))?;
     }
+    // The one rule for seal times; a replica knows only the seal before.
+    let earlier = c.last.map(|last| std::collections::BTreeSet::from([last.seal.time]));
+    let previous = match (c.last, &earlier) {
+        (Some(last), Some(earlier)) => Previous::Seal { time: last.seal.time, earlier },
+        _ => Previous::Unknown,
+    };
+    let rules = SealRules::new(c.trust)
+        .origin(&c.genesis.origin)
+        .pins(c.pins)
+        .rotation(rotations.first().map(|k| &k.trust))
+        .previous(previous);
+    let checked = check_seal(&c.seal, &rules).map_err(|e| match e {
+        SealError::Note(n) | SealError::Signature(n) => err(Problem::Signature(n)),
+        other => seal_err(other.to_string()),
+    })?;
+    let (cp, signers) = (checked.checkpoint, checked.signers);
     let n = cp.size;
     let state = |frontier: Frontier| {
         (

@@ -41,12 +41,24 @@ pub struct ScanOptions {
     /// Only these keys count as signers of the genesis trust root (until a
     /// rotation replaces it). `None` trusts the genesis trust root as written.
     pub pins: Option<Vec<VerifierKey>>,
+    /// For a partial container (a replica) only: the trust root in effect at
+    /// its first seal, instead of its genesis root. A client that followed
+    /// key rotations keeps its replica without the `keys` leaves it walked,
+    /// so it gives the root it ended on. A full container ignores it (it
+    /// walks its own `keys` leaves).
+    pub replica_trust: Option<TrustRoot>,
 }
 
 impl ScanOptions {
     /// Everything: every payload too, against the genesis trust root.
     pub fn full() -> Self {
-        ScanOptions { payloads: true, pins: None }
+        ScanOptions { payloads: true, pins: None, replica_trust: None }
+    }
+
+    /// With [`replica_trust`](Self::replica_trust) set.
+    pub fn with_replica_trust(mut self, trust: Option<TrustRoot>) -> Self {
+        self.replica_trust = trust;
+        self
     }
 
     /// With [`payloads`](Self::payloads) set.
@@ -130,6 +142,10 @@ pub enum Problem {
     /// A checkpoint whose signatures fail.
     #[error("seal signatures: {0}")]
     Signature(NoteError),
+    /// A `keys` leaf (a rotation) that is not signed by the root it
+    /// replaces and the new one, or does not follow the keys leaf before.
+    #[error("keys: {0}")]
+    Rotation(String),
     /// A tree or proof failure.
     #[error("tree: {0}")]
     Proof(ProofError),
@@ -537,7 +553,7 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
                 if self.pending_keys.is_some() {
                     Err(Problem::Unexpected("second keys"))
                 } else {
-                    empty_payload("keys").map(|()| {
+                    empty_payload("keys").and_then(|()| self.rotation(&k)).map(|()| {
                         self.pending_keys = Some((index, frame, k.trust));
                         self.keys = Some(LeafRef { leaf, offset: frame.offset, length: frame.len() });
                     })
@@ -787,6 +803,24 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
         Ok(())
     }
 
+    /// A keys leaf: it names the keys leaf before it, and its note is
+    /// signed by the root in effect and the new root.
+    fn rotation(&self, k: &crate::header::Keys) -> Result<(), Problem> {
+        if k.previous != self.keys {
+            return Err(Problem::Rotation(format!(
+                "names {} as the keys leaf before it, but that is {}",
+                k.previous.map_or_else(|| "none".to_string(), |r| format!("leaf {}", r.leaf)),
+                self.keys.map_or_else(|| "none".to_string(), |r| format!("leaf {}", r.leaf)),
+            )));
+        }
+        let (Some((genesis, _)), Some(trust)) = (&self.genesis, &self.trust) else {
+            return Err(Problem::NotGenesis("keys"));
+        };
+        crate::seal::check_rotation(k, &genesis.origin, trust, self.pins.as_deref(), Some(trust))
+            .map(|_| ())
+            .map_err(|e| Problem::Rotation(e.to_string()))
+    }
+
     fn seal(&mut self, index: u64, frame: FrameInfo, s: Seal) -> Result<(), VerifyError> {
         let err = |problem| VerifyError { frame: index, offset: frame.offset, problem };
         let n = self.tree.size();
@@ -837,14 +871,23 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
                 mframe.len()
             )));
         }
-        // The checkpoint.
-        let (note, cp) = parsed.map_err(|e| err(Problem::Signature(e)))?;
-        if cp.origin != genesis.origin {
-            return Err(seal_err(format!(
-                "checkpoint origin `{}` is not the container's `{}`",
-                cp.origin, genesis.origin
-            )));
-        }
+        // The checkpoint: the one seal check, then what only the leaves tell.
+        let trust = self.trust.clone().ok_or_else(|| err(Problem::NotGenesis("seal")))?;
+        let new_root = self.pending_keys.take().map(|(_, _, r)| r);
+        let previous = match &self.last_seal {
+            Some(prev) => crate::seal::Previous::Seal { time: prev.seal.time, earlier: &self.seal_times },
+            None => crate::seal::Previous::First,
+        };
+        let rules = crate::seal::SealRules::new(&trust)
+            .origin(&genesis.origin)
+            .pins(self.pins.as_deref())
+            .rotation(new_root.as_ref())
+            .previous(previous);
+        let checked = crate::seal::check_seal(&s, &rules).map_err(|e| match e {
+            crate::seal::SealError::Note(n) | crate::seal::SealError::Signature(n) => err(Problem::Signature(n)),
+            other => seal_err(other.to_string()),
+        })?;
+        let (cp, signers) = (checked.checkpoint, checked.signers);
         if cp.size != n {
             return Err(seal_err(format!("checkpoint is for {} leaves but the container has {n}", cp.size)));
         }
@@ -855,33 +898,8 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
                 to_hex(&root)
             )));
         }
-        if cp.time != Some(s.time) {
-            return Err(seal_err(format!("the signed time {:?} is not the seal's time {}", cp.time, s.time)));
-        }
-        let supersedes = crate::client::superseded_time(&cp).map_err(seal_err)?;
-        match &self.last_seal {
-            Some(prev) => crate::client::check_seal_order(s.time, supersedes, prev.seal.time, &self.seal_times)
-                .map_err(seal_err)?,
-            None if supersedes.is_some() => return Err(seal_err("the first seal supersedes no time".into())),
-            None => {}
-        }
-        // Signatures: the trust root in effect, and a new root being rotated in.
-        let trust = self.trust.clone().ok_or_else(|| err(Problem::NotGenesis("seal")))?;
-        let mut signers = match &self.pins {
-            Some(pins) => {
-                let allowed: Vec<VerifierKey> = pins.iter().filter(|k| trust.contains(k)).cloned().collect();
-                note.verify_with(&allowed, trust.threshold)
-            }
-            None => note.verify(&trust),
-        }
-        .map_err(|e| err(Problem::Signature(e)))?;
-        if let Some((_, _, new_root)) = self.pending_keys.take() {
-            let more = note.verify(&new_root).map_err(|e| err(Problem::Signature(e)))?;
-            for k in more {
-                if !signers.contains(&k) {
-                    signers.push(k);
-                }
-            }
+        if let Some(new_root) = new_root {
+            // From here on seals answer to the new root only.
             self.trust = Some(new_root);
             self.pins = None;
         }

@@ -29,10 +29,12 @@ pub mod error;
 pub mod extract;
 pub mod publish;
 pub mod release;
+pub mod rotate;
 pub mod seal;
 
 pub use error::PublishError;
 pub use extract::{ExtractOptions, ExtractReport, extract};
 pub use publish::{PublishEvent, PublishOptions, PublishReport, TargetReport, publish};
 pub use release::{Artifact, SourceFile, gather};
+pub use rotate::{RotateOptions, RotateReport, rotate};
 pub use seal::{SealOptions, SealReport, heartbeat, seal};

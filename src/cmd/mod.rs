@@ -7,6 +7,7 @@ mod demo;
 mod extract;
 mod init;
 mod keygen;
+mod keys;
 mod ls;
 mod publish;
 mod seal;
@@ -35,6 +36,8 @@ pub enum Command {
     Keygen(keygen::Args),
     /// Create a new container: genesis, an empty manifest and a seal.
     Init(init::Args),
+    /// Rotate a container's trust root: add, remove or replace signing keys.
+    Keys(keys::Args),
     /// Append one release (every target's build) to a container and seal it.
     Publish(publish::Args),
     /// Append a fresh seal (a new signed time) without new entries.
@@ -63,7 +66,7 @@ impl Command {
             Command::Ls(a) => a.json,
             Command::Publish(a) => a.json,
             Command::Update(a) => a.json,
-            Command::Keygen(_) | Command::Init(_) | Command::Seal(_) | Command::Extract(_) => false,
+            Command::Keygen(_) | Command::Init(_) | Command::Keys(_) | Command::Seal(_) | Command::Extract(_) => false,
             #[cfg(unix)]
             Command::Serve(_) | Command::Demo(_) => false,
         }
@@ -84,6 +87,7 @@ pub fn run(command: Command) -> Result<()> {
     match command {
         Command::Keygen(a) => keygen::run(a),
         Command::Init(a) => init::run(a),
+        Command::Keys(a) => keys::run(a),
         Command::Verify(a) => verify::run(a),
         Command::Ls(a) => ls::run(a),
         Command::Publish(a) => publish::run(a),

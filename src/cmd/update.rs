@@ -151,6 +151,13 @@ pub fn run(a: Args) -> Result<()> {
     if let Some(p) = &outcome.install_path {
         h.line(format!("  installed in {}", p.display()));
     }
+    if outcome.rotations > 0 {
+        let pending = if a.check { "pending (an update follows it)" } else { "followed" };
+        h.line(format!(
+            "  key rotation {pending}: {} rotation(s) of the trust root since the last update; now {}",
+            outcome.rotations, outcome.trust_fingerprint
+        ));
+    }
     if a.json {
         print_json(&json::Updated {
             status: outcome.status.as_str(),
@@ -167,6 +174,8 @@ pub fn run(a: Args) -> Result<()> {
             tree_size: outcome.tree_size,
             signed_time: outcome.signed_time,
             install_path: outcome.install_path,
+            rotations: outcome.rotations,
+            trust_fingerprint: outcome.trust_fingerprint,
         });
     }
     Ok(())

@@ -95,6 +95,14 @@ pub fn run(a: Args) -> Result<()> {
             scan.genesis_fingerprint()
         )),
     }
+    if scan.trust.fingerprint() != scan.genesis_fingerprint() {
+        h.line(format!(
+            "  rotated     to {} of {} key(s), fingerprint {} (the root in effect)",
+            scan.trust.threshold,
+            scan.trust.keys.len(),
+            scan.trust.fingerprint()
+        ));
+    }
     if scan.partial {
         h.line(format!(
             "  frames      {} ({} seals), {} checked both ways: a partial container (replica) of a tree of {} leaves, \

@@ -264,7 +264,7 @@ fn rotate(s: &Sandbox, container: &Path, old: &str, new: &str, time: u64) {
     let key = |f: &str| SigningKey::parse(&std::fs::read_to_string(s.path(f)).expect("key file")).expect("key");
     let (old, new) = (key(old), key(new));
     let mut a = Appender::open(container).expect("open for appending");
-    a.append_keys(TrustRoot::new(vec![new.verifier()], 1).expect("root")).expect("append keys");
+    a.append_keys(TrustRoot::new(vec![new.verifier()], 1).expect("root"), &[&old, &new]).expect("append keys");
     a.seal(&[&old, &new], time).expect("seal");
 }
 

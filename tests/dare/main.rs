@@ -17,5 +17,6 @@ mod cli_verify;
 mod e2e;
 mod independent;
 mod publish_cli;
+mod rotation;
 mod support;
 mod update_cli;

@@ -52,6 +52,12 @@ pub enum UpdateError {
     /// Fetched bytes do not match their signed digests or the signed tree.
     #[error("bad digest: {0}")]
     BadDigest(String),
+    /// The key rotations since the trust root this client holds cannot be
+    /// followed: one is not signed by the root before it, a `keys` leaf is
+    /// missing or not in the signed tree, or there are more than
+    /// [`MAX_ROTATIONS`](dare_container::seal::MAX_ROTATIONS).
+    #[error("key rotation refused: {0}")]
+    Rotation(String),
     /// The signed manifest has no release for this target and channel.
     #[error("no release for target {target} on channel {channel}; the container has: {available}")]
     MissingTarget {
@@ -106,6 +112,7 @@ impl UpdateError {
                 | UpdateError::Fork(_)
                 | UpdateError::BadSignature(_)
                 | UpdateError::BadDigest(_)
+                | UpdateError::Rotation(_)
                 | UpdateError::Unsealed(_)
                 | UpdateError::Damaged(_)
         )
@@ -126,6 +133,7 @@ impl UpdateError {
             | UpdateError::Damaged(_)
             | UpdateError::BadSignature(_)
             | UpdateError::BadDigest(_)
+            | UpdateError::Rotation(_)
             | UpdateError::WrongOrigin { .. } => true,
             UpdateError::Config(_)
             | UpdateError::Unsealed(_)
@@ -148,6 +156,7 @@ impl UpdateError {
             UpdateError::Unsealed(_) => "unsealed",
             UpdateError::Damaged(_) => "damaged",
             UpdateError::BadDigest(_) => "bad-digest",
+            UpdateError::Rotation(_) => "rotation",
             UpdateError::MissingTarget { .. } => "missing-target",
             UpdateError::WrongOrigin { .. } => "wrong-origin",
             UpdateError::Network(_) => "network",

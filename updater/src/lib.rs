@@ -130,6 +130,11 @@ pub struct Outcome {
     pub tree_size: u64,
     /// The signed time of the seal.
     pub signed_time: u64,
+    /// Key rotations followed since the trust root this client held (with
+    /// `--check`, rotations pending: the state is not moved).
+    pub rotations: u64,
+    /// The fingerprint of the trust root in effect for the signed tree.
+    pub trust_fingerprint: String,
 }
 
 /// Checks for and installs new builds. Cheap to keep; each call is one session.

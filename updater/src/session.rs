@@ -27,8 +27,8 @@ use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 use dare_container::client::{
-    self, Fetched, PlanError, ProofPlan, SealRead, SignedSeal, SignedTop, TailError, check_index_header, merge_ranges,
-    read_seal, read_top, top_ranges,
+    self, Fetched, PlanError, ProofPlan, SignedSeal, SignedTop, TailError, TailRead, TailSeal, check_index_header,
+    merge_ranges, read_top, top_ranges,
 };
 use dare_container::content::{self, MAX_DELTA_SIZE, PayloadCheck, PayloadError, PayloadSpec};
 use dare_container::frame::{
@@ -39,8 +39,10 @@ use dare_container::hashio::to_hex;
 use dare_container::header::{
     DeltaRef, FileRecord, Header, Index, LeafRef, Listing, MAX_LISTING, Release, Sha256Hex,
 };
+use dare_container::keys::TrustRoot;
 use dare_container::merkle::{Frontier, Hash, NodeId, leaf_hash};
 use dare_container::replica::ReplicaWriter;
+use dare_container::seal::{self, KeysLeaf, RotationWalk, SealRules};
 use dare_container::verify::ScanOptions;
 
 use crate::config::Config;
@@ -48,7 +50,7 @@ use crate::error::UpdateError;
 use crate::fetch::{FetchError, Mirrors};
 use crate::install::{Incoming, current_dir, hash_file};
 use crate::progress::Event;
-use crate::state::{Installed, State, replica_path};
+use crate::state::{Installed, State, Trusted, replica_path};
 use crate::transport::{ByteRange, RangeSink, SinkError};
 use crate::{Outcome, Status};
 
@@ -83,7 +85,20 @@ pub(crate) async fn run(cfg: &Config, mirrors: &Mirrors, install_wanted: bool) -
 
     // Round trip 1: the seal.
     let hint = state.as_ref().map_or(FIRST_SEAL, |s| (s.seal_len + SEAL_SLACK).clamp(MIN_SEAL, MAX_SEAL));
-    let (seal, mut fetched) = fetch_seal(cfg, mirrors, hint).await?;
+    let (tail, mut fetched) = fetch_seal(mirrors, hint).await?;
+    let trusted = trusted_root(cfg, state.as_ref())?;
+    // The same tree as the stored one cannot hold a rotation this client has
+    // not walked; a new tree may: its manifest names the latest keys leaf,
+    // and every rotation since the stored one is checked with the root
+    // before it (round trip 2 and one read per rotation).
+    let walk = if state.as_ref().is_some_and(|s| s.size == tail.size()) {
+        Walk::none(&trusted)
+    } else {
+        fetch_tail_top(mirrors, &tail, &mut fetched).await?;
+        let manifest = client::read_tail_manifest(&tail, &fetched).map_err(tail_error)?;
+        walk_rotations(mirrors, &mut fetched, &tail, manifest.keys, &trusted).await?
+    };
+    let seal = tail.verify(&SealRules::new(&walk.root)).map_err(tail_error)?;
     let now = (cfg.clock)();
     check_origin(cfg, state.as_ref(), &seal.checkpoint.origin)?;
     check_freshness(cfg, seal.seal.time, now)?;
@@ -108,6 +123,8 @@ pub(crate) async fn run(cfg: &Config, mirrors: &Mirrors, install_wanted: bool) -
             install_path,
             tree_size: seal.size(),
             signed_time: seal.seal.time,
+            rotations: walk.rotations(),
+            trust_fingerprint: walk.root.fingerprint(),
         }
     };
     let tally = Tally::default();
@@ -124,6 +141,13 @@ pub(crate) async fn run(cfg: &Config, mirrors: &Mirrors, install_wanted: bool) -
 
     // Round trip 2: the map and the manifest.
     let top = fetch_top(mirrors, seal.clone(), &mut fetched).await?;
+    if top.manifest.keys != walk.latest {
+        return Err(UpdateError::Rotation(format!(
+            "the signed manifest names the keys leaf {:?}, not the one whose rotations were walked ({:?})",
+            top.manifest.keys.map(|k| k.leaf),
+            walk.latest.map(|k| k.leaf)
+        )));
+    }
     let release =
         top.manifest.release(&cfg.channel, &cfg.target).cloned().ok_or_else(|| UpdateError::MissingTarget {
             target: cfg.target.clone(),
@@ -152,6 +176,8 @@ pub(crate) async fn run(cfg: &Config, mirrors: &Mirrors, install_wanted: bool) -
     let n = top.size();
     let mut top_leaves = BTreeSet::from([0, n - 1]);
     top_leaves.extend(index_at.map(|i| i.leaf));
+    // Every keys leaf walked is proven in the signed tree with the rest.
+    top_leaves.extend(walk.chain.iter().map(|k| k.at.leaf));
     let known = replica.as_ref().map(|r| r.nodes.clone()).unwrap_or_default();
     let mut rplan = ProofPlan::with_known(&top.map, &Frontier::new(), &top_leaves, &known).map_err(plan_error)?;
     let mut cplan = ProofPlan::new(&top.map, &old, &BTreeSet::from([n - 1])).map_err(plan_error)?;
@@ -201,9 +227,22 @@ pub(crate) async fn run(cfg: &Config, mirrors: &Mirrors, install_wanted: bool) -
     if let Some(ix) = &index {
         leaves.insert(ix.at.leaf, ix.header_hash());
     }
+    for k in &walk.chain {
+        leaves.insert(k.at.leaf, leaf_hash(&k.header));
+    }
     let rnodes = rplan.nodes(|s, l| fetched.get(s, l)).map_err(|e| UpdateError::BadDigest(e.to_string()))?;
     match rplan.root(&leaves, &rnodes) {
         Ok(r) if r == seal.checkpoint.root => {}
+        _ if !walk.chain.is_empty() => {
+            return Err(UpdateError::Rotation(format!(
+                "the index of {} {} {}, the genesis or the keys leaves {:?} are not in the signed tree (from {})",
+                release.channel,
+                release.target,
+                release.version,
+                walk.chain.iter().map(|k| k.at.leaf).collect::<Vec<_>>(),
+                mirrors.names().join(", ")
+            )));
+        }
         _ => {
             return Err(UpdateError::BadDigest(format!(
                 "the index of {} {} {} (or the genesis) is not in the signed tree (from {})",
@@ -228,7 +267,7 @@ pub(crate) async fn run(cfg: &Config, mirrors: &Mirrors, install_wanted: bool) -
     if !newer {
         // Nothing new for this target: keep the newer tree.
         write_replica(cfg, &replica_parts(index.as_ref()))?;
-        save_state(cfg, &top, installed.clone(), state.as_ref().map(|s| s.origin.clone()))?;
+        save_state(cfg, &top, installed.clone(), state.as_ref().map(|s| s.origin.clone()), &walk)?;
         return Ok(outcome(Status::UpToDate, &release.version, &tally, None));
     }
     let new_index = index.as_ref().ok_or_else(|| UpdateError::State("the index was not read".into()))?;
@@ -283,7 +322,7 @@ pub(crate) async fn run(cfg: &Config, mirrors: &Mirrors, install_wanted: bool) -
     write_replica(cfg, &replica_parts(index.as_ref()))?;
     let installed =
         Installed { target: cfg.target.clone(), channel: cfg.channel.clone(), version: release.version.clone() };
-    save_state(cfg, &top, Some(installed), state.as_ref().map(|s| s.origin.clone()))?;
+    save_state(cfg, &top, Some(installed), state.as_ref().map(|s| s.origin.clone()), &walk)?;
     Ok(outcome(Status::Updated, &release.version, &tally, Some(install_path)))
 }
 
@@ -395,8 +434,9 @@ fn fork(mirrors: &Mirrors, seal: &SignedSeal, old: &Frontier, detail: Result<Str
 }
 
 /// Fetches a suffix of the container (more if the seal reaches further back)
-/// and verifies the seal.
-async fn fetch_seal(cfg: &Config, mirrors: &Mirrors, hint: u64) -> Result<(SignedSeal, Fetched), UpdateError> {
+/// and reads the seal; its signatures are checked once the trust root in
+/// effect is known ([`walk_rotations`]).
+async fn fetch_seal(mirrors: &Mirrors, hint: u64) -> Result<(TailSeal, Fetched), UpdateError> {
     let mut sink = BufferSink::new(MAX_SEAL);
     mirrors.fetch(&[ByteRange::Suffix(hint)], &mut sink).await.map_err(network)?;
     let (mut start, mut bytes, total) = sink.single()?;
@@ -406,13 +446,13 @@ async fn fetch_seal(cfg: &Config, mirrors: &Mirrors, hint: u64) -> Result<(Signe
     }
     loop {
         let window = Window::new(start, &bytes);
-        match read_seal(&window, len, &cfg.trust, cfg.threshold).map_err(tail_error)? {
-            SealRead::Complete(seal) => {
+        match client::read_tail(&window, len).map_err(tail_error)? {
+            TailRead::Complete(seal) => {
                 let mut fetched = Fetched::new();
                 fetched.insert(start, bytes);
                 return Ok((*seal, fetched));
             }
-            SealRead::NeedMore { start: want } => {
+            TailRead::NeedMore { start: want } => {
                 if want >= start || len - want > MAX_SEAL {
                     return Err(UpdateError::BadSignature(format!(
                         "the container's last seal needs {} bytes, more than the {MAX_SEAL} allowed",
@@ -428,6 +468,72 @@ async fn fetch_seal(cfg: &Config, mirrors: &Mirrors, hint: u64) -> Result<(Signe
             }
         }
     }
+}
+
+/// The trust root this client starts from: the one it stored (after the
+/// rotations it walked), unless it was configured with other keys since.
+fn trusted_root(cfg: &Config, state: Option<&State>) -> Result<Trusted, UpdateError> {
+    let configured = TrustRoot::new(cfg.trust.clone(), cfg.threshold)
+        .map_err(|e| UpdateError::Config(format!("the trusted keys: {e}")))?;
+    let pinned = configured.fingerprint();
+    match state.and_then(|s| s.trust.clone()) {
+        Some(t) if t.pinned == pinned => Ok(t),
+        Some(_) => {
+            tracing::info!("the trusted keys changed since the last update: starting from them");
+            Ok(Trusted { root: configured, keys: None, pinned })
+        }
+        None => Ok(Trusted { root: configured, keys: None, pinned }),
+    }
+}
+
+/// The rotations between the trust root a client holds and today's.
+struct Walk {
+    /// The root in effect at the signed tree.
+    root: TrustRoot,
+    /// The keys leaves read, oldest first (all proven in the signed tree).
+    chain: Vec<KeysLeaf>,
+    /// How many of them were rotations from the client's root on.
+    walked: usize,
+    /// The latest keys leaf (the manifest's), where the root came from.
+    latest: Option<LeafRef>,
+    /// The configured keys' fingerprint.
+    pinned: String,
+}
+
+impl Walk {
+    fn none(t: &Trusted) -> Walk {
+        Walk { root: t.root.clone(), chain: Vec::new(), walked: 0, latest: t.keys, pinned: t.pinned.clone() }
+    }
+
+    fn rotations(&self) -> u64 {
+        self.walked as u64
+    }
+}
+
+/// Follows the key rotations from this client's root to the one in effect
+/// for the signed tree ([`RotationWalk`]): one bounded read per `keys` leaf.
+async fn walk_rotations(
+    mirrors: &Mirrors,
+    fetched: &mut Fetched,
+    tail: &TailSeal,
+    latest: Option<LeafRef>,
+    trusted: &Trusted,
+) -> Result<Walk, UpdateError> {
+    let refused = |e: seal::RotationError| UpdateError::Rotation(format!("{e} (from {})", mirrors.names().join(", ")));
+    let mut walk = RotationWalk::new(trusted.root.clone(), trusted.keys, latest, tail.size(), tail.frame.offset);
+    while let Some(at) = walk.next_read().map_err(refused)? {
+        fetch_into(mirrors, fetched, vec![(at.offset, at.end())], at.length).await?;
+        walk.feed(&*fetched).map_err(refused)?;
+    }
+    let (root, chain) = walk.finish(&tail.checkpoint.origin).map_err(refused)?;
+    Ok(Walk { root, walked: chain.len(), chain, latest, pinned: trusted.pinned.clone() })
+}
+
+/// Fetches the map and manifest a seal read from the tail names.
+async fn fetch_tail_top(mirrors: &Mirrors, tail: &TailSeal, fetched: &mut Fetched) -> Result<(), UpdateError> {
+    let ranges = client::tail_top_ranges(tail).map_err(tail_error)?;
+    let cap = ranges.iter().map(|(s, e)| e - s).sum();
+    fetch_into(mirrors, fetched, ranges, cap).await
 }
 
 /// Fetches the map and manifest the seal names and verifies the manifest.
@@ -586,7 +692,13 @@ struct OldReplica {
 fn load_replica(cfg: &Config, state: Option<&State>, installed: Option<&Installed>) -> Option<OldReplica> {
     let state = state?;
     let path = replica_path(&cfg.state_dir);
-    let scan = match dare_container::scan_file(&path, &ScanOptions::default().with_pins(Some(cfg.trust.clone()))) {
+    // The replica's seal answers to the root the state holds (after the
+    // rotations walked); a state from before that, to the configured keys.
+    let opts = match &state.trust {
+        Some(t) => ScanOptions::default().with_replica_trust(Some(t.root.clone())),
+        None => ScanOptions::default().with_pins(Some(cfg.trust.clone())),
+    };
+    let scan = match dare_container::scan_file(&path, &opts) {
         Ok(s) if s.partial && s.size == state.size && s.last_seal.checkpoint.root == state.root => s,
         Ok(_) => {
             tracing::warn!(replica = %path.display(), "the replica is not of the stored tree; not reusing it");
@@ -741,6 +853,7 @@ fn save_state(
     top: &SignedTop,
     installed: Option<Installed>,
     origin: Option<String>,
+    walk: &Walk,
 ) -> Result<(), UpdateError> {
     let frontier = top.frontier().map_err(|e| UpdateError::State(e.to_string()))?;
     let state = State {
@@ -752,6 +865,7 @@ fn save_state(
         frontier,
         seal_len: top.seal.frame.len(),
         installed,
+        trust: Some(Trusted { root: walk.root.clone(), keys: walk.latest, pinned: walk.pinned.clone() }),
     };
     state.save(&cfg.state_dir)
 }

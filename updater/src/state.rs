@@ -9,6 +9,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use dare_container::hashio::{digest_from_hex, to_hex};
+use dare_container::header::LeafRef;
+use dare_container::keys::TrustRoot;
 use dare_container::merkle::{Frontier, Hash};
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +41,16 @@ struct StateFile {
     frontier: Vec<String>,
     seal_len: u64,
     installed: Option<Installed>,
+    /// The trust root in effect at `checkpoint`, after the rotations walked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    trust: Option<TrustRoot>,
+    /// The `keys` leaf that root came from (none: the client's own keys).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    keys: Option<LeafRef>,
+    /// The fingerprint of the keys the client was configured with when it
+    /// started from them: other keys given later start over from those.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pinned: Option<String>,
 }
 
 /// The client's verified state.
@@ -61,6 +73,20 @@ pub struct State {
     pub seal_len: u64,
     /// The installed build.
     pub installed: Option<Installed>,
+    /// Where the client's trust stands after the rotations it walked.
+    pub trust: Option<Trusted>,
+}
+
+/// The trust root a client follows: the keys it was configured with, moved
+/// along each key rotation it verified.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Trusted {
+    /// The trust root in effect at the stored checkpoint.
+    pub root: TrustRoot,
+    /// The `keys` leaf that root came from; `None` while it is the client's own keys.
+    pub keys: Option<LeafRef>,
+    /// The fingerprint of the configured keys (and threshold) it started from.
+    pub pinned: String,
 }
 
 /// The state file in a state directory.
@@ -109,6 +135,10 @@ impl State {
             frontier,
             seal_len: f.seal_len,
             installed: f.installed,
+            trust: match (f.trust, f.pinned) {
+                (Some(root), Some(pinned)) => Some(Trusted { root, keys: f.keys, pinned }),
+                _ => None,
+            },
         }))
     }
 
@@ -124,6 +154,9 @@ impl State {
             frontier: self.frontier.hashes().iter().map(|h| to_hex(h)).collect(),
             seal_len: self.seal_len,
             installed: self.installed.clone(),
+            trust: self.trust.as_ref().map(|t| t.root.clone()),
+            keys: self.trust.as_ref().and_then(|t| t.keys),
+            pinned: self.trust.as_ref().map(|t| t.pinned.clone()),
         };
         let bytes = serde_json::to_vec_pretty(&f).map_err(|e| UpdateError::State(e.to_string()))?;
         write_atomic(&state_path(dir), &bytes)

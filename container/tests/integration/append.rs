@@ -503,7 +503,7 @@ fn a_publish_interrupted_at_any_byte_is_cut_and_can_be_done_again() {
         let d = put_delta(&mut app, &old, &new).unwrap();
         app.append_index("stable", LINUX, "1.1.0", &[record("bin/app", &new, e, vec![d])]).unwrap();
         build(&mut app, MAC, "1.1.0", "bin/app").unwrap();
-        app.append_keys(trust(&[&key_a(), &key_b()], 1)).unwrap();
+        app.append_keys(trust(&[&key_a(), &key_b()], 1), &[&key_a()]).unwrap();
         app
     };
     publish(&path).seal(&[&key_a()], T0 + 2).unwrap();
@@ -544,7 +544,7 @@ fn abort_restores_the_exact_previous_bytes() {
         put(&mut app, format!("lib/{i}").as_bytes(), Compression::Zstd).unwrap();
     }
     build(&mut app, LINUX, "2.0.0", "bin/app").unwrap();
-    app.append_keys(trust(&[&key_b()], 1)).unwrap();
+    app.append_keys(trust(&[&key_b()], 1), &[&key_a(), &key_b()]).unwrap();
     assert!(pending_path(&path).exists());
     app.abort().unwrap();
     assert_eq!(std::fs::read(&path).unwrap(), before);
@@ -645,15 +645,15 @@ fn key_rotation_hands_over_from_the_old_root_to_the_new_one() {
     release(&path, &[(LINUX, "1.0.0")], T0 + 1);
     // The rotation seal needs the old root and the new one.
     let mut app = Appender::open(&path).unwrap();
-    app.append_keys(trust(&[&b], 1)).unwrap();
-    refused(app.append_keys(trust(&[&a], 1)));
+    app.append_keys(trust(&[&b], 1), &[&a, &b]).unwrap();
+    refused(app.append_keys(trust(&[&a], 1), &[&a, &b]));
     assert!(app.seal(&[&a], T0 + 2).is_err(), "the new root did not sign");
     let mut app = Appender::open(&path).unwrap();
     assert!(app.cut_tail().is_some());
-    app.append_keys(trust(&[&b], 1)).unwrap();
+    app.append_keys(trust(&[&b], 1), &[&a, &b]).unwrap();
     assert!(app.seal(&[&b], T0 + 2).is_err(), "the old root did not sign");
     let mut app = Appender::open(&path).unwrap();
-    app.append_keys(trust(&[&b], 1)).unwrap();
+    app.append_keys(trust(&[&b], 1), &[&a, &b]).unwrap();
     app.seal(&[&a, &b], T0 + 2).unwrap();
     let s = verified(&path);
     assert_eq!(s.trust, trust(&[&b], 1));

@@ -4,13 +4,14 @@
 
 use std::sync::OnceLock;
 
-use crate::support::{Forge, T0, TARGETS, diff, digest, genesis, key_a, key_b, record, scan, stage, trust};
+use crate::support::{
+    Forge, ORIGIN, T0, TARGETS, diff, digest, genesis, key_a, key_b, key_c, record, scan, stage, trust,
+};
 use dare_container::header::{
-    Compression, Delta, DeltaRef, Entry, FileRecord, Header, Index, Keys, LeafRef, Manifest, Map, Release,
-    listing_bytes,
+    Compression, Delta, DeltaRef, Entry, FileRecord, Header, Index, LeafRef, Manifest, Map, Release, listing_bytes,
 };
 use dare_container::keys::SigningKey;
-use dare_container::note::NoteError;
+use dare_container::note::{Note, NoteError};
 use dare_container::verify::{Problem, Scan, VerifyError};
 
 const LINUX: &str = TARGETS[0];
@@ -619,7 +620,7 @@ fn a_proof_frame_or_a_second_keys_frame_is_unexpected() {
     let mut f = forge();
     f.keys(trust(&[&b], 1));
     let second = f.frames.len();
-    f.leaf(&Header::Keys(Keys { trust: trust(&[&a], 1) }).to_bytes().unwrap(), b"");
+    f.keys(trust(&[&a], 1));
     f.manifest();
     f.seal(&[&a, &b], T0 + 1);
     let e = err(&f);
@@ -659,6 +660,69 @@ fn a_rotation_needs_both_roots_and_then_only_the_new_one() {
     let e = err(&g);
     assert!(matches!(e.problem, Problem::Signature(_)), "{e}");
     at(&g, &e, seal);
+}
+
+#[test]
+fn a_rotation_note_below_either_threshold_or_out_of_chain_is_refused_at_its_keys_leaf() {
+    let (a, b, c) = (key_a(), key_b(), key_c());
+    // The genesis root is a alone; the new root b and c, 2 of 2.
+    let new = trust(&[&b, &c], 2);
+    for (what, signers) in [
+        ("the old root did not sign", vec![&b, &c]),
+        ("one of two new keys", vec![&a, &b]),
+        ("nobody of the new root", vec![&a]),
+    ] {
+        let mut f = forge();
+        let keys = f.frames.len();
+        f.keys_signed(new.clone(), &signers);
+        f.manifest();
+        // The seal itself is signed by everyone: only the keys leaf is wrong.
+        f.seal(&[&a, &b, &c], T0 + 1);
+        let e = err(&f);
+        assert!(matches!(e.problem, Problem::Rotation(_)), "{what}: {e}");
+        at(&f, &e, keys);
+    }
+    // A 2-of-3 old root: one old key is below its threshold.
+    let g = genesis(trust(&[&a, &b, &c], 2));
+    let mut f = Forge::with_genesis(&g);
+    f.manifest();
+    f.seal(&[&a, &b], T0);
+    let keys = f.frames.len();
+    f.keys_signed(trust(&[&c], 1), &[&c]);
+    f.manifest();
+    f.seal(&[&a, &b, &c], T0 + 1);
+    let e = err(&f);
+    assert!(matches!(&e.problem, Problem::Rotation(m) if m.contains("replaces")), "{e}");
+    at(&f, &e, keys);
+
+    // Two rotations: the second must name the first as the one before it.
+    let mut f = forge();
+    f.keys(trust(&[&b], 1));
+    f.manifest();
+    f.seal(&[&a, &b], T0 + 1);
+    f.keys(trust(&[&c], 1));
+    f.manifest();
+    f.seal(&[&b, &c], T0 + 2);
+    let s = ok(&f);
+    assert_eq!(s.trust, trust(&[&c], 1));
+    let mut f = forge();
+    f.keys(trust(&[&b], 1));
+    f.manifest();
+    f.seal(&[&a, &b], T0 + 1);
+    let skip = f.frames.len();
+    let text = dare_container::seal::rotation_text(ORIGIN, &trust(&[&b], 1), &trust(&[&c], 1));
+    let note = Note::sign(&text, &[&b, &c]).unwrap();
+    let bad = dare_container::header::Keys {
+        trust: trust(&[&c], 1),
+        previous: None,
+        rotation: String::from_utf8(note.to_bytes()).unwrap(),
+    };
+    f.leaf(&Header::Keys(bad).to_bytes().unwrap(), b"");
+    f.manifest();
+    f.seal(&[&b, &c], T0 + 2);
+    let e = err(&f);
+    assert!(matches!(&e.problem, Problem::Rotation(m) if m.contains("before it")), "{e}");
+    at(&f, &e, skip);
 }
 
 #[test]

@@ -485,6 +485,8 @@ pub struct Forge {
     latest: BTreeMap<(String, String), Newest>,
     /// The latest keys leaf.
     keys: Option<LeafRef>,
+    /// The trust root in effect (after the latest keys leaf).
+    trust: Option<TrustRoot>,
 }
 
 impl Forge {
@@ -502,6 +504,7 @@ impl Forge {
             maps: Vec::new(),
             latest: BTreeMap::new(),
             keys: None,
+            trust: None,
         }
     }
 
@@ -509,6 +512,7 @@ impl Forge {
     pub fn with_genesis(g: &Genesis) -> Self {
         let mut f = Forge::new(&g.origin);
         f.leaf(&Header::Genesis(g.clone()).to_bytes().expect("genesis"), b"");
+        f.trust = Some(g.trust.clone());
         f
     }
 
@@ -652,10 +656,27 @@ impl Forge {
         self.index_frame(&ix, &payload)
     }
 
-    /// Appends a keys leaf.
+    /// Appends a keys leaf, its rotation signed by every fixture key
+    /// (a, b, c) of the root in effect and of the new one.
     pub fn keys(&mut self, trust: TrustRoot) -> LeafRef {
-        let at = self.leaf(&Header::Keys(Keys { trust }).to_bytes().expect("keys header"), b"");
+        let (a, b, c) = (key_a(), key_b(), key_c());
+        let old = self.trust.clone().expect("a genesis before a keys leaf");
+        let signers: Vec<&SigningKey> =
+            [&a, &b, &c].into_iter().filter(|k| old.contains(&k.verifier()) || trust.contains(&k.verifier())).collect();
+        self.keys_signed(trust, &signers)
+    }
+
+    /// Appends a keys leaf whose rotation note (for the root in effect) is
+    /// signed by `signers` alone.
+    pub fn keys_signed(&mut self, trust: TrustRoot, signers: &[&SigningKey]) -> LeafRef {
+        let old = self.trust.clone().expect("a genesis before a keys leaf");
+        let text = dare_container::seal::rotation_text(&self.origin, &old, &trust);
+        let note = Note::sign(&text, signers).expect("rotation note");
+        let rotation = String::from_utf8(note.to_bytes()).expect("utf-8");
+        let header = Keys { trust: trust.clone(), previous: self.keys, rotation };
+        let at = self.leaf(&Header::Keys(header).to_bytes().expect("keys header"), b"");
         self.keys = Some(at);
+        self.trust = Some(trust);
         at
     }
 
