@@ -282,8 +282,12 @@ impl<'b, W: Write> PayloadCheck<'b, W> {
         }
         self.stored.update(bytes);
         match &mut self.decode {
-            Decode::Plain(sink) => sink.write_all(bytes).map_err(|e| sink.failed.take().unwrap_or(PayloadError::Write(e))),
-            Decode::Zstd(dec) => dec.write_all(bytes).map_err(|e| dec.get_mut().failed.take().unwrap_or(PayloadError::Zstd(e))),
+            Decode::Plain(sink) => {
+                sink.write_all(bytes).map_err(|e| sink.failed.take().unwrap_or(PayloadError::Write(e)))
+            }
+            Decode::Zstd(dec) => {
+                dec.write_all(bytes).map_err(|e| dec.get_mut().failed.take().unwrap_or(PayloadError::Zstd(e)))
+            }
             Decode::Stored(out) => out.write_all(bytes).map_err(PayloadError::Write),
         }
     }

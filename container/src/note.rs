@@ -371,19 +371,14 @@ impl Note {
 /// Parses one signature line. The outer error (no em dash and space) makes
 /// the whole note malformed; the inner one is a signature line that is kept
 /// but cannot be verified.
-fn parse_signature_line(
-    line: &str,
-    index: usize,
-) -> Result<Result<NoteSignature, MalformedSignature>, NoteError> {
+fn parse_signature_line(line: &str, index: usize) -> Result<Result<NoteSignature, MalformedSignature>, NoteError> {
     let rest = line.strip_prefix(SIG_PREFIX).ok_or(NoteError::MalformedSignatureLine {
         line: index,
         reason: "must start with an em dash (U+2014) and a space",
     })?;
     let (name, b64) = rest.split_once(' ').unwrap_or((rest, ""));
-    let key_id = LENIENT_BASE64
-        .decode(b64)
-        .ok()
-        .and_then(|raw| raw.first_chunk::<4>().map(|id| u32::from_be_bytes(*id)));
+    let key_id =
+        LENIENT_BASE64.decode(b64).ok().and_then(|raw| raw.first_chunk::<4>().map(|id| u32::from_be_bytes(*id)));
     let bad = |reason| Ok(Err(MalformedSignature { line: index, name: name.to_owned(), key_id, reason }));
     if !rest.contains(' ') {
         return bad("missing space between key name and signature");
@@ -729,10 +724,8 @@ mod tests {
         // A line the verifier cannot attribute to a trusted key never rejects
         // the note (signed-note: ignore signatures from unknown keys).
         let pq = BASE64.encode([&0x1234_5678u32.to_be_bytes()[..], &[9; 4627 + 8]].concat());
-        let mut lines: Vec<String> = malformed_fields(0x1234_5678)
-            .into_iter()
-            .map(|(b64, _)| format!("— witness.example/w1 {b64}\n"))
-            .collect();
+        let mut lines: Vec<String> =
+            malformed_fields(0x1234_5678).into_iter().map(|(b64, _)| format!("— witness.example/w1 {b64}\n")).collect();
         lines.push("— Bad+Name AAAAAQE=\n".into());
         lines.push("— witness.example/w1\n".into());
         lines.push(format!("— witness.example/pq {pq}\n"));
@@ -779,10 +772,7 @@ mod tests {
         }
         // No space, so no key ID: the name alone attributes it.
         let note = Note::parse(format!("{TEXT}\n{PETER_SIG}— PeterNeumann\n").as_bytes()).unwrap();
-        assert!(matches!(
-            note.verify_with(&[peter()], 1),
-            Err(NoteError::MalformedTrustedSignature { line: 2, .. })
-        ));
+        assert!(matches!(note.verify_with(&[peter()], 1), Err(NoteError::MalformedTrustedSignature { line: 2, .. })));
         let note = Note::parse(format!("{TEXT}\n{PETER_SIG}— PeterNeumann {forged}\n").as_bytes()).unwrap();
         assert!(matches!(note.verify_with(&[peter()], 1), Err(NoteError::InvalidSignature { .. })));
         // A verifier that does not trust Peter ignores all of these.

@@ -36,9 +36,7 @@ use dare_container::frame::{
     read_frame_head, read_header,
 };
 use dare_container::hashio::to_hex;
-use dare_container::header::{
-    DeltaRef, FileRecord, Header, Index, LeafRef, Listing, MAX_LISTING, Release, Sha256Hex,
-};
+use dare_container::header::{DeltaRef, FileRecord, Header, Index, LeafRef, Listing, MAX_LISTING, Release, Sha256Hex};
 use dare_container::keys::TrustRoot;
 use dare_container::merkle::{Frontier, Hash, NodeId, leaf_hash};
 use dare_container::replica::ReplicaWriter;
@@ -1324,7 +1322,13 @@ impl<'a> ContentSink<'a> {
                 if c.is_delta {
                     self.done.delta += frame.len();
                     let (base, base_path) = c.base.ok_or("a delta without a base")?;
-                    self.done.deltas.push(PendingDelta { sha: c.sha, spec: c.spec, base, base_path, payload: c.staged });
+                    self.done.deltas.push(PendingDelta {
+                        sha: c.sha,
+                        spec: c.spec,
+                        base,
+                        base_path,
+                        payload: c.staged,
+                    });
                     return Ok(());
                 }
                 self.done.full += frame.len();
