@@ -34,10 +34,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use dare_container::client::{SealRead, SignedSeal, TailError, read_seal};
+use dare_container::client::{
+    Fetched, SealRead, SignedSeal, TailError, TailRead, read_seal, read_tail, read_tail_manifest, tail_top_ranges,
+};
 use dare_container::frame::{FrameEvent, FrameStream, ReadAt, Window, read_frame_at, read_header};
+use dare_container::header::LeafRef;
 use dare_container::header::{Genesis, Header};
 use dare_container::keys::{TrustRoot, VerifierKey};
+use dare_container::seal::{RotationWalk, SealRules};
 use dare_container::verify::{Scan, ScanOptions, Tail, scan_from};
 use dare_updater::transport::{ByteRange, RangeSink, SinkError, Transport, TransportError};
 
@@ -220,6 +224,8 @@ pub struct Syncer {
     size: u64,
     /// The trust root in effect after the verified copy's last seal.
     trust: Option<TrustRoot>,
+    /// The `keys` leaf that root came from (none: the genesis root).
+    keys_leaf: Option<LeafRef>,
     /// Where the verified copy's last seal starts. Each round asks from
     /// there and compares the seal with the upstream's bytes, so an upstream
     /// that forked, even to the same length, is caught.
@@ -237,7 +243,8 @@ impl Syncer {
     /// Opens the local copy (verifying it whole, cutting any unverified
     /// tail) and publishes its verified length and log.
     pub fn open(cfg: SyncConfig, lengths: ServedLengths, tlog: TlogOverlay) -> Result<Syncer, SyncError> {
-        let mut s = Syncer { cfg, lengths, tlog, verified: 0, size: 0, trust: None, anchor: 0, preferred: 0 };
+        let mut s =
+            Syncer { cfg, lengths, tlog, verified: 0, size: 0, trust: None, keys_leaf: None, anchor: 0, preferred: 0 };
         // A round cut short (a shutdown) may have left its staging file.
         let _ = fs::remove_file(staging_path(&s.cfg.local));
         if s.cfg.local.exists() {
@@ -273,6 +280,7 @@ impl Syncer {
         self.size = scan.size();
         self.anchor = scan.last_seal.frame.offset;
         self.trust = Some(scan.trust.clone());
+        self.keys_leaf = scan.manifest.keys;
         self.lengths.set(&self.cfg.url_path, scan.sealed_len);
         self.tlog.set(
             &self.cfg.url_path,
@@ -330,7 +338,8 @@ impl Syncer {
         let before = self.verified;
         let first = before == 0;
         let (keys, threshold) = self.keys(upstream).await?;
-        let (seal, window_start, window) = read_upstream_seal(upstream, &keys, threshold, before).await?;
+        let rotation = self.trust.as_ref().map(|t| (t, self.keys_leaf));
+        let (seal, window_start, window) = read_upstream_seal(upstream, &keys, threshold, before, rotation).await?;
         let len = seal.len;
         let overlap = self.last_seal_bytes()?;
         if len == before {
@@ -687,6 +696,7 @@ async fn read_upstream_seal(
     keys: &[VerifierKey],
     threshold: u32,
     verified: u64,
+    rotation: Option<(&TrustRoot, Option<LeafRef>)>,
 ) -> Result<(SignedSeal, u64, Vec<u8>), SyncError> {
     let url = upstream.name().to_string();
     let mut sink = BufferSink::new(FIRST_SUFFIX);
@@ -742,6 +752,12 @@ async fn read_upstream_seal(
                 });
             }
             Err(TailError::Signature(e)) => {
+                // Not signed by the root the local copy trusts: a rotation
+                // the upstream has and the copy has not, or a forgery.
+                if let Some((root, from)) = rotation {
+                    let seal = follow_rotations(upstream, &Window::new(start, &bytes), len, root, from).await?;
+                    return Ok((seal, start, bytes));
+                }
                 let whose = if verified == 0 {
                     "the trusted keys (--trust, or its genesis)"
                 } else {
@@ -755,6 +771,56 @@ async fn read_upstream_seal(
             Err(e) => return Err(SyncError::Refused { url, reason: e.to_string() }),
         }
     }
+}
+
+/// The upstream's last seal when it is signed by a root the local copy does
+/// not hold yet: follows the key rotations its manifest names from the
+/// copy's root ([`RotationWalk`], one bounded read per `keys` leaf) and
+/// checks the seal with the root they end on. The full verification of the
+/// new bytes then checks every rotation and leaf again.
+async fn follow_rotations(
+    upstream: &dyn Transport,
+    window: &Window<'_>,
+    len: u64,
+    root: &TrustRoot,
+    from: Option<LeafRef>,
+) -> Result<SignedSeal, SyncError> {
+    let url = upstream.name().to_string();
+    let refused = |reason: String| SyncError::Untrusted { url: url.clone(), reason };
+    let tail = match read_tail(window, len) {
+        Ok(TailRead::Complete(t)) => *t,
+        Ok(TailRead::NeedMore { .. }) => return Err(refused("its last seal is not whole".into())),
+        Err(e) => return Err(refused(e.to_string())),
+    };
+    let mut fetched = Fetched::new();
+    let read = |ranges: Vec<(u64, u64)>| async move {
+        let mut parts = Vec::new();
+        for (start, end) in ranges {
+            let mut sink = BufferSink::new(end - start);
+            upstream.fetch(&[ByteRange::Span { start, end }], &mut sink).await.map_err(SyncError::Transport)?;
+            parts.push((start, sink.bytes));
+        }
+        Ok::<_, SyncError>(parts)
+    };
+    for (start, bytes) in read(tail_top_ranges(&tail).map_err(|e| refused(e.to_string()))?).await? {
+        fetched.insert(start, bytes);
+    }
+    let manifest = read_tail_manifest(&tail, &fetched).map_err(|e| refused(e.to_string()))?;
+    if manifest.keys == from {
+        return Err(refused(format!(
+            "its last seal is not signed by the keys the local copy trusts ({}), and it names no key rotation since",
+            key_list(&root.keys)
+        )));
+    }
+    let mut walk = RotationWalk::new(root.clone(), from, manifest.keys, tail.size(), tail.frame.offset);
+    while let Some(at) = walk.next_read().map_err(|e| refused(e.to_string()))? {
+        for (start, bytes) in read(vec![(at.offset, at.end())]).await? {
+            fetched.insert(start, bytes);
+        }
+        walk.feed(&fetched).map_err(|e| refused(e.to_string()))?;
+    }
+    let (root, _) = walk.finish(&tail.checkpoint.origin).map_err(|e| refused(e.to_string()))?;
+    tail.verify(&SealRules::new(&root)).map_err(|e| refused(format!("its last seal, after its key rotations: {e}")))
 }
 
 fn staging_path(local: &Path) -> PathBuf {

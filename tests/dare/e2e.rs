@@ -121,11 +121,15 @@ fn builds(sb: &Sandbox, version: &str) -> Vec<String> {
 }
 
 fn publish(sb: &Sandbox, container: &Path, version: &str, time: u64) {
+    publish_signed(sb, container, version, time, "k");
+}
+
+fn publish_signed(sb: &Sandbox, container: &Path, version: &str, time: u64, key: &str) {
     let mut args: Vec<String> = vec![
         "publish".into(),
         container.display().to_string(),
         "--key".into(),
-        "k".into(),
+        key.into(),
         "--version".into(),
         version.into(),
         "--time".into(),
@@ -256,6 +260,43 @@ fn a_mirror_syncs_from_an_origin_and_clients_update_from_it() {
     let o = update(&sb, &mirror.url("/app.dare"), "client", false);
     assert_eq!((o["status"].as_str(), o["version"].as_str()), (Some("updated"), Some("1.1.0")));
     sb.dare(&["verify", "mirror/app.dare"]).ok();
+}
+
+#[test]
+fn a_mirror_and_its_clients_follow_a_key_rotation_that_removes_the_old_key() {
+    let (sb, origin_file) = setup();
+    sb.keygen("n");
+    let origin = Served::start(&sb.path("www"), &[]);
+    std::fs::create_dir_all(sb.path("mirror")).unwrap();
+    let mirror = Served::start(
+        &sb.path("mirror"),
+        &["--upstream", &origin.url("/app.dare"), "--sync-interval", "1", "--trust", "k.pub"],
+    );
+    let len = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    eventually(Duration::from_secs(30), "the first sync", || len(&sb.path("mirror/app.dare")) == len(&origin_file));
+    assert_eq!(update(&sb, &mirror.url("/app.dare"), "client", false)["version"], "1.0.0");
+
+    // k hands over to n, which alone signs from then on.
+    let c = origin_file.display().to_string();
+    let t = (T0 + 2).to_string();
+    sb.dare(&["keys", "rotate", &c, "--key", "k", "--key", "n", "--new-trust", "n.pub", "--time", &t]).ok();
+    publish_signed(&sb, &origin_file, "1.1.0", T0 + 3, "n");
+    eventually(Duration::from_secs(30), "the sync through the rotation", || {
+        len(&sb.path("mirror/app.dare")) == len(&origin_file)
+    });
+    assert_eq!(std::fs::read(sb.path("mirror/app.dare")).unwrap(), std::fs::read(&origin_file).unwrap());
+    // The client, which trusts k, walks the rotation and installs 1.1.0.
+    let o = update(&sb, &mirror.url("/app.dare"), "client", false);
+    assert_eq!((o["version"].as_str(), o["rotations"].as_u64()), (Some("1.1.0"), Some(1)), "{o}");
+    // And the mirror, restarted, keeps following from the rotated root.
+    drop(mirror);
+    let mirror = Served::start(&sb.path("mirror"), &["--upstream", &origin.url("/app.dare"), "--sync-interval", "1"]);
+    sb.dare(&["seal", &c, "--key", "n", "--time", &(T0 + 4).to_string()]).ok();
+    eventually(Duration::from_secs(30), "the sync of a heartbeat", || {
+        len(&sb.path("mirror/app.dare")) == len(&origin_file)
+    });
+    let o = update(&sb, &mirror.url("/app.dare"), "client", false);
+    assert_eq!((o["status"].as_str(), o["rotations"].as_u64()), (Some("up-to-date"), Some(0)), "{o}");
 }
 
 #[test]
