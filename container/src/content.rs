@@ -1,11 +1,16 @@
 //! Reading stored content: an entry's payload decompressed and checked, a
 //! delta applied to its base, an index's listing. Every read is bounded by
 //! the signed sizes in the header, and every digest is checked.
+//!
+//! [`PayloadCheck`] is the one place the payload rules live: the stored
+//! bytes' size and SHA-256, decoding (as is, zstd, or zstd against a delta's
+//! base) into at most the signed content size, and the content's SHA-256.
+//! `dare verify`, `dare extract` and the updater all stream through it.
 
 use std::io::{self, Write};
 
 use crate::frame::{FrameInfo, ReadAt};
-use crate::hashio::{BoundedHashWriter, Hasher, stream_range, to_hex};
+use crate::hashio::{Digest32, Hasher, stream_range, to_hex};
 use crate::header::{Compression, Delta, Entry, FileRecord, Index, MAX_LISTING, Sha256Hex, parse_listing};
 use crate::zstdio::OneFrame;
 
@@ -20,6 +25,15 @@ pub enum ContentError {
     /// The payload, decompressed content or listing does not match the header.
     #[error("{0}")]
     Mismatch(String),
+    /// A payload broke one of [`PayloadCheck`]'s rules.
+    #[error("{what}: {source}")]
+    Payload {
+        /// Whose payload: `entry <sha256>`, `delta <base> -> <result>`, ...
+        what: String,
+        /// The rule it broke.
+        #[source]
+        source: PayloadError,
+    },
     /// Reading failed.
     #[error("reading: {0}")]
     Io(#[from] io::Error),
@@ -29,70 +43,299 @@ fn mismatch(m: impl Into<String>) -> ContentError {
     ContentError::Mismatch(m.into())
 }
 
-/// Checks what came out of a payload against the signed sizes and digests.
-fn check_digests(
-    what: &str,
-    stored: (Sha256Hex, u64, [u8; 32], u64),
-    content: (Sha256Hex, u64, [u8; 32], u64),
-) -> Result<(), ContentError> {
-    let (want_sha, want_len, got_sha, got_len) = stored;
-    if got_len != want_len {
-        return Err(mismatch(format!("{what}: payload is {got_len} bytes, the header says {want_len}")));
-    }
-    if got_sha != want_sha.0 {
-        return Err(mismatch(format!("{what}: payload SHA-256 is {}, the header says {want_sha}", to_hex(&got_sha))));
-    }
-    let (want_sha, want_len, got_sha, got_len) = content;
-    if got_len != want_len {
-        return Err(mismatch(format!("{what}: content is {got_len} bytes, the header says {want_len}")));
-    }
-    if got_sha != want_sha.0 {
-        return Err(mismatch(format!("{what}: content SHA-256 is {}, the header says {want_sha}", to_hex(&got_sha))));
-    }
-    Ok(())
+/// What a payload must be, from its signed header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PayloadSpec {
+    /// Length of the stored bytes.
+    pub stored_size: u64,
+    /// SHA-256 of the stored bytes.
+    pub stored_sha256: Sha256Hex,
+    /// How the content is stored (a delta is zstd against its base).
+    pub compression: Compression,
+    /// Length of the content.
+    pub size: u64,
+    /// SHA-256 of the content.
+    pub sha256: Sha256Hex,
 }
 
-/// Streams a stored payload (`compression`, `size` bytes of content) into
-/// `out`, checking the stored and content digests.
-#[allow(clippy::too_many_arguments)]
-fn decode_into<R: ReadAt + Sync + ?Sized, W: Write>(
+impl PayloadSpec {
+    /// An entry's payload.
+    pub fn entry(e: &Entry) -> Self {
+        PayloadSpec {
+            stored_size: e.stored_size,
+            stored_sha256: e.stored_sha256,
+            compression: e.compression,
+            size: e.size,
+            sha256: e.sha256,
+        }
+    }
+
+    /// A delta's payload: zstd against the base, giving the result.
+    pub fn delta(d: &Delta) -> Self {
+        PayloadSpec {
+            stored_size: d.stored_size,
+            stored_sha256: d.stored_sha256,
+            compression: Compression::Zstd,
+            size: d.size,
+            sha256: d.sha256,
+        }
+    }
+
+    /// The stored-bytes rule: `len` bytes hashing to `digest` are the payload.
+    pub fn check_stored(&self, digest: &Digest32, len: u64) -> Result<(), PayloadError> {
+        if len != self.stored_size {
+            return Err(PayloadError::StoredSize { got: len, want: self.stored_size });
+        }
+        if *digest != self.stored_sha256.0 {
+            return Err(PayloadError::StoredDigest { got: to_hex(digest), want: self.stored_sha256 });
+        }
+        Ok(())
+    }
+
+    /// The content rule: `len` bytes hashing to `digest` are the content.
+    pub fn check_content(&self, digest: &Digest32, len: u64) -> Result<(), PayloadError> {
+        if len != self.size {
+            return Err(PayloadError::ContentSize { got: len, want: self.size });
+        }
+        if *digest != self.sha256.0 {
+            return Err(PayloadError::ContentDigest { got: to_hex(digest), want: self.sha256 });
+        }
+        Ok(())
+    }
+}
+
+/// Which rule of a [`PayloadSpec`] a payload broke, or why it could not be
+/// checked.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PayloadError {
+    /// More stored bytes arrived than the header says.
+    #[error("payload is longer than the header's {want} bytes")]
+    StoredTooLong {
+        /// The signed stored size.
+        want: u64,
+    },
+    /// The stored bytes have another length.
+    #[error("payload is {got} bytes, the header says {want}")]
+    StoredSize {
+        /// Bytes received.
+        got: u64,
+        /// The signed stored size.
+        want: u64,
+    },
+    /// The stored bytes have another SHA-256.
+    #[error("payload SHA-256 is {got}, the header says {want}")]
+    StoredDigest {
+        /// The digest of the bytes received, in hex.
+        got: String,
+        /// The signed digest.
+        want: Sha256Hex,
+    },
+    /// The decoded content grew past its signed size.
+    #[error("content is longer than its signed size of {want} bytes")]
+    ContentTooLong {
+        /// The signed content size.
+        want: u64,
+    },
+    /// The content has another length.
+    #[error("content is {got} bytes, the header says {want}")]
+    ContentSize {
+        /// Bytes decoded.
+        got: u64,
+        /// The signed content size.
+        want: u64,
+    },
+    /// The content has another SHA-256.
+    #[error("content SHA-256 is {got}, the header says {want}")]
+    ContentDigest {
+        /// The digest of the content, in hex.
+        got: String,
+        /// The signed digest.
+        want: Sha256Hex,
+    },
+    /// The stored bytes are not one complete zstd frame.
+    #[error("zstd: {0}")]
+    Zstd(#[source] io::Error),
+    /// Writing the content out failed (an I/O error, not a mismatch).
+    #[error("writing the content: {0}")]
+    Write(#[source] io::Error),
+}
+
+impl PayloadError {
+    /// Whether the payload is not what its header says (rather than the
+    /// content's writer failing).
+    pub fn is_mismatch(&self) -> bool {
+        !matches!(self, PayloadError::Write(_))
+    }
+}
+
+impl From<PayloadError> for io::Error {
+    /// A writer failure gives back the writer's own error; a mismatch is
+    /// `InvalidData` carrying the [`PayloadError`].
+    fn from(e: PayloadError) -> io::Error {
+        match e {
+            PayloadError::Write(e) => e,
+            e => io::Error::new(io::ErrorKind::InvalidData, e),
+        }
+    }
+}
+
+/// The content side of a [`PayloadCheck`]: hashes, refuses more than the
+/// signed size, and keeps the inner writer's error apart from a decoder's.
+struct ContentSink<W> {
+    inner: W,
+    /// `None` for content stored as is: the stored digest is the content's.
+    hasher: Option<Hasher>,
+    written: u64,
+    limit: u64,
+    failed: Option<PayloadError>,
+}
+
+impl<W: Write> Write for ContentSink<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.written + buf.len() as u64 > self.limit {
+            self.failed = Some(PayloadError::ContentTooLong { want: self.limit });
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "content over its signed size"));
+        }
+        let n = match self.inner.write(buf) {
+            Ok(n) => n,
+            Err(e) => {
+                let kind = e.kind();
+                self.failed = Some(PayloadError::Write(e));
+                return Err(io::Error::new(kind, "the content's writer failed"));
+            }
+        };
+        if let Some(h) = &mut self.hasher {
+            h.update(&buf[..n]);
+        }
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush().map_err(|e| {
+            let kind = e.kind();
+            self.failed = Some(PayloadError::Write(e));
+            io::Error::new(kind, "the content's writer failed")
+        })
+    }
+}
+
+fn content_sink<W: Write>(spec: &PayloadSpec, inner: W) -> ContentSink<W> {
+    let hasher = (spec.compression == Compression::Zstd).then(Hasher::new);
+    ContentSink { inner, hasher, written: 0, limit: spec.size, failed: None }
+}
+
+enum Decode<'b, W: Write> {
+    /// Stored as is: the stored bytes are the content.
+    Plain(ContentSink<W>),
+    /// One zstd frame (against a base for a delta).
+    Zstd(Box<OneFrame<'b, ContentSink<W>>>),
+    /// The stored bytes pass through undecoded (a delta kept to apply later);
+    /// only the stored rule is checked.
+    Stored(W),
+}
+
+/// Checks a payload as it streams through: feed it the stored bytes, in
+/// order, then [`finish`](PayloadCheck::finish). It hashes the stored bytes
+/// and refuses more than the signed stored size, decodes them (as is or
+/// zstd) into `out`, refusing content past the signed size, and at the end
+/// checks the stored size and SHA-256, that the zstd frame ended, and the
+/// content's size and SHA-256. Nothing is buffered beyond zstd's window.
+pub struct PayloadCheck<'b, W: Write> {
+    spec: PayloadSpec,
+    stored: Hasher,
+    decode: Decode<'b, W>,
+}
+
+impl<W: Write> PayloadCheck<'static, W> {
+    /// Checks a payload whose content goes to `out`.
+    pub fn new(spec: PayloadSpec, out: W) -> Result<Self, PayloadError> {
+        let sink = content_sink(&spec, out);
+        let decode = match spec.compression {
+            Compression::None => Decode::Plain(sink),
+            Compression::Zstd => Decode::Zstd(Box::new(OneFrame::new(sink).map_err(PayloadError::Zstd)?)),
+        };
+        Ok(PayloadCheck { spec, stored: Hasher::new(), decode })
+    }
+
+    /// Checks only the stored size and digest, passing the stored bytes to
+    /// `out` as they are (a delta to apply once its base is at hand).
+    pub fn stored_only(spec: PayloadSpec, out: W) -> Self {
+        PayloadCheck { spec, stored: Hasher::new(), decode: Decode::Stored(out) }
+    }
+}
+
+impl<'b, W: Write> PayloadCheck<'b, W> {
+    /// Checks a delta's payload: zstd against `base` (whose digest the
+    /// caller checked), the result going to `out`.
+    pub fn with_base(spec: PayloadSpec, base: &'b [u8], out: W) -> Result<Self, PayloadError> {
+        let sink = content_sink(&spec, out);
+        let dec = OneFrame::with_prefix(sink, base).map_err(PayloadError::Zstd)?;
+        Ok(PayloadCheck { spec, stored: Hasher::new(), decode: Decode::Zstd(Box::new(dec)) })
+    }
+
+    /// Feeds the next stored bytes.
+    pub fn feed(&mut self, bytes: &[u8]) -> Result<(), PayloadError> {
+        if self.stored.count() + bytes.len() as u64 > self.spec.stored_size {
+            return Err(PayloadError::StoredTooLong { want: self.spec.stored_size });
+        }
+        self.stored.update(bytes);
+        match &mut self.decode {
+            Decode::Plain(sink) => {
+                sink.write_all(bytes).map_err(|e| sink.failed.take().unwrap_or(PayloadError::Write(e)))
+            }
+            Decode::Zstd(dec) => {
+                dec.write_all(bytes).map_err(|e| dec.get_mut().failed.take().unwrap_or(PayloadError::Zstd(e)))
+            }
+            Decode::Stored(out) => out.write_all(bytes).map_err(PayloadError::Write),
+        }
+    }
+
+    /// Checks what was fed and returns the content's writer, flushed.
+    pub fn finish(self) -> Result<W, PayloadError> {
+        let (stored, stored_len) = self.stored.finish();
+        self.spec.check_stored(&stored, stored_len)?;
+        let mut sink = match self.decode {
+            Decode::Stored(mut out) => {
+                out.flush().map_err(PayloadError::Write)?;
+                return Ok(out);
+            }
+            Decode::Plain(sink) => sink,
+            Decode::Zstd(dec) => dec.finish().map_err(PayloadError::Zstd)?,
+        };
+        sink.flush().map_err(|e| sink.failed.take().unwrap_or(PayloadError::Write(e)))?;
+        let digest = match sink.hasher {
+            Some(h) => h.finish().0,
+            None => stored,
+        };
+        self.spec.check_content(&digest, sink.written)?;
+        Ok(sink.inner)
+    }
+}
+
+impl<W: Write> Write for PayloadCheck<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.feed(buf)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Streams `len` payload bytes at `at` in `src` through `check`.
+fn run_check<R: ReadAt + Sync + ?Sized, W: Write>(
     src: &R,
     (at, len): (u64, u64),
     what: &str,
-    compression: Compression,
-    stored: (Sha256Hex, u64),
-    content: (Sha256Hex, u64),
-    prefix: Option<&[u8]>,
-    out: W,
+    check: Result<PayloadCheck<'_, W>, PayloadError>,
 ) -> Result<W, ContentError> {
-    let mut stored_hash = Hasher::new();
-    let sink = BoundedHashWriter::new(out, content.1);
-    let bad = |e: io::Error| mismatch(format!("{what}: {e}"));
-    let (digest, len, out) = match (compression, prefix) {
-        (Compression::None, None) => {
-            let mut sink = sink;
-            stream_range(src, at, len, |c| {
-                stored_hash.update(c);
-                sink.write_all(c).map_err(bad)
-            })?;
-            sink.finish()
-        }
-        (_, prefix) => {
-            let mut dec = match prefix {
-                Some(p) => OneFrame::with_prefix(sink, p),
-                None => OneFrame::new(sink),
-            }
-            .map_err(bad)?;
-            stream_range(src, at, len, |c| {
-                stored_hash.update(c);
-                dec.write_all(c).map_err(|e| mismatch(format!("{what}: zstd: {e}")))
-            })?;
-            dec.finish().map_err(|e| mismatch(format!("{what}: zstd: {e}")))?.finish()
-        }
-    };
-    let (sd, sl) = stored_hash.finish();
-    check_digests(what, (stored.0, stored.1, sd, sl), (content.0, content.1, digest, len))?;
-    Ok(out)
+    let payload = |source| ContentError::Payload { what: what.to_owned(), source };
+    let mut check = check.map_err(payload)?;
+    stream_range(src, at, len, |c| check.feed(c).map_err(payload))?;
+    check.finish().map_err(payload)
 }
 
 /// Streams an entry's content into `out`, checking both digests.
@@ -104,49 +347,12 @@ pub fn entry_content<R: ReadAt + Sync + ?Sized, W: Write>(
 ) -> Result<W, ContentError> {
     let what = format!("entry {}", e.sha256);
     let payload = (frame.payload_offset, frame.payload_len);
-    decode_into(src, payload, &what, e.compression, (e.stored_sha256, e.stored_size), (e.sha256, e.size), None, out)
+    run_check(src, payload, &what, PayloadCheck::new(PayloadSpec::entry(e), out))
 }
 
 /// Checks an entry's payload: its stored and content digests and sizes.
-/// Decompresses on a second thread so hashing the stored bytes and decoding overlap.
 pub fn check_entry<R: ReadAt + Sync + ?Sized>(src: &R, frame: &FrameInfo, e: &Entry) -> Result<(), ContentError> {
-    if e.compression == Compression::None {
-        // The content is the payload: one digest checks both.
-        let mut h = Hasher::new();
-        stream_range(src, frame.payload_offset, frame.payload_len, |c| {
-            h.update(c);
-            Ok::<_, ContentError>(())
-        })?;
-        let (d, n) = h.finish();
-        let what = format!("entry {}", e.sha256);
-        return check_digests(&what, (e.stored_sha256, e.stored_size, d, n), (e.sha256, e.size, d, n));
-    }
-    let what = format!("entry {}", e.sha256);
-    let mut stored = Hasher::new();
-    let size = e.size;
-    let content = std::thread::scope(|scope| -> Result<([u8; 32], u64), ContentError> {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
-        let decoder = scope.spawn(move || -> Result<([u8; 32], u64), String> {
-            let mut dec = OneFrame::new(BoundedHashWriter::new(io::sink(), size)).map_err(|e| e.to_string())?;
-            for chunk in rx {
-                dec.write_all(&chunk).map_err(|e| e.to_string())?;
-            }
-            let (digest, n, _) = dec.finish().map_err(|e| e.to_string())?.finish();
-            Ok((digest, n))
-        });
-        let sent = stream_range(src, frame.payload_offset, frame.payload_len, |c| {
-            stored.update(c);
-            // A closed channel means the decoder failed; its error is reported below.
-            let _ = tx.send(c.to_vec());
-            Ok::<_, ContentError>(())
-        });
-        drop(tx);
-        let decoded = decoder.join().map_err(|_| mismatch("zstd decoder panicked"))?;
-        sent?;
-        decoded.map_err(|m| mismatch(format!("{what}: zstd: {m}")))
-    })?;
-    let (sd, sl) = stored.finish();
-    check_digests(&what, (e.stored_sha256, e.stored_size, sd, sl), (e.sha256, e.size, content.0, content.1))
+    entry_content(src, frame, e, io::sink()).map(drop)
 }
 
 /// An entry's content in memory, for use as a delta base; at most `limit` bytes.
@@ -175,16 +381,8 @@ pub fn delta_content<R: ReadAt + Sync + ?Sized, W: Write>(
         return Err(mismatch(format!("delta to {}: the base is {} bytes, not {}", d.sha256, base.len(), d.base_size)));
     }
     let what = format!("delta {} -> {}", d.base, d.sha256);
-    decode_into(
-        src,
-        (frame.payload_offset, frame.payload_len),
-        &what,
-        Compression::Zstd,
-        (d.stored_sha256, d.stored_size),
-        (d.sha256, d.size),
-        Some(base),
-        out,
-    )
+    let payload = (frame.payload_offset, frame.payload_len);
+    run_check(src, payload, &what, PayloadCheck::with_base(PayloadSpec::delta(d), base, out))
 }
 
 /// Checks a delta's stored bytes only (when its base is not at hand).
@@ -193,23 +391,9 @@ pub fn check_delta_stored<R: ReadAt + Sync + ?Sized>(
     frame: &FrameInfo,
     d: &Delta,
 ) -> Result<(), ContentError> {
-    let mut h = Hasher::new();
-    stream_range(src, frame.payload_offset, frame.payload_len, |c| {
-        h.update(c);
-        Ok::<_, ContentError>(())
-    })?;
-    let (sd, sl) = h.finish();
-    if sl != d.stored_size || sd != d.stored_sha256.0 {
-        return Err(mismatch(format!(
-            "delta {} -> {}: payload is {sl} bytes hashing to {}, the header says {} bytes, {}",
-            d.base,
-            d.sha256,
-            to_hex(&sd),
-            d.stored_size,
-            d.stored_sha256
-        )));
-    }
-    Ok(())
+    let what = format!("delta {} -> {}", d.base, d.sha256);
+    let payload = (frame.payload_offset, frame.payload_len);
+    run_check(src, payload, &what, Ok(PayloadCheck::stored_only(PayloadSpec::delta(d), io::sink()))).map(drop)
 }
 
 /// Reads and checks an index's listing as stored (after its patch, if any):
@@ -222,16 +406,15 @@ pub fn listing_bytes<R: ReadAt + Sync + ?Sized>(
     check_listing_sizes(frame, ix)?;
     let what = format!("index of {} {} {}", ix.channel, ix.target, ix.version);
     let patch = ix.patch.map_or(0, |p| p.stored_size);
-    decode_into(
-        src,
-        (frame.payload_offset + patch, ix.stored_size),
-        &what,
-        ix.compression,
-        (ix.stored_sha256, ix.stored_size),
-        (ix.sha256, ix.size),
-        None,
-        Vec::with_capacity(ix.size as usize),
-    )
+    let spec = PayloadSpec {
+        stored_size: ix.stored_size,
+        stored_sha256: ix.stored_sha256,
+        compression: ix.compression,
+        size: ix.size,
+        sha256: ix.sha256,
+    };
+    let out = Vec::with_capacity(ix.size as usize);
+    run_check(src, (frame.payload_offset + patch, ix.stored_size), &what, PayloadCheck::new(spec, out))
 }
 
 fn check_listing_sizes(frame: &FrameInfo, ix: &Index) -> Result<(), ContentError> {
@@ -262,16 +445,15 @@ pub fn listing_from_patch<R: ReadAt + Sync + ?Sized>(
         return Err(mismatch("the base listing is not the one the patch is against"));
     }
     let what = format!("the patch of the index of {} {} {}", ix.channel, ix.target, ix.version);
-    decode_into(
-        src,
-        (patch_at, p.stored_size),
-        &what,
-        Compression::Zstd,
-        (p.stored_sha256, p.stored_size),
-        (ix.sha256, ix.size),
-        Some(base),
-        Vec::with_capacity(ix.size as usize),
-    )
+    let spec = PayloadSpec {
+        stored_size: p.stored_size,
+        stored_sha256: p.stored_sha256,
+        compression: Compression::Zstd,
+        size: ix.size,
+        sha256: ix.sha256,
+    };
+    let out = Vec::with_capacity(ix.size as usize);
+    run_check(src, (patch_at, p.stored_size), &what, PayloadCheck::with_base(spec, base, out))
 }
 
 /// Reads, checks and parses an index's listing.
@@ -348,5 +530,97 @@ mod tests {
         assert!(entry_bytes(bytes.as_slice(), &f, &e, 10).is_err());
         e.size -= 1;
         assert!(check_entry(bytes.as_slice(), &f, &e).is_err());
+    }
+
+    /// A writer that fails as a full disk does.
+    struct FullDisk;
+    impl Write for FullDisk {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::Error::from_raw_os_error(28))
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn spec_of(content: &[u8], stored: &[u8], compression: Compression) -> PayloadSpec {
+        PayloadSpec {
+            stored_size: stored.len() as u64,
+            stored_sha256: Sha256Hex(sha256(stored)),
+            compression,
+            size: content.len() as u64,
+            sha256: Sha256Hex(sha256(content)),
+        }
+    }
+
+    fn run(spec: PayloadSpec, stored: &[u8], chunk: usize) -> Result<Vec<u8>, PayloadError> {
+        let mut check = PayloadCheck::new(spec, Vec::new())?;
+        for c in stored.chunks(chunk.max(1)) {
+            check.feed(c)?;
+        }
+        check.finish()
+    }
+
+    #[test]
+    fn payload_check_names_the_rule_a_payload_breaks() {
+        let content: Vec<u8> = (0..100_000u32).flat_map(|i| (i % 97).to_le_bytes()).collect();
+        let z = zstd::encode_all(content.as_slice(), 3).unwrap();
+        for (stored, compression) in [(&z, Compression::Zstd), (&content, Compression::None)] {
+            let spec = spec_of(&content, stored, compression);
+            for chunk in [1, 4096, stored.len()] {
+                assert_eq!(run(spec, stored, chunk).unwrap(), content, "{compression:?} {chunk}");
+            }
+            let mut longer = stored.clone();
+            longer.push(0);
+            assert!(matches!(run(spec, &longer, 4096), Err(PayloadError::StoredTooLong { .. })));
+            let mut s = spec;
+            s.stored_size += 1;
+            s.size += u64::from(compression == Compression::None);
+            assert!(matches!(run(s, stored, 4096), Err(PayloadError::StoredSize { .. })), "{compression:?}");
+            let mut s = spec;
+            s.stored_sha256.0[0] ^= 1;
+            assert!(matches!(run(s, stored, 4096), Err(PayloadError::StoredDigest { .. })));
+            let mut s = spec;
+            s.size -= 1;
+            assert!(matches!(run(s, stored, 4096), Err(PayloadError::ContentTooLong { .. })));
+            let mut s = spec;
+            s.sha256.0[0] ^= 1;
+            assert!(matches!(run(s, stored, 4096), Err(PayloadError::ContentDigest { .. })));
+        }
+        // zstd that decodes to less than the signed size.
+        let mut s = spec_of(&content, &z, Compression::Zstd);
+        s.size += 1;
+        assert!(matches!(run(s, &z, 4096), Err(PayloadError::ContentSize { .. })));
+        // Not zstd, a cut frame.
+        let plain = spec_of(&content, &content, Compression::Zstd);
+        assert!(matches!(run(plain, &content, 4096), Err(PayloadError::Zstd(_))));
+        let cut = &z[..z.len() - 1];
+        assert!(matches!(run(spec_of(&content, cut, Compression::Zstd), cut, 4096), Err(PayloadError::Zstd(_))));
+        // A failing writer is an I/O error, not a mismatch, and keeps its OS error.
+        for (stored, compression) in [(&z, Compression::Zstd), (&content, Compression::None)] {
+            let mut check = PayloadCheck::new(spec_of(&content, stored, compression), FullDisk).unwrap();
+            let err = check.feed(stored).unwrap_err();
+            assert!(!err.is_mismatch(), "{err}");
+            assert!(matches!(&err, PayloadError::Write(e) if e.raw_os_error() == Some(28)), "{err}");
+            // Through io::Write, the same.
+            let mut check = PayloadCheck::new(spec_of(&content, stored, compression), FullDisk).unwrap();
+            assert_eq!(io::copy(&mut stored.as_slice(), &mut check).unwrap_err().raw_os_error(), Some(28));
+        }
+        // Through io::Write a mismatch is InvalidData carrying the rule.
+        let mut check = PayloadCheck::new(plain, Vec::new()).unwrap();
+        let err = io::copy(&mut content.as_slice(), &mut check).unwrap_err();
+        assert!(err.get_ref().and_then(|e| e.downcast_ref::<PayloadError>()).is_some_and(PayloadError::is_mismatch));
+    }
+
+    #[test]
+    fn stored_only_checks_the_stored_bytes_and_passes_them_on() {
+        let stored = b"not decoded here".to_vec();
+        let spec = spec_of(b"whatever", &stored, Compression::Zstd);
+        let mut check = PayloadCheck::stored_only(spec, Vec::new());
+        check.feed(&stored).unwrap();
+        assert_eq!(check.finish().unwrap(), stored);
+        let mut check = PayloadCheck::stored_only(spec, Vec::new());
+        check.feed(&stored[1..]).unwrap();
+        assert!(matches!(check.finish(), Err(PayloadError::StoredSize { .. })));
     }
 }

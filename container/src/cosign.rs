@@ -44,7 +44,7 @@ use crate::keys::{
     split_key_text,
 };
 use crate::merkle::Hash;
-use crate::note::{MAX_NOTE_SIZE, MAX_SIGNATURES, Note, NoteError, NoteSignature, parse_signature_line};
+use crate::note::{MAX_NOTE_SIZE, MAX_SIGNATURES, Note, NoteError, NoteSignature, parse_signature_line_strict};
 
 /// Signature type byte of `cosignature/v1` Ed25519 witness keys.
 pub const ALG_COSIGNATURE_V1: u8 = 0x04;
@@ -505,7 +505,7 @@ pub fn parse_cosignature_lines(body: &[u8]) -> Result<Vec<NoteSignature>, Cosign
             if line.bytes().any(|b| b < 0x20) {
                 return Err(CosignError::Protocol(format!("cosignature line {}: control character", i + 1)));
             }
-            parse_signature_line(line, i + 1).map_err(|e| CosignError::Protocol(e.to_string()))
+            parse_signature_line_strict(line, i + 1).map_err(|e| CosignError::Protocol(e.to_string()))
         })
         .collect()
 }

@@ -608,8 +608,9 @@ impl FrameRef {
     }
 }
 
-/// The longest signed checkpoint (signature lines included) a seal holds.
-pub const MAX_CHECKPOINT_LEN: usize = 64 * 1024;
+/// The longest signed checkpoint (signature lines included) a seal holds:
+/// [`MAX_SEAL_CHECKPOINT`].
+pub const MAX_CHECKPOINT_LEN: usize = MAX_SEAL_CHECKPOINT;
 
 /// The last frame after every publish: the signed checkpoint, and where its
 /// manifest and map are. Small, so an up-to-date check reads only this.
@@ -626,10 +627,43 @@ pub struct Seal {
     pub map: FrameRef,
 }
 
+/// Cosignatures a seal has room for besides the publisher's: signed-note's
+/// minimum ("verifiers MUST accept at least up to 16 signatures").
+pub const SEAL_COSIGNATURES: usize = 16;
+
+/// Bytes budgeted for one signature line of a seal: em dash, space, a key
+/// name of up to 256 bytes, space, the base64 of a 4-byte key ID, an 8-byte
+/// timestamp and an ML-DSA-87 signature (4627 bytes), newline. The largest
+/// post-quantum cosignature signed-note expects.
+pub const SEAL_SIGNATURE_LINE_BUDGET: usize = 3 + 1 + 256 + 1 + (4 + 8 + 4627usize).div_ceil(3) * 4 + 1;
+
+/// Bytes budgeted for a seal's checkpoint text and blank line (origin of up
+/// to 256 bytes, size, root, `time` and `supersedes-time` lines: about 400).
+const SEAL_TEXT_BUDGET: usize = 1024;
+
+/// The most bytes a seal's `checkpoint` (the whole signed note) may have:
+/// the publisher's signature line and [`SEAL_COSIGNATURES`] post-quantum
+/// ones ([`SEAL_SIGNATURE_LINE_BUDGET`] each) and the text, rounded up to a
+/// multiple of 64 KiB (128 KiB). Well under the 1 MiB note limit.
+pub const MAX_SEAL_CHECKPOINT: usize =
+    ((1 + SEAL_COSIGNATURES) * SEAL_SIGNATURE_LINE_BUDGET + SEAL_TEXT_BUDGET).next_multiple_of(64 * 1024);
+
+/// The most bytes a seal frame may have, so the most a reader looking for
+/// the last seal needs to read: the header's JSON escapes at most every byte
+/// of the checkpoint into two (a note has no control character but newline),
+/// plus the other members and the frame's records (under 1 KiB).
+pub const MAX_SEAL_FRAME: u64 = 2 * MAX_SEAL_CHECKPOINT as u64 + 1024;
+
+const _: () = assert!(MAX_SEAL_CHECKPOINT <= crate::note::MAX_NOTE_SIZE);
+const _: () = assert!(MAX_SEAL_FRAME <= crate::frame::MAX_HEADER_LEN);
+
 impl Seal {
     fn validate(&self) -> Result<(), HeaderError> {
-        if self.checkpoint.len() > MAX_CHECKPOINT_LEN {
-            return Err(field("checkpoint", "over 64 KiB"));
+        if self.checkpoint.len() > MAX_SEAL_CHECKPOINT {
+            return Err(field(
+                "checkpoint",
+                format!("{} bytes, over the {MAX_SEAL_CHECKPOINT}-byte limit", self.checkpoint.len()),
+            ));
         }
         Ok(())
     }
@@ -1000,5 +1034,30 @@ mod tests {
         for s in ["", "{", "null", r#"{"kind":"seal"}"#, r#"{"kind":"tile","level":9,"index":0,"width":0}"#] {
             assert!(Header::parse(s.as_bytes()).is_err());
         }
+    }
+
+    #[test]
+    fn a_seal_holds_sixteen_post_quantum_cosignatures() {
+        let seal = |checkpoint: String| Seal {
+            checkpoint,
+            time: 1,
+            manifest: FrameRef { offset: 0, length: 1 },
+            map: FrameRef { offset: 1, length: 1 },
+        };
+        // The budget covers real lines: a 256-byte name and an ML-DSA-87
+        // timestamped cosignature.
+        let pq = format!("\u{2014} {} {}\n", "n".repeat(256), "A".repeat((4 + 8 + 4627usize).div_ceil(3) * 4));
+        assert_eq!(pq.len(), SEAL_SIGNATURE_LINE_BUDGET);
+        assert!(17 * pq.len() + 1024 <= MAX_SEAL_CHECKPOINT);
+        assert_eq!(MAX_SEAL_CHECKPOINT, 128 * 1024);
+        let at_cap = "x".repeat(MAX_SEAL_CHECKPOINT);
+        let bytes = Header::Seal(seal(at_cap.clone())).to_bytes().unwrap();
+        assert!(matches!(Header::parse(&bytes).unwrap(), Header::Seal(s) if s.checkpoint == at_cap));
+        let over = Header::Seal(seal(format!("{at_cap}x")));
+        assert!(over.to_bytes().unwrap_err().to_string().contains("checkpoint"));
+        // The frame bound holds for the worst JSON escaping of a checkpoint.
+        let escaped = Header::Seal(seal("\"".repeat(MAX_SEAL_CHECKPOINT))).to_bytes().unwrap();
+        let frame = crate::frame::encode_frame(&escaped, b"").unwrap();
+        assert!(frame.len() as u64 <= MAX_SEAL_FRAME, "{}", frame.len());
     }
 }

@@ -13,6 +13,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 
 use crate::keys::{KeyError, SigningKey, TrustRoot, VerifierKey, is_valid_name};
 
@@ -87,6 +88,17 @@ pub enum NoteError {
     /// [`Note::sign`] was given the same key (name and key ID) twice.
     #[error("signing key {0} given more than once")]
     DuplicateSigner(String),
+    /// A signature line names a trusted key (its name, and its key ID or an
+    /// undecodable one) but is malformed, so it cannot be checked.
+    #[error("signature line {line} names trusted key {key} but is malformed: {reason}")]
+    MalformedTrustedSignature {
+        /// The trusted key the line names (boxed: keys are large).
+        key: Box<VerifierKey>,
+        /// 1-based index of the line among the signature lines.
+        line: usize,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// A signature line names a trusted key but its signature does not verify.
     #[error("signature by trusted key {key} does not verify")]
     InvalidSignature {
@@ -130,7 +142,7 @@ fn check_controls(s: &str) -> Result<(), NoteError> {
     }
 }
 
-/// One signature line of a note, as parsed (not yet verified).
+/// One well-formed signature line of a note, as parsed (not yet verified).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NoteSignature {
     /// The key name.
@@ -153,6 +165,33 @@ impl NoteSignature {
     }
 }
 
+/// A signature line that starts with the em dash but is otherwise malformed:
+/// a bad key name, base64 that is not canonical, or fewer than 5 decoded
+/// bytes. It cannot be verified, so it never counts towards a threshold;
+/// [`Note::verify`] ignores it unless it names a trusted key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MalformedSignature {
+    /// 1-based index of the line among the signature lines.
+    pub line: usize,
+    /// Everything between the em dash and the first space after it (the
+    /// whole rest of the line if it has no space); possibly not a valid name.
+    pub name: String,
+    /// The key ID, if the signature field decodes (leniently: padding and
+    /// trailing bits not checked) to at least 4 bytes.
+    pub key_id: Option<u32>,
+    /// What is wrong with the line.
+    pub reason: &'static str,
+}
+
+/// Base64 that ignores what canonical encoding pins down (trailing bits,
+/// padding), to read a key ID out of a line that is not canonical.
+const LENIENT_BASE64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_allow_trailing_bits(true)
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
 /// A signed note: the exact text and its signature lines.
 ///
 /// A parsed note is only well-formed; call [`Note::verify`] before trusting
@@ -160,15 +199,26 @@ impl NoteSignature {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Note {
     text: String,
+    /// The signature lines exactly as encoded, each ending in a newline.
+    lines: String,
     signatures: Vec<NoteSignature>,
+    malformed: Vec<MalformedSignature>,
 }
 
 impl Note {
-    /// Parses an encoded signed note strictly. Rejects input over
-    /// [`MAX_NOTE_SIZE`] bytes, invalid UTF-8, control characters other than
-    /// newline, a missing blank line or final newline, malformed signature
-    /// lines (em dash, space, valid key name, space, canonical standard
-    /// base64 of at least 5 bytes), and more than [`MAX_SIGNATURES`] lines.
+    /// Parses an encoded signed note. Rejects input over [`MAX_NOTE_SIZE`]
+    /// bytes, invalid UTF-8, control characters other than newline, a missing
+    /// blank line or final newline, a signature line that does not start with
+    /// an em dash and a space, and more than [`MAX_SIGNATURES`] signature
+    /// lines.
+    ///
+    /// A signature line is well-formed if it is em dash, space, valid key
+    /// name, space, canonical standard base64 of at least 5 bytes (a 4-byte
+    /// key ID and the signature). Other signature lines are kept as
+    /// [`MalformedSignature`]s: signed-note says verifiers ignore signatures
+    /// from keys they do not know, and a cosigner's line dare cannot read is
+    /// one of those. [`Note::verify`] rejects the note only if such a line
+    /// names a trusted key.
     ///
     /// The text is everything up to and including the newline before the
     /// last blank line, so it may itself contain blank lines. Duplicate and
@@ -181,23 +231,26 @@ impl Note {
         check_controls(s)?;
         let split = s.rfind("\n\n").ok_or(NoteError::MissingBlankLine)?;
         let text = &s[..=split];
-        let sigs = &s[split + 2..];
-        if sigs.is_empty() {
+        let lines = &s[split + 2..];
+        if lines.is_empty() {
             return Err(NoteError::NoSignatures);
         }
-        let Some(sigs) = sigs.strip_suffix('\n') else {
+        let Some(body) = lines.strip_suffix('\n') else {
             return Err(NoteError::MissingFinalNewline);
         };
-        let count = sigs.split('\n').count();
+        let count = body.split('\n').count();
         if count > MAX_SIGNATURES {
             return Err(NoteError::TooManySignatures { count, max: MAX_SIGNATURES });
         }
-        let signatures = sigs
-            .split('\n')
-            .enumerate()
-            .map(|(i, line)| parse_signature_line(line, i + 1))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Note { text: text.to_owned(), signatures })
+        let mut signatures = Vec::new();
+        let mut malformed = Vec::new();
+        for (i, line) in body.split('\n').enumerate() {
+            match parse_signature_line(line, i + 1)? {
+                Ok(sig) => signatures.push(sig),
+                Err(bad) => malformed.push(bad),
+            }
+        }
+        Ok(Note { text: text.to_owned(), lines: lines.to_owned(), signatures, malformed })
     }
 
     /// Signs `text` with each key, in order. The text must end with a newline
@@ -218,7 +271,7 @@ impl Note {
                 return Err(NoteError::DuplicateSigner(format!("{}+{:08x}", k.name(), k.key_id())));
             }
         }
-        let signatures = keys
+        let signatures: Vec<NoteSignature> = keys
             .iter()
             .map(|k| NoteSignature {
                 name: k.name().to_owned(),
@@ -226,7 +279,8 @@ impl Note {
                 signature: k.sign(text.as_bytes()).to_vec(),
             })
             .collect();
-        let note = Note { text: text.to_owned(), signatures };
+        let lines: String = signatures.iter().map(NoteSignature::line).collect();
+        let note = Note { text: text.to_owned(), lines, signatures, malformed: Vec::new() };
         let size = note.encoded_len();
         if size > MAX_NOTE_SIZE {
             return Err(NoteError::TooLarge { size, max: MAX_NOTE_SIZE });
@@ -239,44 +293,55 @@ impl Note {
         &self.text
     }
 
-    /// The signature lines in note order, duplicates and unknown keys
-    /// included.
+    /// The well-formed signature lines in note order, duplicates and unknown
+    /// keys included.
     pub fn signatures(&self) -> &[NoteSignature] {
         &self.signatures
     }
 
+    /// The malformed signature lines (see [`Note::parse`]), in note order.
+    pub fn malformed_signatures(&self) -> &[MalformedSignature] {
+        &self.malformed
+    }
+
     /// The encoded note: text, blank line, signature lines. For a parsed note
-    /// these are exactly the bytes parsed.
+    /// these are exactly the bytes parsed, malformed lines included.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.encoded_len());
         out.extend_from_slice(self.text.as_bytes());
         out.push(b'\n');
-        for sig in &self.signatures {
-            out.extend_from_slice(sig.line().as_bytes());
-        }
+        out.extend_from_slice(self.lines.as_bytes());
         out
     }
 
     fn encoded_len(&self) -> usize {
-        let sigs: usize = self
-            .signatures
-            .iter()
-            .map(|s| SIG_PREFIX.len() + s.name.len() + 2 + (4 + s.signature.len()).div_ceil(3) * 4)
-            .sum();
-        self.text.len() + 1 + sigs
+        self.text.len() + 1 + self.lines.len()
     }
 
     /// Verifies the note against a trust root.
     ///
     /// Signature lines whose name and key ID match no trusted key are
-    /// ignored. Every line that matches a trusted key must verify, or the
-    /// whole note is rejected with [`NoteError::InvalidSignature`] naming the
-    /// key. Each key counts once however many lines it has. Returns the
-    /// distinct trusted keys that signed, in order of first appearance, if
-    /// there are at least `root.threshold` of them, else
-    /// [`NoteError::BelowThreshold`].
+    /// ignored, well-formed or not. Every line that matches a trusted key
+    /// must verify, or the whole note is rejected with
+    /// [`NoteError::InvalidSignature`] naming the key; a malformed line that
+    /// matches a trusted key (its name, and its key ID or a key ID that
+    /// cannot be decoded) rejects the note with
+    /// [`NoteError::MalformedTrustedSignature`]. Each key counts once however
+    /// many lines it has. Returns the distinct trusted keys that signed, in
+    /// order of first appearance, if there are at least `root.threshold` of
+    /// them, else [`NoteError::BelowThreshold`].
     pub fn verify(&self, root: &TrustRoot) -> Result<Vec<VerifierKey>, NoteError> {
         root.validate()?;
+        for bad in &self.malformed {
+            let names = |k: &&VerifierKey| k.name() == bad.name && bad.key_id.is_none_or(|id| id == k.key_id());
+            if let Some(key) = root.keys.iter().find(names) {
+                return Err(NoteError::MalformedTrustedSignature {
+                    key: Box::new(key.clone()),
+                    line: bad.line,
+                    reason: bad.reason,
+                });
+            }
+        }
         let mut signed: Vec<VerifierKey> = Vec::new();
         for sig in &self.signatures {
             let Some(key) = root.keys.iter().find(|k| k.name() == sig.name && k.key_id() == sig.key_id) else {
@@ -305,21 +370,41 @@ impl Note {
     }
 }
 
-pub(crate) fn parse_signature_line(line: &str, index: usize) -> Result<NoteSignature, NoteError> {
-    let bad = |reason| NoteError::MalformedSignatureLine { line: index, reason };
-    let rest = line.strip_prefix(SIG_PREFIX).ok_or(bad("must start with an em dash (U+2014) and a space"))?;
-    let (name, b64) = rest.split_once(' ').ok_or(bad("missing space between key name and signature"))?;
-    if !is_valid_name(name) {
-        return Err(bad("invalid key name"));
+/// Parses one signature line. The outer error (no em dash and space) makes
+/// the whole note malformed; the inner one is a signature line that is kept
+/// but cannot be verified.
+/// One signature line that must be well formed (a witness's answer).
+pub(crate) fn parse_signature_line_strict(line: &str, index: usize) -> Result<NoteSignature, NoteError> {
+    match parse_signature_line(line, index)? {
+        Ok(sig) => Ok(sig),
+        Err(m) => Err(NoteError::MalformedSignatureLine { line: index, reason: m.reason }),
     }
-    let raw = BASE64.decode(b64).map_err(|_| bad("signature is not canonical standard base64"))?;
-    let (id, signature) = match raw.split_first_chunk::<4>() {
-        Some((id, sig)) if !sig.is_empty() => (u32::from_be_bytes(*id), sig.to_vec()),
-        _ => {
-            return Err(bad("signature must hold a 4-byte key ID and at least 1 byte"));
-        }
+}
+
+fn parse_signature_line(line: &str, index: usize) -> Result<Result<NoteSignature, MalformedSignature>, NoteError> {
+    let rest = line.strip_prefix(SIG_PREFIX).ok_or(NoteError::MalformedSignatureLine {
+        line: index,
+        reason: "must start with an em dash (U+2014) and a space",
+    })?;
+    let (name, b64) = rest.split_once(' ').unwrap_or((rest, ""));
+    let key_id =
+        LENIENT_BASE64.decode(b64).ok().and_then(|raw| raw.first_chunk::<4>().map(|id| u32::from_be_bytes(*id)));
+    let bad = |reason| Ok(Err(MalformedSignature { line: index, name: name.to_owned(), key_id, reason }));
+    if !rest.contains(' ') {
+        return bad("missing space between key name and signature");
+    }
+    if !is_valid_name(name) {
+        return bad("invalid key name");
+    }
+    let Ok(raw) = BASE64.decode(b64) else {
+        return bad("signature is not canonical standard base64");
     };
-    Ok(NoteSignature { name: name.to_owned(), key_id: id, signature })
+    match raw.split_first_chunk::<4>() {
+        Some((id, sig)) if !sig.is_empty() => {
+            Ok(Ok(NoteSignature { name: name.to_owned(), key_id: u32::from_be_bytes(*id), signature: sig.to_vec() }))
+        }
+        _ => bad("signature must hold a 4-byte key ID and at least 1 byte"),
+    }
 }
 
 /// A transparency-log checkpoint (C2SP tlog-checkpoint) as dare uses it.
@@ -601,15 +686,11 @@ mod tests {
 
     #[test]
     fn go_malformed_notes() {
-        let bad_name = format!(
-            "{TEXT}\n— Bad Name x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM="
-        );
         let cases = [
             TEXT.to_owned(),
             format!("{TEXT}\n"),
             format!("{TEXT}\n{}", &PETER_SIG[..PETER_SIG.len() - 1]),
             format!("\x01{TEXT}\n{PETER_SIG}"),
-            bad_name,
             format!("{TEXT}\n{PETER_SIG}Unexpected line.\n"),
         ];
         for msg in &cases {
@@ -618,6 +699,94 @@ mod tests {
         let mut invalid_utf8 = b"\xff".to_vec();
         invalid_utf8.extend_from_slice(peter_note().as_bytes());
         assert!(matches!(Note::parse(&invalid_utf8), Err(NoteError::InvalidUtf8 { offset: 0 })));
+        // Go rejects a bad key name at parse time; dare keeps the line as
+        // malformed, and since "Bad" is no trusted key it cannot count.
+        let bad_name = format!(
+            "{TEXT}\n— Bad Name x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n"
+        );
+        let note = Note::parse(bad_name.as_bytes()).unwrap();
+        assert_eq!(note.malformed_signatures()[0].name, "Bad");
+        assert!(matches!(note.verify_with(&[peter()], 1), Err(NoteError::BelowThreshold { valid: 0, .. })));
+    }
+
+    /// Signature fields that make a line malformed, with the key ID (if any)
+    /// they carry.
+    fn malformed_fields(key_id: u32) -> Vec<(String, &'static str)> {
+        let id = key_id.to_be_bytes();
+        let with_id = |sig: &[u8]| BASE64.encode([&id[..], sig].concat());
+        let canonical = with_id(&[7; 64]);
+        // Non-canonical: the last character's unused bits set.
+        let mut trailing_bits = canonical.clone();
+        trailing_bits.replace_range(canonical.len() - 2..canonical.len() - 1, "B");
+        assert!(BASE64.decode(&trailing_bits).is_err() && LENIENT_BASE64.decode(&trailing_bits).is_ok());
+        vec![
+            (trailing_bits, "non-canonical base64"),
+            (canonical.trim_end_matches('=').to_owned(), "missing padding"),
+            (with_id(&[]), "a key ID and no signature"),
+            (BASE64.encode([1, 2, 3]), "a 3-byte payload"),
+            ("!!!!".to_owned(), "not base64"),
+            (String::new(), "empty"),
+        ]
+    }
+
+    #[test]
+    fn foreign_malformed_lines_are_ignored() {
+        // A line the verifier cannot attribute to a trusted key never rejects
+        // the note (signed-note: ignore signatures from unknown keys).
+        let pq = BASE64.encode([&0x1234_5678u32.to_be_bytes()[..], &[9; 4627 + 8]].concat());
+        let mut lines: Vec<String> =
+            malformed_fields(0x1234_5678).into_iter().map(|(b64, _)| format!("— witness.example/w1 {b64}\n")).collect();
+        lines.push("— Bad+Name AAAAAQE=\n".into());
+        lines.push("— witness.example/w1\n".into());
+        lines.push(format!("— witness.example/pq {pq}\n"));
+        // Peter's name with another key ID: a different key, even malformed.
+        let other_id = malformed_fields(0x0bad_cafe).swap_remove(2).0;
+        lines.push(format!("— PeterNeumann {other_id}\n"));
+        for line in &lines {
+            for msg in [format!("{TEXT}\n{line}{PETER_SIG}"), format!("{TEXT}\n{PETER_SIG}{line}")] {
+                let note = Note::parse(msg.as_bytes()).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+                assert_eq!(note.to_bytes(), msg.as_bytes(), "{line:?}");
+                assert_eq!(note.verify_with(&[peter()], 1).unwrap(), vec![peter()], "{line:?}");
+            }
+        }
+        // The post-quantum-sized line is well-formed, just unknown.
+        let pq_note = Note::parse(format!("{TEXT}\n{PETER_SIG}— witness.example/pq {pq}\n").as_bytes()).unwrap();
+        assert_eq!(pq_note.signatures()[1].signature.len(), 4627 + 8);
+        assert!(pq_note.malformed_signatures().is_empty());
+        // All of them at once, beside nothing trusted: below threshold.
+        let all = format!("{TEXT}\n{}", lines.concat());
+        let note = Note::parse(all.as_bytes()).unwrap();
+        assert_eq!(note.to_bytes(), all.as_bytes());
+        assert!(matches!(note.verify_with(&[peter()], 1), Err(NoteError::BelowThreshold { valid: 0, .. })));
+    }
+
+    #[test]
+    fn malformed_lines_of_a_trusted_key_reject_the_note() {
+        let peter_id = peter().key_id();
+        let mut fields = malformed_fields(peter_id);
+        // Canonical but not a valid signature: well-formed, fails to verify.
+        let forged = BASE64.encode([&peter_id.to_be_bytes()[..], &[9; 4627 + 8]].concat());
+        for (b64, what) in fields.drain(..) {
+            for msg in [
+                format!("{TEXT}\n{PETER_SIG}— PeterNeumann {b64}\n"),
+                format!("{TEXT}\n— PeterNeumann {b64}\n{PETER_SIG}"),
+            ] {
+                let note = Note::parse(msg.as_bytes()).unwrap_or_else(|e| panic!("{what}: {e}"));
+                assert_eq!(note.to_bytes(), msg.as_bytes());
+                let err = note.verify_with(&[peter(), enoch()], 1).unwrap_err();
+                assert!(
+                    matches!(&err, NoteError::MalformedTrustedSignature { key, .. } if **key == peter()),
+                    "{what}: {err}"
+                );
+            }
+        }
+        // No space, so no key ID: the name alone attributes it.
+        let note = Note::parse(format!("{TEXT}\n{PETER_SIG}— PeterNeumann\n").as_bytes()).unwrap();
+        assert!(matches!(note.verify_with(&[peter()], 1), Err(NoteError::MalformedTrustedSignature { line: 2, .. })));
+        let note = Note::parse(format!("{TEXT}\n{PETER_SIG}— PeterNeumann {forged}\n").as_bytes()).unwrap();
+        assert!(matches!(note.verify_with(&[peter()], 1), Err(NoteError::InvalidSignature { .. })));
+        // A verifier that does not trust Peter ignores all of these.
+        assert!(matches!(note.verify_with(&[enoch()], 1), Err(NoteError::BelowThreshold { valid: 0, .. })));
     }
 
     #[test]
@@ -628,7 +797,9 @@ mod tests {
         // Missing final newline.
         assert!(matches!(parse(&format!("{TEXT}\n{}", PETER_SIG.trim_end())), Err(NoteError::MissingFinalNewline)));
         assert!(matches!(parse(&format!("{TEXT}\n")), Err(NoteError::NoSignatures)));
-        // Bad base64 (character, padding, non-canonical trailing bits).
+        // Bad base64 (character, padding, non-canonical trailing bits): kept
+        // as malformed lines, which reject the note for a verifier trusting
+        // Peter.
         for b64 in [
             "x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnA!=",
             "x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM",
@@ -637,16 +808,15 @@ mod tests {
             "",
             "AAAA",
         ] {
+            let note = parse(&format!("{TEXT}\n— PeterNeumann {b64}\n")).unwrap();
+            assert_eq!(note.malformed_signatures().len(), 1, "{b64:?}");
             assert!(
-                matches!(
-                    parse(&format!("{TEXT}\n— PeterNeumann {b64}\n")),
-                    Err(NoteError::MalformedSignatureLine { line: 1, .. })
-                ),
+                matches!(note.verify_with(&[peter()], 1), Err(NoteError::MalformedTrustedSignature { line: 1, .. })),
                 "{b64:?}"
             );
         }
         // Bad em dash: hyphens, en dash, missing space, double space.
-        for prefix in ["-- ", "- ", "\u{2013} ", "\u{2014}", "\u{2014}  ", " \u{2014} "] {
+        for prefix in ["-- ", "- ", "\u{2013} ", "\u{2014}", " \u{2014} "] {
             let line = PETER_SIG.replacen("— ", prefix, 1);
             assert!(
                 matches!(
@@ -656,11 +826,9 @@ mod tests {
                 "{prefix:?}"
             );
         }
-        // Missing space between name and signature.
-        assert!(matches!(
-            parse(&format!("{TEXT}\n— PeterNeumann\n")),
-            Err(NoteError::MalformedSignatureLine { line: 1, .. })
-        ));
+        // A double space leaves an empty (invalid) name: a malformed line.
+        let note = parse(&format!("{TEXT}\n{PETER_SIG}{}", PETER_SIG.replacen("— ", "—  ", 1))).unwrap();
+        assert_eq!(note.malformed_signatures()[0].reason, "invalid key name");
         // CR is a control character.
         assert!(matches!(
             parse(&peter_note().replace('\n', "\r\n")),

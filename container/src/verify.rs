@@ -1120,6 +1120,8 @@ fn base_size(r: &EntryRecord) -> u64 {
 pub(crate) fn content_problem(e: content::ContentError) -> Problem {
     match e {
         content::ContentError::Mismatch(m) => Problem::Payload(m),
+        content::ContentError::Payload { source: content::PayloadError::Write(e), .. } => Problem::Io(e),
+        e @ content::ContentError::Payload { .. } => Problem::Payload(e.to_string()),
         content::ContentError::Io(e) => Problem::Io(e),
     }
 }

@@ -38,6 +38,11 @@ impl<'p, W: Write> OneFrame<'p, W> {
         Ok(OneFrame { decoder, inner, out: vec![0u8; 128 * 1024], done: false })
     }
 
+    /// The inner writer.
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.inner
+    }
+
     /// Checks the frame ended and returns the inner writer.
     pub fn finish(self) -> io::Result<W> {
         if !self.done {

@@ -22,16 +22,24 @@ pub struct OverlayBody {
     pub bytes: Bytes,
     /// Its `Content-Type`, e.g. `text/plain; charset=utf-8`.
     pub content_type: &'static str,
+    /// Its `Cache-Control`, if any, e.g. `max-age=5`.
+    pub cache_control: Option<&'static str>,
 }
 
 impl OverlayBody {
     /// A `text/plain; charset=utf-8` body.
     pub fn text(text: impl Into<Bytes>) -> OverlayBody {
-        OverlayBody { bytes: text.into(), content_type: "text/plain; charset=utf-8" }
+        OverlayBody { bytes: text.into(), content_type: "text/plain; charset=utf-8", cache_control: None }
     }
 
     /// An `application/octet-stream` body.
     pub fn binary(bytes: impl Into<Bytes>) -> OverlayBody {
-        OverlayBody { bytes: bytes.into(), content_type: "application/octet-stream" }
+        OverlayBody { bytes: bytes.into(), content_type: "application/octet-stream", cache_control: None }
+    }
+
+    /// The same body with a `Cache-Control` header.
+    pub fn cache_control(mut self, value: &'static str) -> OverlayBody {
+        self.cache_control = Some(value);
+        self
     }
 }

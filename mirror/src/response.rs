@@ -123,6 +123,7 @@ struct Representation {
     etag: Option<String>,
     last_modified: Option<SystemTime>,
     content_type: &'static str,
+    cache_control: Option<&'static str>,
     source: Source,
 }
 
@@ -138,6 +139,7 @@ impl Representation {
             etag: Some(file.etag),
             last_modified: Some(file.last_modified),
             content_type: OCTET_STREAM,
+            cache_control: None,
             source: Source::File(file.file),
         }
     }
@@ -148,6 +150,7 @@ impl Representation {
             etag: None,
             last_modified: None,
             content_type: body.content_type,
+            cache_control: body.cache_control,
             source: Source::Memory(body.bytes),
         }
     }
@@ -210,6 +213,9 @@ fn answer(
     let mut headers = header::HeaderMap::new();
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     rep.validator_headers(&mut headers);
+    if let Some(value) = rep.cache_control {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(value));
+    }
     let (status, pieces) = match ranges {
         None => {
             headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(rep.content_type));

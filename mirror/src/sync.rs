@@ -48,8 +48,9 @@ use dare_updater::transport::{ByteRange, RangeSink, SinkError, Transport, Transp
 use crate::files::ServedLengths;
 use crate::tlog::TlogOverlay;
 
-/// The most bytes read to find an upstream's last seal (the updater's bound).
-pub const MAX_SEAL: u64 = 72 * 1024;
+/// The most bytes read to find an upstream's last seal: the largest seal
+/// frame, the updater's bound too.
+pub const MAX_SEAL: u64 = dare_container::header::MAX_SEAL_FRAME;
 /// The first suffix asked for: most seals fit.
 const FIRST_SUFFIX: u64 = 16 * 1024;
 /// The most bytes read to find a genesis frame.

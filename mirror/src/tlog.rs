@@ -15,6 +15,17 @@ use dare_container::tiles::{TileId, tile_bytes, tile_hashes};
 
 use crate::overlay::{Overlay, OverlayBody};
 
+/// `Cache-Control` of `/NAME/checkpoint`: it changes with every publish, and
+/// tlog-tiles asks that it not be cached beyond a few seconds.
+pub const CHECKPOINT_CACHE_CONTROL: &str = "max-age=5";
+/// `Cache-Control` of a full tile: its hashes never change (tlog-tiles: long
+/// lived).
+pub const FULL_TILE_CACHE_CONTROL: &str = "max-age=31536000, immutable";
+/// `Cache-Control` of a partial tile: its hashes do not change either, but
+/// logs may stop serving it once the full tile exists, so caches keep it
+/// briefly.
+pub const PARTIAL_TILE_CACHE_CONTROL: &str = "max-age=60";
+
 /// One container's verified log: its latest checkpoint note and its tree.
 #[derive(Debug)]
 struct Log {
@@ -55,7 +66,9 @@ impl Overlay for TlogOverlay {
         // Every request comes here first: the lock is taken only for those.
         if let Some(name) = path.strip_suffix("/checkpoint") {
             let logs = self.logs.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-            return logs.get(name).map(|l| OverlayBody::text(l.checkpoint.clone()));
+            return logs
+                .get(name)
+                .map(|l| OverlayBody::text(l.checkpoint.clone()).cache_control(CHECKPOINT_CACHE_CONTROL));
         }
         let at = path.find("/tile/")?;
         let (name, rest) = path.split_at(at);
@@ -70,7 +83,8 @@ impl Overlay for TlogOverlay {
             return None;
         }
         let hashes = tile_hashes(&log.tree, tile).ok()?;
-        Some(OverlayBody::binary(tile_bytes(&hashes)))
+        let cache = if tile.is_full() { FULL_TILE_CACHE_CONTROL } else { PARTIAL_TILE_CACHE_CONTROL };
+        Some(OverlayBody::binary(tile_bytes(&hashes)).cache_control(cache))
     }
 }
 
@@ -88,10 +102,13 @@ mod tests {
         let o = TlogOverlay::new();
         o.set("/app.dare", "example.com/app\n300\nAAAA\n\n".into(), Arc::new(tree.clone()), 300);
         assert_eq!(o.lookup("/app.dare/checkpoint").unwrap().bytes, "example.com/app\n300\nAAAA\n\n");
+        assert_eq!(o.lookup("/app.dare/checkpoint").unwrap().cache_control, Some("max-age=5"));
         assert!(o.lookup("/other.dare/checkpoint").is_none());
         let full = o.lookup("/app.dare/tile/0/000").unwrap();
         assert_eq!(full.bytes.len(), 256 * 32);
         assert_eq!(&full.bytes[..32], &tree.leaf(0).unwrap()[..]);
+        assert_eq!(full.cache_control, Some("max-age=31536000, immutable"));
+        assert_eq!(o.lookup("/app.dare/tile/0/001.p/44").unwrap().cache_control, Some("max-age=60"));
         assert_eq!(o.lookup("/app.dare/tile/0/001.p/44").unwrap().bytes.len(), 44 * 32);
         assert_eq!(o.lookup("/app.dare/tile/0/001.p/10").unwrap().bytes.len(), 10 * 32);
         assert!(o.lookup("/app.dare/tile/0/001.p/45").is_none());

@@ -14,7 +14,7 @@ use std::fs::{self, File};
 use std::io::{self, BufWriter};
 use std::path::{Path, PathBuf};
 
-use dare_container::content::entry_content;
+use dare_container::content::{ContentError, PayloadError, entry_content};
 use dare_container::frame::ReadAt;
 use dare_container::header::FileRecord;
 use dare_container::keys::VerifierKey;
@@ -168,8 +168,10 @@ fn write_verified<R: ReadAt + Sync>(src: &R, scan: &Scan, f: &FileRecord, dest: 
     let frame = scan.entry(f.entry.leaf).map(|r| r.frame).ok_or_else(|| PublishError::Integrity(f.path.clone()))?;
     let out = dare_container::fsys::create_new(dest, 0o600).map_err(|err| PublishError::io("creating", dest, err))?;
     let io_err = |err: io::Error| PublishError::io("writing", dest, err);
-    let out = entry_content(src, &frame, e, BufWriter::with_capacity(1 << 20, out))
-        .map_err(|err| PublishError::Integrity(format!("{}: {err}", f.path)))?;
+    let out = entry_content(src, &frame, e, BufWriter::with_capacity(1 << 20, out)).map_err(|err| match err {
+        ContentError::Payload { source: PayloadError::Write(err), .. } => io_err(err),
+        err => PublishError::Integrity(format!("{}: {err}", f.path)),
+    })?;
     let file = out.into_inner().map_err(|err| io_err(err.into_error()))?;
     file.sync_all().map_err(io_err)?;
     dare_container::fsys::set_mode(dest, f.mode).map_err(io_err)?;

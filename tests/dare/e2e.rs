@@ -476,3 +476,87 @@ fn the_demo_runs_and_leaves_containers_that_verify() {
     let current = std::fs::read_link(sb.path("demo/client/install/current")).unwrap();
     assert!(current.ends_with("1.1.0"), "{}", current.display());
 }
+
+/// Rewrites the container's last seal with `lines` appended to its note's
+/// signature lines: what a container looks like once cosigners (witnesses)
+/// added their lines to the publisher's. The publisher's own signature still
+/// covers the unchanged checkpoint text.
+fn add_seal_lines(container: &Path, lines: &str) {
+    use dare_container::header::Header;
+    let mut bytes = std::fs::read(container).unwrap();
+    let (info, header) = crate::support::frames(&bytes).pop().expect("a frame");
+    let Header::Seal(mut seal) = header else { panic!("the last frame is a seal") };
+    seal.checkpoint.push_str(lines);
+    let header = Header::Seal(seal).to_bytes().expect("a valid seal");
+    bytes.truncate(usize::try_from(info.offset).unwrap());
+    bytes.extend(dare_container::frame::encode_frame(&header, b"").expect("a frame"));
+    std::fs::write(container, bytes).unwrap();
+}
+
+/// Signature lines of keys the client does not trust, malformed in the ways
+/// signed-note leaves to the verifier: non-canonical base64 (unused bits
+/// set), a 3-byte payload, a name with a `+`.
+const FOREIGN_MALFORMED: &str = "— witness.example/a AAAAAQF=\n— witness.example/b AQID\n— Bad+Name AAAAAQE=\n";
+
+/// `n` cosignature lines the size of timestamped ML-DSA-87 ones (key ID,
+/// 8-byte timestamp, 4627-byte signature), from keys the client does not
+/// trust.
+fn post_quantum_lines(n: u32) -> String {
+    use base64::Engine as _;
+    (0..n)
+        .map(|i| {
+            let raw: Vec<u8> = (0..4 + 8 + 4627u32).map(|b| (b * 31 + i * 7) as u8).collect();
+            format!("— witness{i}.example/pq {}\n", base64::engine::general_purpose::STANDARD.encode(raw))
+        })
+        .collect()
+}
+
+#[test]
+fn a_seal_with_malformed_foreign_signature_lines_verifies_and_updates() {
+    let (sb, container) = setup();
+    add_seal_lines(&container, FOREIGN_MALFORMED);
+    sb.dare(&["verify", "www/app.dare"]).ok();
+    let o = update(&sb, "www/app.dare", "client", false);
+    assert_eq!((o["status"].as_str(), o["version"].as_str()), (Some("updated"), Some("1.0.0")), "{o}");
+    // The publisher appends after such a seal, and a client follows.
+    publish(&sb, &container, "1.1.0", T0 + 2);
+    add_seal_lines(&container, FOREIGN_MALFORMED);
+    sb.dare(&["verify", "www/app.dare"]).ok();
+    let o = update(&sb, "www/app.dare", "client", false);
+    assert_eq!((o["status"].as_str(), o["version"].as_str()), (Some("updated"), Some("1.1.0")), "{o}");
+}
+
+#[test]
+fn seals_with_sixteen_post_quantum_cosignatures_verify_serve_sync_and_update() {
+    let (sb, container) = setup();
+    let lines = post_quantum_lines(16);
+    assert!(lines.len() > 96 * 1024, "{} bytes of cosignatures", lines.len());
+    add_seal_lines(&container, &lines);
+    publish(&sb, &container, "1.1.0", T0 + 2);
+    add_seal_lines(&container, &lines);
+    sb.dare(&["verify", "www/app.dare"]).ok();
+
+    // From a path and from `dare serve`, a new client and one that knows
+    // the previous (large) seal.
+    let o = update(&sb, "www/app.dare", "path-client", false);
+    assert_eq!((o["status"].as_str(), o["version"].as_str()), (Some("updated"), Some("1.1.0")), "{o}");
+    let origin = Served::start(&sb.path("www"), &[]);
+    let o = update(&sb, &origin.url("/app.dare"), "client", false);
+    assert_eq!((o["status"].as_str(), o["version"].as_str()), (Some("updated"), Some("1.1.0")), "{o}");
+    let o = update(&sb, &origin.url("/app.dare"), "client", false);
+    assert_eq!(o["status"], "up-to-date", "{o}");
+
+    // A mirror syncs it from the origin and serves it.
+    std::fs::create_dir_all(sb.path("mirror")).unwrap();
+    let mirror = Served::start(
+        &sb.path("mirror"),
+        &["--upstream", &origin.url("/app.dare"), "--sync-interval", "1", "--trust", "k.pub"],
+    );
+    let whole = std::fs::read(&container).unwrap();
+    eventually(Duration::from_secs(30), "the sync", || {
+        std::fs::read(sb.path("mirror/app.dare")).is_ok_and(|b| b == whole)
+    });
+    let o = update(&sb, &mirror.url("/app.dare"), "mirror-client", false);
+    assert_eq!((o["status"].as_str(), o["version"].as_str()), (Some("updated"), Some("1.1.0")), "{o}");
+    sb.dare(&["verify", "mirror/app.dare"]).ok();
+}

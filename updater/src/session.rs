@@ -23,28 +23,25 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 use dare_container::client::{
     self, Fetched, PlanError, ProofPlan, SignedSeal, SignedTop, TailError, TailRead, TailSeal, check_index_header,
     merge_ranges, read_top, top_ranges,
 };
-use dare_container::content::{self, MAX_DELTA_SIZE};
+use dare_container::content::{self, MAX_DELTA_SIZE, PayloadCheck, PayloadError, PayloadSpec};
 use dare_container::frame::{
     FrameEvent, FrameInfo, FrameStream, ReadAt, Window, encode_frame, read_frame_at, read_frame_before,
     read_frame_head, read_header,
 };
-use dare_container::hashio::{BoundedHashWriter, Hasher, to_hex};
-use dare_container::header::{
-    Compression, DeltaRef, FileRecord, Header, Index, LeafRef, Listing, MAX_LISTING, Release, Sha256Hex,
-};
+use dare_container::hashio::to_hex;
+use dare_container::header::{DeltaRef, FileRecord, Header, Index, LeafRef, Listing, MAX_LISTING, Release, Sha256Hex};
 use dare_container::keys::TrustRoot;
 use dare_container::merkle::{Frontier, Hash, NodeId, leaf_hash};
 use dare_container::replica::ReplicaWriter;
 use dare_container::seal::{self, KeysLeaf, RotationWalk, SealRules};
 use dare_container::verify::ScanOptions;
-use dare_container::zstdio::OneFrame;
 
 use crate::config::Config;
 use crate::error::UpdateError;
@@ -60,8 +57,10 @@ use crate::{Outcome, Status};
 pub const FIRST_SEAL: u64 = 1024;
 /// The fewest seal bytes read by a client that knows how long the last seal was.
 const MIN_SEAL: u64 = 256;
-/// The most seal bytes read (a checkpoint is at most 64 KiB).
-pub const MAX_SEAL: u64 = 72 * 1024;
+/// The most seal bytes read: the largest seal frame
+/// ([`MAX_SEAL_FRAME`](dare_container::header::MAX_SEAL_FRAME), room for the
+/// publisher's signature and 16 post-quantum cosignatures).
+pub const MAX_SEAL: u64 = dare_container::header::MAX_SEAL_FRAME;
 /// Bytes read at offset 0 for the genesis frame when the replica lacks it.
 const GENESIS_GUESS: u64 = 1024;
 /// Slack over the last seal's length for the next one (its numbers may grow).
@@ -1180,25 +1179,23 @@ struct Current {
     header_hash: Hash,
     is_delta: bool,
     sha: Sha256Hex,
-    size: u64,
-    stored_sha: Sha256Hex,
-    stored_size: u64,
-    stored: Hasher,
-    out: Content,
+    spec: PayloadSpec,
+    /// The payload's checks, writing the content (or, for a delta, the
+    /// payload, to apply once it verified) to the staging file.
+    check: PayloadCheck<'static, BufWriter<File>>,
     /// For a delta: its base and the installed file holding it.
     base: Option<(Sha256Hex, PathBuf)>,
     staged: PathBuf,
 }
 
-enum Content {
-    Plain(BoundedFile),
-    Zstd(Box<OneFrame<'static, BoundedFile>>),
-    /// A delta's payload, kept to be applied once it verified.
-    Delta(BufWriter<File>),
+/// A payload check's failure as the sink reports it: a staging file's I/O
+/// error is kept as the local error; a mismatch is the mirror's fault.
+fn payload_error(local: &mut Option<UpdateError>, path: &Path, sha: &Sha256Hex, e: PayloadError) -> String {
+    match e {
+        PayloadError::Write(e) => staging_error(local, path, e),
+        e => format!("the entry of {sha}: {e}"),
+    }
 }
-
-/// A staging file that hashes what it is given and refuses more than the signed size.
-type BoundedFile = BoundedHashWriter<BufWriter<File>>;
 
 /// Reads a delta's base into memory and checks it is still what was hashed.
 fn load_base(path: &Path, sha: Sha256Hex) -> Result<Vec<u8>, String> {
@@ -1214,20 +1211,11 @@ fn load_base(path: &Path, sha: Sha256Hex) -> Result<Vec<u8>, String> {
 fn apply_delta(p: &PendingDelta, out: &Path) -> Result<(), String> {
     let base = load_base(&p.base_path, p.base)?;
     let file = File::create(out).map_err(|e| format!("{}: {e}", out.display()))?;
-    let sink = BoundedHashWriter::new(BufWriter::with_capacity(1 << 20, file), p.size);
-    let mut dec = OneFrame::with_prefix(sink, &base).map_err(|e| format!("zstd: {e}"))?;
+    let mut check =
+        PayloadCheck::with_base(p.spec, &base, BufWriter::with_capacity(1 << 20, file)).map_err(|e| e.to_string())?;
     let mut input = File::open(&p.payload).map_err(|e| format!("{}: {e}", p.payload.display()))?;
-    std::io::copy(&mut input, &mut dec).map_err(|e| format!("zstd: {e}"))?;
-    let mut f = dec.finish().map_err(|e| format!("zstd: {e}"))?;
-    f.flush().map_err(|e| e.to_string())?;
-    let (content, len, w) = f.finish();
-    if len != p.size || content != p.sha.0 {
-        return Err(format!(
-            "the patched content ({len} bytes) hashes to {}, not the signed {}",
-            to_hex(&content),
-            p.sha
-        ));
-    }
+    std::io::copy(&mut input, &mut check).map_err(|e| format!("the patched content: {e}"))?;
+    let w = check.finish().map_err(|e| format!("the patched content: {e}"))?;
     let f = w.into_inner().map_err(|e| e.error().to_string())?;
     f.sync_all().map_err(|e| e.to_string())
 }
@@ -1235,7 +1223,7 @@ fn apply_delta(p: &PendingDelta, out: &Path) -> Result<(), String> {
 /// A delta whose stored bytes verified, waiting to be applied.
 struct PendingDelta {
     sha: Sha256Hex,
-    size: u64,
+    spec: PayloadSpec,
     base: Sha256Hex,
     base_path: PathBuf,
     payload: PathBuf,
@@ -1285,15 +1273,13 @@ impl<'a> ContentSink<'a> {
             FrameEvent::Header { offset, header, payload_len } => {
                 let x = self.expected.get(&offset).ok_or_else(|| format!("an unexpected frame at byte {offset}"))?;
                 let parsed = Header::parse(header).map_err(|e| format!("the entry at byte {offset}: {e}"))?;
-                let (size, stored_size, stored_sha, compression, is_delta) = match (&parsed, &x.base) {
-                    (Header::Entry(e), None) if e.sha256 == x.sha => {
-                        (e.size, e.stored_size, e.stored_sha256, e.compression, false)
-                    }
+                let (spec, is_delta) = match (&parsed, &x.base) {
+                    (Header::Entry(e), None) if e.sha256 == x.sha => (PayloadSpec::entry(e), false),
                     (Header::Delta(d), Some((base, _))) if d.sha256 == x.sha && d.base == *base => {
                         if d.size > MAX_DELTA_SIZE || d.base_size > MAX_DELTA_SIZE {
                             return Err(format!("the delta at byte {offset} is over {MAX_DELTA_SIZE} bytes"));
                         }
-                        (d.size, d.stored_size, d.stored_sha256, Compression::Zstd, true)
+                        (PayloadSpec::delta(d), true)
                     }
                     _ => {
                         return Err(format!(
@@ -1302,23 +1288,20 @@ impl<'a> ContentSink<'a> {
                         ));
                     }
                 };
-                if payload_len != stored_size {
+                if payload_len != spec.stored_size {
                     return Err(format!(
-                        "the entry at byte {offset}: payload is {payload_len} bytes, the header says {stored_size}"
+                        "the entry at byte {offset}: payload is {payload_len} bytes, the header says {}",
+                        spec.stored_size
                     ));
                 }
                 let name = if is_delta { format!("{}.delta", x.sha) } else { x.sha.to_string() };
                 let staged = self.staging.join(name);
                 let file = File::create(&staged).map_err(|e| staging_error(&mut self.local, &staged, e))?;
-                let out = match compression {
-                    _ if is_delta => Content::Delta(BufWriter::with_capacity(1 << 20, file)),
-                    Compression::None => {
-                        Content::Plain(BoundedHashWriter::new(BufWriter::with_capacity(1 << 20, file), size))
-                    }
-                    Compression::Zstd => {
-                        let sink = BoundedHashWriter::new(BufWriter::with_capacity(1 << 20, file), size);
-                        Content::Zstd(Box::new(OneFrame::new(sink).map_err(|e| format!("zstd: {e}"))?))
-                    }
+                let out = BufWriter::with_capacity(1 << 20, file);
+                let check = if is_delta {
+                    PayloadCheck::stored_only(spec, out)
+                } else {
+                    PayloadCheck::new(spec, out).map_err(|e| format!("the entry of {}: {e}", x.sha))?
                 };
                 self.current = Some(Current {
                     offset,
@@ -1326,24 +1309,15 @@ impl<'a> ContentSink<'a> {
                     header_hash: leaf_hash(header),
                     is_delta,
                     sha: x.sha,
-                    size,
-                    stored_sha,
-                    stored_size,
-                    stored: Hasher::new(),
-                    out,
+                    spec,
+                    check,
                     base: x.base.clone(),
                     staged,
                 });
             }
             FrameEvent::Payload(bytes) => {
                 let c = self.current.as_mut().ok_or("payload without a header")?;
-                c.stored.update(bytes);
-                match &mut c.out {
-                    Content::Plain(f) => f.write_all(bytes),
-                    Content::Zstd(d) => d.write_all(bytes),
-                    Content::Delta(f) => f.write_all(bytes),
-                }
-                .map_err(|e| staging_error(&mut self.local, &c.staged, e))?;
+                c.check.feed(bytes).map_err(|e| payload_error(&mut self.local, &c.staged, &c.sha, e))?;
                 self.received += bytes.len() as u64;
                 if let Some(p) = &self.cfg.progress {
                     p.event(Event::Fetched { bytes: self.received });
@@ -1351,15 +1325,7 @@ impl<'a> ContentSink<'a> {
             }
             FrameEvent::End(frame) => {
                 let c = self.current.take().ok_or("a frame ended without a header")?;
-                let (stored, n) = c.stored.finish();
-                if n != c.stored_size || stored != c.stored_sha.0 {
-                    return Err(format!(
-                        "the entry of {}: the stored bytes hash to {}, not the signed {}",
-                        c.sha,
-                        to_hex(&stored),
-                        c.stored_sha
-                    ));
-                }
+                let out = c.check.finish().map_err(|e| payload_error(&mut self.local, &c.staged, &c.sha, e))?;
                 let x = self.expected.get(&c.offset).ok_or("an unexpected frame")?;
                 if frame.len() != x.length {
                     return Err(format!(
@@ -1372,40 +1338,19 @@ impl<'a> ContentSink<'a> {
                 self.done.leaves.insert(c.leaf, c.header_hash);
                 if c.is_delta {
                     self.done.delta += frame.len();
-                } else {
-                    self.done.full += frame.len();
+                    let (base, base_path) = c.base.ok_or("a delta without a base")?;
+                    self.done.deltas.push(PendingDelta {
+                        sha: c.sha,
+                        spec: c.spec,
+                        base,
+                        base_path,
+                        payload: c.staged,
+                    });
+                    return Ok(());
                 }
-                let written = match c.out {
-                    Content::Delta(mut f) => {
-                        let (base, base_path) = c.base.clone().ok_or("a delta without a base")?;
-                        f.flush().map_err(|e| staging_error(&mut self.local, &c.staged, e))?;
-                        self.done.deltas.push(PendingDelta {
-                            sha: c.sha,
-                            size: c.size,
-                            base,
-                            base_path,
-                            payload: c.staged,
-                        });
-                        return Ok(());
-                    }
-                    Content::Plain(f) => Ok(f),
-                    Content::Zstd(d) => d.finish().map_err(|e| staging_error(&mut self.local, &c.staged, e)),
-                };
-                let local = &mut self.local;
-                let verified = written.and_then(|mut f| {
-                    f.flush().map_err(|e| staging_error(local, &c.staged, e))?;
-                    let (content, len, out) = f.finish();
-                    if len != c.size || content != c.sha.0 {
-                        return Err(format!(
-                            "the content ({len} bytes) hashes to {}, not the signed {}",
-                            to_hex(&content),
-                            c.sha
-                        ));
-                    }
-                    let f = out.into_inner().map_err(|e| staging_error(local, &c.staged, e.into_error()))?;
-                    f.sync_all().map_err(|e| staging_error(local, &c.staged, e))
-                });
-                verified.map_err(|e| format!("the entry of {}: {e}", c.sha))?;
+                self.done.full += frame.len();
+                let f = out.into_inner().map_err(|e| staging_error(&mut self.local, &c.staged, e.into_error()))?;
+                f.sync_all().map_err(|e| staging_error(&mut self.local, &c.staged, e))?;
                 self.done.staged.insert(c.sha, c.staged);
             }
         }

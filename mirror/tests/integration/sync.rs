@@ -946,12 +946,21 @@ async fn assert_tlog(server: &Serving, container: &Path) {
     let bytes = read(container);
     let reply = get(server.addr, &format!("{PATH}/checkpoint"), None).await;
     assert_eq!(reply.status, 200);
+    // tlog-tiles: the checkpoint is cached a few seconds at most, full
+    // tiles for long, partial ones (which may go away) briefly.
+    assert_eq!(reply.header("cache-control"), Some("max-age=5"));
     assert_eq!(String::from_utf8(reply.body).unwrap(), s.last_seal.seal.checkpoint);
     assert!(!s.tiles.is_empty());
     for (&(level, index, width), &offset) in &s.tiles {
         let tile = TileId { level, index, width };
         let reply = get(server.addr, &format!("{PATH}/{}", tile.path()), None).await;
         assert_eq!(reply.status, 200, "{}", tile.path());
+        let cache = reply.header("cache-control");
+        if tile.is_full() {
+            assert_eq!(cache, Some("max-age=31536000, immutable"), "{}", tile.path());
+        } else {
+            assert_eq!(cache, Some("max-age=60"), "{}", tile.path());
+        }
         let want = &bytes[offset as usize..offset as usize + usize::from(width) * 32];
         same_bytes(&reply.body, want, &tile.path());
     }
