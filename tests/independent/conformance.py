@@ -104,6 +104,7 @@ class Writer:
         self.contents = {}  # sha256 hex -> entry ref
         self.listings = {}  # index leaf -> its listing
         trust = {"keys": [k.text for k in keys], "threshold": threshold}
+        self.trust = trust
         self.leaf({"kind": "genesis", "format": 2, "origin": origin, "product": "conf", "trust": trust})
         self.seal(T0)
 
@@ -167,9 +168,22 @@ class Writer:
         self.latest[(channel, target)] = (version, ref, head(at_head))
         return ref
 
-    def keys(self, keys, threshold=1):
-        self.keys_ref = self.leaf({"kind": "keys", "trust": {"keys": [k.text for k in keys], "threshold": threshold}})
+    def keys(self, keys, threshold=1, signers=None, origin=None, previous="auto"):
+        """3.7 and 6.5: a keys leaf naming the one before it, its rotation note
+        signed by the signers of the root in effect and the new keys."""
+        new = {"keys": [k.text for k in keys], "threshold": threshold}
+        text = (f"dare-rotation/v1\n{origin or self.origin}\nfrom {r.fingerprint(self.trust)}\n"
+                f"to {r.fingerprint(new)}\n")
+        if signers is None:
+            signers = list(dict.fromkeys(self.signers + list(keys)))
+        h = {"kind": "keys", "trust": new}
+        prev = self.keys_ref if previous == "auto" else previous
+        if prev:
+            h["previous"] = prev
+        h["rotation"] = text + "\n" + "".join(k.line(text.encode()) for k in signers)
+        self.keys_ref = self.leaf(h)
         self.next_signers = list(keys)
+        self.trust = new
         return self.keys_ref
 
     def manifest_header(self, extra=None):

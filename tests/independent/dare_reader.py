@@ -329,7 +329,7 @@ SCHEMAS = {  # 3.2 - 3.12
         "patch": Opt(PATCH),
     },
     "manifest": {"releases": (RELEASE, 0, U64), "keys": Opt(LEAF_REF)},
-    "keys": {"trust": TRUST},
+    "keys": {"trust": TRUST, "previous": Opt(LEAF_REF), "rotation": any_string},
     "tile": {"level": range(8), "index": UINT64, "width": range(1, 257)},
     "page": {"level": range(8), "index": UINT64},
     "map": {"size": range(1, 2**64)},
@@ -830,6 +830,7 @@ class Verifier:
 
     def on_genesis(self, f):  # 3.2
         self.genesis, self.roots = f.h, parse_trust(f.h["trust"])
+        self.trust_dict, self.last_keys = f.h["trust"], None
 
     def on_entry(self, f):  # 3.3
         content = content_of(self.data, f)
@@ -940,7 +941,17 @@ class Verifier:
     def on_keys(self, f):  # 3.7
         if any(g.kind == "keys" for g in self.seg):
             raise Invalid("more than one keys frame between two seals")
-        parse_trust(f.h["trust"])
+        new = f.h["trust"]
+        parse_trust(new)
+        # 3.7: it names the keys leaf before it (a replica may not hold that one).
+        if not self.partial and f.h.get("previous") != self.last_keys:
+            raise Invalid("the keys leaf does not name the keys leaf before it")
+        # 6.5: the rotation note, signed by the root in effect and the new one.
+        text = verify_note(f.h["rotation"], [self.roots, parse_trust(new)])
+        origin = self.genesis["origin"]
+        if text != f"dare-rotation/v1\n{origin}\nfrom {fingerprint(self.trust_dict)}\nto {fingerprint(new)}\n":
+            raise Invalid("the rotation note's text is not the rotation of the root in effect to the new one")
+        self.last_keys = f.ref()
         if not self.partial:
             self.keys_ref = f.ref()
 
@@ -969,6 +980,8 @@ class Verifier:
         if self.prev and (n, root) == self.prev[:2]:
             self.stats["heartbeat"] += 1
         self.roots, self.prev = roots[-1], (n, root, t)
+        if keys:
+            self.trust_dict = keys[-1].h["trust"]
         self.sealed_latest = dict(self.latest)
         self.named_before |= self.named
         self.release_keys, self.named = set(), set()

@@ -175,13 +175,17 @@ pub(crate) async fn run(cfg: &Config, mirrors: &Mirrors, install_wanted: bool) -
     let n = top.size();
     let mut top_leaves = BTreeSet::from([0, n - 1]);
     top_leaves.extend(index_at.map(|i| i.leaf));
+    // The replica keeps these leaves (not the keys leaves), with their own proof.
+    let replica_leaves = top_leaves.clone();
     // Every keys leaf walked is proven in the signed tree with the rest.
     top_leaves.extend(walk.chain.iter().map(|k| k.at.leaf));
     let known = replica.as_ref().map(|r| r.nodes.clone()).unwrap_or_default();
     let mut rplan = ProofPlan::with_known(&top.map, &Frontier::new(), &top_leaves, &known).map_err(plan_error)?;
+    let mut splan = ProofPlan::with_known(&top.map, &Frontier::new(), &replica_leaves, &known).map_err(plan_error)?;
     let mut cplan = ProofPlan::new(&top.map, &old, &BTreeSet::from([n - 1])).map_err(plan_error)?;
-    resolve_slots(mirrors, &mut fetched, &mut [&mut rplan, &mut cplan]).await?;
+    resolve_slots(mirrors, &mut fetched, &mut [&mut rplan, &mut splan, &mut cplan]).await?;
     let mut wanted = rplan.ranges();
+    wanted.extend(splan.ranges());
     wanted.extend(cplan.ranges());
     if fetch_index {
         // A client with the previous listing reads only the index's header and patch.
@@ -252,6 +256,15 @@ pub(crate) async fn run(cfg: &Config, mirrors: &Mirrors, install_wanted: bool) -
             )));
         }
     }
+    let snodes = splan.nodes(|s, l| fetched.get(s, l)).map_err(|e| UpdateError::BadDigest(e.to_string()))?;
+    let replica_leaf_hashes: BTreeMap<u64, Hash> =
+        leaves.iter().filter(|(i, _)| replica_leaves.contains(i)).map(|(i, h)| (*i, *h)).collect();
+    if splan.root(&replica_leaf_hashes, &snodes).ok() != Some(seal.checkpoint.root) {
+        return Err(UpdateError::BadDigest(format!(
+            "the tile hashes proving the replica's leaves do not give the signed root (from {})",
+            mirrors.names().join(", ")
+        )));
+    }
     let manifest_bytes = frame_bytes(&fetched, &top.manifest_frame)?;
     let seal_bytes = frame_bytes(&fetched, &top.seal.frame)?;
     let replica_parts = |index| ReplicaParts {
@@ -260,8 +273,8 @@ pub(crate) async fn run(cfg: &Config, mirrors: &Mirrors, install_wanted: bool) -
         manifest: &manifest_bytes,
         seal: &seal_bytes,
         top: &top,
-        plan: &rplan,
-        nodes: &rnodes,
+        plan: &splan,
+        nodes: &snodes,
     };
     if !newer {
         // Nothing new for this target: keep the newer tree.
