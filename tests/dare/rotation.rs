@@ -95,6 +95,11 @@ impl Offline {
         TrustRoot::new(keys, threshold).unwrap()
     }
 
+    /// The installed `app`, through `current` (a link on Unix, a pointer file on Windows).
+    fn installed(&self) -> std::path::PathBuf {
+        dare_updater::current_dir(&self.sb.path("install")).expect("an installed build").join("app")
+    }
+
     fn key(&self, name: &str) -> SigningKey {
         signing_key(&self.sb.path(name))
     }
@@ -136,7 +141,7 @@ fn a_client_offline_through_several_rotations_updates_once_and_ends_on_todays_ke
     let state: serde_json::Value = serde_json::from_str(&o.state()).unwrap();
     let stored: TrustRoot = serde_json::from_value(state["trust"].clone()).unwrap();
     assert_eq!(stored.fingerprint(), today.fingerprint());
-    assert_eq!(std::fs::read_to_string(o.sb.path("install/current/app")).unwrap_or_default(), "app 2.0.0\n");
+    assert_eq!(std::fs::read_to_string(o.installed()).unwrap_or_default(), "app 2.0.0\n");
     // Nothing more to walk the next time.
     let v = o.update(&[]).json();
     assert_eq!((v["status"].as_str(), v["rotations"].as_u64()), (Some("up-to-date"), Some(0)), "{v}");
@@ -236,7 +241,7 @@ fn a_mirror_that_hides_or_alters_a_rotation_is_refused() {
         let line = run.refused();
         assert!(line.contains("key rotation refused"), "{what}: {line}");
         assert_eq!(o.state(), before, "{what}");
-        assert_eq!(std::fs::read_to_string(o.sb.path("install/current/app")).unwrap_or_default(), "app 1.0.0\n");
+        assert_eq!(std::fs::read_to_string(o.installed()).unwrap_or_default(), "app 1.0.0\n", "{what}");
     }
     // The honest container is taken.
     let v = o.update(&[]).json();

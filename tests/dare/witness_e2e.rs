@@ -361,13 +361,16 @@ fn a_key_rotation_is_cosigned() {
     assert!(ws.iter().all(|w| w.size() == size));
 }
 
-/// A real `dare witness` process, killed when dropped.
+/// A real `dare witness` process, killed when dropped (`dare witness` is
+/// Unix-only, like `dare serve`).
+#[cfg(unix)]
 struct DareWitness {
     child: std::process::Child,
     flag: String,
     public: String,
 }
 
+#[cfg(unix)]
 impl DareWitness {
     fn start(sb: &Sandbox, name: &str) -> DareWitness {
         sb.dare(&["keygen", "--witness", "--out", &format!("{name}.key"), "--name", &format!("{name}.example")]).ok();
@@ -388,6 +391,7 @@ impl DareWitness {
     }
 }
 
+#[cfg(unix)]
 impl Drop for DareWitness {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -395,6 +399,7 @@ impl Drop for DareWitness {
     }
 }
 
+#[cfg(unix)]
 #[test]
 fn real_dare_witnesses_cosign_and_refuse_a_fork() {
     let site = Site::new();
