@@ -449,36 +449,8 @@ impl MemoryTree {
     /// empty tree; RFC 9162 defines PROOF only for `0 < old`).
     pub fn consistency_proof(&self, old: u64, size: u64) -> Result<Vec<Hash>, ProofError> {
         self.check_size(size)?;
-        if old > size {
-            return Err(ProofError::OldSizeTooLarge { old, size });
-        }
-        if old == 0 || old == size {
-            return Ok(Vec::new());
-        }
-        // SUBPROOF(m, D[lo:hi], b), walked from the root down; the RFC lists
-        // the terminal hash first, then the others bottom-up.
-        let (mut lo, mut hi, mut m, mut complete) = (0, size, old, true);
-        let mut proof = Vec::new();
-        loop {
-            if m == hi - lo {
-                if !complete {
-                    proof.push(self.mth(lo, hi)?);
-                }
-                break;
-            }
-            let k = split_point(hi - lo);
-            if m <= k {
-                proof.push(self.mth(lo + k, hi)?);
-                hi = lo + k;
-            } else {
-                proof.push(self.mth(lo, lo + k)?);
-                lo += k;
-                m -= k;
-                complete = false;
-            }
-        }
-        proof.reverse();
-        Ok(proof)
+        // The one RFC walk, with this tree's nodes as the oracle.
+        crate::consistency::consistency_proof(old, size, &mut |id| self.node_or_missing(id))
     }
 }
 
