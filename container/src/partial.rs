@@ -14,7 +14,7 @@ use crate::frame::{FrameInfo, Frames, ReadAt, read_header};
 use crate::header::{FileRecord, Genesis, Header, Keys, Manifest, Proof, Seal};
 use crate::keys::{TrustRoot, VerifierKey};
 use crate::merkle::{Frontier, Hash, MemoryTree, NodeId, leaf_hash, root_from_nodes};
-use crate::seal::{Previous, SealError, SealRules, check_seal};
+use crate::seal::{Previous, SealRules, check_seal};
 use crate::verify::{
     EntryRecord, IndexRecord, Problem, Scan, ScanOptions, SealState, Stored, Tail, VerifyError, content_problem,
 };
@@ -299,10 +299,7 @@ fn check_sealed(c: SealCheck<'_>) -> Result<(SealState, u64, Hash, Frontier), Ve
         .pins(c.pins)
         .rotation(rotations.first().map(|k| &k.trust))
         .previous(previous);
-    let checked = check_seal(&c.seal, &rules).map_err(|e| match e {
-        SealError::Note(n) | SealError::Signature(n) => err(Problem::Signature(n)),
-        other => seal_err(other.to_string()),
-    })?;
+    let checked = check_seal(&c.seal, &rules).map_err(|e| err(e.into()))?;
     let (cp, signers) = (checked.checkpoint, checked.signers);
     let n = cp.size;
     let state = |frontier: Frontier| {

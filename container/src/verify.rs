@@ -160,6 +160,17 @@ pub enum Problem {
     Io(io::Error),
 }
 
+impl From<crate::seal::SealError> for Problem {
+    /// A note that does not parse or verify is a signature problem; a broken
+    /// seal rule (origin, time, order) a seal problem.
+    fn from(e: crate::seal::SealError) -> Self {
+        match e {
+            crate::seal::SealError::Note(n) | crate::seal::SealError::Signature(n) => Problem::Signature(n),
+            other => Problem::Seal(other.to_string()),
+        }
+    }
+}
+
 /// What follows the last seal.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Tail {
@@ -883,10 +894,7 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
             .pins(self.pins.as_deref())
             .rotation(new_root.as_ref())
             .previous(previous);
-        let checked = crate::seal::check_seal(&s, &rules).map_err(|e| match e {
-            crate::seal::SealError::Note(n) | crate::seal::SealError::Signature(n) => err(Problem::Signature(n)),
-            other => seal_err(other.to_string()),
-        })?;
+        let checked = crate::seal::check_seal(&s, &rules).map_err(|e| err(e.into()))?;
         let (cp, signers) = (checked.checkpoint, checked.signers);
         if cp.size != n {
             return Err(seal_err(format!("checkpoint is for {} leaves but the container has {n}", cp.size)));
