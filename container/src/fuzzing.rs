@@ -5,12 +5,15 @@
 //! panic on any input. Not a stable API.
 
 use crate::client::{SealRead, read_seal, read_top};
+use crate::content;
 use crate::cosign::{
     AddCheckpoint, WitnessKey, WitnessPolicy, WitnessSigningKey, cosignature_lines, parse_cosignature_lines,
 };
-use crate::frame::Window;
+use crate::frame::{FrameEvent, FrameStream, Frames, FramesBack, Window, read_header};
+use crate::header::{Header, listing_bytes, parse_listing};
 use crate::keys::{SigningKey, TrustRoot, VerifierKey};
 use crate::note::{Checkpoint, Note};
+use crate::map::{TileMap, decode_page};
 use crate::verify::ScanOptions;
 
 /// The key the structure-aware inputs are signed with, so that a body
@@ -131,6 +134,84 @@ pub fn replica(data: &[u8]) {
         let _ = crate::partial::scan_partial(data, len, &opts, false);
         if let Ok(scan) = crate::verify::scan(data, len, &opts) {
             assert!(scan.sealed_len <= scan.file_len && scan.file_len <= len, "a scan covers at most its bytes");
+        }
+    }
+}
+
+/// The frame reader, both walkers, the stream decoder and the header parser:
+/// no allocation from a hostile length, and the stream decoder agrees with
+/// the random-access reader.
+pub fn frames(data: &[u8]) {
+    let len = data.len() as u64;
+    let mut forward = Vec::new();
+    for info in Frames::new(data, 0, len).flatten() {
+        if let Ok(h) = read_header(data, &info) {
+            let _ = Header::parse(&h);
+        }
+        forward.push(info);
+    }
+    for _ in FramesBack::new(data, 0, len) {}
+    let mut streamed = Vec::new();
+    let mut st = FrameStream::new(0);
+    let _ = st.feed::<()>(data, &mut |ev| {
+        if let FrameEvent::End(info) = ev {
+            streamed.push(info);
+        }
+        Ok(())
+    });
+    assert_eq!(streamed[..], forward[..streamed.len().min(forward.len())], "the stream decoder agrees with the reader");
+}
+
+/// The whole-container verifier, as `dare verify` runs it.
+pub fn container(data: &[u8]) {
+    let len = data.len() as u64;
+    if let Ok(scan) = crate::verify::scan(data, len, &ScanOptions::full()) {
+        assert!(scan.sealed_len <= scan.file_len && scan.file_len <= len, "a scan covers at most its bytes");
+    }
+}
+
+/// Contents and delta bases [`listing`] decodes in memory at most.
+const LISTING_LIMIT: u64 = 1 << 20;
+
+/// Index listings, maps, pages and stored content (entries, deltas,
+/// listings): no allocation from a hostile size, a listing that parses is
+/// written back to the same records, and a map that decodes encodes to the
+/// same bytes.
+pub fn listing(data: &[u8]) {
+    // A file count, then a listing.
+    if let Some((&n, rest)) = data.split_first() {
+        if let Ok(list) = parse_listing(rest, u64::from(n)) {
+            let again = listing_bytes(&list).expect("a parsed listing is valid");
+            assert_eq!(parse_listing(&again, u64::from(n)).expect("a written listing parses"), list);
+        }
+        let _ = decode_page(rest);
+    }
+    // A tree size, then a map.
+    if let Some((size, map)) = data.split_first_chunk::<8>() {
+        if let Ok(decoded) = TileMap::decode(u64::from_be_bytes(*size), map) {
+            assert_eq!(decoded.encode().expect("a decoded map encodes"), map, "a map is written back as it was");
+        }
+    }
+    // Frames: decode what each entry, delta and index holds.
+    let len = data.len() as u64;
+    for info in Frames::new(data, 0, len).flatten() {
+        let Ok(h) = read_header(data, &info) else { continue };
+        match Header::parse(&h) {
+            Ok(Header::Entry(e)) => {
+                let _ = content::check_entry(data, &info, &e);
+                let _ = content::entry_bytes(data, &info, &e, LISTING_LIMIT);
+            }
+            Ok(Header::Delta(d)) => {
+                let _ = content::check_delta_stored(data, &info, &d);
+                if d.base_size <= LISTING_LIMIT.min(len) && d.size <= LISTING_LIMIT {
+                    let base = &data[..d.base_size as usize];
+                    let _ = content::delta_content(data, &info, &d, base, std::io::sink());
+                }
+            }
+            Ok(Header::Index(ix)) => {
+                let _ = content::listing(data, &info, &ix);
+            }
+            _ => {}
         }
     }
 }

@@ -1,9 +1,9 @@
-//! The whole-container verifier on arbitrary bytes: no panic.
+//! The whole-container verifier (container/src/verify.rs), as `dare verify` runs it.
+//! The body is `dare_container::fuzzing::container`, which also runs under proptest in `cargo test`.
 #![no_main]
 
-use dare_container::verify::{ScanOptions, scan};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = scan(data, data.len() as u64, &ScanOptions::full());
+    dare_container::fuzzing::container(data);
 });

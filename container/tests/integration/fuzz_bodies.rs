@@ -172,6 +172,48 @@ proptest! {
     fn replica_on_a_mutated_container(ms in mutations()) {
         fuzzing::replica(&mutate(container().to_vec(), &ms));
     }
+
+    #[test]
+    fn frames_on_any_bytes(data in proptest::collection::vec(any::<u8>(), 0..600)) {
+        fuzzing::frames(&data);
+    }
+
+    #[test]
+    fn frames_on_a_mutated_container(ms in mutations()) {
+        fuzzing::frames(&mutate(container().to_vec(), &ms));
+    }
+
+    #[test]
+    fn container_on_a_mutated_container(ms in mutations()) {
+        fuzzing::container(&mutate(container().to_vec(), &ms));
+    }
+
+    #[test]
+    fn listing_on_any_bytes(data in proptest::collection::vec(any::<u8>(), 0..600)) {
+        fuzzing::listing(&data);
+    }
+
+    #[test]
+    fn listing_on_mutated_listings_maps_and_frames(which in 0usize..3, ms in mutations()) {
+        let input = listing_inputs().swap_remove(which);
+        fuzzing::listing(&input);
+        fuzzing::listing(&mutate(input, &ms));
+    }
+}
+
+/// Valid inputs of the `listing` body: a file count and the listing of the
+/// container's last index, a tree size and its last map, and the container.
+fn listing_inputs() -> Vec<Vec<u8>> {
+    let c = container();
+    let scan = dare_container::verify::scan(c, c.len() as u64, &Default::default()).expect("a valid container");
+    let files = &scan.indexes.last().expect("an index").files;
+    let mut listing = vec![u8::try_from(files.len()).expect("a few files")];
+    listing.extend(dare_container::header::listing_bytes(files).expect("a valid listing"));
+    let at = scan.last_seal.seal.map;
+    let mut map = scan.size().to_be_bytes().to_vec();
+    let frame = dare_container::frame::read_frame_at(c, at.offset, c.len() as u64).expect("the map frame");
+    map.extend_from_slice(&c[frame.payload_offset as usize..][..frame.payload_len as usize]);
+    vec![listing, map, c.to_vec()]
 }
 
 /// An `add-checkpoint` body (old size, a proof, a signed and cosigned
@@ -223,6 +265,14 @@ fn the_valid_inputs_are_accepted() {
     seed("replica", "container", c);
     seed("container", "container", c);
     seed("frames", "container", c);
+    let [listing, map, _] = <[Vec<u8>; 3]>::try_from(listing_inputs()).expect("three inputs");
+    let n = usize::from(listing[0]);
+    assert_eq!(dare_container::header::parse_listing(&listing[1..], n as u64).expect("the listing parses").len(), n);
+    let size = u64::from_be_bytes(map[..8].try_into().expect("8 bytes"));
+    dare_container::map::TileMap::decode(size, &map[8..]).expect("the map decodes");
+    seed("listing", "listing", &listing);
+    seed("listing", "map", &map);
+    seed("listing", "container", c);
 }
 
 /// With `DARE_FUZZ_SEEDS=<dir>` (`.ci/run` sets it to `fuzz/corpus`), writes
