@@ -195,6 +195,31 @@ async fn check_reports_without_installing_or_recording() {
     assert_installed(&c.install, LINUX, "1.0.0", p.app_size);
 }
 
+/// 16 MiB of junk between the frames a seal names and the seal itself (a mirror padding the
+/// tail): what the client remembers for its next tail read is the verified seal's length, so a later
+/// check still reads one small suffix, not the padding.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn padding_before_the_seal_is_not_remembered_as_the_tail() {
+    let dir = tempdir();
+    let p = Publisher::small(dir.path());
+    p.publish("1.0.0", T0 + 60);
+    let (bytes, seal) = (p.bytes(), p.scan().last_seal.frame);
+    let at = seal.offset as usize;
+    let mut padded = bytes[..at].to_vec();
+    padded.extend(noise("padding", 16 << 20));
+    padded.extend_from_slice(&bytes[at..]);
+    let m = Arc::new(MemoryTransport::new("padded", padded));
+    let c = Client::new(dir.path(), "client", LINUX, p.verifiers());
+    // Everything the client uses is verified; the padding is never read.
+    let o = c.update(&m).await.unwrap();
+    assert_eq!((o.status, o.version.as_str()), (Status::Updated, "1.0.0"));
+    assert!(o.bytes_fetched < 1 << 20, "{} bytes", o.bytes_fetched);
+    assert_eq!(c.state().unwrap().seal_len, seal.len(), "the hint is the verified seal frame");
+    let o = c.via(m.clone()).check().await.unwrap();
+    assert_eq!((o.status, o.requests), (Status::UpToDate, 1));
+    assert!(o.bytes_fetched <= seal.len() + 64, "{} bytes for a seal of {}", o.bytes_fetched, seal.len());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn path_and_file_url_mirrors() {
     let dir = tempdir();
