@@ -12,8 +12,8 @@ use crate::cosign::{
 use crate::frame::{FrameEvent, FrameStream, Frames, FramesBack, Window, read_header};
 use crate::header::{Header, listing_bytes, parse_listing};
 use crate::keys::{SigningKey, TrustRoot, VerifierKey};
-use crate::note::{Checkpoint, Note};
 use crate::map::{TileMap, decode_page};
+use crate::note::{Checkpoint, Note};
 use crate::verify::ScanOptions;
 
 /// The key the structure-aware inputs are signed with, so that a body

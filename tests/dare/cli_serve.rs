@@ -128,3 +128,112 @@ fn serve_stops_on_sigterm_while_a_sync_drips() {
     assert!(status.success(), "{status:?}");
     assert!(std::fs::read_dir(sb.path("mirror")).unwrap().next().is_none(), "nothing written");
 }
+
+/// Polls until `done` or `limit` passes (a watchdog: a hang fails the test).
+fn poll(limit: Duration, mut done: impl FnMut() -> bool) -> Option<Duration> {
+    let t = Instant::now();
+    while t.elapsed() < limit {
+        if done() {
+            return Some(t.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// `dare serve --upstream HOSTILE --upstream HONEST` for every mode of the
+/// shared hostile test mirror (`dare-testkit`, the one the updater's tests
+/// use), with the default timeouts: each hostile first upstream costs
+/// bounded time, then the copy is synced from the honest one, and SIGTERM
+/// stops the server. With the hostile upstream alone, SIGTERM in the middle
+/// of a sync stops the server too, leaving the verified copy as it was. The modes run
+/// side by side; the watchdogs only turn a hang into a failure, and the
+/// times are printed.
+#[test]
+fn every_hostile_first_upstream_then_the_honest_one_syncs_and_sigterm_stops_it() {
+    use crate::support::{LINUX, app, publish, signing_key};
+    use dare_testkit::{HostileMirror, Mode};
+    let sb = Sandbox::new();
+    let (key, _) = sb.keygen("release.key");
+    let container = sb.init("app.dare", "release.key");
+    let key = signing_key(&key);
+    let release = |version: &str, time: u64| {
+        let bin = app(LINUX, version);
+        publish(&container, &key, "stable", version, &[(LINUX, &[("bin/app", &bin[..])])], time);
+    };
+    release("1.0.0", T0 + 100);
+    // A mirror's verified copy of 1.0.0; the upstreams serve 1.1.0 too.
+    let older = std::fs::read(&container).unwrap();
+    release("1.1.0", T0 + 200);
+    let want = std::fs::read(&container).unwrap();
+    let public = format!("{}.pub", sb.path("release.key").display());
+    let honest = Arc::new(HostileMirror::start(&container, Mode::Honest));
+    let sb = Arc::new(sb);
+    let mut runs = Vec::new();
+    for (i, mode) in Mode::hostile().into_iter().enumerate() {
+        let (sb, container, older, want, public, honest) =
+            (Arc::clone(&sb), container.clone(), older.clone(), want.clone(), public.clone(), Arc::clone(&honest));
+        runs.push(std::thread::spawn(move || {
+            let name = mode.name();
+            let bad = HostileMirror::start(&container, mode);
+
+            // Hostile first, honest second: synced from the honest one.
+            let dir = format!("mirror-{i}");
+            let (mut mirror, _) =
+                serve(&sb, &dir, &["--upstream", &bad.url(), "--upstream", &honest.url(), "--trust", &public]);
+            let copy = sb.path(&format!("{dir}/app.dare"));
+            let synced = poll(Duration::from_secs(120), || std::fs::read(&copy).is_ok_and(|b| b == want));
+            let stats = bad.stats();
+            terminate(&mirror);
+            let t = Instant::now();
+            let status = wait(&mut mirror, Duration::from_secs(5));
+            let stop = t.elapsed();
+            let mut stderr = String::new();
+            mirror.stderr.take().expect("stderr").read_to_string(&mut stderr).unwrap();
+            let synced = synced.unwrap_or_else(|| panic!("{name}: no synced copy after 120 s: {stderr}"));
+            println!(
+                "{name:<35} synced after {:>5.1} s (hostile upstream: {} requests, {} bytes sent); stopped {stop:.1?} after SIGTERM",
+                synced.as_secs_f64(),
+                stats.requests,
+                stats.bytes_sent,
+            );
+            assert!(status.is_some_and(|s| s.success()), "{name}: {status:?} {stderr}");
+            let left: Vec<_> = std::fs::read_dir(sb.path(&dir)).unwrap().flatten().map(|e| e.file_name()).collect();
+            assert_eq!(left, ["app.dare"], "{name}: only the copy, no staging file");
+
+            // The hostile one alone, for a mirror holding a verified 1.0.0: SIGTERM while its
+            // sync of 1.1.0 is under way (or waiting to retry) stops it, the copy untouched.
+            let dir = format!("alone-{i}");
+            std::fs::create_dir_all(sb.path(&dir)).unwrap();
+            std::fs::write(sb.path(&format!("{dir}/app.dare")), &older).unwrap();
+            let before = bad.stats().requests;
+            let (mut mirror, _) = serve(&sb, &dir, &["--upstream", &bad.url(), "--trust", &public]);
+            poll(Duration::from_secs(60), || bad.stats().requests > before)
+                .unwrap_or_else(|| panic!("{name}: the sync never asked the hostile upstream"));
+            std::thread::sleep(Duration::from_millis(300));
+            if let Some(ended) = mirror.try_wait().expect("waiting for dare serve") {
+                let mut stderr = String::new();
+                mirror.stderr.take().expect("stderr").read_to_string(&mut stderr).unwrap();
+                panic!("{name}: dare serve ended by itself ({ended}): {stderr}");
+            }
+            terminate(&mirror);
+            let t = Instant::now();
+            let status = wait(&mut mirror, Duration::from_secs(5));
+            let stop = t.elapsed();
+            println!("{name:<35} alone: stopped {stop:.1?} after SIGTERM mid-sync");
+            assert!(status.is_some_and(|s| s.success()), "{name}: {status:?} after SIGTERM");
+            let left: Vec<_> = std::fs::read_dir(sb.path(&dir)).unwrap().flatten().map(|e| e.file_name()).collect();
+            assert_eq!(left, ["app.dare"], "{name}: no staging file left");
+            assert!(std::fs::read(sb.path(&format!("{dir}/app.dare"))).unwrap() == older, "{name}: the copy changed");
+        }));
+    }
+    let mut failed = Vec::new();
+    for run in runs {
+        if let Err(e) = run.join() {
+            failed.push(e);
+        }
+    }
+    if let Some(e) = failed.pop() {
+        std::panic::resume_unwind(e);
+    }
+}
