@@ -187,10 +187,10 @@ pub fn listing(data: &[u8]) {
         let _ = decode_page(rest);
     }
     // A tree size, then a map.
-    if let Some((size, map)) = data.split_first_chunk::<8>() {
-        if let Ok(decoded) = TileMap::decode(u64::from_be_bytes(*size), map) {
-            assert_eq!(decoded.encode().expect("a decoded map encodes"), map, "a map is written back as it was");
-        }
+    if let Some((size, map)) = data.split_first_chunk::<8>()
+        && let Ok(decoded) = TileMap::decode(u64::from_be_bytes(*size), map)
+    {
+        assert_eq!(decoded.encode().expect("a decoded map encodes"), map, "a map is written back as it was");
     }
     // Frames: decode what each entry, delta and index holds.
     let len = data.len() as u64;
