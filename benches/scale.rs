@@ -57,6 +57,7 @@ fn build(path: &Path, key: &SigningKey, leaves: u64) -> u64 {
                 let content = file_bytes(t, i, r);
                 let sha = Sha256Hex(sha256(&content));
                 let e = Entry {
+                    sealed: None,
                     size: content.len() as u64,
                     sha256: sha,
                     stored_size: content.len() as u64,
@@ -65,6 +66,7 @@ fn build(path: &Path, key: &SigningKey, leaves: u64) -> u64 {
                 };
                 let at = a.append_entry(e, &mut content.as_slice()).unwrap();
                 files.push(FileRecord {
+                    key: None,
                     path: format!("lib/f{i:04}.dat"),
                     mode: 0o644,
                     size: content.len() as u64,

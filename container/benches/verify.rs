@@ -102,6 +102,7 @@ fn main() {
         if let Some((base, base_sha)) = &previous {
             let p = patch(base, &t);
             let d = Delta {
+                sealed: None,
                 base: *base_sha,
                 base_size: base.len() as u64,
                 size: t.len() as u64,
@@ -110,7 +111,7 @@ fn main() {
                 stored_sha256: Sha256Hex(sha256(&p)),
             };
             let at = a.append_delta(d, &mut p.as_slice()).expect("append a delta");
-            deltas.push(DeltaRef { base: *base_sha, leaf: at.leaf, offset: at.offset, length: at.length });
+            deltas.push(DeltaRef { key: None, base: *base_sha, leaf: at.leaf, offset: at.offset, length: at.length });
             delta_content += t.len() as u64;
         }
         records.push(record(i, t.len() as u64, sha, at, deltas));
@@ -188,11 +189,11 @@ fn main() {
 const TARGET: &str = "x86_64-unknown-linux-gnu";
 
 fn entry(size: u64, sha: Sha256Hex, stored_size: u64, stored: Sha256Hex, compression: Compression) -> Entry {
-    Entry { size, sha256: sha, stored_size, stored_sha256: stored, compression }
+    Entry { sealed: None, size, sha256: sha, stored_size, stored_sha256: stored, compression }
 }
 
 fn record(i: usize, size: u64, sha256: Sha256Hex, entry: LeafRef, deltas: Vec<DeltaRef>) -> FileRecord {
-    FileRecord { path: format!("file-{i:04}"), mode: 0o644, size, sha256, entry, deltas }
+    FileRecord { key: None, path: format!("file-{i:04}"), mode: 0o644, size, sha256, entry, deltas }
 }
 
 /// A zstd patch-from delta, as `dare publish` makes them.

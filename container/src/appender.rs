@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 
 use crate::client::prove_local;
 use crate::content;
+use crate::crypt::{ContentKey, PayloadKey};
 use crate::error::Error;
 use crate::frame::{FrameInfo, encode_frame, read_frame_at, read_frame_before, read_header, write_frame};
 use crate::hashio::{HashingReader, sha256, to_hex};
@@ -600,6 +601,17 @@ impl Appender {
     /// is in the signed tree at its leaf (with tile hashes read from the
     /// file) and its listing matches the index's digests.
     pub fn read_index(&self, at: LeafRef) -> Result<(Index, Vec<FileRecord>), Error> {
+        self.read_index_with(at, &|_| None)
+    }
+
+    /// [`Self::read_index`], opening a private index with the content key
+    /// `key` gives for its exchange leaf. A private index whose key is not
+    /// given comes back with no files: nothing in it can be reused.
+    pub fn read_index_with(
+        &self,
+        at: LeafRef,
+        key: &dyn Fn(LeafRef) -> Option<ContentKey>,
+    ) -> Result<(Index, Vec<FileRecord>), Error> {
         let bad = |m: String| refused(&self.path, format!("the index at byte {}: {m}", at.offset));
         if at.leaf >= self.state.sealed_size || at.end() > self.base_len {
             return Err(bad("is not in the sealed log".into()));
@@ -612,6 +624,13 @@ impl Appender {
         }
         prove_local(&self.file, &self.state.map, &self.root, &BTreeMap::from([(at.leaf, leaf_hash(&bytes))]))
             .map_err(|e| bad(format!("is not leaf {} of the signed tree: {e}", at.leaf)))?;
+        if let Some(x) = ix.sealed {
+            let Some(k) = key(x) else { return Ok((ix, Vec::new())) };
+            let listing =
+                content::sealed_listing_bytes(&self.file, &frame, &ix, at.leaf, &k).map_err(|e| bad(e.to_string()))?;
+            let files = content::parse(&listing, &ix).map_err(|e| bad(e.to_string()))?;
+            return Ok((ix, files));
+        }
         let listing = content::listing_bytes(&self.file, &frame, &ix).map_err(|e| bad(e.to_string()))?;
         let files = content::parse(&listing, &ix).map_err(|e| bad(e.to_string()))?;
         // A live index's listing is the base of its target's next patch: kept, not read again.
@@ -621,17 +640,65 @@ impl Appender {
         Ok((ix, files))
     }
 
-    /// The listing of an index of the sealed log, checked against its digests.
-    fn listing_bytes(&self, at: LeafRef) -> Result<Vec<u8>, Error> {
+    /// The listing of an index of the sealed log, checked against its
+    /// digests; `None` for a private index (no patch is made against it).
+    fn listing_bytes(&self, at: LeafRef) -> Result<Option<Vec<u8>>, Error> {
         if let Some(l) = self.live_listings.lock().unwrap_or_else(|e| e.into_inner()).remove(&at.leaf) {
-            return Ok(l);
+            return Ok(Some(l));
         }
         let bad = |m: String| refused(&self.path, format!("the index at byte {}: {m}", at.offset));
         let frame =
             read_frame_at(&self.file, at.offset, at.end().min(self.base_len)).map_err(|e| bad(e.to_string()))?;
         let bytes = read_header(&self.file, &frame).map_err(|e| bad(e.to_string()))?;
         let Ok(Header::Index(ix)) = Header::parse(&bytes) else { return Err(bad("is not an index".into())) };
-        content::listing_bytes(&self.file, &frame, &ix).map_err(|e| bad(e.to_string()))
+        if ix.sealed.is_some() {
+            return Ok(None);
+        }
+        content::listing_bytes(&self.file, &frame, &ix).map(Some).map_err(|e| bad(e.to_string()))
+    }
+
+    /// The content of the private entry at `at`, opened with `key` (from a
+    /// private listing), which must hash to `sha256`; at most `limit` bytes.
+    pub fn sealed_entry_bytes(
+        &self,
+        at: LeafRef,
+        key: PayloadKey,
+        sha256: Sha256Hex,
+        limit: u64,
+    ) -> Result<Vec<u8>, Error> {
+        let bad = |m: String| refused(&self.path, format!("the entry at byte {}: {m}", at.offset));
+        let frame = read_frame_at(&self.file, at.offset, at.end().min(self.end)).map_err(|e| bad(e.to_string()))?;
+        let bytes = read_header(&self.file, &frame).map_err(|e| bad(e.to_string()))?;
+        match Header::parse(&bytes) {
+            Ok(Header::Entry(e)) if e.sealed.is_some() && e.size <= limit => {
+                let spec = content::PayloadSpec::entry(&e).opened(key, sha256);
+                let out = Vec::with_capacity(e.size as usize);
+                content::payload_content(&self.file, &frame, spec, &format!("entry {sha256}"), out)
+                    .map_err(|e| bad(e.to_string()))
+            }
+            _ => Err(bad(format!("is not a private entry of at most {limit} bytes"))),
+        }
+    }
+
+    /// The leaf index the next appended leaf gets: a private payload's key
+    /// derives from it.
+    pub fn next_leaf(&self) -> u64 {
+        self.state.edge.size()
+    }
+
+    /// Appends a private channel's key exchange for this release: `payload`
+    /// is the content key wrapped to every recipient (an age file).
+    pub fn append_exchange(&mut self, channel: &str, payload: &[u8]) -> Result<LeafRef, Error> {
+        let x = crate::header::Exchange {
+            channel: channel.into(),
+            stored_size: payload.len() as u64,
+            stored_sha256: Sha256Hex(sha256(payload)),
+        };
+        let (len, digest) = (payload.len() as u64, Sha256Hex(sha256(payload)));
+        let at = self.append_payload(Header::Exchange(x), len, digest, &mut &*payload)?;
+        // Named by the private indexes of this release, not by a listing.
+        self.state.unreferenced.remove(&at.leaf);
+        Ok(at)
     }
 
     /// The header of the entry at `at`, which must hold `sha256`.
@@ -740,11 +807,49 @@ impl Appender {
         version: &str,
         files: &[FileRecord],
     ) -> Result<LeafRef, Error> {
+        self.append_index_inner(channel, target, version, files, None)
+    }
+
+    /// Appends the index of one build of a private channel: its listing
+    /// (which gives every entry's and delta's key) is compressed and sealed
+    /// with `key`, this release's content key, which `exchange` (appended in
+    /// this release with [`Self::append_exchange`]) wraps.
+    pub fn append_sealed_index(
+        &mut self,
+        channel: &str,
+        target: &str,
+        version: &str,
+        files: &[FileRecord],
+        key: &ContentKey,
+        exchange: LeafRef,
+    ) -> Result<LeafRef, Error> {
+        if exchange.leaf < self.state.sealed_size {
+            return Err(Error::Refused("a private index names the key exchange of its own release".into()));
+        }
+        self.append_index_inner(channel, target, version, files, Some((key, exchange)))
+    }
+
+    fn append_index_inner(
+        &mut self,
+        channel: &str,
+        target: &str,
+        version: &str,
+        files: &[FileRecord],
+        seal: Option<(&ContentKey, LeafRef)>,
+    ) -> Result<LeafRef, Error> {
         self.check_release(channel, target, version)?;
+        // A private listing names only private payloads, each with its key.
+        let keyed = |sha: Sha256Hex| seal.map_or(sha, |(k, _)| k.keyed_digest(&sha));
         for f in files {
-            self.check_named(f.entry, f.sha256, None, &f.path)?;
+            if f.key.is_some() != seal.is_some() || f.deltas.iter().any(|d| d.key.is_some() != seal.is_some()) {
+                return Err(Error::Refused(format!(
+                    "{}: a private listing gives every payload's key, a plain one none",
+                    f.path
+                )));
+            }
+            self.check_named(f.entry, keyed(f.sha256), None, &f.path)?;
             for d in &f.deltas {
-                self.check_named(d.at(), f.sha256, Some(d.base), &f.path)?;
+                self.check_named(d.at(), keyed(f.sha256), Some(keyed(d.base)), &f.path)?;
             }
         }
         let listing = listing_bytes(files)?;
@@ -764,8 +869,10 @@ impl Appender {
         let previous = self.state.manifest.release(channel, target).map(|r| r.index);
         let mut patch = None;
         let mut patch_bytes = Vec::new();
-        if let Some(prev) = previous {
-            let base = self.listing_bytes(prev)?;
+        if let Some(prev) = previous
+            && seal.is_none()
+            && let Some(base) = self.listing_bytes(prev)?
+        {
             let p = patch_listing(&base, &listing)?;
             // A listing identical to the previous one needs no patch.
             if p.len() < stored.len() && base != listing {
@@ -777,18 +884,23 @@ impl Appender {
                 patch_bytes = p;
             }
         }
+        let stored = match seal {
+            Some((k, _)) => crate::crypt::seal_all(&k.payload_key(self.next_leaf()), &stored),
+            None => stored,
+        };
         let index = Index {
             channel: channel.into(),
             target: target.into(),
             version: version.into(),
             files: files.len() as u64,
             size: listing.len() as u64,
-            sha256: Sha256Hex(sha256(&listing)),
+            sha256: keyed(Sha256Hex(sha256(&listing))),
             stored_size: stored.len() as u64,
             stored_sha256: Sha256Hex(sha256(&stored)),
             compression,
             previous,
             patch,
+            sealed: seal.map(|(_, x)| x),
         };
         let header_len = Header::Index(index.clone()).to_bytes()?.len() as u64;
         let mut payload = patch_bytes;

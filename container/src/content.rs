@@ -9,9 +9,12 @@
 
 use std::io::{self, Write};
 
+use crate::crypt::{ContentKey, CryptError, Opener, PayloadKey};
 use crate::frame::{FrameInfo, ReadAt};
 use crate::hashio::{Digest32, Hasher, stream_range, to_hex};
-use crate::header::{Compression, Delta, Entry, FileRecord, Index, MAX_LISTING, Sha256Hex, parse_listing};
+use crate::header::{
+    Compression, Delta, Entry, FileRecord, Index, MAX_LISTING, Sha256Hex, parse_plain_listing, parse_sealed_listing,
+};
 use crate::zstdio::OneFrame;
 
 /// The largest base or result a delta may have (1 GiB): both sides are held
@@ -56,6 +59,14 @@ pub struct PayloadSpec {
     pub size: u64,
     /// SHA-256 of the content.
     pub sha256: Sha256Hex,
+    /// The payload is sealed (a private channel's): only its stored bytes
+    /// can be checked without its key.
+    pub sealed: bool,
+    /// The key that opens a sealed payload.
+    pub key: Option<PayloadKey>,
+    /// With a sealed payload whose plaintext digest is not known: `sha256`
+    /// is the content's keyed digest under this content key.
+    pub digest_key: Option<ContentKey>,
 }
 
 impl PayloadSpec {
@@ -67,6 +78,9 @@ impl PayloadSpec {
             compression: e.compression,
             size: e.size,
             sha256: e.sha256,
+            sealed: e.sealed.is_some(),
+            key: None,
+            digest_key: None,
         }
     }
 
@@ -78,7 +92,18 @@ impl PayloadSpec {
             compression: Compression::Zstd,
             size: d.size,
             sha256: d.sha256,
+            sealed: d.sealed.is_some(),
+            key: None,
+            digest_key: None,
         }
+    }
+
+    /// A sealed payload, opened with `key` (from a private listing): its
+    /// content must hash to `sha256`, the plaintext digest the listing gives.
+    pub fn opened(mut self, key: PayloadKey, sha256: Sha256Hex) -> Self {
+        self.key = Some(key);
+        self.sha256 = sha256;
+        self
     }
 
     /// The stored-bytes rule: `len` bytes hashing to `digest` are the payload.
@@ -97,8 +122,12 @@ impl PayloadSpec {
         if len != self.size {
             return Err(PayloadError::ContentSize { got: len, want: self.size });
         }
-        if *digest != self.sha256.0 {
-            return Err(PayloadError::ContentDigest { got: to_hex(digest), want: self.sha256 });
+        let digest = match &self.digest_key {
+            Some(k) => k.keyed_digest(&Sha256Hex(*digest)).0,
+            None => *digest,
+        };
+        if digest != self.sha256.0 {
+            return Err(PayloadError::ContentDigest { got: to_hex(&digest), want: self.sha256 });
         }
         Ok(())
     }
@@ -156,6 +185,12 @@ pub enum PayloadError {
     /// The stored bytes are not one complete zstd frame.
     #[error("zstd: {0}")]
     Zstd(#[source] io::Error),
+    /// A sealed payload did not open: tampered, cut short or another key.
+    #[error("{0}")]
+    Open(#[from] CryptError),
+    /// A sealed payload was to be decoded without its key.
+    #[error("a private channel's payload: it cannot be read without its key (--identity)")]
+    Sealed,
     /// Writing the content out failed (an I/O error, not a mismatch).
     #[error("writing the content: {0}")]
     Write(#[source] io::Error),
@@ -222,7 +257,7 @@ impl<W: Write> Write for ContentSink<W> {
 }
 
 fn content_sink<W: Write>(spec: &PayloadSpec, inner: W) -> ContentSink<W> {
-    let hasher = (spec.compression == Compression::Zstd).then(Hasher::new);
+    let hasher = (spec.compression == Compression::Zstd || spec.sealed).then(Hasher::new);
     ContentSink { inner, hasher, written: 0, limit: spec.size, failed: None }
 }
 
@@ -245,43 +280,44 @@ enum Decode<'b, W: Write> {
 pub struct PayloadCheck<'b, W: Write> {
     spec: PayloadSpec,
     stored: Hasher,
+    /// Opens a sealed payload before it is decoded.
+    open: Option<Opener>,
     decode: Decode<'b, W>,
+}
+
+/// The opener a spec needs: none for a plain payload, its key's for a
+/// sealed one, and an error for a sealed one without a key.
+fn opener(spec: &PayloadSpec) -> Result<Option<Opener>, PayloadError> {
+    match (spec.sealed, &spec.key) {
+        (false, _) => Ok(None),
+        (true, Some(k)) => Ok(Some(Opener::new(k))),
+        (true, None) => Err(PayloadError::Sealed),
+    }
 }
 
 impl<W: Write> PayloadCheck<'static, W> {
     /// Checks a payload whose content goes to `out`.
     pub fn new(spec: PayloadSpec, out: W) -> Result<Self, PayloadError> {
+        let open = opener(&spec)?;
         let sink = content_sink(&spec, out);
         let decode = match spec.compression {
             Compression::None => Decode::Plain(sink),
             Compression::Zstd => Decode::Zstd(Box::new(OneFrame::new(sink).map_err(PayloadError::Zstd)?)),
         };
-        Ok(PayloadCheck { spec, stored: Hasher::new(), decode })
+        Ok(PayloadCheck { spec, stored: Hasher::new(), open, decode })
     }
 
     /// Checks only the stored size and digest, passing the stored bytes to
-    /// `out` as they are (a delta to apply once its base is at hand).
+    /// `out` as they are (a delta to apply once its base is at hand, or a
+    /// sealed payload checked without its key).
     pub fn stored_only(spec: PayloadSpec, out: W) -> Self {
-        PayloadCheck { spec, stored: Hasher::new(), decode: Decode::Stored(out) }
+        PayloadCheck { spec, stored: Hasher::new(), open: None, decode: Decode::Stored(out) }
     }
 }
 
-impl<'b, W: Write> PayloadCheck<'b, W> {
-    /// Checks a delta's payload: zstd against `base` (whose digest the
-    /// caller checked), the result going to `out`.
-    pub fn with_base(spec: PayloadSpec, base: &'b [u8], out: W) -> Result<Self, PayloadError> {
-        let sink = content_sink(&spec, out);
-        let dec = OneFrame::with_prefix(sink, base).map_err(PayloadError::Zstd)?;
-        Ok(PayloadCheck { spec, stored: Hasher::new(), decode: Decode::Zstd(Box::new(dec)) })
-    }
-
-    /// Feeds the next stored bytes.
-    pub fn feed(&mut self, bytes: &[u8]) -> Result<(), PayloadError> {
-        if self.stored.count() + bytes.len() as u64 > self.spec.stored_size {
-            return Err(PayloadError::StoredTooLong { want: self.spec.stored_size });
-        }
-        self.stored.update(bytes);
-        match &mut self.decode {
+impl<'b, W: Write> Decode<'b, W> {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), PayloadError> {
+        match self {
             Decode::Plain(sink) => {
                 sink.write_all(bytes).map_err(|e| sink.failed.take().unwrap_or(PayloadError::Write(e)))
             }
@@ -291,11 +327,39 @@ impl<'b, W: Write> PayloadCheck<'b, W> {
             Decode::Stored(out) => out.write_all(bytes).map_err(PayloadError::Write),
         }
     }
+}
+
+impl<'b, W: Write> PayloadCheck<'b, W> {
+    /// Checks a delta's payload: zstd against `base` (whose digest the
+    /// caller checked), the result going to `out`.
+    pub fn with_base(spec: PayloadSpec, base: &'b [u8], out: W) -> Result<Self, PayloadError> {
+        let open = opener(&spec)?;
+        let sink = content_sink(&spec, out);
+        let dec = OneFrame::with_prefix(sink, base).map_err(PayloadError::Zstd)?;
+        Ok(PayloadCheck { spec, stored: Hasher::new(), open, decode: Decode::Zstd(Box::new(dec)) })
+    }
+
+    /// Feeds the next stored bytes.
+    pub fn feed(&mut self, bytes: &[u8]) -> Result<(), PayloadError> {
+        if self.stored.count() + bytes.len() as u64 > self.spec.stored_size {
+            return Err(PayloadError::StoredTooLong { want: self.spec.stored_size });
+        }
+        self.stored.update(bytes);
+        let decode = &mut self.decode;
+        match &mut self.open {
+            Some(open) => open.push(bytes, &mut |plain| decode.write(plain)),
+            None => decode.write(bytes),
+        }
+    }
 
     /// Checks what was fed and returns the content's writer, flushed.
-    pub fn finish(self) -> Result<W, PayloadError> {
+    pub fn finish(mut self) -> Result<W, PayloadError> {
         let (stored, stored_len) = self.stored.finish();
         self.spec.check_stored(&stored, stored_len)?;
+        if let Some(open) = self.open.take() {
+            let decode = &mut self.decode;
+            open.finish(&mut |plain| decode.write(plain))?;
+        }
         let mut sink = match self.decode {
             Decode::Stored(mut out) => {
                 out.flush().map_err(PayloadError::Write)?;
@@ -350,8 +414,23 @@ pub fn entry_content<R: ReadAt + Sync + ?Sized, W: Write>(
     run_check(src, payload, &what, PayloadCheck::new(PayloadSpec::entry(e), out))
 }
 
+/// Streams a payload checked against `spec` (a sealed one opened with the
+/// key `spec` holds) into `out`.
+pub fn payload_content<R: ReadAt + Sync + ?Sized, W: Write>(
+    src: &R,
+    frame: &FrameInfo,
+    spec: PayloadSpec,
+    what: &str,
+    out: W,
+) -> Result<W, ContentError> {
+    run_check(src, (frame.payload_offset, frame.payload_len), what, PayloadCheck::new(spec, out))
+}
+
 /// Checks an entry's payload: its stored and content digests and sizes.
 pub fn check_entry<R: ReadAt + Sync + ?Sized>(src: &R, frame: &FrameInfo, e: &Entry) -> Result<(), ContentError> {
+    if e.sealed.is_some() {
+        return check_sealed_stored(src, frame, PayloadSpec::entry(e), &format!("entry {}", e.sha256));
+    }
     entry_content(src, frame, e, io::sink()).map(drop)
 }
 
@@ -406,15 +485,58 @@ pub fn listing_bytes<R: ReadAt + Sync + ?Sized>(
     check_listing_sizes(frame, ix)?;
     let what = format!("index of {} {} {}", ix.channel, ix.target, ix.version);
     let patch = ix.patch.map_or(0, |p| p.stored_size);
+    if ix.sealed.is_some() {
+        return Err(ContentError::Payload { what, source: PayloadError::Sealed });
+    }
     let spec = PayloadSpec {
         stored_size: ix.stored_size,
         stored_sha256: ix.stored_sha256,
         compression: ix.compression,
         size: ix.size,
         sha256: ix.sha256,
+        sealed: false,
+        key: None,
+        digest_key: None,
     };
     let out = Vec::with_capacity(ix.size as usize);
     run_check(src, (frame.payload_offset + patch, ix.stored_size), &what, PayloadCheck::new(spec, out))
+}
+
+/// Reads, opens and checks the listing of a sealed index (leaf `leaf`)
+/// with its release's content key: the listing's bytes, not yet parsed.
+pub fn sealed_listing_bytes<R: ReadAt + Sync + ?Sized>(
+    src: &R,
+    frame: &FrameInfo,
+    ix: &Index,
+    leaf: u64,
+    key: &ContentKey,
+) -> Result<Vec<u8>, ContentError> {
+    check_listing_sizes(frame, ix)?;
+    let what = format!("index of {} {} {}", ix.channel, ix.target, ix.version);
+    let spec = PayloadSpec {
+        stored_size: ix.stored_size,
+        stored_sha256: ix.stored_sha256,
+        compression: ix.compression,
+        size: ix.size,
+        sha256: ix.sha256,
+        sealed: true,
+        key: Some(key.payload_key(leaf)),
+        digest_key: Some(*key),
+    };
+    let out = Vec::with_capacity(ix.size as usize);
+    run_check(src, (frame.payload_offset, ix.stored_size), &what, PayloadCheck::new(spec, out))
+}
+
+/// Checks a sealed payload's stored bytes only: all that can be checked
+/// without its key.
+pub fn check_sealed_stored<R: ReadAt + Sync + ?Sized>(
+    src: &R,
+    frame: &FrameInfo,
+    spec: PayloadSpec,
+    what: &str,
+) -> Result<(), ContentError> {
+    let payload = (frame.payload_offset, frame.payload_len);
+    run_check(src, payload, what, Ok(PayloadCheck::stored_only(spec, io::sink()))).map(drop)
 }
 
 fn check_listing_sizes(frame: &FrameInfo, ix: &Index) -> Result<(), ContentError> {
@@ -451,6 +573,9 @@ pub fn listing_from_patch<R: ReadAt + Sync + ?Sized>(
         compression: Compression::Zstd,
         size: ix.size,
         sha256: ix.sha256,
+        sealed: false,
+        key: None,
+        digest_key: None,
     };
     let out = Vec::with_capacity(ix.size as usize);
     run_check(src, (patch_at, p.stored_size), &what, PayloadCheck::with_base(spec, base, out))
@@ -469,7 +594,12 @@ pub fn listing<R: ReadAt + Sync + ?Sized>(
 /// Parses listing bytes already checked against `ix`.
 pub fn parse<R: AsRef<[u8]>>(bytes: R, ix: &Index) -> Result<Vec<FileRecord>, ContentError> {
     let what = format!("index of {} {} {}", ix.channel, ix.target, ix.version);
-    parse_listing(bytes.as_ref(), ix.files).map_err(|e| mismatch(format!("{what}: {e}")))
+    let parsed = if ix.sealed.is_some() {
+        parse_sealed_listing(bytes.as_ref(), ix.files)
+    } else {
+        parse_plain_listing(bytes.as_ref(), ix.files)
+    };
+    parsed.map_err(|e| mismatch(format!("{what}: {e}")))
 }
 
 #[cfg(test)]
@@ -495,6 +625,7 @@ mod tests {
         let payload = enc.finish().unwrap();
         assert!(payload.len() < 200, "{}", payload.len());
         let d = Delta {
+            sealed: None,
             base: Sha256Hex(sha256(&base)),
             base_size: base.len() as u64,
             size: new.len() as u64,
@@ -519,6 +650,7 @@ mod tests {
         let content = vec![b'a'; 100_000];
         let payload = zstd::encode_all(content.as_slice(), 3).unwrap();
         let mut e = Entry {
+            sealed: None,
             size: content.len() as u64,
             sha256: Sha256Hex(sha256(&content)),
             stored_size: payload.len() as u64,
@@ -545,6 +677,9 @@ mod tests {
 
     fn spec_of(content: &[u8], stored: &[u8], compression: Compression) -> PayloadSpec {
         PayloadSpec {
+            sealed: false,
+            key: None,
+            digest_key: None,
             stored_size: stored.len() as u64,
             stored_sha256: Sha256Hex(sha256(stored)),
             compression,

@@ -11,6 +11,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::crypt::PayloadKey;
 use crate::hashio::{Digest32, digest_from_hex, to_hex};
 use crate::keys::TrustRoot;
 
@@ -90,6 +91,8 @@ pub enum Header {
     Manifest(Manifest),
     /// A new trust root.
     Keys(Keys),
+    /// A private channel's content key, wrapped to its recipients.
+    Exchange(Exchange),
     /// A tlog tile (not a leaf).
     Tile(Tile),
     /// Where 256 full tiles are (not a leaf).
@@ -128,6 +131,7 @@ impl Header {
                 | Header::Index(_)
                 | Header::Manifest(_)
                 | Header::Keys(_)
+                | Header::Exchange(_)
         )
     }
 
@@ -140,6 +144,7 @@ impl Header {
             Header::Index(_) => "index",
             Header::Manifest(_) => "manifest",
             Header::Keys(_) => "keys",
+            Header::Exchange(_) => "exchange",
             Header::Tile(_) => "tile",
             Header::Page(_) => "page",
             Header::Map(_) => "map",
@@ -162,6 +167,13 @@ impl Header {
                     return Err(field("rotation", format!("at most {} bytes", crate::note::MAX_NOTE_SIZE)));
                 }
                 k.trust.validate().map_err(|e| field("trust", e.to_string()))
+            }
+            Header::Exchange(x) => {
+                validate_channel(&x.channel)?;
+                if x.stored_size > MAX_EXCHANGE {
+                    return Err(field("stored_size", format!("an exchange is at most {MAX_EXCHANGE} bytes")));
+                }
+                Ok(())
             }
             Header::Tile(t) => t.validate(),
             Header::Page(p) => p.validate(),
@@ -243,10 +255,17 @@ pub struct Entry {
     pub stored_sha256: Sha256Hex,
     /// How the payload is stored.
     pub compression: Compression,
+    /// In a private channel: the `exchange` leaf whose content key seals
+    /// the payload (FORMAT.md 3.14). `sha256` members are then keyed digests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<LeafRef>,
 }
 
 impl Entry {
     fn validate(&self) -> Result<(), HeaderError> {
+        if self.sealed.is_some() {
+            return validate_sealed(self.compression, self.size, self.stored_size);
+        }
         if self.compression == Compression::None && (self.size != self.stored_size || self.sha256 != self.stored_sha256)
         {
             return Err(field("compression", "an uncompressed payload must have the content's size and sha256"));
@@ -274,10 +293,29 @@ pub struct Delta {
     pub stored_size: u64,
     /// Payload SHA-256.
     pub stored_sha256: Sha256Hex,
+    /// In a private channel: the `exchange` leaf whose content key seals
+    /// the payload (FORMAT.md 3.14). `sha256` members are then keyed digests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<LeafRef>,
+}
+
+/// The length rules of a sealed payload: a whole number of sealed chunks,
+/// and with `"none"` exactly the content sealed.
+fn validate_sealed(compression: Compression, size: u64, stored_size: u64) -> Result<(), HeaderError> {
+    match (compression, crate::crypt::opened_len(stored_size)) {
+        (_, None) => Err(field("stored_size", "not the length of a sealed payload")),
+        (Compression::None, Some(n)) if n != size => {
+            Err(field("stored_size", "a sealed uncompressed payload is the content sealed"))
+        }
+        _ => Ok(()),
+    }
 }
 
 impl Delta {
     fn validate(&self) -> Result<(), HeaderError> {
+        if self.sealed.is_some() && crate::crypt::opened_len(self.stored_size).is_none() {
+            return Err(field("stored_size", "not the length of a sealed payload"));
+        }
         if self.base == self.sha256 {
             return Err(field("base", "a delta's base is not its result"));
         }
@@ -302,6 +340,22 @@ impl LeafRef {
     pub fn end(&self) -> u64 {
         self.offset.saturating_add(self.length)
     }
+}
+
+/// The largest exchange payload (1 MiB: some 5,000 recipients).
+pub const MAX_EXCHANGE: u64 = 1 << 20;
+
+/// A private channel's content key for one release, wrapped to every
+/// recipient: the payload is an age file whose plaintext is the 32-byte key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Exchange {
+    /// The channel whose release it keys.
+    pub channel: String,
+    /// Payload length.
+    pub stored_size: u64,
+    /// Payload SHA-256.
+    pub stored_sha256: Sha256Hex,
 }
 
 /// One build of one target on one channel: the header of its file listing.
@@ -334,6 +388,10 @@ pub struct Index {
     /// previous listing reads only the header and the patch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub patch: Option<Patch>,
+    /// In a private channel: the `exchange` leaf whose content key seals
+    /// the payload (FORMAT.md 3.14). `sha256` members are then keyed digests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<LeafRef>,
 }
 
 /// A listing as a zstd patch against another listing (its `base`).
@@ -357,7 +415,13 @@ impl Index {
         validate_channel(&self.channel)?;
         validate_target(&self.target)?;
         validate_version(&self.version)?;
-        if self.compression == Compression::None && (self.size != self.stored_size || self.sha256 != self.stored_sha256)
+        if self.sealed.is_some() {
+            if self.patch.is_some() {
+                return Err(field("patch", "a sealed listing has no patch"));
+            }
+            validate_sealed(self.compression, self.size, self.stored_size)?;
+        } else if self.compression == Compression::None
+            && (self.size != self.stored_size || self.sha256 != self.stored_sha256)
         {
             return Err(field("compression", "an uncompressed listing must have the listing's size and sha256"));
         }
@@ -402,6 +466,9 @@ pub struct DeltaRef {
     pub offset: u64,
     /// Byte length of its frame.
     pub length: u64,
+    /// In a private listing: the key of that payload (FORMAT.md 3.14).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<PayloadKey>,
 }
 
 impl DeltaRef {
@@ -427,6 +494,9 @@ pub struct FileRecord {
     pub entry: LeafRef,
     /// Deltas producing the content from earlier versions of the file.
     pub deltas: Vec<DeltaRef>,
+    /// In a private listing: the key of the entry's payload (FORMAT.md 3.14).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<PayloadKey>,
 }
 
 /// Parses and validates a file listing (the decompressed payload of an index).
@@ -439,10 +509,28 @@ pub fn parse_listing(bytes: &[u8], files: u64) -> Result<Vec<FileRecord>, Header
     Ok(list)
 }
 
+/// Parses a plain listing: no file or delta carries a key.
+pub fn parse_plain_listing(bytes: &[u8], files: u64) -> Result<Vec<FileRecord>, HeaderError> {
+    let list = parse_listing(bytes, files)?;
+    if list.iter().any(|f| f.key.is_some() || f.deltas.iter().any(|d| d.key.is_some())) {
+        return Err(field("key", "a plain listing names no keys"));
+    }
+    Ok(list)
+}
+
 /// The bytes of a listing. Validates first.
 pub fn listing_bytes(list: &[FileRecord]) -> Result<Vec<u8>, HeaderError> {
     validate_listing(list)?;
     Ok(serde_json::to_vec(list)?)
+}
+
+/// Parses a private listing: every file and delta carries its payload's key.
+pub fn parse_sealed_listing(bytes: &[u8], files: u64) -> Result<Vec<FileRecord>, HeaderError> {
+    let list = parse_listing(bytes, files)?;
+    if list.iter().any(|f| f.key.is_none() || f.deltas.iter().any(|d| d.key.is_none())) {
+        return Err(field("key", "a sealed listing gives the key of every entry and delta it names"));
+    }
+    Ok(list)
 }
 
 fn validate_listing(list: &[FileRecord]) -> Result<(), HeaderError> {
@@ -849,6 +937,7 @@ mod tests {
 
     fn index() -> Index {
         Index {
+            sealed: None,
             channel: "stable".into(),
             target: "x86_64-unknown-linux-gnu".into(),
             version: "1.2.3-rc.1".into(),
@@ -865,6 +954,7 @@ mod tests {
 
     fn file(path: &str) -> FileRecord {
         FileRecord {
+            key: None,
             path: path.into(),
             mode: 0o755,
             size: 3,
@@ -936,7 +1026,7 @@ mod tests {
         f.mode = 0o10000;
         assert!(listing_bytes(&[f]).unwrap_err().to_string().contains("mode"));
         let mut f = file("a");
-        f.deltas = vec![DeltaRef { base: f.sha256, leaf: 2, offset: 0, length: 1 }];
+        f.deltas = vec![DeltaRef { key: None, base: f.sha256, leaf: 2, offset: 0, length: 1 }];
         assert!(listing_bytes(&[f]).unwrap_err().to_string().contains("deltas"));
         let ok = vec![file("a.txt"), file("a/b"), file("b")];
         let bytes = listing_bytes(&ok).unwrap();
@@ -947,6 +1037,7 @@ mod tests {
     #[test]
     fn deltas_and_entries_have_their_own_rules() {
         let e = Entry {
+            sealed: None,
             size: 3,
             sha256: digest(b"abc"),
             stored_size: 4,
@@ -955,6 +1046,7 @@ mod tests {
         };
         assert!(Header::Entry(e).to_bytes().unwrap_err().to_string().contains("compression"));
         let d = Delta {
+            sealed: None,
             base: digest(b"abc"),
             base_size: 3,
             size: 3,

@@ -42,6 +42,7 @@ pub mod client;
 pub mod consistency;
 pub mod content;
 pub mod cosign;
+pub mod crypt;
 pub mod error;
 pub mod frame;
 pub mod fsys;

@@ -106,6 +106,23 @@ pub(crate) fn scan_partial<R: ReadAt + Sync + ?Sized>(
                 // after it, its listing; a copy of the whole frame also does.
                 let files = if frame.payload_len == 0 {
                     Vec::new()
+                } else if ix.sealed.is_some() {
+                    // A private listing: only its stored bytes can be checked here.
+                    if opts.payloads {
+                        let spec = content::PayloadSpec {
+                            stored_size: ix.stored_size,
+                            stored_sha256: ix.stored_sha256,
+                            compression: ix.compression,
+                            size: ix.size,
+                            sha256: ix.sha256,
+                            sealed: true,
+                            key: None,
+                            digest_key: None,
+                        };
+                        content::check_sealed_stored(src, &frame, spec, "a private index")
+                            .map_err(|e| err(content_problem(e)))?;
+                    }
+                    Vec::new()
                 } else {
                     content::listing(src, &frame, ix).map_err(|e| err(content_problem(e)))?
                 };
@@ -115,6 +132,9 @@ pub(crate) fn scan_partial<R: ReadAt + Sync + ?Sized>(
                 let Some(Leaf { header: Header::Index(ix), files, frame: ixf, .. }) = segment.last_mut() else {
                     return Err(err(Problem::Unexpected("listing (it follows the index it lists)")));
                 };
+                if ix.sealed.is_some() {
+                    return Err(err(Problem::Unexpected("listing (a private index's listing stays sealed)")));
+                }
                 if ixf.payload_len != 0 || !files.is_empty() || l.sha256 != ix.sha256 || l.size != ix.size {
                     return Err(err(Problem::Payload(
                         "the listing frame is not the listing of the index before it".into(),
@@ -132,6 +152,12 @@ pub(crate) fn scan_partial<R: ReadAt + Sync + ?Sized>(
                 if files.is_empty() {
                     return Err(err(Problem::Payload("an empty listing".into())));
                 }
+            }
+            Header::Exchange(ref x) => {
+                if frame.payload_len != x.stored_size {
+                    return Err(err(Problem::Payload("the payload is not stored_size bytes".into())));
+                }
+                segment.push(Leaf { index: u64::MAX, frame, hash: leaf_hash(&bytes), header, files: Vec::new() });
             }
             Header::Manifest(_) | Header::Keys(_) => {
                 if frame.payload_len != 0 {
@@ -344,7 +370,11 @@ fn check_sealed(c: SealCheck<'_>) -> Result<(SealState, u64, Hash, Frontier), Ve
             return Err(seal_err(format!("leaf {} appears twice", l.index)));
         }
     }
-    if c.segment.iter().any(|l| matches!(l.header, Header::Index(_)) && l.files.is_empty()) {
+    let unlisted = |l: &Leaf| match &l.header {
+        Header::Index(ix) => l.files.is_empty() && (ix.sealed.is_none() || l.frame.payload_len != ix.payload_len()),
+        _ => false,
+    };
+    if c.segment.iter().any(unlisted) {
         return Err(seal_err("an index without its listing".into()));
     }
     check_listed(manifest, c.segment).map_err(seal_err)?;
@@ -390,7 +420,17 @@ fn check_listed(manifest: &Manifest, segment: &[Leaf]) -> Result<(), String> {
             }
         }
     }
+    // Who names a private entry is sealed: a private index present must vouch for it.
+    let private = segment.iter().any(|l| matches!(&l.header, Header::Index(ix) if ix.sealed.is_some()));
     for l in segment {
+        let sealed = match &l.header {
+            Header::Entry(e) => e.sealed.is_some(),
+            Header::Delta(d) => d.sealed.is_some(),
+            _ => false,
+        };
+        if sealed && private {
+            continue;
+        }
         if matches!(l.header, Header::Entry(_) | Header::Delta(_)) && !named.contains(&(l.index, l.frame.len())) {
             return Err(format!("the entry at leaf {} is not named by an index present", l.index));
         }

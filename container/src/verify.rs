@@ -22,8 +22,8 @@ use crate::content::{self, MAX_DELTA_SIZE};
 use crate::frame::{FrameError, FrameInfo, Frames, FramesBack, ReadAt, read_frame_before, read_header};
 use crate::hashio::to_hex;
 use crate::header::{
-    Delta, Entry, FileRecord, FrameRef, Genesis, Header, HeaderError, Index, LeafRef, Manifest, Release, Seal,
-    Sha256Hex,
+    Delta, Entry, Exchange, FileRecord, FrameRef, Genesis, Header, HeaderError, Index, LeafRef, Manifest, Release,
+    Seal, Sha256Hex,
 };
 use crate::keys::{TrustRoot, VerifierKey};
 use crate::map::{TileMap, decode_page, level_counts};
@@ -442,6 +442,10 @@ struct Walker<'a, R: ?Sized> {
     fresh: BTreeSet<(String, String)>,
     /// Entries and deltas since the last seal that no index of this release names yet.
     unreferenced: BTreeSet<u64>,
+    /// Every exchange leaf, by leaf: where it is and its channel.
+    exchanges: HashMap<u64, (LeafRef, String)>,
+    /// Channels that got an exchange since the last seal, and its leaf.
+    fresh_exchanges: BTreeMap<String, u64>,
     manifest: Option<(u64, FrameInfo, Manifest)>,
     /// The manifest the last seal covers (a later one may be in a torn tail).
     sealed_manifest: Option<(FrameInfo, Manifest)>,
@@ -487,6 +491,8 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
             latest: BTreeMap::new(),
             fresh: BTreeSet::new(),
             unreferenced: BTreeSet::new(),
+            exchanges: HashMap::new(),
+            fresh_exchanges: BTreeMap::new(),
             manifest: None,
             sealed_manifest: None,
             map: None,
@@ -561,6 +567,7 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
             Header::Delta(d) => self.delta(index, frame, &bytes, d),
             Header::Index(i) => self.index(index, frame, &bytes, i),
             Header::Manifest(m) => self.manifest(index, frame, &bytes, m),
+            Header::Exchange(x) => self.exchange(index, frame, &bytes, x),
             Header::Keys(k) => {
                 let leaf = self.push_leaf(index, &frame, &bytes);
                 if self.pending_keys.is_some() {
@@ -646,6 +653,12 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
         if self.check_payloads(&frame) {
             content::check_entry(self.src, &frame, &e).map_err(content_problem)?;
         }
+        if let Some(x) = e.sealed {
+            // A private entry: its listing, and so who names it, is sealed too.
+            self.exchange_named(x, None)?;
+            self.entries.push(EntryRecord { leaf, frame, stored: Stored::Entry(e) });
+            return Ok(());
+        }
         // Stored twice is wasteful, not wrong: deltas name the first.
         self.content.entry(e.sha256).or_insert(leaf);
         self.unreferenced.insert(leaf);
@@ -663,6 +676,18 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
         }
         if d.base_size > MAX_DELTA_SIZE || d.size > MAX_DELTA_SIZE {
             return Err(Problem::Entry(format!("a delta's base and result are at most {MAX_DELTA_SIZE} bytes")));
+        }
+        if let Some(x) = d.sealed {
+            // A private delta: its base and result are known to key holders
+            // only, who check them through the sealed listing.
+            self.exchange_named(x, None)?;
+            if self.check_payloads(&frame) {
+                let what = format!("delta {} -> {}", d.base, d.sha256);
+                content::check_sealed_stored(self.src, &frame, content::PayloadSpec::delta(&d), &what)
+                    .map_err(content_problem)?;
+            }
+            self.entries.push(EntryRecord { leaf, frame, stored: Stored::Delta(d) });
+            return Ok(());
         }
         let stored = |sha: &Sha256Hex, what: &str| -> Result<&EntryRecord, Problem> {
             let leaf = self
@@ -688,6 +713,52 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
         Ok(())
     }
 
+    /// An exchange leaf: a private channel's content key for this release.
+    fn exchange(&mut self, index: u64, frame: FrameInfo, bytes: &[u8], x: Exchange) -> Result<(), Problem> {
+        let leaf = self.push_leaf(index, &frame, bytes);
+        if frame.payload_len != x.stored_size {
+            return Err(Problem::Payload(format!(
+                "payload is {} bytes but the header says stored_size {}",
+                frame.payload_len, x.stored_size
+            )));
+        }
+        if self.fresh_exchanges.insert(x.channel.clone(), leaf).is_some() {
+            return Err(Problem::Index(format!("channel {} has two key exchanges in one release", x.channel)));
+        }
+        if self.check_payloads(&frame) {
+            let spec = content::PayloadSpec {
+                stored_size: x.stored_size,
+                stored_sha256: x.stored_sha256,
+                compression: crate::header::Compression::None,
+                size: x.stored_size,
+                sha256: x.stored_sha256,
+                sealed: true,
+                key: None,
+                digest_key: None,
+            };
+            content::check_sealed_stored(self.src, &frame, spec, &format!("exchange of {}", x.channel))
+                .map_err(content_problem)?;
+        }
+        let at = LeafRef { leaf, offset: frame.offset, length: frame.len() };
+        self.exchanges.insert(leaf, (at, x.channel));
+        Ok(())
+    }
+
+    /// A sealed frame names an earlier exchange leaf exactly; an index's
+    /// is one of its channel in this release.
+    fn exchange_named(&self, x: LeafRef, channel: Option<&str>) -> Result<(), Problem> {
+        match self.exchanges.get(&x.leaf) {
+            Some((at, c)) if *at == x => match channel {
+                Some(ch) if c != ch || self.fresh_exchanges.get(ch) != Some(&x.leaf) => Err(Problem::Index(format!(
+                    "a private index of {ch} names the key exchange at leaf {} of another channel or release",
+                    x.leaf
+                ))),
+                _ => Ok(()),
+            },
+            _ => Err(Problem::Entry(format!("names no key exchange at leaf {} (byte {})", x.leaf, x.offset))),
+        }
+    }
+
     fn entry_at(&self, leaf: u64) -> Option<&EntryRecord> {
         self.entries.binary_search_by_key(&leaf, |e| e.leaf).ok().map(|i| &self.entries[i])
     }
@@ -701,8 +772,30 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
                 ix.payload_len()
             )));
         }
-        let listing = content::listing_bytes(self.src, &frame, &ix).map_err(content_problem)?;
-        let files = content::parse(&listing, &ix).map_err(content_problem)?;
+        let (listing, files) = match ix.sealed {
+            Some(x) => {
+                // A private listing: its stored bytes are all a keyless reader checks.
+                self.exchange_named(x, Some(&ix.channel))?;
+                let spec = content::PayloadSpec {
+                    stored_size: ix.stored_size,
+                    stored_sha256: ix.stored_sha256,
+                    compression: ix.compression,
+                    size: ix.size,
+                    sha256: ix.sha256,
+                    sealed: true,
+                    key: None,
+                    digest_key: None,
+                };
+                let what = format!("index of {} {} {}", ix.channel, ix.target, ix.version);
+                content::check_sealed_stored(self.src, &frame, spec, &what).map_err(content_problem)?;
+                (Vec::new(), Vec::new())
+            }
+            None => {
+                let listing = content::listing_bytes(self.src, &frame, &ix).map_err(content_problem)?;
+                let files = content::parse(&listing, &ix).map_err(content_problem)?;
+                (listing, files)
+            }
+        };
         let key = (ix.channel.clone(), ix.target.clone());
         let version = ix.semver();
         if self.fresh.contains(&key) {
@@ -931,6 +1024,7 @@ impl<'a, R: ReadAt + Sync + ?Sized> Walker<'a, R> {
         self.sealed_len = frame.end();
         self.sealed_frames = index + 1;
         self.fresh.clear();
+        self.fresh_exchanges.clear();
         self.sealed_manifest = self.manifest.as_ref().map(|(_, f, m)| (*f, m.clone()));
         self.last_seal = Some(SealState { frame_index: index, frame, seal: s, checkpoint: cp, signers });
         Ok(())

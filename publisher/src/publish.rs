@@ -354,6 +354,7 @@ fn add_content(
                 return Err(changed(f, staged.size));
             }
             let e = Entry {
+                sealed: None,
                 size,
                 sha256: sha,
                 stored_size: staged.stored_size,
@@ -367,7 +368,8 @@ fn add_content(
             at
         }
     };
-    let record = FileRecord { path: f.path.clone(), mode: f.mode, size, sha256: sha, entry, deltas: Vec::new() };
+    let record =
+        FileRecord { key: None, path: f.path.clone(), mode: f.mode, size, sha256: sha, entry, deltas: Vec::new() };
     Ok((record, stored, !shared))
 }
 
@@ -426,6 +428,7 @@ fn add_deltas(
             return Err(changed(files[job.file], staged.size));
         }
         let d = Delta {
+            sealed: None,
             base: job.base.sha256,
             base_size: job.base.size,
             size: records[job.file].size,
@@ -446,7 +449,7 @@ fn add_deltas(
         let at = appender.append_delta(d, &mut payload)?;
         book.deltas.insert(
             (job.base.sha256, sha),
-            DeltaRef { base: job.base.sha256, leaf: at.leaf, offset: at.offset, length: at.length },
+            DeltaRef { key: None, base: job.base.sha256, leaf: at.leaf, offset: at.offset, length: at.length },
         );
     }
     for (r, bases) in records.iter_mut().zip(wanted) {

@@ -62,7 +62,7 @@ fn names(f: &Forge, e: &VerifyError, offset: u64) {
 
 /// A file record stating exactly what an entry header says.
 fn claimed(path: &str, e: &Entry, at: LeafRef) -> FileRecord {
-    FileRecord { path: path.into(), mode: 0o644, size: e.size, sha256: e.sha256, entry: at, deltas: vec![] }
+    FileRecord { key: None, path: path.into(), mode: 0o644, size: e.size, sha256: e.sha256, entry: at, deltas: vec![] }
 }
 
 #[test]

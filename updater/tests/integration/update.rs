@@ -2039,6 +2039,7 @@ async fn a_file_renamed_with_the_version_gets_a_delta() {
 fn plain_entry(content: &[u8]) -> dare_container::header::Entry {
     let sha = dare_container::header::Sha256Hex(dare_container::hashio::sha256(content));
     dare_container::header::Entry {
+        sealed: None,
         size: content.len() as u64,
         sha256: sha,
         stored_size: content.len() as u64,
@@ -2066,6 +2067,7 @@ fn record(
     deltas: Vec<dare_container::header::DeltaRef>,
 ) -> dare_container::header::FileRecord {
     dare_container::header::FileRecord {
+        key: None,
         path: path.into(),
         mode: 0o755,
         size: content.len() as u64,
@@ -2076,11 +2078,12 @@ fn record(
 }
 
 fn delta_ref(base: &[u8], at: dare_container::header::LeafRef) -> dare_container::header::DeltaRef {
-    dare_container::header::DeltaRef { base: sha(base), leaf: at.leaf, offset: at.offset, length: at.length }
+    dare_container::header::DeltaRef { key: None, base: sha(base), leaf: at.leaf, offset: at.offset, length: at.length }
 }
 
 fn delta_header(base: &[u8], result: &[u8], payload: &[u8]) -> dare_container::header::Delta {
     dare_container::header::Delta {
+        sealed: None,
         base: sha(base),
         base_size: base.len() as u64,
         size: result.len() as u64,

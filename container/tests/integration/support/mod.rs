@@ -91,6 +91,7 @@ pub fn stage(content: &[u8], compression: Compression) -> (Entry, Vec<u8>) {
         Compression::Zstd => zstd::encode_all(content, 3).expect("zstd compresses in memory"),
     };
     let e = Entry {
+        sealed: None,
         size: content.len() as u64,
         sha256: digest(content),
         stored_size: stored.len() as u64,
@@ -111,6 +112,7 @@ pub fn diff(base: &[u8], new: &[u8]) -> (Delta, Vec<u8>) {
     enc.write_all(new).expect("zstd compresses in memory");
     let payload = enc.finish().expect("zstd compresses in memory");
     let d = Delta {
+        sealed: None,
         base: digest(base),
         base_size: base.len() as u64,
         size: new.len() as u64,
@@ -130,6 +132,7 @@ pub fn mode_of(path: &str) -> u32 {
 pub fn record(path: &str, content: &[u8], entry: LeafRef, mut deltas: Vec<DeltaRef>) -> FileRecord {
     deltas.sort_by_key(|d| d.base);
     FileRecord {
+        key: None,
         path: path.into(),
         mode: mode_of(path),
         size: content.len() as u64,
@@ -141,7 +144,7 @@ pub fn record(path: &str, content: &[u8], entry: LeafRef, mut deltas: Vec<DeltaR
 
 /// A delta ref for the delta from `base` at `at`.
 pub fn delta_ref(base: &[u8], at: LeafRef) -> DeltaRef {
-    DeltaRef { base: digest(base), leaf: at.leaf, offset: at.offset, length: at.length }
+    DeltaRef { key: None, base: digest(base), leaf: at.leaf, offset: at.offset, length: at.length }
 }
 
 /// Appends one content through the appender.
@@ -591,6 +594,7 @@ impl Forge {
             (listing.clone(), Compression::None)
         };
         let ix = Index {
+            sealed: None,
             channel: channel.into(),
             target: target.into(),
             version: version.into(),
