@@ -72,13 +72,15 @@ cargo build --quiet --release --manifest-path "$W/embed/Cargo.toml"
 cargo build --quiet --release --manifest-path "$W/reference/Cargo.toml"
 updater=$(stat -c %s "$CARGO_TARGET_DIR/release/embed_blocking")
 reference=$(stat -c %s "$CARGO_TARGET_DIR/release/https-get")
-crates=$(cargo tree --locked -p dare-updater -e normal --prefix none | sort -u | wc -l)
-crates_webpki=$(cargo tree --locked -p dare-updater -e normal --prefix none --no-default-features \
-  --features webpki-roots | sort -u | wc -l)
+# Distinct packages: cargo tree marks a repeated subtree with " (*)", which
+# must not count twice.
+count() { cargo tree --locked -p dare-updater -e normal --prefix none "$@" | sed 's/ (\*)$//' | sort -u | wc -l; }
+crates=$(count)
+crates_webpki=$(count --no-default-features --features webpki-roots)
 
 printf '%-46s %10s bytes\n' "embed_blocking (dare-updater, native roots)" "$updater"
 printf '%-46s %10s bytes\n' "one HTTPS GET (reqwest, rustls, native roots)" "$reference"
 awk -v a="$updater" -v b="$reference" \
   'BEGIN { printf "ratio %.2fx (a difference of %.0f KiB)\n", a / b, (a - b) / 1024 }'
-echo "crates in dare-updater's normal tree: $crates (default features), $crates_webpki (webpki-roots only)"
-echo "  counted by: cargo tree -p dare-updater -e normal --prefix none [--no-default-features --features webpki-roots] | sort -u | wc -l"
+echo "crates in dare-updater's normal tree (dare-updater included): $crates (default features), $crates_webpki (webpki-roots only)"
+echo "  counted by: cargo tree -p dare-updater -e normal --prefix none [--no-default-features --features webpki-roots] | sed 's/ (\*)\$//' | sort -u | wc -l"

@@ -225,6 +225,7 @@ pub const SUPERSEDES_TIME: &str = "supersedes-time";
     signed.saturating_sub(*now),
     millis_hint(*signed, *now)
 )]
+#[non_exhaustive]
 pub struct FutureTime {
     /// The signed time, Unix seconds.
     pub signed: u64,

@@ -612,6 +612,7 @@ pub enum FrameEvent<'a> {
 
 /// Why a [`FrameStream`] stopped.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StreamError<E> {
     /// The bytes do not form frames.
     #[error(transparent)]

@@ -77,6 +77,7 @@ impl ScanOptions {
 /// The first bad frame and what is wrong with it.
 #[derive(Debug, thiserror::Error)]
 #[error("frame {frame} at byte {offset}: {problem}")]
+#[non_exhaustive]
 pub struct VerifyError {
     /// Index of the frame, counted from 0 (the genesis).
     pub frame: u64,
@@ -173,6 +174,7 @@ impl From<crate::seal::SealError> for Problem {
 
 /// What follows the last seal.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Tail {
     /// The container ends with its last seal.
     Clean,

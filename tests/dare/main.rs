@@ -20,6 +20,7 @@ mod e2e;
 mod independent;
 mod publish_cli;
 mod rotation;
+mod self_update;
 mod support;
 mod update_cli;
 mod witness_e2e;

@@ -21,6 +21,7 @@ const STATE_FORMAT: u32 = 2;
 
 /// The installed build.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Installed {
     /// Target triple.
     pub target: String,
@@ -55,6 +56,7 @@ struct StateFile {
 
 /// The client's verified state.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct State {
     /// The container's origin, pinned at the first update.
     pub origin: String,
@@ -80,6 +82,7 @@ pub struct State {
 /// The trust root a client follows: the keys it was configured with, moved
 /// along each key rotation it verified.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Trusted {
     /// The trust root in effect at the stored checkpoint.
     pub root: TrustRoot,

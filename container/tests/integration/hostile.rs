@@ -365,7 +365,7 @@ fn truncating_the_last_release_anywhere_leaves_the_previous_release() {
         } else {
             match &s.tail {
                 Tail::Torn { offset, len, .. } => assert_eq!((*offset, *len), (prev.len, cut - prev.len), "cut {cut}"),
-                Tail::Clean => panic!("cut at {cut} reported a clean tail"),
+                other => panic!("cut at {cut} reported {other:?}"),
             }
         }
         walk_backward(short, &s).unwrap_or_else(|e| panic!("cut at {cut}: backward: {e}"));
@@ -422,7 +422,7 @@ fn garbage_after_the_last_seal_is_a_torn_tail() {
         let s = scan(&b, true).unwrap_or_else(|e| panic!("{} garbage bytes: {e}", g.len()));
         match &s.tail {
             Tail::Torn { offset, len, .. } => assert_eq!((*offset, *len), (last.len, g.len() as u64)),
-            Tail::Clean => panic!("garbage reported as a clean tail"),
+            other => panic!("garbage reported as {other:?}"),
         }
         assert_eq!(s.size(), last.size);
         let path = crate::support::write_beside(f.dir.path(), "garbage.dare", &b);

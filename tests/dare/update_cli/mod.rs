@@ -417,6 +417,43 @@ fn json_reports_bytes_full_delta_and_reused() {
     assert!(text.contains("reused from the installed build"), "{text}");
 }
 
+/// A mirror whose bytes were changed where the signatures do not look (the
+/// middle of a build's payload) is refused as an attack: exit 3,
+/// `bad-digest`, nothing installed; damage nobody signed for is not an I/O
+/// failure.
+#[test]
+fn a_damaged_payload_is_a_bad_digest_and_exits_3() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = now() - 3600;
+    let site = Site::new(tmp.path(), "release", "app.dare", t);
+    site.publish("1.0.0", t + 60, "");
+    let scan = dare_container::verify_file(&site.container, &Default::default()).unwrap();
+    let index = scan.index("stable", LINUX, Some("1.0.0")).expect("the Linux release");
+    let app = index.files.iter().find(|f| f.path == "bin/app").expect("bin/app");
+    let entry = scan.entry(app.entry.leaf).expect("its entry");
+    let damaged = site.copy("damaged.dare");
+    let mut bytes = fs::read(&damaged.container).unwrap();
+    bytes[(entry.frame.payload_offset + entry.frame.payload_len / 2) as usize] ^= 0x20;
+    fs::write(&damaged.container, bytes).unwrap();
+
+    let fresh = Client::new(tmp.path(), "fresh");
+    let (code, v, stderr) = fresh.json(s(&damaged.container), &site.public, LINUX, &[]);
+    assert_eq!(
+        (code, v["status"].as_str(), v["kind"].as_str(), v["exit_code"].as_u64()),
+        (3, Some("error"), Some("bad-digest"), Some(3)),
+        "{v}"
+    );
+    let message = v["error"].as_str().unwrap();
+    assert!(message.starts_with("bad digest: ") && message.contains("payload SHA-256"), "{message}");
+    assert!(stderr.lines().last() == Some(&format!("error: {message}")), "{stderr}");
+    let out = fresh.update(s(&damaged.container), &site.public, LINUX, &[]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(fresh.current().is_none() && !fresh.state.join("state.json").exists(), "nothing installed or recorded");
+    // The undamaged container installs.
+    let (code, v, _) = fresh.json(s(&site.container), &site.public, LINUX, &[]);
+    assert_eq!((code, v["status"].as_str()), (0, Some("updated")), "{v}");
+}
+
 #[test]
 fn origin_refuses_another_container_on_first_use() {
     let tmp = tempfile::tempdir().unwrap();

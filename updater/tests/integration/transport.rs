@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use crate::support::range_server::{Collect, Mode, Server, content, dead_port, expected, span};
 use dare_updater::fetch::{FetchError, Mirrors, RetryPolicy};
 use dare_updater::transport::{
-    ByteRange, FileTransport, HttpTransport, MemoryTransport, RangeSink, Timeouts, TlsRoots, TransferStats, Transport,
+    ByteRange, FileTransport, HttpTransport, MemoryTransport, RangeSink, Timeouts, TransferStats, Transport,
     TransportError, transport_for,
 };
 use proptest::prelude::*;
@@ -704,17 +704,21 @@ async fn https_with_a_private_ca() {
     assert_eq!(server.connections(), 1);
 
     // The same CA as the app's own root store, through TlsRoots.
-    let t = HttpTransport::with_roots(&url, quick(), &TlsRoots::Custom(roots)).unwrap();
+    let t = HttpTransport::with_roots(&url, quick(), &dare_updater::TlsRoots::Custom(roots)).unwrap();
     check_cases(&t, &data).await;
     // An empty store cannot check any server: refused before connecting, for https only.
     let error =
-        HttpTransport::with_roots(&url, quick(), &TlsRoots::Custom(rustls::RootCertStore::empty())).unwrap_err();
+        HttpTransport::with_roots(&url, quick(), &dare_updater::TlsRoots::Custom(rustls::RootCertStore::empty()))
+            .unwrap_err();
     assert!(
         matches!(error, TransportError::Invalid { .. }) && error.to_string().contains("no root certificates"),
         "{error}"
     );
     let plain = url.replace("https://", "http://");
-    assert!(HttpTransport::with_roots(&plain, quick(), &TlsRoots::Custom(rustls::RootCertStore::empty())).is_ok());
+    assert!(
+        HttpTransport::with_roots(&plain, quick(), &dare_updater::TlsRoots::Custom(rustls::RootCertStore::empty()))
+            .is_ok()
+    );
 
     // A redirect from https down to plain http is refused, not followed.
     let downgrade = url.replace("/c.dare", "/to-http");

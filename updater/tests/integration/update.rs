@@ -11,7 +11,7 @@ use crate::support::server::{Knobs, TestServer};
 use crate::support::*;
 use dare_container::merkle::Frontier;
 use dare_container::verify::ScanOptions;
-use dare_updater::state::{Installed, replica_path};
+use dare_updater::state::replica_path;
 use dare_updater::transport::{ByteRange, FileTransport, MemoryTransport, Transport};
 use dare_updater::{Status, UpdateError};
 
@@ -97,10 +97,8 @@ async fn first_install_up_to_date_and_next_release() {
     assert_installed(&c.install, LINUX, "1.0.0", p.app_size);
     assert_eq!(versions(&c.install), ["1.0.0"]);
     let s = c.state().unwrap();
-    assert_eq!(
-        s.installed,
-        Some(Installed { target: LINUX.into(), channel: "stable".into(), version: "1.0.0".into() })
-    );
+    let i = s.installed.as_ref().expect("the install is recorded");
+    assert_eq!((i.target.as_str(), i.channel.as_str(), i.version.as_str()), (LINUX, "stable", "1.0.0"));
     assert_eq!((s.size, s.time, s.origin.as_str()), (o.tree_size, T0 + 60, ORIGIN));
     assert!(!c.state.join("staging").exists());
 
