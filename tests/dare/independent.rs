@@ -1007,7 +1007,10 @@ struct Stored {
 /// 13.3 lays it out: an exchange, the new contents as private entries (a
 /// file whose content `before` holds at its path is named, not stored again;
 /// a changed one also gets a private delta from its `before` content), a
-/// private index, a seal. Returns what each path now names.
+/// private index, a seal. Returns what each path now names. The entry of
+/// the path `wrong_key` (if any) is sealed under another leaf's key: every
+/// stored digest holds, but it does not open under the key its listing gives.
+#[allow(clippy::too_many_arguments)]
 fn private_release(
     container: &Path,
     signer: &SigningKey,
@@ -1016,6 +1019,7 @@ fn private_release(
     files: &[(&str, u32, Vec<u8>)],
     before: &HashMap<String, Stored>,
     time: u64,
+    wrong_key: Option<&str>,
 ) -> HashMap<String, Stored> {
     use dare_container::header::{Compression, Delta, DeltaRef, Entry, FileRecord, Sha256Hex};
     use std::io::Write;
@@ -1037,7 +1041,8 @@ fn private_release(
                     (content.clone(), Compression::None)
                 };
                 let key = k.payload_key(a.next_leaf());
-                let sealed = seal_all(&key, &payload);
+                let sealing = if wrong_key == Some(*path) { k.payload_key(a.next_leaf() + 1) } else { key };
+                let sealed = seal_all(&sealing, &payload);
                 let entry = Entry {
                     size: content.len() as u64,
                     sha256: k.keyed_digest(&sha),
@@ -1132,8 +1137,8 @@ fn a_private_channel_verifies_without_a_key_and_opens_with_one() {
     app2[70_000..70_016].copy_from_slice(b"version 1.1.0 ok");
     let v1 = vec![("bin/app", 0o755, app1), ("share/doc/README", 0o644, readme(0).into_bytes())];
     let v2 = vec![("bin/app", 0o755, app2), ("share/doc/README", 0o644, readme(0).into_bytes())];
-    let first = private_release(&c, &signer, &recipients(&["reader", "gone"]), "1.0.0", &v1, &HashMap::new(), T0 + 20);
-    private_release(&c, &signer, &recipients(&["reader"]), "1.1.0", &v2, &first, T0 + 30);
+    let first = private_release(&c, &signer, &recipients(&["reader", "gone"]), "1.0.0", &v1, &HashMap::new(), T0 + 20, None);
+    private_release(&c, &signer, &recipients(&["reader"]), "1.1.0", &v2, &first, T0 + 30, None);
 
     // Without a key: every stored digest, the sealed refs and the release rules.
     let st = assert_ok(&s, &c, "full");
@@ -1202,4 +1207,28 @@ fn a_private_channel_verifies_without_a_key_and_opens_with_one() {
         assert_eq!(code, 1, "{name}: the reader with the key accepts it: {last}");
         assert!(last.starts_with("BAD: frame "), "{name}: {last}");
     }
+}
+
+#[test]
+fn a_private_entry_sealed_under_another_key_is_refused_by_its_reader() {
+    if !python_ready("a_private_entry_sealed_under_another_key_is_refused_by_its_reader") {
+        return;
+    }
+    let s = Sandbox::new();
+    s.keygen("k", "example.com/private");
+    let signer = SigningKey::parse(&std::fs::read_to_string(s.path("k")).expect("key")).expect("key");
+    let c = s.path("app.dare");
+    let cs = c.to_string_lossy().into_owned();
+    s.dare(&["init", &cs, "--key", "k", "--origin", "example.com/private", "--time", &t(0)]);
+    s.dare(&["keygen", "--encryption", "--out", "reader"]);
+    let to = Recipients::parse([std::fs::read_to_string(s.path("reader.pub")).expect("pub").as_str()]).expect("to");
+    let files = vec![("bin/app", 0o755, noise(3, 5000)), ("share/doc/README", 0o644, readme(1).into_bytes())];
+    private_release(&c, &signer, &to, "1.0.0", &files, &HashMap::new(), T0 + 20, Some("share/doc/README"));
+    // Every stored digest holds: a mirror, and a reader without the key, cannot tell.
+    let st = assert_ok(&s, &c, "full");
+    assert_eq!(stat(&st, "sealed_entries"), 2, "{st:?}");
+    // The recipient can, and refuses it: the chunk does not authenticate under the listing's key.
+    let (code, last, _) = read_with(&c, &s.path("reader"), &s.path("out"));
+    assert_eq!(code, 1, "{last}");
+    assert!(last.starts_with("BAD: frame ") && last.contains("does not authenticate"), "{last}");
 }
