@@ -26,10 +26,12 @@
 //! them each test prints why it skips and passes, except under `CI=true`,
 //! where it fails.
 //!
-//! A private channel (FORMAT.md 13) made with `dare_container::Appender`:
-//! the reader verifies it without a key, opens it with an age identity
-//! (`--identity`), says "NOT A RECIPIENT" for another, and refuses a flipped
-//! ciphertext byte as `dare verify` does.
+//! Private channels (FORMAT.md 13), made by `dare publish --encrypt-to` and
+//! with `dare_container::Appender` (a removed recipient, an entry sealed under
+//! another key): the reader verifies them without a key, opens them with an
+//! age identity (`--identity`) and gets the original bytes, says "NOT A
+//! RECIPIENT" for another identity, and refuses a flipped ciphertext byte as
+//! `dare verify` does.
 //!
 //! With `DARE_KEEP_SANDBOX` set, a failing test keeps its directory.
 
@@ -1137,7 +1139,8 @@ fn a_private_channel_verifies_without_a_key_and_opens_with_one() {
     app2[70_000..70_016].copy_from_slice(b"version 1.1.0 ok");
     let v1 = vec![("bin/app", 0o755, app1), ("share/doc/README", 0o644, readme(0).into_bytes())];
     let v2 = vec![("bin/app", 0o755, app2), ("share/doc/README", 0o644, readme(0).into_bytes())];
-    let first = private_release(&c, &signer, &recipients(&["reader", "gone"]), "1.0.0", &v1, &HashMap::new(), T0 + 20, None);
+    let first =
+        private_release(&c, &signer, &recipients(&["reader", "gone"]), "1.0.0", &v1, &HashMap::new(), T0 + 20, None);
     private_release(&c, &signer, &recipients(&["reader"]), "1.1.0", &v2, &first, T0 + 30, None);
 
     // Without a key: every stored digest, the sealed refs and the release rules.
@@ -1231,4 +1234,90 @@ fn a_private_entry_sealed_under_another_key_is_refused_by_its_reader() {
     let (code, last, _) = read_with(&c, &s.path("reader"), &s.path("out"));
     assert_eq!(code, 1, "{last}");
     assert!(last.starts_with("BAD: frame ") && last.contains("does not authenticate"), "{last}");
+}
+
+#[test]
+fn a_private_channel_published_by_the_cli_opens_in_the_reader() {
+    if !python_ready("a_private_channel_published_by_the_cli_opens_in_the_reader") {
+        return;
+    }
+    let s = Sandbox::new();
+    s.keygen("k", "example.com/cli-private");
+    let c = s.path("app.dare");
+    let cs = c.to_string_lossy().into_owned();
+    s.dare(&["init", &cs, "--key", "k", "--origin", "example.com/cli-private", "--time", &t(0)]);
+    // The publisher's identity (for reuse and deltas) and a client's, both recipients.
+    for id in ["publisher", "client", "stranger"] {
+        s.dare(&["keygen", "--encryption", "--out", id]);
+    }
+    std::fs::write(
+        s.path("recipients"),
+        format!(
+            "# who reads the private channel\n{}{}",
+            std::fs::read_to_string(s.path("publisher.pub")).expect("pub"),
+            std::fs::read_to_string(s.path("client.pub")).expect("pub")
+        ),
+    )
+    .expect("write");
+    let l = artifact(LINUX, "linux");
+    let publish = |version: &str, time: u64| {
+        let time = t(time);
+        s.dare(&[
+            "publish",
+            &cs,
+            "--key",
+            "k",
+            "--version",
+            version,
+            "--channel",
+            "internal",
+            "--artifact",
+            &l,
+            "--encrypt-to",
+            "recipients",
+            "--identity",
+            "publisher",
+            "--time",
+            &time,
+        ]);
+    };
+    s.build("linux", "bin/app", 1);
+    publish("1.0.0", 10);
+    let v1: Vec<(String, Vec<u8>)> = ["bin/app", "share/doc/README", "share/COMMON"]
+        .iter()
+        .map(|p| (p.to_string(), std::fs::read(s.path("linux").join(p)).expect("read")))
+        .collect();
+    // 1.1.0: the executable changes a little (a delta against 1.0.0's), the rest is named again.
+    patch(&s, "linux", "bin/app", 1000);
+    publish("1.1.0", 20);
+    // A plain channel beside it.
+    s.dare(&["publish", &cs, "--key", "k", "--version", "1.0.0", "--artifact", &l, "--time", &t(30)]);
+
+    let st = assert_ok(&s, &c, "full");
+    assert_eq!([stat(&st, "exchanges"), stat(&st, "sealed_indexes")], [2, 2], "{st:?}");
+    assert!(stat(&st, "sealed_entries") >= 4, "{st:?}");
+    let ok = python("dare_reader.py", &[&c]).1.lines().last().expect("a line").to_owned();
+    let (code, last, st) = read_with(&c, &s.path("client"), &s.path("out"));
+    assert_eq!((code, &last), (0, &ok), "{st:?}");
+    assert_eq!([stat(&st, "exchanges_opened"), stat(&st, "listings_opened"), stat(&st, "files_opened")], [2, 2, 6]);
+    for (path, content) in &v1 {
+        let got = s.path("out/internal").join(LINUX).join("1.0.0").join(path);
+        assert_eq!(&std::fs::read(&got).expect("extracted"), content, "1.0.0 {path}");
+    }
+    let app = s.path("out/internal").join(LINUX).join("1.1.0/bin/app");
+    assert_eq!(std::fs::read(app).expect("extracted"), std::fs::read(s.path("linux/bin/app")).expect("read"));
+    // The 1.1.0 executable's delta opens and, applied to 1.0.0's, gives it.
+    assert_eq!([stat(&st, "deltas_applied"), stat(&st, "deltas_unapplied")], [1, 0], "{st:?}");
+    let (code, last, _) = read_with(&c, &s.path("stranger"), &s.path("out-stranger"));
+    assert_eq!(code, 3, "{last}");
+    assert!(last.starts_with("NOT A RECIPIENT: "), "{last}");
+
+    // A flipped byte of a private entry's ciphertext: refused by both.
+    let good = std::fs::read(&c).expect("read");
+    let entry = frames(&good)
+        .into_iter()
+        .find(|f| f.kind() == "entry" && f.h.get("sealed").is_some())
+        .expect("a private entry")
+        .payload;
+    assert_bad(&s, "cli-private-entry", &damaged(&good, entry.start + entry.len() / 2, flip), None, "ciphertext");
 }
