@@ -1,11 +1,13 @@
 //! `dare keygen`: an Ed25519 signing key and its C2SP note verifier key, or
-//! (`--witness`) a witness's `cosignature/v1` key.
+//! (`--witness`) a witness's `cosignature/v1` key, or (`--encryption`) an age
+//! X25519 identity and its recipient, for private channels.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use dare_container::cosign::WitnessSigningKey;
+use dare_container::crypt::Identities;
 use dare_container::keys::SigningKey;
 
 #[derive(Debug, clap::Args)]
@@ -21,11 +23,18 @@ pub struct Args {
     force: bool,
     /// Make a witness's key (for `dare witness`): KEY.pub is its C2SP cosignature/v1 verifier key, the form
     /// `--witness` takes.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "encryption")]
     witness: bool,
+    /// Make an age X25519 identity (`AGE-SECRET-KEY-1...`) for reading private channels: KEY.pub is its
+    /// recipient (`age1...`), the form `dare publish --encrypt-to` takes.
+    #[arg(long, conflicts_with = "name")]
+    encryption: bool,
 }
 
 pub fn run(a: Args) -> Result<()> {
+    if a.encryption {
+        return encryption(&a);
+    }
     let name = match &a.name {
         Some(n) => n.clone(),
         None => a
@@ -35,14 +44,7 @@ pub fn run(a: Args) -> Result<()> {
             .filter(|s| !s.is_empty())
             .context("--out has no file name to take the key name from; pass --name")?,
     };
-    let pub_path = pub_path(&a.out);
-    if !a.force {
-        for p in [&a.out, &pub_path] {
-            if p.exists() {
-                bail!("{} already exists; pass --force to overwrite it", p.display());
-            }
-        }
-    }
+    let pub_path = refuse_overwrite(&a)?;
     let (secret, verifier) = if a.witness {
         let key = WitnessSigningKey::generate(&name).context("generating the key")?;
         (key.to_text(), key.verifier().to_string())
@@ -54,6 +56,31 @@ pub fn run(a: Args) -> Result<()> {
     write_atomic(&pub_path, format!("{verifier}\n").as_bytes(), 0o644, a.force)?;
     crate::outln!("{verifier}");
     Ok(())
+}
+
+/// An age identity file (as `age-keygen` writes it: a `# public key:` comment,
+/// then the secret) and its recipient in KEY.pub.
+fn encryption(a: &Args) -> Result<()> {
+    let pub_path = refuse_overwrite(a)?;
+    let id = Identities::generate();
+    let recipient = id.recipients().to_strings().concat();
+    write_atomic(&a.out, id.to_file_text().as_bytes(), 0o600, a.force)?;
+    write_atomic(&pub_path, format!("{recipient}\n").as_bytes(), 0o644, a.force)?;
+    crate::outln!("{recipient}");
+    Ok(())
+}
+
+/// KEY.pub, once neither it nor KEY exists (or `--force` is given).
+fn refuse_overwrite(a: &Args) -> Result<PathBuf> {
+    let pub_path = pub_path(&a.out);
+    if !a.force {
+        for p in [&a.out, &pub_path] {
+            if p.exists() {
+                bail!("{} already exists; pass --force to overwrite it", p.display());
+            }
+        }
+    }
+    Ok(pub_path)
 }
 
 fn pub_path(key: &Path) -> PathBuf {

@@ -26,6 +26,13 @@
 //! them each test prints why it skips and passes, except under `CI=true`,
 //! where it fails.
 //!
+//! Private channels (FORMAT.md 13), made by `dare publish --encrypt-to` and
+//! with `dare_container::Appender` (a removed recipient, an entry sealed under
+//! another key): the reader verifies them without a key, opens them with an
+//! age identity (`--identity`) and gets the original bytes, says "NOT A
+//! RECIPIENT" for another identity, and refuses a flipped ciphertext byte as
+//! `dare verify` does.
+//!
 //! With `DARE_KEEP_SANDBOX` set, a failing test keeps its directory.
 
 #![cfg(unix)]
@@ -35,6 +42,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use dare_container::Appender;
+use dare_container::crypt::{ContentKey, PayloadKey, Recipients, seal_all, wrap_content_key};
 use dare_container::keys::{SigningKey, TrustRoot};
 
 /// The first signed time; later steps add to it.
@@ -987,4 +995,329 @@ fn json_rules_of_section_1_1() {
         assert_ne!(header, raw, "{name}");
         assert_bad(&s, &format!("json-{name}"), &with(&header), None, name);
     }
+}
+
+/// One file of a private release made by [`private_release`], as stored.
+struct Stored {
+    at: dare_container::header::LeafRef,
+    key: PayloadKey,
+    content: Vec<u8>,
+}
+
+/// Appends a release of `files` (path, mode, content) for `LINUX` on the
+/// private channel `private` sealed to `to`, with the library, as FORMAT.md
+/// 13.3 lays it out: an exchange, the new contents as private entries (a
+/// file whose content `before` holds at its path is named, not stored again;
+/// a changed one also gets a private delta from its `before` content), a
+/// private index, a seal. Returns what each path now names. The entry of
+/// the path `wrong_key` (if any) is sealed under another leaf's key: every
+/// stored digest holds, but it does not open under the key its listing gives.
+#[allow(clippy::too_many_arguments)]
+fn private_release(
+    container: &Path,
+    signer: &SigningKey,
+    to: &Recipients,
+    version: &str,
+    files: &[(&str, u32, Vec<u8>)],
+    before: &HashMap<String, Stored>,
+    time: u64,
+    wrong_key: Option<&str>,
+) -> HashMap<String, Stored> {
+    use dare_container::header::{Compression, Delta, DeltaRef, Entry, FileRecord, Sha256Hex};
+    use std::io::Write;
+    let digest = |b: &[u8]| Sha256Hex(dare_container::hashio::sha256(b));
+    let k = ContentKey::generate().expect("a content key");
+    let mut a = Appender::open(container).expect("open for appending");
+    let x = a.append_exchange("private", &wrap_content_key(&k, to).expect("wrap")).expect("exchange");
+    let (mut records, mut now) = (Vec::new(), HashMap::new());
+    for (path, mode, content) in files {
+        let sha = digest(content);
+        let old = before.get(*path);
+        let stored = match old.filter(|o| o.content == *content) {
+            Some(o) => Stored { at: o.at, key: o.key, content: content.clone() },
+            None => {
+                let packed = zstd::bulk::compress(content, 3).expect("zstd");
+                let (payload, compression) = if packed.len() < content.len() {
+                    (packed, Compression::Zstd)
+                } else {
+                    (content.clone(), Compression::None)
+                };
+                let key = k.payload_key(a.next_leaf());
+                let sealing = if wrong_key == Some(*path) { k.payload_key(a.next_leaf() + 1) } else { key };
+                let sealed = seal_all(&sealing, &payload);
+                let entry = Entry {
+                    size: content.len() as u64,
+                    sha256: k.keyed_digest(&sha),
+                    stored_size: sealed.len() as u64,
+                    stored_sha256: digest(&sealed),
+                    compression,
+                    sealed: Some(x),
+                };
+                let at = a.append_entry(entry, &mut &sealed[..]).expect("entry");
+                Stored { at, key, content: content.clone() }
+            }
+        };
+        let mut deltas = Vec::new();
+        if let Some(o) = old.filter(|o| o.content != *content) {
+            let mut enc = zstd::stream::write::Encoder::with_ref_prefix(Vec::new(), 19, &o.content).expect("zstd");
+            enc.write_all(content).expect("zstd");
+            let patch = enc.finish().expect("zstd");
+            let key = k.payload_key(a.next_leaf());
+            let sealed = seal_all(&key, &patch);
+            let base = digest(&o.content);
+            let delta = Delta {
+                base: k.keyed_digest(&base),
+                base_size: o.content.len() as u64,
+                size: content.len() as u64,
+                sha256: k.keyed_digest(&sha),
+                stored_size: sealed.len() as u64,
+                stored_sha256: digest(&sealed),
+                sealed: Some(x),
+            };
+            let at = a.append_delta(delta, &mut &sealed[..]).expect("delta");
+            deltas.push(DeltaRef { base, leaf: at.leaf, offset: at.offset, length: at.length, key: Some(key) });
+        }
+        records.push(FileRecord {
+            path: path.to_string(),
+            mode: *mode,
+            size: content.len() as u64,
+            sha256: sha,
+            entry: stored.at,
+            deltas,
+            key: Some(stored.key),
+        });
+        now.insert(path.to_string(), stored);
+    }
+    a.append_sealed_index("private", LINUX, version, &records, &k, x).expect("private index");
+    a.seal(&[signer], time).expect("seal");
+    now
+}
+
+/// Runs the reader on `file` with the identity `id` (and `--extract dir`);
+/// returns its exit code, last line and counts.
+fn read_with(file: &Path, id: &Path, dir: &Path) -> (i32, String, Stats) {
+    let (code, stdout) = python("dare_reader.py", &[file, Path::new("--identity"), id, Path::new("--extract"), dir]);
+    let last = stdout.lines().last().unwrap_or_default().to_owned();
+    let stats = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("stats: "))
+        .map(|l| l.split(' ').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.into(), v.into())).collect())
+        .unwrap_or_default();
+    (code, last, stats)
+}
+
+#[test]
+fn a_private_channel_verifies_without_a_key_and_opens_with_one() {
+    if !python_ready("a_private_channel_verifies_without_a_key_and_opens_with_one") {
+        return;
+    }
+    let s = Sandbox::new();
+    s.keygen("k", "example.com/private");
+    let signer = SigningKey::parse(&std::fs::read_to_string(s.path("k")).expect("key")).expect("key");
+    let c = s.path("app.dare");
+    let cs = c.to_string_lossy().into_owned();
+    s.dare(&["init", &cs, "--key", "k", "--origin", "example.com/private", "--time", &t(0)]);
+    // A plain release beside the private channel.
+    s.build("linux", "bin/app", 1);
+    let l = artifact(LINUX, "linux");
+    s.dare(&["publish", &cs, "--key", "k", "--version", "1.0.0", "--artifact", &l, "--time", &t(10)]);
+    // Readers: `reader` gets both private releases, `gone` only the first
+    // (removed from the recipients, 13.4), `stranger` none.
+    for id in ["reader", "gone", "stranger"] {
+        s.dare(&["keygen", "--encryption", "--out", id]);
+    }
+    let recipients = |ids: &[&str]| {
+        let pubs: Vec<String> =
+            ids.iter().map(|i| std::fs::read_to_string(s.path(&format!("{i}.pub"))).expect("pub")).collect();
+        Recipients::parse(pubs.iter().map(String::as_str)).expect("recipients")
+    };
+    // 1.0.0: an incompressible file of several chunks (stored as is) and a
+    // compressible one (zstd); 1.1.0 changes the first (a new entry and a
+    // delta) and names the second's entry of 1.0.0 again.
+    let app1 = noise(7, 3 * 65536 + 1000);
+    let mut app2 = app1.clone();
+    app2[70_000..70_016].copy_from_slice(b"version 1.1.0 ok");
+    let v1 = vec![("bin/app", 0o755, app1), ("share/doc/README", 0o644, readme(0).into_bytes())];
+    let v2 = vec![("bin/app", 0o755, app2), ("share/doc/README", 0o644, readme(0).into_bytes())];
+    let first =
+        private_release(&c, &signer, &recipients(&["reader", "gone"]), "1.0.0", &v1, &HashMap::new(), T0 + 20, None);
+    private_release(&c, &signer, &recipients(&["reader"]), "1.1.0", &v2, &first, T0 + 30, None);
+
+    // Without a key: every stored digest, the sealed refs and the release rules.
+    let st = assert_ok(&s, &c, "full");
+    assert_eq!(
+        [
+            stat(&st, "exchanges"),
+            stat(&st, "sealed_entries"),
+            stat(&st, "sealed_deltas"),
+            stat(&st, "sealed_indexes"),
+            stat(&st, "listings_opened"),
+        ],
+        [2, 3, 1, 2, 0],
+        "{st:?}"
+    );
+    let ok = python("dare_reader.py", &[&c]).1.lines().last().expect("a line").to_owned();
+
+    // A recipient of both: every listing, entry and delta opens to the original bytes.
+    let (code, last, st) = read_with(&c, &s.path("reader"), &s.path("out-reader"));
+    assert_eq!((code, &last), (0, &ok), "{st:?}");
+    assert_eq!(
+        [
+            stat(&st, "exchanges_opened"),
+            stat(&st, "listings_opened"),
+            stat(&st, "files_opened"),
+            stat(&st, "deltas_applied")
+        ],
+        [2, 2, 4, 1],
+        "{st:?}"
+    );
+    for (version, files) in [("1.0.0", &v1), ("1.1.0", &v2)] {
+        for (path, _, content) in files.iter() {
+            let got = s.path("out-reader").join("private").join(LINUX).join(version).join(path);
+            assert_eq!(&std::fs::read(&got).expect("extracted"), content, "{version} {path}");
+        }
+    }
+    // A removed recipient still reads the release it was given, not the next one.
+    let (code, last, st) = read_with(&c, &s.path("gone"), &s.path("out-gone"));
+    assert_eq!((code, &last), (0, &ok), "{st:?}");
+    assert_eq!([stat(&st, "exchanges_opened"), stat(&st, "exchanges_not_recipient")], [1, 1], "{st:?}");
+    assert!(s.path("out-gone/private").join(LINUX).join("1.0.0/bin/app").exists());
+    assert!(!s.path("out-gone/private").join(LINUX).join("1.1.0").exists());
+    // Not a recipient at all: said so, distinctly.
+    let (code, last, _) = read_with(&c, &s.path("stranger"), &s.path("out-stranger"));
+    assert_eq!(code, 3, "{last}");
+    assert!(last.starts_with("NOT A RECIPIENT: "), "{last}");
+    assert!(!s.path("out-stranger").exists());
+
+    // Flipped ciphertext bytes: refused by dare verify and by the reader,
+    // with or without the key.
+    let good = std::fs::read(&c).expect("read");
+    let all = frames(&good);
+    let sealed: Vec<&Frame> = all.iter().filter(|f| f.h.get("sealed").is_some()).collect();
+    let of = |kind: &str| sealed.iter().filter(|f| f.kind() == kind).map(|f| f.payload.clone()).collect::<Vec<_>>();
+    let (entry, delta, index) = (of("entry")[0].clone(), of("delta")[0].clone(), of("index")[1].clone());
+    let exchange = all.iter().rfind(|f| f.kind() == "exchange").expect("an exchange").payload.clone();
+    for (name, at) in [
+        ("private-entry", entry.start + 70_000),
+        ("private-entry-tag", entry.end - 1),
+        ("private-delta", delta.start + 3),
+        ("private-index", index.start + 5),
+        ("exchange", exchange.end - 2),
+    ] {
+        let bytes = damaged(&good, at, flip);
+        assert_bad(&s, name, &bytes, None, name);
+        let (code, last, _) = read_with(&s.path(&format!("bad-{name}.dare")), &s.path("reader"), &s.path("out-bad"));
+        assert_eq!(code, 1, "{name}: the reader with the key accepts it: {last}");
+        assert!(last.starts_with("BAD: frame "), "{name}: {last}");
+    }
+}
+
+#[test]
+fn a_private_entry_sealed_under_another_key_is_refused_by_its_reader() {
+    if !python_ready("a_private_entry_sealed_under_another_key_is_refused_by_its_reader") {
+        return;
+    }
+    let s = Sandbox::new();
+    s.keygen("k", "example.com/private");
+    let signer = SigningKey::parse(&std::fs::read_to_string(s.path("k")).expect("key")).expect("key");
+    let c = s.path("app.dare");
+    let cs = c.to_string_lossy().into_owned();
+    s.dare(&["init", &cs, "--key", "k", "--origin", "example.com/private", "--time", &t(0)]);
+    s.dare(&["keygen", "--encryption", "--out", "reader"]);
+    let to = Recipients::parse([std::fs::read_to_string(s.path("reader.pub")).expect("pub").as_str()]).expect("to");
+    let files = vec![("bin/app", 0o755, noise(3, 5000)), ("share/doc/README", 0o644, readme(1).into_bytes())];
+    private_release(&c, &signer, &to, "1.0.0", &files, &HashMap::new(), T0 + 20, Some("share/doc/README"));
+    // Every stored digest holds: a mirror, and a reader without the key, cannot tell.
+    let st = assert_ok(&s, &c, "full");
+    assert_eq!(stat(&st, "sealed_entries"), 2, "{st:?}");
+    // The recipient can, and refuses it: the chunk does not authenticate under the listing's key.
+    let (code, last, _) = read_with(&c, &s.path("reader"), &s.path("out"));
+    assert_eq!(code, 1, "{last}");
+    assert!(last.starts_with("BAD: frame ") && last.contains("does not authenticate"), "{last}");
+}
+
+#[test]
+fn a_private_channel_published_by_the_cli_opens_in_the_reader() {
+    if !python_ready("a_private_channel_published_by_the_cli_opens_in_the_reader") {
+        return;
+    }
+    let s = Sandbox::new();
+    s.keygen("k", "example.com/cli-private");
+    let c = s.path("app.dare");
+    let cs = c.to_string_lossy().into_owned();
+    s.dare(&["init", &cs, "--key", "k", "--origin", "example.com/cli-private", "--time", &t(0)]);
+    // The publisher's identity (for reuse and deltas) and a client's, both recipients.
+    for id in ["publisher", "client", "stranger"] {
+        s.dare(&["keygen", "--encryption", "--out", id]);
+    }
+    std::fs::write(
+        s.path("recipients"),
+        format!(
+            "# who reads the private channel\n{}{}",
+            std::fs::read_to_string(s.path("publisher.pub")).expect("pub"),
+            std::fs::read_to_string(s.path("client.pub")).expect("pub")
+        ),
+    )
+    .expect("write");
+    let l = artifact(LINUX, "linux");
+    let publish = |version: &str, time: u64| {
+        let time = t(time);
+        s.dare(&[
+            "publish",
+            &cs,
+            "--key",
+            "k",
+            "--version",
+            version,
+            "--channel",
+            "internal",
+            "--artifact",
+            &l,
+            "--encrypt-to",
+            "recipients",
+            "--identity",
+            "publisher",
+            "--time",
+            &time,
+        ]);
+    };
+    s.build("linux", "bin/app", 1);
+    publish("1.0.0", 10);
+    let v1: Vec<(String, Vec<u8>)> = ["bin/app", "share/doc/README", "share/COMMON"]
+        .iter()
+        .map(|p| (p.to_string(), std::fs::read(s.path("linux").join(p)).expect("read")))
+        .collect();
+    // 1.1.0: the executable changes a little (a delta against 1.0.0's), the rest is named again.
+    patch(&s, "linux", "bin/app", 1000);
+    publish("1.1.0", 20);
+    // A plain channel beside it.
+    s.dare(&["publish", &cs, "--key", "k", "--version", "1.0.0", "--artifact", &l, "--time", &t(30)]);
+
+    let st = assert_ok(&s, &c, "full");
+    assert_eq!([stat(&st, "exchanges"), stat(&st, "sealed_indexes")], [2, 2], "{st:?}");
+    assert!(stat(&st, "sealed_entries") >= 4, "{st:?}");
+    let ok = python("dare_reader.py", &[&c]).1.lines().last().expect("a line").to_owned();
+    let (code, last, st) = read_with(&c, &s.path("client"), &s.path("out"));
+    assert_eq!((code, &last), (0, &ok), "{st:?}");
+    assert_eq!([stat(&st, "exchanges_opened"), stat(&st, "listings_opened"), stat(&st, "files_opened")], [2, 2, 6]);
+    for (path, content) in &v1 {
+        let got = s.path("out/internal").join(LINUX).join("1.0.0").join(path);
+        assert_eq!(&std::fs::read(&got).expect("extracted"), content, "1.0.0 {path}");
+    }
+    let app = s.path("out/internal").join(LINUX).join("1.1.0/bin/app");
+    assert_eq!(std::fs::read(app).expect("extracted"), std::fs::read(s.path("linux/bin/app")).expect("read"));
+    // The 1.1.0 executable's delta opens and, applied to 1.0.0's, gives it.
+    assert_eq!([stat(&st, "deltas_applied"), stat(&st, "deltas_unapplied")], [1, 0], "{st:?}");
+    let (code, last, _) = read_with(&c, &s.path("stranger"), &s.path("out-stranger"));
+    assert_eq!(code, 3, "{last}");
+    assert!(last.starts_with("NOT A RECIPIENT: "), "{last}");
+
+    // A flipped byte of a private entry's ciphertext: refused by both.
+    let good = std::fs::read(&c).expect("read");
+    let entry = frames(&good)
+        .into_iter()
+        .find(|f| f.kind() == "entry" && f.h.get("sealed").is_some())
+        .expect("a private entry")
+        .payload;
+    assert_bad(&s, "cli-private-entry", &damaged(&good, entry.start + entry.len() / 2, flip), None, "ciphertext");
 }

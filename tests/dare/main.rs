@@ -6,6 +6,7 @@
 //!
 //! Run one topic with `cargo test --test dare update_cli::`.
 
+mod cli_encryption;
 mod cli_json;
 mod cli_keys;
 mod cli_ls;

@@ -4,10 +4,16 @@
 Written from docs/FORMAT.md alone, never from dare's Rust source. Section
 numbers in comments are FORMAT.md's.
 
-Usage: dare_reader.py CONTAINER
+Usage: dare_reader.py CONTAINER [--identity FILE [--extract DIR]]
 
 Prints "OK: full|partial container, N frames, tree size S, root HEX" as its
-last line and exits 0, or "BAD: frame I at byte O: what" and exits 1. Before
+last line and exits 0, or "BAD: frame I at byte O: what" and exits 1. With
+--identity (an age identity file, section 13.1) it also opens every key
+exchange the identity is a recipient of, and checks the private listings and
+payloads of those releases (13.3); if it is a recipient of none, the last line
+is "NOT A RECIPIENT: ..." and it exits 3 (after checking everything a reader
+without a key checks). --extract DIR writes each file of an opened private
+listing to DIR/CHANNEL/TARGET/VERSION/PATH. Before
 the OK line it prints a "stats:" line (counts of what it checked) and, for an
 accepted torn tail (section 10), a "warning:" line. N counts the frames of the
 sealed part. Needs the `cryptography` and `zstandard` modules.
@@ -30,6 +36,16 @@ for entries as for deltas; ignores proof nodes the recomputation does not use
 different hashes; checks an index's patch bytes against patch.stored_sha256
 in partial containers too; and does not require a partial container's leaves
 in increasing leaf order.
+
+Private channels (13): without a key it checks each exchange, private
+entry, delta and index's stored bytes and length rule, the `sealed` refs
+(exactly an earlier exchange; an index's, its channel's since the last seal)
+and the release rules. In a partial container leaf numbers are known only at
+the seal, so there it checks a private frame's stored bytes, that a private
+entry or delta shares its segment with a private index, and no key is used.
+The age v1 file of an exchange is opened here from the C2SP age spec
+(X25519 stanzas, header MAC, STREAM payload) with `cryptography`'s X25519,
+HKDF, HMAC and ChaCha20-Poly1305; the Bech32 of the identity is decoded here.
 """
 
 import base64
@@ -41,8 +57,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 import zstandard
 
 U64 = 2**64 - 1
@@ -56,7 +76,9 @@ WINDOW_CAP = 2**31  # 3.4 (also used for entries: see the report)
 FRAME_TAGS = {0xF4: 1, 0xF5: 2, 0xF6: 4, 0xF7: 8}  # tag -> width of the length
 RECORD_TAGS = {0xF0: 1, 0xF1: 2, 0xF2: 4, 0xF3: 8}
 MIN_FOR_WIDTH = {1: 0, 2: 256, 4: 65536, 8: 2**32}  # 2.1: smallest width
-LEAF_KINDS = {"genesis", "entry", "delta", "index", "manifest", "keys"}  # 3, 4
+EXCHANGE_CAP = 1 << 20  # 3.14
+CHUNK, TAG = 65536, 16  # 13.2
+LEAF_KINDS = {"genesis", "entry", "delta", "index", "manifest", "keys", "exchange"}  # 3, 4
 FULL_ONLY, PARTIAL_ONLY = ("tile", "page", "map"), ("proof", "listing")  # 3.12, 3.13, 11
 
 
@@ -298,6 +320,8 @@ FILE = {  # 3.5: an index listing's file object
     "entry": LEAF_REF,
     "deltas": (DELTA_REF, 0, U64),
 }
+# 3.5, 13.3: a private listing's file object and delta ref also give the payload key, required there.
+PRIVATE_FILE = dict(FILE, key=is_digest, deltas=(dict(DELTA_REF, key=is_digest), 0, U64))
 SCHEMAS = {  # 3.2 - 3.12
     "genesis": {"format": range(2, 3), "origin": is_origin, "product": is_product, "trust": TRUST},
     "entry": {
@@ -306,6 +330,7 @@ SCHEMAS = {  # 3.2 - 3.12
         "stored_size": UINT64,
         "stored_sha256": is_digest,
         "compression": is_compression,
+        "sealed": Opt(LEAF_REF),
     },
     "delta": {
         "base": is_digest,
@@ -314,6 +339,7 @@ SCHEMAS = {  # 3.2 - 3.12
         "sha256": is_digest,
         "stored_size": UINT64,
         "stored_sha256": is_digest,
+        "sealed": Opt(LEAF_REF),
     },
     "index": {
         "channel": is_channel,
@@ -327,7 +353,9 @@ SCHEMAS = {  # 3.2 - 3.12
         "compression": is_compression,
         "previous": Opt(LEAF_REF),
         "patch": Opt(PATCH),
+        "sealed": Opt(LEAF_REF),
     },
+    "exchange": {"channel": is_channel, "stored_size": range(EXCHANGE_CAP + 1), "stored_sha256": is_digest},
     "manifest": {"releases": (RELEASE, 0, U64), "keys": Opt(LEAF_REF)},
     "keys": {"trust": TRUST, "previous": Opt(LEAF_REF), "rotation": any_string},
     "tile": {"level": range(8), "index": UINT64, "width": range(1, 257)},
@@ -355,7 +383,15 @@ def parse_header(f):
     if type(kind) is not str or kind not in SCHEMAS:
         raise Invalid(f"missing or unknown kind {kind!r}")
     conform(h, SCHEMAS[kind])
-    if kind in ("entry", "index") and h["compression"] == "none":  # 3.3, 3.5
+    if "sealed" in h:  # 13.2, 13.3: a sealed payload's length is one some plaintext seals to
+        plain = opened_len(h["stored_size"])
+        if plain is None:
+            raise Invalid(f"stored_size {h['stored_size']} is no length a sealed payload has")
+        if kind != "delta" and h["compression"] == "none" and plain != h["size"]:
+            raise Invalid("a sealed payload stored as is opens to other than size bytes")
+        if "patch" in h:
+            raise Invalid("a sealed index has a patch")
+    elif kind in ("entry", "index") and h["compression"] == "none":  # 3.3, 3.5
         if (h["size"], h["sha256"]) != (h["stored_size"], h["stored_sha256"]):
             raise Invalid("compression none but size/sha256 differ from the stored ones")
     if kind == "delta" and h["base"] == h["sha256"]:  # 3.4
@@ -371,6 +407,7 @@ def parse_header(f):
     want = {
         "entry": h.get("stored_size"),
         "delta": h.get("stored_size"),
+        "exchange": h.get("stored_size"),
         "index": h.get("stored_size", 0) + h.get("patch", {}).get("stored_size", 0),
         "listing": h.get("size"),
         "tile": 32 * h.get("width", 0),
@@ -478,10 +515,11 @@ def content_of(data, f):
 def parse_listing(data, f, raw=None):
     """3.5: an index's listing (`raw`, else its payload's): `files` file
     objects, strictly increasing by path, no path a directory of another,
-    deltas strictly increasing by base."""
+    deltas strictly increasing by base. A private listing's (13.3) give
+    every payload's key."""
     f.listing_raw = content_of(data, f) if raw is None else raw
     listing = parse_json(f.listing_raw, list)
-    conform(listing, (FILE, f.h["files"], f.h["files"]))
+    conform(listing, (PRIVATE_FILE if "sealed" in f.h else FILE, f.h["files"], f.h["files"]))
     paths = [x["path"] for x in listing]
     if not increasing([p.encode() for p in paths]):
         raise Invalid("listing not strictly increasing by path")
@@ -495,6 +533,200 @@ def parse_listing(data, f, raw=None):
         if not increasing(bases) or x["sha256"] in bases:
             raise Invalid(f"{x['path']}: deltas not strictly increasing by base, or one from itself")
     return listing
+
+
+# ------------------------------------------------------ 13. private channels
+
+
+class NotRecipient(Exception):
+    """13.1: the identity unwraps no stanza of an exchange."""
+
+
+def opened_len(n):
+    """13.2: the plaintext length of a sealed payload of n bytes, or None if
+    no plaintext seals to n bytes (p + 16 * max(1, ceil(p / 65536)))."""
+    full, rest = divmod(n, CHUNK + TAG)
+    if rest == 0:
+        return full * CHUNK if full else None
+    if rest < TAG or (rest == TAG and full):  # a chunk too short, or an empty last chunk after full ones
+        return None
+    return full * CHUNK + rest - TAG
+
+
+def stream_open(key, sealed):
+    """13.2 (and age's payload): the plaintext of 64 KiB ChaCha20-Poly1305
+    chunks under `key`, nonce u88be(n) || last flag, no associated data."""
+    if opened_len(len(sealed)) is None:
+        raise Invalid(f"{len(sealed)} bytes is no length a sealed payload has")
+    aead, out, n, pos = ChaCha20Poly1305(key), bytearray(), 0, 0
+    while True:
+        last = len(sealed) - pos <= CHUNK + TAG
+        piece = sealed[pos : pos + CHUNK + TAG]
+        try:
+            out += aead.decrypt(n.to_bytes(11, "big") + bytes([last]), piece, None)
+        except InvalidTag:
+            raise Invalid(f"sealed chunk {n} does not authenticate (tampered, or another key)") from None
+        if last:
+            return bytes(out)
+        pos, n = pos + CHUNK + TAG, n + 1
+
+
+def hkdf(ikm, info, salt=None):
+    """RFC 5869 HKDF-SHA256, 32 bytes (an absent salt is 32 zero bytes)."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=info).derive(ikm)
+
+
+def hmac_sha256(key, msg):
+    m = hmac.HMAC(key, hashes.SHA256())
+    m.update(msg)
+    return m.finalize()
+
+
+def payload_key(k, leaf):  # 13.1 PK(K, i)
+    return hkdf(k, b"dare/v2 payload key" + leaf.to_bytes(8, "big"))
+
+
+def keyed_digest(k, digest):  # 13.1 KD(K, d), as hex
+    return hmac_sha256(hkdf(k, b"dare/v2 digest key"), digest).hex()
+
+
+BECH32 = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
+
+
+def bech32_decode(s):
+    """BIP 173 Bech32 (age's keys: no length limit): (hrp, bytes); raises
+    ValueError. All one case; the checksum constant is 1."""
+    if s.lower() != s and s.upper() != s:
+        raise ValueError("mixed case")
+    s = s.lower()
+    pos = s.rfind("1")
+    if pos < 1 or pos + 7 > len(s):
+        raise ValueError("no separator or checksum")
+    hrp, data = s[:pos], [BECH32.find(c) for c in s[pos + 1 :]]
+    if -1 in data or any(not 33 <= ord(c) <= 126 for c in hrp):
+        raise ValueError("a character outside the Bech32 alphabet")
+    chk = 1
+    for v in [ord(c) >> 5 for c in hrp] + [0] + [ord(c) & 31 for c in hrp] + data:
+        top, chk = chk >> 25, (chk & 0x1FFFFFF) << 5 ^ v
+        for i, g in enumerate((0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3)):
+            chk ^= g if top >> i & 1 else 0
+    if chk != 1:
+        raise ValueError("bad checksum")
+    acc, bits, out = 0, 0, bytearray()
+    for v in data[:-6]:  # 5-bit groups to bytes; the padding must be fewer than 5 zero bits
+        acc, bits = acc << 5 | v, bits + 5
+        if bits >= 8:
+            bits -= 8
+            out.append(acc >> bits & 0xFF)
+    if bits >= 5 or acc & ((1 << bits) - 1):
+        raise ValueError("bad padding")
+    return hrp, bytes(out)
+
+
+def read_identities(path):
+    """13.1: the X25519 identities of an identity file (AGE-SECRET-KEY-1...
+    lines; blank lines and lines starting with # skipped)."""
+    ids = []
+    for line in Path(path).read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            hrp, key = bech32_decode(line)
+        except ValueError as e:
+            raise ValueError(f"an identity line that is not Bech32: {e}") from None
+        if hrp != "age-secret-key-" or len(key) != 32:
+            raise ValueError(f"not an age X25519 identity (AGE-SECRET-KEY-1...): {line[:16]}...")
+        ids.append(X25519PrivateKey.from_private_bytes(key))
+    if not ids:
+        raise ValueError("no AGE-SECRET-KEY-1... line")
+    return ids
+
+
+def b64_unpadded(s):
+    """age's base64: standard alphabet, no padding, canonical."""
+    if not re.fullmatch(r"[A-Za-z0-9+/]*", s) or len(s) % 4 == 1:
+        raise Invalid("age header: not unpadded base64")
+    raw = base64.b64decode(s + "=" * (-len(s) % 4))
+    if base64.b64encode(raw).decode().rstrip("=") != s:
+        raise Invalid("age header: non-canonical base64")
+    return raw
+
+
+def age_decrypt(data, ids):
+    """The C2SP age v1 format, X25519 recipients: the plaintext of the age
+    file `data` for the first identity in `ids` that unwraps a stanza.
+    Raises NotRecipient if none does, Invalid for a malformed file."""
+    lines, pos = [], 0
+    while True:  # the header: text lines up to and including the "---" line
+        end = data.find(b"\n", pos)
+        if end < 0:
+            raise Invalid("age header: no MAC line")
+        try:
+            line = data[pos:end].decode("ascii")
+        except UnicodeDecodeError:
+            raise Invalid("age header: not ASCII") from None
+        lines.append((pos, line))
+        pos = end + 1
+        if line.startswith("---"):
+            break
+    if lines[0][1] != "age-encryption.org/v1":
+        raise Invalid("not an age v1 file")
+    stanzas, i = [], 1
+    while i < len(lines) - 1:
+        head = lines[i][1]
+        if not head.startswith("-> "):
+            raise Invalid("age header: a line that starts no stanza")
+        args, body, i = head[3:].split(" "), "", i + 1
+        if any(not a for a in args):
+            raise Invalid("age header: an empty stanza argument")
+        while True:  # body lines of 64 columns; the last one shorter (maybe empty)
+            if i >= len(lines) - 1:
+                raise Invalid("age header: a stanza body that does not end")
+            part, i = lines[i][1], i + 1
+            if len(part) > 64:
+                raise Invalid("age header: a stanza body line longer than 64 columns")
+            body += part
+            if len(part) < 64:
+                break
+        stanzas.append((args, b64_unpadded(body)))
+    mac_at, mac_line = lines[-1]
+    if not mac_line.startswith("--- "):
+        raise Invalid("age header: a bad MAC line")
+    mac = b64_unpadded(mac_line[4:])
+    if len(mac) != 32:
+        raise Invalid("age header: the MAC is not 32 bytes")
+    file_key = None
+    for args, body in stanzas:
+        if args[0] != "X25519":
+            continue  # another recipient type
+        if len(args) != 2 or len(body) != 32:
+            raise Invalid("age header: a malformed X25519 stanza")
+        share = b64_unpadded(args[1])
+        if len(share) != 32:
+            raise Invalid("age header: an X25519 share that is not 32 bytes")
+        for ident in ids:
+            ours = ident.public_key().public_bytes_raw()
+            shared = ident.exchange(X25519PublicKey.from_public_bytes(share))
+            if shared == bytes(32):
+                raise Invalid("age header: an X25519 share of low order")
+            wrap = hkdf(shared, b"age-encryption.org/v1/X25519", salt=share + ours)
+            try:
+                file_key = ChaCha20Poly1305(wrap).decrypt(bytes(12), body, None)
+            except InvalidTag:
+                continue
+            break
+        if file_key is not None:
+            break
+    if file_key is None:
+        raise NotRecipient("the identity unwraps no stanza of this age file")
+    header = data[: mac_at + 3]  # up to and including "---"
+    if hmac_sha256(hkdf(file_key, b"header", salt=b""), header) != mac:
+        raise Invalid("age header: the MAC does not verify")
+    nonce = data[pos : pos + 16]
+    if len(nonce) != 16:
+        raise Invalid("age payload: no 16-byte nonce")
+    return stream_open(hkdf(file_key, b"payload", salt=nonce), data[pos + 16 :])
 
 
 # ------------------------------------------------ 6. keys, notes, checkpoints
@@ -773,8 +1005,13 @@ class Verifier:
     """Checks the frames of the sealed part in file order (8.2; 11 for
     partial containers)."""
 
-    def __init__(self, data, partial):
+    def __init__(self, data, partial, ids=None, extract=None):
         self.data, self.partial = data, partial
+        # 13: the identities to open exchanges with, and where to write what private listings name
+        self.ids, self.extract = ids, extract
+        self.fresh_exchanges = {}  # channel -> its exchange frame since the last seal (3.14)
+        self.content_keys = {}  # exchange frame index -> K, or None when the identity is not a recipient
+        self.private = {}  # plaintext sha256 hex -> (entry frame, payload key), from opened listings
         self.tree = Tree()  # full containers: every leaf hash
         self.stats = Counter()
         self.genesis = self.roots = None  # genesis header; trust root in effect
@@ -832,7 +1069,49 @@ class Verifier:
         self.genesis, self.roots = f.h, parse_trust(f.h["trust"])
         self.trust_dict, self.last_keys = f.h["trust"], None
 
+    def on_exchange(self, f):  # 3.14, 13.1
+        if f.h["channel"] in self.fresh_exchanges:
+            raise Invalid(f"a second exchange of channel {f.h['channel']} between two seals")
+        self.fresh_exchanges[f.h["channel"]] = f
+        payload = stored_payload(self.data, f)
+        if self.ids is None:
+            return
+        try:
+            k = age_decrypt(payload, self.ids)
+        except NotRecipient:
+            self.content_keys[f.index] = None
+            self.stats["exchange-not-recipient"] += 1
+            return
+        if len(k) != 32:
+            raise Invalid(f"the exchange's plaintext is {len(k)} bytes, not a 32-byte content key")
+        self.content_keys[f.index] = k
+        self.stats["exchange-opened"] += 1
+
+    def exchange_of(self, f, channel=None):
+        """13.3: the exchange leaf f's `sealed` names exactly (an earlier
+        one; an index's: its channel's since the last seal). A partial
+        container's leaf numbers are known at its seal only: there the
+        reader takes a private frame as it is (see the report)."""
+        x = f.h["sealed"]
+        if self.partial:
+            return None
+        g = self.by_leaf.get(x["leaf"])
+        if g is None or g.kind != "exchange" or (g.offset, g.length) != (x["offset"], x["length"]):
+            raise Invalid(f"sealed names no earlier exchange leaf exactly: {x}")
+        if channel is not None and self.fresh_exchanges.get(channel) is not g:
+            raise Invalid(f"a private index of {channel} names an exchange not of its channel's release")
+        return g
+
+    def content_key(self, g):
+        """K of the exchange frame g, if the identity opened it."""
+        return None if g is None else self.content_keys.get(g.index)
+
     def on_entry(self, f):  # 3.3
+        if "sealed" in f.h:  # 13.3: the stored bytes only; key holders check the rest through a listing
+            stored_payload(self.data, f)
+            f.exchange = self.exchange_of(f)
+            self.stats["entry-sealed"] += 1
+            return
         content = content_of(self.data, f)
         self.contents.setdefault(f.h["sha256"], []).append(f)
         self.stats["entry-zstd" if f.h["compression"] == "zstd" else "entry-none"] += 1
@@ -846,6 +1125,10 @@ class Verifier:
     def on_delta(self, f):  # 3.4
         h = f.h
         p = stored_payload(self.data, f)
+        if "sealed" in h:  # 13.3: base and result are checked by key holders, through a listing
+            f.exchange = self.exchange_of(f)
+            self.stats["delta-sealed"] += 1
+            return
         base = self.base_content(h["base"], h["base_size"])
         has_result = any(g.h["size"] == h["size"] for g in self.contents.get(h["sha256"], []))
         if not self.partial and (base is None or not has_result):
@@ -859,13 +1142,22 @@ class Verifier:
         self.stats["delta-applied"] += 1
 
     def on_index(self, f):  # 3.5; 7.1 in full containers
+        sealed = "sealed" in f.h
         if f.header_only:
             if not self.partial:
                 raise Invalid(f"index payload is 0 bytes, not {f.h['stored_size']} (a full container)")
+            if sealed:
+                raise Invalid("a private index without its payload (13.3: a replica keeps the whole frame)")
             self.awaiting = f  # 3.13: its listing frame comes next
             return
-        f.listing = parse_listing(self.data, f)
-        self.stats["files"] += len(f.listing)
+        if sealed:
+            stored_payload(self.data, f)
+            self.stats["index-sealed"] += 1
+            f.listing = self.open_listing(f, self.exchange_of(f, f.h["channel"]))
+        else:
+            f.listing = parse_listing(self.data, f)
+        if f.listing is not None:
+            self.stats["files"] += len(f.listing)
         if self.partial:
             if "patch" in f.h:
                 index_patch(self.data, f)  # its base (the previous listing) may be absent
@@ -889,11 +1181,24 @@ class Verifier:
             if out != f.listing_raw:
                 raise Invalid("the patch applied to the previous listing is not this listing")
             self.stats["index-patches"] += 1
-        for x in f.listing:  # 7.1.3, 7.1.4
+        if sealed:
+            if f.listing is not None:
+                self.check_private_listing(f)
+        else:
+            self.check_listing(f)
+        self.release_keys.add(key)
+        head = f.payload_offset - f.offset + h["patch"]["stored_size"] if "patch" in h else None  # 3.6
+        self.latest[key] = (h["version"], f.ref(), head)
+
+    def check_listing(self, f):
+        """7.1.3, 7.1.4: a plain listing names earlier plain entries and deltas."""
+        for x in f.listing:
             e = x["entry"]
             g = self.by_leaf.get(e["leaf"])
             if g is None or g.kind != "entry" or (g.offset, g.length) != (e["offset"], e["length"]):
                 raise Invalid(f"{x['path']}: entry ref {e} is not an earlier entry frame")
+            if "sealed" in g.h:
+                raise Invalid(f"{x['path']}: a plain listing names the private entry at leaf {g.leaf}")
             if (g.h["size"], g.h["sha256"]) != (x["size"], x["sha256"]):
                 raise Invalid(f"{x['path']}: the entry at leaf {g.leaf} holds another content")
             self.stats["files-shared" if g.leaf in self.named_before or g.leaf in self.named else "files-new"] += 1
@@ -902,13 +1207,95 @@ class Verifier:
                 g = self.by_leaf.get(d["leaf"])
                 if g is None or g.kind != "delta" or (g.offset, g.length) != (d["offset"], d["length"]):
                     raise Invalid(f"{x['path']}: delta ref {d} is not an earlier delta frame")
+                if "sealed" in g.h:
+                    raise Invalid(f"{x['path']}: a plain listing names the private delta at leaf {g.leaf}")
                 if (g.h["base"], g.h["sha256"]) != (d["base"], x["sha256"]):
                     raise Invalid(f"{x['path']}: the delta at leaf {g.leaf} has another base or result")
                 self.named.add(g.leaf)
                 self.stats["delta-refs"] += 1
-        self.release_keys.add(key)
-        head = f.payload_offset - f.offset + h["patch"]["stored_size"] if "patch" in h else None  # 3.6
-        self.latest[key] = (h["version"], f.ref(), head)
+
+    def open_listing(self, f, xf):
+        """13.3: a private index's listing, opened under PK(K, leaf) when the
+        identity opened its exchange `xf`; else None."""
+        k = self.content_key(xf)
+        if k is None:
+            return None
+        plain = stream_open(payload_key(k, f.leaf), stored_payload(self.data, f))
+        raw = plain if f.h["compression"] == "none" else unzstd(plain, f.h["size"])
+        if len(raw) != f.h["size"] or keyed_digest(k, sha256(raw)) != f.h["sha256"]:
+            raise Invalid("the opened listing differs from size / the keyed digest sha256")
+        self.stats["listing-opened"] += 1
+        return parse_listing(self.data, f, raw)
+
+    def open_entry(self, g, key, size, sha):
+        """13.3: the content of the private entry g, opened under `key`,
+        checked against the listing's plaintext size and sha256 (and, when
+        its release's K is known, the header's keyed digest)."""
+        if g.h["size"] != size:
+            raise Invalid(f"the private entry at leaf {g.leaf} holds {g.h['size']} bytes, not {size}")
+        k = self.content_key(g.exchange)
+        if k is not None and keyed_digest(k, bytes.fromhex(sha)) != g.h["sha256"]:
+            raise Invalid(f"the private entry at leaf {g.leaf}: its sha256 is not KD(K, the listing's sha256)", g)
+        try:
+            plain = stream_open(bytes.fromhex(key), stored_payload(self.data, g))
+            content = plain if g.h["compression"] == "none" else unzstd(plain, size)
+        except Invalid as e:
+            raise Invalid(f"the private entry at leaf {g.leaf}: {e}", g) from None
+        if len(content) != size or sha256(content).hex() != sha:
+            raise Invalid(f"the private entry at leaf {g.leaf} opens to another content than the listing's", g)
+        return content
+
+    def check_private_listing(self, f):
+        """13.3 with K: every entry and delta a private listing names is a
+        private one, opens under its key and gives the file's content."""
+        for x in f.listing:
+            e = x["entry"]
+            g = self.by_leaf.get(e["leaf"])
+            if g is None or g.kind != "entry" or (g.offset, g.length) != (e["offset"], e["length"]):
+                raise Invalid(f"{x['path']}: entry ref {e} is not an earlier entry frame")
+            if "sealed" not in g.h:
+                raise Invalid(f"{x['path']}: a private listing names the plain entry at leaf {g.leaf}")
+            content = self.open_entry(g, x["key"], x["size"], x["sha256"])
+            self.private.setdefault(x["sha256"], (g, x["key"]))
+            self.stats["files-opened"] += 1
+            self.stats["files-shared" if g.leaf in self.named_before or g.leaf in self.named else "files-new"] += 1
+            self.named.add(g.leaf)
+            if self.extract is not None:
+                h = f.h
+                out = Path(self.extract, h["channel"], h["target"], h["version"], x["path"])
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_bytes(content)
+            for d in x["deltas"]:
+                g = self.by_leaf.get(d["leaf"])
+                if g is None or g.kind != "delta" or (g.offset, g.length) != (d["offset"], d["length"]):
+                    raise Invalid(f"{x['path']}: delta ref {d} is not an earlier delta frame")
+                if "sealed" not in g.h:
+                    raise Invalid(f"{x['path']}: a private listing names the plain delta at leaf {g.leaf}")
+                k = self.content_key(g.exchange)
+                if k is not None and (g.h["base"], g.h["sha256"]) != (
+                    keyed_digest(k, bytes.fromhex(d["base"])),
+                    keyed_digest(k, bytes.fromhex(x["sha256"])),
+                ):
+                    raise Invalid(f"{x['path']}: the delta at leaf {g.leaf} has another base or result", g)
+                if g.h["size"] != x["size"]:
+                    raise Invalid(f"{x['path']}: the delta at leaf {g.leaf} makes {g.h['size']} bytes", g)
+                self.named.add(g.leaf)
+                self.stats["delta-refs"] += 1
+                base = self.private.get(d["base"])
+                if base is None:  # its base is in a release this identity cannot read
+                    self.stats["delta-unapplied"] += 1
+                    continue
+                base_content = self.open_entry(base[0], base[1], base[0].h["size"], d["base"])
+                if len(base_content) != g.h["base_size"]:
+                    raise Invalid(f"{x['path']}: the delta at leaf {g.leaf} has another base size", g)
+                try:
+                    patch = stream_open(bytes.fromhex(d["key"]), stored_payload(self.data, g))
+                    out = unzstd(patch, x["size"], base_content)
+                except Invalid as e:
+                    raise Invalid(f"the private delta at leaf {g.leaf}: {e}", g) from None
+                if out != content:
+                    raise Invalid(f"{x['path']}: the delta at leaf {g.leaf} applied to its base is not the file", g)
+                self.stats["delta-applied"] += 1
 
     def on_listing(self, f):  # 3.13
         idx, self.awaiting = self.awaiting, None
@@ -983,6 +1370,7 @@ class Verifier:
         if keys:
             self.trust_dict = keys[-1].h["trust"]
         self.sealed_latest = dict(self.latest)
+        self.fresh_exchanges = {}
         self.named_before |= self.named
         self.release_keys, self.named = set(), set()
 
@@ -990,7 +1378,9 @@ class Verifier:
         """8.2 steps 3, 4, 6, 7, 10, 11."""
         h, m, tree = f.h, self.manifest, self.tree
         for g in self.seg:  # step 3 (7.2)
-            if g.kind in ("entry", "delta") and g.leaf not in self.named:
+            if g.kind not in ("entry", "delta") or ("sealed" in g.h and self.content_key(g.exchange) is None):
+                continue  # 13.3: who names a private payload is known to key holders only
+            if g.leaf not in self.named:
                 raise Invalid(f"{g.kind} at leaf {g.leaf} is named by no index of its release", g)
         if n != len(tree.leaves) or n < 2:
             raise Invalid(f"checkpoint size {n} is not the {len(tree.leaves)} leaves before the seal")
@@ -1066,16 +1456,21 @@ class Verifier:
             for r in m.h["releases"]
         }
         refs = {}  # step 4: (leaf, frame length) -> (kind, sha256) the listings name
+        private = any("sealed" in g.h for g in leaves if g.kind == "index")
         for g in (g for g in leaves if g.kind == "index"):
             length = None if g.header_only else g.length  # a header-only copy's length is not upstream's
             named = releases.get((g.h["channel"], g.h["target"]))
             if named is None or (named[0], named[1]) != (g.h["version"], g.leaf) or length not in (None, named[2]):
                 raise Invalid("index is not the one the segment's manifest names", g)
-            for x in g.listing:
+            for x in g.listing or []:  # 13.3: a private listing is not opened in a replica
                 refs[(x["entry"]["leaf"], x["entry"]["length"])] = ("entry", x["sha256"])
                 for d in x["deltas"]:
                     refs[(d["leaf"], d["length"])] = ("delta", x["sha256"])
         for g in (g for g in leaves if g.kind in ("entry", "delta")):
+            if "sealed" in g.h:  # 13.3: accepted when a private index is in the same segment
+                if not private:
+                    raise Invalid(f"a private {g.kind} without a private index in its segment", g)
+                continue
             if refs.get((g.leaf, g.length)) != (g.kind, g.h["sha256"]):
                 raise Invalid(f"{g.kind} is not named by an index of the segment", g)
         nodes = {}  # step 5: the root from the old frontier, the leaves and the proof's nodes
@@ -1138,8 +1533,11 @@ def read_pending(path):
         return None
 
 
-def verify(path):
-    """8.4, 10, 11: walk both ways, then check every frame; the output lines."""
+def verify(path, ids=None, extract=None):
+    """8.4, 10, 11: walk both ways, then check every frame; the output lines
+    and the exit code. With `ids` (13), the private listings and payloads of
+    every exchange they open are checked too; each file they name is written
+    under `extract`/CHANNEL/TARGET/VERSION/PATH if given."""
     data = Path(path).read_bytes()
     frames, o, broken = [], 0, None
     while o < len(data):  # 2.2: the forward walk, up to the first unreadable frame
@@ -1197,7 +1595,7 @@ def verify(path):
         f = proofs[0] if tiles[0].index < proofs[0].index else tiles[0]
         raise Bad(f.index, f.offset, f"a {f.kind} frame after a {'tile' if f is proofs[0] else 'proof'} frame (3.12)")
     partial = bool(proofs)
-    v = Verifier(data, partial)
+    v = Verifier(data, partial, ids, extract)
     n, root, _ = v.run(sealed)
     s = v.stats
     counts = {
@@ -1219,26 +1617,62 @@ def verify(path):
         "pages": s["page"],
         "maps": s["map"],
         "proofs": s["proof"],
+        "exchanges": s["exchange"],
+        "sealed_entries": s["entry-sealed"],
+        "sealed_deltas": s["delta-sealed"],
+        "sealed_indexes": s["index-sealed"],
+        "exchanges_opened": s["exchange-opened"],
+        "exchanges_not_recipient": s["exchange-not-recipient"],
+        "listings_opened": s["listing-opened"],
+        "files_opened": s["files-opened"],
+        "deltas_unapplied": s["delta-unapplied"],
     }
     lines.append(
         "stats: " + " ".join(f"{k}={x}" for k, x in counts.items()) + f" fingerprint={fingerprint(v.genesis['trust'])}"
     )
     kind = "partial" if partial else "full"
+    if ids is not None and s["exchange"] and not s["exchange-opened"]:
+        lines.append(
+            f"NOT A RECIPIENT: the identity opens none of the {s['exchange']} key exchanges "
+            f"(the {kind} container verifies without a key: {len(sealed)} frames, tree size {n})"
+        )
+        return lines, 3
     lines.append(f"OK: {kind} container, {len(sealed)} frames, tree size {n}, root {root.hex()}")
-    return lines
+    return lines, 0
+
+
+USAGE = "usage: dare_reader.py CONTAINER [--identity FILE [--extract DIR]]"
 
 
 def main(argv):
-    if len(argv) != 2:
-        print("usage: dare_reader.py CONTAINER", file=sys.stderr)
+    args, opts = [], {}
+    it = iter(argv[1:])
+    for a in it:
+        if a in ("--identity", "--extract"):
+            opts[a] = next(it, None)
+            if opts[a] is None:
+                print(USAGE, file=sys.stderr)
+                return 2
+        else:
+            args.append(a)
+    if len(args) != 1 or ("--extract" in opts and "--identity" not in opts):
+        print(USAGE, file=sys.stderr)
         return 2
+    ids = None
+    if "--identity" in opts:
+        try:
+            ids = read_identities(opts["--identity"])
+        except (OSError, ValueError) as e:
+            print(f"BAD IDENTITY: {opts['--identity']}: {e}")
+            return 2
     try:
-        print("\n".join(verify(argv[1])))
-        return 0
+        lines, code = verify(args[0], ids, opts.get("--extract"))
+        print("\n".join(lines))
+        return code
     except Bad as e:
         print(f"BAD: {e}")
     except OSError as e:
-        print(f"BAD: frame 0 at byte 0: cannot read {argv[1]}: {e.strerror}")
+        print(f"BAD: frame 0 at byte 0: cannot read {args[0]}: {e.strerror}")
     return 1
 
 
