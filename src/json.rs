@@ -63,6 +63,12 @@ pub struct ListedRelease {
     pub deltas: usize,
     pub delta_size: u64,
     pub index_leaf: u64,
+    /// A private channel's release: its listing is encrypted, so `files`
+    /// is empty and the sizes are unknown here; `file_count` is the index's.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub private: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file_count: Option<u64>,
     pub files: Vec<ListedFile>,
 }
 

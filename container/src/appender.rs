@@ -680,6 +680,28 @@ impl Appender {
         }
     }
 
+    /// The payload of the exchange leaf at `at` in the sealed log: a private
+    /// release's content key, wrapped to its recipients.
+    pub fn exchange_payload(&self, at: LeafRef) -> Result<Vec<u8>, Error> {
+        let bad = |m: String| refused(&self.path, format!("the key exchange at byte {}: {m}", at.offset));
+        if at.end() > self.base_len {
+            return Err(bad("is not in the sealed log".into()));
+        }
+        let frame = read_frame_at(&self.file, at.offset, at.end()).map_err(|e| bad(e.to_string()))?;
+        let bytes = read_header(&self.file, &frame).map_err(|e| bad(e.to_string()))?;
+        let Ok(Header::Exchange(x)) = Header::parse(&bytes) else { return Err(bad("is not an exchange".into())) };
+        if frame.len() != at.length || frame.payload_len != x.stored_size {
+            return Err(bad("has another length".into()));
+        }
+        let mut payload = vec![0u8; x.stored_size as usize];
+        crate::frame::ReadAt::read_exact_at(&self.file, &mut payload, frame.payload_offset)
+            .map_err(|e| Error::io("reading", &self.path, e))?;
+        if sha256(&payload) != x.stored_sha256.0 {
+            return Err(bad("its payload does not hash to its stored_sha256".into()));
+        }
+        Ok(payload)
+    }
+
     /// The leaf index the next appended leaf gets: a private payload's key
     /// derives from it.
     pub fn next_leaf(&self) -> u64 {

@@ -370,6 +370,7 @@ mod exchange {
 
     /// age X25519 identities (`AGE-SECRET-KEY-1...`), from an identity file
     /// as `age-keygen` or `dare keygen --encryption` writes it.
+    #[derive(Clone)]
     pub struct Identities(Vec<age::x25519::Identity>);
 
     impl std::fmt::Debug for Identities {

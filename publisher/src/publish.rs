@@ -14,6 +14,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
+use dare_container::crypt::{ContentKey, CryptError, Identities, PayloadKey, Recipients, wrap_content_key};
 use dare_container::frame::frame_len;
 use dare_container::header::{
     Delta, DeltaRef, Entry, FileRecord, Header, Index, LeafRef, Sha256Hex, validate_channel, validate_version,
@@ -21,7 +22,7 @@ use dare_container::header::{
 use dare_container::keys::SigningKey;
 use dare_container::{Appender, Cosigner, CutTail, SealSummary};
 
-use crate::compress::{DEFAULT_DELTA_LEVEL, DEFAULT_LEVEL, DELTA_MAX, hash_file, stage, stage_delta};
+use crate::compress::{DEFAULT_DELTA_LEVEL, DEFAULT_LEVEL, DELTA_MAX, hash_file, seal_staged, stage, stage_delta};
 use crate::error::PublishError;
 use crate::release::{Artifact, SourceFile, gather};
 
@@ -49,6 +50,13 @@ pub struct PublishOptions {
     /// [`MAX_CLOCK_SKEW`](dare_container::client::MAX_CLOCK_SKEW); at most
     /// [`MAX_SKEW_LIMIT`](dare_container::client::MAX_SKEW_LIMIT)).
     pub max_skew: u64,
+    /// A private channel: this release's entries, deltas and listings are
+    /// sealed, and its content key wrapped to these recipients.
+    pub encrypt_to: Option<Recipients>,
+    /// The publisher's own identities: earlier private releases it is a
+    /// recipient of are read, so their contents are reused and deltas made
+    /// against them. Without them a private release stores every content.
+    pub identities: Option<Identities>,
 }
 
 impl PublishOptions {
@@ -65,7 +73,21 @@ impl PublishOptions {
             deltas: 1,
             delta_level: DEFAULT_DELTA_LEVEL,
             max_skew: dare_container::client::MAX_CLOCK_SKEW,
+            encrypt_to: None,
+            identities: None,
         }
+    }
+
+    /// Makes the release private, sealed to `recipients`.
+    pub fn encrypt_to(mut self, recipients: Recipients) -> Self {
+        self.encrypt_to = Some(recipients);
+        self
+    }
+
+    /// The publisher's identities, to reuse what earlier private releases hold.
+    pub fn identities(mut self, ids: Identities) -> Self {
+        self.identities = Some(ids);
+        self
     }
 }
 
@@ -138,23 +160,54 @@ pub struct PublishReport {
 
 /// What the container holds, as far as this publish knows: every content and
 /// delta that the live indexes and the last releases name, and what this
-/// publish appended.
+/// publish appended. Private and plain contents are kept apart: a private
+/// listing names only private entries, a plain one only plain ones.
 #[derive(Default)]
 struct Book {
-    /// Content SHA-256 to its entry.
-    content: HashMap<Sha256Hex, LeafRef>,
-    deltas: HashMap<(Sha256Hex, Sha256Hex), DeltaRef>,
+    /// (private, content SHA-256) to its entry, and a private entry's key.
+    content: HashMap<(bool, Sha256Hex), (LeafRef, Option<PayloadKey>)>,
+    /// (private, base, result) to the delta.
+    deltas: HashMap<(bool, Sha256Hex, Sha256Hex), DeltaRef>,
     indexes: HashMap<u64, (Index, Vec<FileRecord>)>,
+    /// The publisher's identities and the content keys they opened, by exchange leaf.
+    ids: Option<Identities>,
+    keys: std::cell::RefCell<HashMap<u64, Option<ContentKey>>>,
 }
 
 impl Book {
+    fn new(ids: Option<Identities>) -> Self {
+        Book { ids, ..Book::default() }
+    }
+
+    /// The content key of the exchange at `x`, if the publisher is one of its recipients.
+    fn key(&self, appender: &Appender, x: LeafRef) -> Option<ContentKey> {
+        let ids = self.ids.as_ref()?;
+        if let Some(k) = self.keys.borrow().get(&x.leaf) {
+            return *k;
+        }
+        let k = match appender.exchange_payload(x).map(|p| dare_container::crypt::unwrap_content_key(&p, ids)) {
+            Ok(Ok(k)) => Some(k),
+            Ok(Err(e)) => {
+                tracing::warn!("the key exchange at leaf {}: {e}; its contents are stored again", x.leaf);
+                None
+            }
+            Err(e) => {
+                tracing::warn!("{e}; its contents are stored again");
+                None
+            }
+        };
+        self.keys.borrow_mut().insert(x.leaf, k);
+        k
+    }
+
     fn read(&mut self, appender: &Appender, at: LeafRef) -> Result<&(Index, Vec<FileRecord>), PublishError> {
         if !self.indexes.contains_key(&at.leaf) {
-            let (ix, files) = appender.read_index(at)?;
+            let (ix, files) = appender.read_index_with(at, &|x| self.key(appender, x))?;
+            let private = ix.sealed.is_some();
             for f in &files {
-                self.content.entry(f.sha256).or_insert(f.entry);
+                self.content.entry((private, f.sha256)).or_insert((f.entry, f.key));
                 for d in &f.deltas {
-                    self.deltas.entry((d.base, f.sha256)).or_insert(*d);
+                    self.deltas.entry((private, d.base, f.sha256)).or_insert(*d);
                 }
             }
             self.indexes.insert(at.leaf, (ix, files));
@@ -162,6 +215,9 @@ impl Book {
         Ok(&self.indexes[&at.leaf])
     }
 }
+
+/// This release's content key and its exchange leaf, in a private release.
+type Private = (ContentKey, LeafRef);
 
 /// Publishes one release: gathers every artifact's files, checks every rule
 /// before writing anything, stores each new content once (each target's next
@@ -216,7 +272,16 @@ pub fn publish_cosigned(
         appender.check_release(&opts.channel, t, &opts.version)?;
     }
     let result = (|| -> Result<BTreeMap<String, TargetReport>, PublishError> {
-        let mut book = Book::default();
+        let mut book = Book::new(opts.identities.clone());
+        let private: Option<Private> = match &opts.encrypt_to {
+            Some(to) => {
+                let key = ContentKey::generate().map_err(crypt_error)?;
+                let exchange = wrap_content_key(&key, to).map_err(crypt_error)?;
+                Some((key, appender.append_exchange(&opts.channel, &exchange)?))
+            }
+            None => None,
+        };
+        let private = private.as_ref();
         let live: Vec<LeafRef> = appender.manifest().releases.iter().map(|r| r.index).collect();
         for at in live {
             book.read(&appender, at)?;
@@ -224,18 +289,18 @@ pub fn publish_cosigned(
         let dir = parent_dir(container);
         let mut reports = BTreeMap::new();
         for t in &targets {
-            let bases = previous_builds(&appender, &mut book, &opts.channel, t, opts.deltas)?;
+            let bases = previous_builds(&appender, &mut book, &opts.channel, t, opts.deltas, private.is_some())?;
             let tfiles: Vec<&SourceFile> = files.iter().filter(|f| f.target == *t).collect();
             // Each file's content, stored unless the container has it.
             let mut records = Vec::with_capacity(tfiles.len());
             let mut stored = Vec::with_capacity(tfiles.len());
             for f in &tfiles {
-                let (record, s, new) = add_content(&mut appender, &mut book, f, &dir, opts)?;
+                let (record, s, new) = add_content(&mut appender, &mut book, f, &dir, opts, private)?;
                 records.push(record);
                 stored.push((s, new));
             }
             // Then the deltas this release needs, made in parallel, appended in order.
-            let deltas = add_deltas(&mut appender, &mut book, &bases, &tfiles, &mut records, &dir, opts)?;
+            let deltas = add_deltas(&mut appender, &mut book, &bases, &tfiles, &mut records, &dir, opts, private)?;
             let mut report = TargetReport::default();
             for (i, record) in records.iter().enumerate() {
                 report.files += 1;
@@ -256,7 +321,10 @@ pub fn publish_cosigned(
                     delta: deltas[i].1,
                 });
             }
-            appender.append_index(&opts.channel, t, &opts.version, &records)?;
+            match private {
+                Some((key, x)) => appender.append_sealed_index(&opts.channel, t, &opts.version, &records, key, *x)?,
+                None => appender.append_index(&opts.channel, t, &opts.version, &records)?,
+            };
             reports.insert(t.to_string(), report);
         }
         Ok(reports)
@@ -310,6 +378,7 @@ fn previous_builds(
     channel: &str,
     target: &str,
     k: u32,
+    private: bool,
 ) -> Result<Vec<Build>, PublishError> {
     let mut out = Vec::new();
     let mut at = appender.manifest().release(channel, target).map(|r| r.index);
@@ -318,12 +387,14 @@ fn previous_builds(
             break;
         }
         let (ix, files) = book.read(appender, a)?;
+        // Deltas stay on their side: private against private contents only.
+        let files: Vec<&FileRecord> = files.iter().filter(|f| f.key.is_some() == private).collect();
         let mut by_name: HashMap<String, Option<String>> = HashMap::new();
-        for f in files {
+        for f in &files {
             let name = f.path.rsplit('/').next().unwrap_or(&f.path).to_string();
             by_name.entry(name).and_modify(|p| *p = None).or_insert_with(|| Some(f.path.clone()));
         }
-        let by_path = files.iter().map(|f| (f.path.clone(), f.clone())).collect();
+        let by_path = files.iter().map(|f| (f.path.clone(), (*f).clone())).collect();
         out.push(Build { version: ix.version.clone(), by_path, by_name });
         at = ix.previous;
     }
@@ -339,24 +410,28 @@ fn add_content(
     f: &SourceFile,
     dir: &Path,
     opts: &PublishOptions,
+    private: Option<&Private>,
 ) -> Result<(FileRecord, u64, bool), PublishError> {
     let (sha, size) = hash_file(&f.source)?;
     if size != f.size {
         return Err(changed(f, size));
     }
     let mut stored = 0;
-    let shared = book.content.contains_key(&sha);
-    let entry = match book.content.get(&sha) {
+    let side = (private.is_some(), sha);
+    let shared = book.content.contains_key(&side);
+    let (entry, key) = match book.content.get(&side) {
         Some(at) => *at,
         None => {
-            let mut staged = stage(f, dir, opts.level, opts.workers)?;
+            // A private payload's key is that of the leaf it is about to become.
+            let key = private.map(|(k, _)| k.payload_key(appender.next_leaf()));
+            let mut staged = stage(f, dir, opts.level, opts.workers, key.as_ref())?;
             if staged.sha256 != sha {
                 return Err(changed(f, staged.size));
             }
             let e = Entry {
-                sealed: None,
+                sealed: private.map(|(_, x)| *x),
                 size,
-                sha256: sha,
+                sha256: private.map_or(sha, |(k, _)| k.keyed_digest(&sha)),
                 stored_size: staged.stored_size,
                 stored_sha256: staged.stored_sha256,
                 compression: staged.compression,
@@ -364,13 +439,16 @@ fn add_content(
             stored = staged.stored_size;
             let mut payload = staged.payload(&f.source)?;
             let at = appender.append_entry(e, &mut payload)?;
-            book.content.insert(sha, at);
-            at
+            book.content.insert(side, (at, key));
+            (at, key)
         }
     };
-    let record =
-        FileRecord { key: None, path: f.path.clone(), mode: f.mode, size, sha256: sha, entry, deltas: Vec::new() };
+    let record = FileRecord { key, path: f.path.clone(), mode: f.mode, size, sha256: sha, entry, deltas: Vec::new() };
     Ok((record, stored, !shared))
+}
+
+fn crypt_error(e: CryptError) -> PublishError {
+    PublishError::Invalid(format!("private channel: {e}"))
 }
 
 fn changed(f: &SourceFile, size: u64) -> PublishError {
@@ -399,7 +477,9 @@ fn add_deltas(
     records: &mut [FileRecord],
     dir: &Path,
     opts: &PublishOptions,
+    private: Option<&Private>,
 ) -> Result<Vec<(usize, u64)>, PublishError> {
+    let side = private.is_some();
     // Each file's candidate bases, newest release first, each base once.
     let mut wanted: Vec<Vec<FileRecord>> = Vec::with_capacity(records.len());
     let mut jobs: Vec<DeltaJob> = Vec::new();
@@ -410,8 +490,8 @@ fn add_deltas(
             if base.sha256 == r.sha256 || mine.iter().any(|b| b.sha256 == base.sha256) {
                 continue;
             }
-            let key = (base.sha256, r.sha256);
-            let queued = jobs.iter().any(|j| (j.base.sha256, records[j.file].sha256) == key);
+            let key = (side, base.sha256, r.sha256);
+            let queued = jobs.iter().any(|j| (side, j.base.sha256, records[j.file].sha256) == key);
             if !book.deltas.contains_key(&key) && !queued && base.size <= DELTA_MAX && r.size <= DELTA_MAX {
                 jobs.push(DeltaJob { file: i, base: base.clone() });
             }
@@ -427,19 +507,24 @@ fn add_deltas(
         if staged.sha256 != sha {
             return Err(changed(files[job.file], staged.size));
         }
+        let key = private.map(|(k, _)| k.payload_key(appender.next_leaf()));
+        if let Some(key) = &key {
+            staged = seal_staged(staged, &files[job.file].source, dir, key)?;
+        }
+        let keyed = |d: Sha256Hex| private.map_or(d, |(k, _)| k.keyed_digest(&d));
         let d = Delta {
-            sealed: None,
-            base: job.base.sha256,
+            sealed: private.map(|(_, x)| *x),
+            base: keyed(job.base.sha256),
             base_size: job.base.size,
             size: records[job.file].size,
-            sha256: sha,
+            sha256: keyed(sha),
             stored_size: staged.stored_size,
             stored_sha256: staged.stored_sha256,
         };
         // Only a delta clearly smaller than the whole entry is worth storing:
         // frames compared, headers included, so a tiny file gets none.
         let frame = Header::Delta(d.clone()).to_bytes().ok().and_then(|h| frame_len(h.len() as u64, d.stored_size));
-        let whole = book.content.get(&sha).map_or(0, |at| at.length);
+        let whole = book.content.get(&(side, sha)).map_or(0, |(at, _)| at.length);
         if frame.is_none_or(|f| f * 5 > whole * 4) {
             continue;
         }
@@ -448,12 +533,12 @@ fn add_deltas(
         let mut payload = staged.payload(&files[job.file].source)?;
         let at = appender.append_delta(d, &mut payload)?;
         book.deltas.insert(
-            (job.base.sha256, sha),
-            DeltaRef { key: None, base: job.base.sha256, leaf: at.leaf, offset: at.offset, length: at.length },
+            (side, job.base.sha256, sha),
+            DeltaRef { key, base: job.base.sha256, leaf: at.leaf, offset: at.offset, length: at.length },
         );
     }
     for (r, bases) in records.iter_mut().zip(wanted) {
-        r.deltas = bases.iter().filter_map(|b| book.deltas.get(&(b.sha256, r.sha256)).copied()).collect();
+        r.deltas = bases.iter().filter_map(|b| book.deltas.get(&(side, b.sha256, r.sha256)).copied()).collect();
         r.deltas.sort_by_key(|d| d.base);
     }
     Ok(made_for)
@@ -477,8 +562,11 @@ fn make_deltas(
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let Some(job) = jobs.get(i) else { break };
-                    let r = appender
-                        .entry_bytes(job.base.entry, job.base.sha256, DELTA_MAX)
+                    let base = match job.base.key {
+                        Some(key) => appender.sealed_entry_bytes(job.base.entry, key, job.base.sha256, DELTA_MAX),
+                        None => appender.entry_bytes(job.base.entry, job.base.sha256, DELTA_MAX),
+                    };
+                    let r = base
                         .map_err(PublishError::from)
                         .and_then(|base| stage_delta(&base, files[job.file], dir, level));
                     *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);

@@ -69,20 +69,33 @@ pub fn run(a: Args) -> Result<()> {
         let size: u64 = ix.files.iter().map(|f| f.size).sum();
         let latest = scan.manifest.release(&i.channel, &i.target).is_some_and(|r| r.index.leaf == ix.leaf);
         let key = (i.channel.clone(), i.target.clone());
-        lines.entry(key.clone()).or_default().push(format!(
-            "{:<14} {:<8} {:<32} {:>5} file(s) {:>10}: stored {} new, {} file(s) shared ({}), {} delta(s) ({}){}",
-            i.version,
-            i.channel,
-            i.target,
-            ix.files.len(),
-            bytes(size),
-            bytes(new_bytes),
-            shared,
-            bytes(shared_bytes),
-            deltas,
-            bytes(delta_bytes),
-            if latest { "  latest" } else { "" }
-        ));
+        let private = i.sealed.is_some();
+        if private {
+            lines.entry(key.clone()).or_default().push(format!(
+                "{:<14} {:<8} {:<32} {:>5} file(s), private (listing encrypted; {} stored){}",
+                i.version,
+                i.channel,
+                i.target,
+                i.files,
+                bytes(ix.frame.payload_len),
+                if latest { "  latest" } else { "" }
+            ));
+        } else {
+            lines.entry(key.clone()).or_default().push(format!(
+                "{:<14} {:<8} {:<32} {:>5} file(s) {:>10}: stored {} new, {} file(s) shared ({}), {} delta(s) ({}){}",
+                i.version,
+                i.channel,
+                i.target,
+                ix.files.len(),
+                bytes(size),
+                bytes(new_bytes),
+                shared,
+                bytes(shared_bytes),
+                deltas,
+                bytes(delta_bytes),
+                if latest { "  latest" } else { "" }
+            ));
+        }
         rows.entry(key).or_default().push(json::ListedRelease {
             version: i.version.to_string(),
             channel: i.channel.clone(),
@@ -95,6 +108,8 @@ pub fn run(a: Args) -> Result<()> {
             deltas,
             delta_size: delta_bytes,
             index_leaf: ix.leaf,
+            private,
+            file_count: private.then_some(i.files),
             files: ix
                 .files
                 .iter()

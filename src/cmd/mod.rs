@@ -150,3 +150,26 @@ pub fn signed_time(flag: Option<u64>) -> Result<u64> {
         .context("the clock is before 1970")?
         .as_secs())
 }
+
+/// Recipients of a private channel: each argument an `age1...` string or a
+/// file of them.
+pub fn load_recipients(args: &[String]) -> Result<dare_container::crypt::Recipients> {
+    let mut texts = Vec::with_capacity(args.len());
+    for a in args {
+        if a.starts_with("age1") {
+            texts.push(a.clone());
+        } else {
+            let text = std::fs::read_to_string(a)
+                .with_context(|| format!("--encrypt-to {a}: neither an age1... recipient nor a readable file"))?;
+            texts.push(text);
+        }
+    }
+    dare_container::crypt::Recipients::parse(texts.iter().map(String::as_str)).context("--encrypt-to")
+}
+
+/// An age identity file (`AGE-SECRET-KEY-1...`, as `dare keygen --encryption`
+/// or `age-keygen` writes it).
+pub fn load_identities(path: &std::path::Path) -> Result<dare_container::crypt::Identities> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading the identity {}", path.display()))?;
+    dare_container::crypt::Identities::parse(&text).with_context(|| format!("the identity {}", path.display()))
+}

@@ -46,6 +46,17 @@ pub struct Args {
     /// most 86400).
     #[arg(long, value_name = "SECS", default_value_t = dare_container::client::MAX_CLOCK_SKEW)]
     max_skew: u64,
+    /// Make this release of the channel private: its entries, deltas and
+    /// listings are encrypted, readable only with an identity of one of
+    /// these recipients. Each is an age recipient (age1...) or a file of
+    /// them, one per line. A new content key is made for every release.
+    #[arg(long, value_name = "RECIPIENT", num_args = 1..)]
+    encrypt_to: Vec<String>,
+    /// With --encrypt-to: the publisher's own age identity (a recipient of
+    /// the earlier private releases), so what they hold is reused and deltas
+    /// are made against them.
+    #[arg(long, value_name = "FILE", requires = "encrypt_to")]
+    identity: Option<PathBuf>,
     #[command(flatten)]
     witnesses: crate::witness_client::WitnessArgs,
     /// Print one JSON object on stdout.
@@ -63,6 +74,13 @@ pub fn run(a: Args) -> Result<()> {
     opts.deltas = a.deltas;
     opts.delta_level = a.delta_level;
     opts.max_skew = a.max_skew;
+    if !a.encrypt_to.is_empty() {
+        opts = opts.encrypt_to(super::load_recipients(&a.encrypt_to)?);
+    }
+    if let Some(id) = &a.identity {
+        opts = opts.identities(super::load_identities(id)?);
+    }
+    let private = opts.encrypt_to.as_ref().map(|r| r.to_strings().len());
     let mut witnesses = a.witnesses.cosigner()?;
     let h = Human::new(a.json);
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
@@ -118,6 +136,9 @@ pub fn run(a: Args) -> Result<()> {
         ));
     }
     let cosignatures = witnesses.as_ref().map_or(0, |w| w.cosigned());
+    if let Some(n) = private {
+        h.line(format!("  private: encrypted to {n} recipient(s) with a new content key"));
+    }
     h.line(format!("  sealed tree size {}, container {}", report.seal.size, bytes(report.seal.len)));
     if witnesses.is_some() {
         h.line(format!("  cosigned by {cosignatures} witness(es)"));

@@ -560,3 +560,47 @@ fn seals_with_sixteen_post_quantum_cosignatures_verify_serve_sync_and_update() {
     assert_eq!((o["status"].as_str(), o["version"].as_str()), (Some("updated"), Some("1.1.0")), "{o}");
     sb.dare(&["verify", "mirror/app.dare"]).ok();
 }
+
+/// A private release of every target for `version`, sealed to the recipient in `id.pub`.
+fn publish_private(sb: &Sandbox, container: &Path, version: &str, time: u64) {
+    let recipient = std::fs::read_to_string(sb.path("id.pub")).unwrap();
+    let mut args: Vec<String> = ["publish", &container.display().to_string(), "--key", "k", "--version", version]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.extend(["--channel".into(), "internal".into(), "--time".into(), time.to_string()]);
+    args.extend(["--encrypt-to".into(), recipient.trim().to_string(), "--identity".into(), "id".into()]);
+    for a in builds(sb, version) {
+        args.push("--artifact".into());
+        args.push(a);
+    }
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    sb.dare(&refs).ok();
+}
+
+#[test]
+fn a_mirror_syncs_and_verifies_a_private_channel_without_any_key() {
+    let (sb, origin_file) = setup();
+    let id = dare_container::crypt::Identities::generate();
+    std::fs::write(sb.path("id"), id.to_file_text()).unwrap();
+    std::fs::write(sb.path("id.pub"), format!("{}\n", id.recipients().to_strings()[0])).unwrap();
+    publish_private(&sb, &origin_file, "2.0.0", T0 + 2);
+    let origin = Served::start(&sb.path("www"), &[]);
+    std::fs::create_dir_all(sb.path("mirror")).unwrap();
+    // The mirror has the signing key's public half only: no identity.
+    let mirror = Served::start(
+        &sb.path("mirror"),
+        &["--upstream", &origin.url("/app.dare"), "--sync-interval", "1", "--trust", "k.pub"],
+    );
+    let len = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    eventually(Duration::from_secs(30), "the first sync", || len(&sb.path("mirror/app.dare")) == len(&origin_file));
+    publish_private(&sb, &origin_file, "2.1.0", T0 + 3);
+    eventually(Duration::from_secs(30), "the sync of 2.1.0", || len(&sb.path("mirror/app.dare")) == len(&origin_file));
+    assert_eq!(std::fs::read(sb.path("mirror/app.dare")).unwrap(), std::fs::read(&origin_file).unwrap());
+    let run = sb.dare(&["verify", "mirror/app.dare", "--trust", "k.pub"]);
+    run.ok();
+    let ls = sb.dare(&["ls", "mirror/app.dare", "--channel", "internal"]);
+    ls.ok();
+    assert!(ls.stdout.contains("private (listing encrypted"), "{}", ls.stdout);
+    drop(mirror);
+}

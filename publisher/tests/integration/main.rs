@@ -2,4 +2,5 @@
 //!
 //! Run one topic with `cargo test -p dare-publisher --test integration publish::`.
 
+mod private;
 mod publish;
