@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use dare_container::crypt::{Identities, unwrap_content_key};
+use dare_container::crypt::unwrap_content_key;
 use dare_publisher::{ExchangeOpener, ExtractOptions, extract};
 
 use super::load_verifiers;
@@ -38,8 +38,7 @@ pub fn run(a: Args) -> Result<()> {
     let pins = if a.trust.is_empty() { None } else { Some(load_verifiers(&a.trust)?) };
     let opener = match &a.identity {
         Some(path) => {
-            let text = super::update::read_identity_file(path)?;
-            let ids = Arc::new(Identities::parse(&text).with_context(|| format!("the identity file {}", path.display()))?);
+            let ids = Arc::new(super::load_identities(path)?);
             Some(ExchangeOpener(Arc::new(move |x: &[u8]| unwrap_content_key(x, &ids))))
         }
         None => None,

@@ -137,3 +137,69 @@ fn update_and_extract_open_a_private_build_with_an_identity_and_only_with_one() 
     sb.dare(&[&args[..], &["age-keygen.txt"]].concat()).ok();
     assert_files(&sb.path("x2"), &files);
 }
+
+/// Writes the build of `version` (one changed line in `bin/app` per version, a README that
+/// stays) and returns its `--artifact` argument.
+fn cli_build(sb: &Sandbox, version: &str) -> (String, Vec<(&'static str, Vec<u8>)>) {
+    let dir = sb.path(&format!("build/{version}"));
+    fs::create_dir_all(dir.join("bin")).unwrap();
+    let app: Vec<u8> = (0..100_000u32)
+        .flat_map(|i| if i == 500 { format!("{version}\n") } else { format!("line {i}\n") }.into_bytes())
+        .collect();
+    let files = vec![("bin/app", app), ("README", b"a licensed build\n".to_vec())];
+    for (path, bytes) in &files {
+        fs::write(dir.join(path), bytes).unwrap();
+    }
+    (format!("{LINUX}={}", dir.display()), files)
+}
+
+#[test]
+fn dare_publish_encrypt_to_then_update_identity_applies_deltas_and_reuses_within_the_channel() {
+    let sb = Sandbox::new();
+    let (_, public) = sb.keygen("k");
+    sb.init("app.dare", "k");
+    fs::write(sb.path("id"), AGE_KEYGEN_IDENTITY).unwrap();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let publish = |version: &str, time: u64| {
+        let (artifact, files) = cli_build(&sb, version);
+        let t = time.to_string();
+        sb.dare(&[
+            "publish",
+            "app.dare",
+            "--key",
+            "k",
+            "--version",
+            version,
+            "--channel",
+            CHANNEL,
+            "--time",
+            &t,
+            "--artifact",
+            &artifact,
+            "--encrypt-to",
+            AGE_KEYGEN_RECIPIENT,
+            "--identity",
+            "id",
+        ])
+        .ok();
+        files
+    };
+    let v1 = publish("1.0.0", now - 120);
+    let run = update(&sb, &public, "c", Some("id"));
+    run.ok();
+    assert_eq!(run.json()["version"], "1.0.0");
+    assert_files(&sb.path("c/install/current"), &v1);
+
+    let v2 = publish("1.0.1", now - 60);
+    let run = update(&sb, &public, "c", Some("id"));
+    run.ok();
+    let v = run.json();
+    assert_eq!((v["status"].as_str(), v["version"].as_str()), (Some("updated"), Some("1.0.1")), "{v}");
+    assert_files(&sb.path("c/install/current"), &v2);
+    // The README is reused from the installed build, the app arrives as a delta.
+    assert_eq!(v["bytes_reused"], 17, "{v}");
+    assert!(v["bytes_delta"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(v["bytes_full"], 0, "{v}");
+    sb.dare(&["verify", "c/state/replica.dare"]).ok();
+    sb.dare(&["verify", "app.dare"]).ok();
+}
