@@ -182,7 +182,8 @@ fn open_private(
         _ => return Err(bad(format!("leaf {} is not an exchange of channel {}", xref.leaf, ix.channel))),
     }
     let mut payload = vec![0u8; frame.payload_len as usize];
-    src.read_exact_at(&mut payload, frame.payload_offset).map_err(|e| PublishError::io("reading", "the container", e))?;
+    src.read_exact_at(&mut payload, frame.payload_offset)
+        .map_err(|e| PublishError::io("reading", "the container", e))?;
     let key = match (opener.0)(&payload) {
         Ok(k) => k,
         Err(CryptError::NotARecipient) => {

@@ -70,8 +70,7 @@ fn publish_private(container: &Path, key: &SigningKey, version: &str, files: &[(
 
 fn update(sb: &Sandbox, public: &str, client: &str, identity: Option<&str>) -> Run {
     let (state, install) = (format!("{client}/state"), format!("{client}/install"));
-    let mut args =
-        vec!["update", "--from", "app.dare", "--trust", public, "--state", &state, "--install", &install];
+    let mut args = vec!["update", "--from", "app.dare", "--trust", public, "--state", &state, "--install", &install];
     args.extend(["--target", LINUX, "--channel", CHANNEL, "--json"]);
     if let Some(id) = identity {
         args.extend(["--identity", id]);
@@ -125,10 +124,8 @@ fn update_and_extract_open_a_private_build_with_an_identity_and_only_with_one() 
     sb.dare(&["verify", "member/state/replica.dare"]).ok();
 
     // dare extract: refused without an identity or with a stranger's, then written with one.
-    let line = sb
-        .dare(&["extract", "app.dare", "--target", LINUX, "--channel", CHANNEL, "--out", "x1"])
-        .error()
-        .to_string();
+    let line =
+        sb.dare(&["extract", "app.dare", "--target", LINUX, "--channel", CHANNEL, "--out", "x1"]).error().to_string();
     assert!(line.contains("private channel") && line.contains("--identity"), "{line}");
     let args = ["extract", "app.dare", "--target", LINUX, "--channel", CHANNEL, "--out", "x2", "--identity"];
     let line = sb.dare(&[&args[..], &["stranger.txt"]].concat()).error().to_string();

@@ -801,11 +801,7 @@ fn unwrap_key(ids: &Ids, exchange: &[u8], what: &str) -> Result<ContentKey, Upda
 
 /// An `exchange` frame's header and payload, checked against its ref and
 /// its stored digest (not yet proven in the tree): `(header, payload)`.
-fn read_exchange<R: ReadAt + ?Sized>(
-    src: &R,
-    at: (u64, u64),
-    channel: &str,
-) -> Result<(Vec<u8>, Vec<u8>), String> {
+fn read_exchange<R: ReadAt + ?Sized>(src: &R, at: (u64, u64), channel: &str) -> Result<(Vec<u8>, Vec<u8>), String> {
     let frame = read_frame_at(src, at.0, at.0 + at.1).map_err(|e| e.to_string())?;
     if frame.len() != at.1 {
         return Err("the frame is not the length its index's `sealed` says".into());
@@ -863,8 +859,8 @@ async fn open_private(
     let mut ranges = plan.ranges();
     ranges.push((xref.offset, xref.end()));
     fetch_into(mirrors, fetched, ranges, xref.length + (1 << 22)).await?;
-    let (header, payload) =
-        read_exchange(&*fetched, (xref.offset, xref.length), &ix.index.channel).map_err(|m| bad(format!("its key exchange: {m}")))?;
+    let (header, payload) = read_exchange(&*fetched, (xref.offset, xref.length), &ix.index.channel)
+        .map_err(|m| bad(format!("its key exchange: {m}")))?;
     let mut leaves = replica_leaves.clone();
     leaves.insert(xref.leaf, leaf_hash(&header));
     let nodes = plan.nodes(|s, l| fetched.get(s, l)).map_err(|e| UpdateError::BadDigest(e.to_string()))?;

@@ -116,7 +116,13 @@ fn publish_private(
             };
             let at = a.append_delta(d, &mut sealed.as_slice()).unwrap();
             out.deltas.push(at);
-            deltas.push(DeltaRef { base: base_sha, leaf: at.leaf, offset: at.offset, length: at.length, key: Some(pk) });
+            deltas.push(DeltaRef {
+                base: base_sha,
+                leaf: at.leaf,
+                offset: at.offset,
+                length: at.length,
+                key: Some(pk),
+            });
         }
         out.files.push(FileRecord {
             path: (*path).into(),
