@@ -48,7 +48,10 @@ pub struct ExtractOptions {
 /// with `dare-container`'s `encryption` feature,
 /// `|x| dare_container::crypt::unwrap_content_key(x, &identities)`.
 #[derive(Clone)]
-pub struct ExchangeOpener(pub Arc<dyn Fn(&[u8]) -> Result<ContentKey, CryptError> + Send + Sync>);
+pub struct ExchangeOpener(pub Arc<OpenExchange>);
+
+/// What an [`ExchangeOpener`] calls: an exchange payload in, its content key out.
+pub type OpenExchange = dyn Fn(&[u8]) -> Result<ContentKey, CryptError> + Send + Sync;
 
 impl std::fmt::Debug for ExchangeOpener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
