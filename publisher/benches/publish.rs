@@ -188,7 +188,7 @@ fn breakdown(artifacts: &[Artifact], dir: &Path, opts: &PublishOptions) {
             .map(|_| {
                 measure(|| {
                     for f in &sources {
-                        dare_publisher::compress::stage(f, dir, opts.level, opts.workers).expect("staging");
+                        dare_publisher::compress::stage(f, dir, opts.level, opts.workers, None).expect("staging");
                     }
                 })
                 .1

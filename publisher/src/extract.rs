@@ -13,10 +13,12 @@ use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::{self, BufWriter};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use dare_container::content::{ContentError, PayloadError, entry_content};
-use dare_container::frame::ReadAt;
-use dare_container::header::FileRecord;
+use dare_container::content::{self, ContentError, PayloadError, PayloadSpec, entry_content, payload_content};
+use dare_container::crypt::{ContentKey, CryptError};
+use dare_container::frame::{ReadAt, read_frame_at};
+use dare_container::header::{FileRecord, Header, MAX_EXCHANGE};
 use dare_container::keys::VerifierKey;
 use dare_container::scan_file;
 use dare_container::verify::{Scan, ScanOptions, Stored};
@@ -37,6 +39,24 @@ pub struct ExtractOptions {
     pub out: PathBuf,
     /// Only seals signed by these keys count (default: the genesis trust root).
     pub pins: Option<Vec<VerifierKey>>,
+    /// Opens a private channel's key exchange (FORMAT.md 13): without it, a
+    /// private build cannot be extracted.
+    pub opener: Option<ExchangeOpener>,
+}
+
+/// Unwraps the content key from an `exchange` leaf's payload (an age file):
+/// with `dare-container`'s `encryption` feature,
+/// `|x| dare_container::crypt::unwrap_content_key(x, &identities)`.
+#[derive(Clone)]
+pub struct ExchangeOpener(pub Arc<OpenExchange>);
+
+/// What an [`ExchangeOpener`] calls: an exchange payload in, its content key out.
+pub type OpenExchange = dyn Fn(&[u8]) -> Result<ContentKey, CryptError> + Send + Sync;
+
+impl std::fmt::Debug for ExchangeOpener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ExchangeOpener(..)")
+    }
 }
 
 /// What was extracted.
@@ -55,7 +75,20 @@ impl ExtractOptions {
     /// The newest `stable` build of `target`, written under `out`, checked
     /// against the genesis trust root.
     pub fn new(target: impl Into<String>, out: impl Into<PathBuf>) -> Self {
-        ExtractOptions { target: target.into(), version: None, channel: "stable".into(), out: out.into(), pins: None }
+        ExtractOptions {
+            target: target.into(),
+            version: None,
+            channel: "stable".into(),
+            out: out.into(),
+            pins: None,
+            opener: None,
+        }
+    }
+
+    /// Opens private builds with `opener` (an identity's).
+    pub fn opener(mut self, opener: Option<ExchangeOpener>) -> Self {
+        self.opener = opener;
+        self
     }
 
     /// This version instead of the newest (`None`: the newest).
@@ -89,7 +122,15 @@ pub fn extract(container: &Path, opts: &ExtractOptions) -> Result<ExtractReport,
     // unsealed one from a torn tail.)
     let index =
         scan.index(&opts.channel, &opts.target, opts.version.as_deref()).ok_or_else(|| not_found(&scan, opts))?;
-    let files: &[FileRecord] = &index.files;
+    let file = File::open(container).map_err(|e| PublishError::io("opening", container, e))?;
+    let opened;
+    let files: &[FileRecord] = match index.index.sealed {
+        None => &index.files,
+        Some(_) => {
+            opened = open_private(&file, index, opts)?;
+            &opened
+        }
+    };
     fs::create_dir_all(&opts.out).map_err(|e| PublishError::io("creating", &opts.out, e))?;
     // Refuse before writing anything, so a refusal leaves `out` as it was.
     let paths: BTreeSet<&str> = files.iter().map(|f| f.path.as_str()).collect();
@@ -97,7 +138,6 @@ pub fn extract(container: &Path, opts: &ExtractOptions) -> Result<ExtractReport,
         check_destination(&opts.out, &f.path, &paths)?;
     }
     let staging = make_staging(&opts.out)?;
-    let file = File::open(container).map_err(|e| PublishError::io("opening", container, e))?;
     let result = (|| {
         let mut staged = Vec::new();
         for (i, f) in files.iter().enumerate() {
@@ -119,6 +159,46 @@ pub fn extract(container: &Path, opts: &ExtractOptions) -> Result<ExtractReport,
     })();
     let _ = fs::remove_dir_all(&staging);
     result
+}
+
+/// The listing of a private index (the full scan checked every frame's
+/// stored bytes): its release's exchange unwrapped with `opts.opener`, then
+/// the listing opened and checked against the index's keyed digest.
+fn open_private(
+    src: &File,
+    index: &dare_container::verify::IndexRecord,
+    opts: &ExtractOptions,
+) -> Result<Vec<FileRecord>, PublishError> {
+    let ix = &index.index;
+    let what = format!("{} {} {}", ix.channel, ix.target, ix.version);
+    let xref = ix.sealed.ok_or_else(|| PublishError::Integrity(format!("{what}: not a private index")))?;
+    let Some(opener) = &opts.opener else {
+        return Err(PublishError::Invalid(format!(
+            "{what} is on a private channel: give an identity that is one of its recipients (--identity)"
+        )));
+    };
+    let bad = |m: String| PublishError::Integrity(format!("{what}: its key exchange: {m}"));
+    let frame = read_frame_at(src, xref.offset, xref.end()).map_err(|e| bad(e.to_string()))?;
+    let header = dare_container::frame::read_header(src, &frame).map_err(|e| bad(e.to_string()))?;
+    match Header::parse(&header) {
+        Ok(Header::Exchange(x)) if x.channel == ix.channel && frame.payload_len <= MAX_EXCHANGE => {}
+        _ => return Err(bad(format!("leaf {} is not an exchange of channel {}", xref.leaf, ix.channel))),
+    }
+    let mut payload = vec![0u8; frame.payload_len as usize];
+    src.read_exact_at(&mut payload, frame.payload_offset)
+        .map_err(|e| PublishError::io("reading", "the container", e))?;
+    let key = match (opener.0)(&payload) {
+        Ok(k) => k,
+        Err(CryptError::NotARecipient) => {
+            return Err(PublishError::Invalid(format!(
+                "{what} is on a private channel and no identity given is one of its recipients"
+            )));
+        }
+        Err(e) => return Err(bad(e.to_string())),
+    };
+    let listing = content::sealed_listing_bytes(src, &index.frame, ix, index.leaf, &key)
+        .map_err(|e| PublishError::Integrity(format!("{what}: {e}")))?;
+    content::parse(&listing, ix).map_err(|e| PublishError::Integrity(format!("{what}: {e}")))
 }
 
 fn not_found(scan: &Scan, opts: &ExtractOptions) -> PublishError {
@@ -168,7 +248,23 @@ fn write_verified<R: ReadAt + Sync>(src: &R, scan: &Scan, f: &FileRecord, dest: 
     let frame = scan.entry(f.entry.leaf).map(|r| r.frame).ok_or_else(|| PublishError::Integrity(f.path.clone()))?;
     let out = dare_container::fsys::create_new(dest, 0o600).map_err(|err| PublishError::io("creating", dest, err))?;
     let io_err = |err: io::Error| PublishError::io("writing", dest, err);
-    let out = entry_content(src, &frame, e, BufWriter::with_capacity(1 << 20, out)).map_err(|err| match err {
+    let out = BufWriter::with_capacity(1 << 20, out);
+    if e.sealed.is_some() != f.key.is_some() {
+        return Err(PublishError::Integrity(format!(
+            "{}: a private listing names private entries, with their keys, and a plain one plain entries",
+            f.path
+        )));
+    }
+    let written = match f.key {
+        // A private entry: opened with the key its listing gives, its
+        // plaintext hashing to the listing's digest.
+        Some(key) => {
+            let spec = PayloadSpec::entry(e).opened(key, f.sha256);
+            payload_content(src, &frame, spec, &format!("entry of {}", f.path), out)
+        }
+        None => entry_content(src, &frame, e, out),
+    };
+    let out = written.map_err(|err| match err {
         ContentError::Payload { source: PayloadError::Write(err), .. } => io_err(err),
         err => PublishError::Integrity(format!("{}: {err}", f.path)),
     })?;

@@ -33,7 +33,7 @@ pub mod rotate;
 pub mod seal;
 
 pub use error::PublishError;
-pub use extract::{ExtractOptions, ExtractReport, extract};
+pub use extract::{ExchangeOpener, ExtractOptions, ExtractReport, extract};
 pub use publish::{PublishEvent, PublishOptions, PublishReport, TargetReport, publish, publish_cosigned};
 pub use release::{Artifact, SourceFile, gather};
 pub use rotate::{RotateOptions, RotateReport, rotate, rotate_cosigned};

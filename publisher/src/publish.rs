@@ -469,6 +469,7 @@ struct DeltaJob {
 /// those the container holds already, and new ones (made in parallel, kept
 /// when clearly smaller than the whole entry, appended in file order).
 /// Returns the number and bytes of new deltas per file.
+#[allow(clippy::too_many_arguments)]
 fn add_deltas(
     appender: &mut Appender,
     book: &mut Book,

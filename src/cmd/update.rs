@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use dare_updater::transport::Timeouts;
 use dare_updater::{Event, Status, UpdaterBuilder};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -66,6 +66,10 @@ pub struct Args {
     /// --min-rate bytes asked of it; then the next --from is tried (0: no deadline).
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     mirror_deadline: u64,
+    /// An age identity file (`AGE-SECRET-KEY-1...`, from `dare keygen --encryption` or
+    /// age-keygen): opens a private channel's builds.
+    #[arg(long, value_name = "FILE")]
+    identity: Option<PathBuf>,
     /// Only report whether a newer build exists.
     #[arg(long)]
     check: bool,
@@ -106,6 +110,9 @@ pub fn run(a: Args) -> Result<()> {
     }
     if let Some(o) = &a.origin {
         builder = builder.origin(o.clone());
+    }
+    if let Some(path) = &a.identity {
+        builder = builder.identity_text(&read_identity_file(path)?)?;
     }
     let bar = if std::io::stderr().is_terminal() && !a.json {
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
@@ -194,4 +201,14 @@ pub fn run(a: Args) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// The text of an identity file (at most 1 MiB: one holds a few keys).
+pub(crate) fn read_identity_file(path: &std::path::Path) -> Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(1 << 20).read_to_string(&mut text))
+        .with_context(|| format!("reading the identity file {}", path.display()))?;
+    Ok(text)
 }

@@ -19,6 +19,7 @@ mod cli_witness;
 #[cfg(unix)] // `dare serve` (the mirror) is Unix-only.
 mod e2e;
 mod independent;
+mod private_cli;
 mod publish_cli;
 mod rotation;
 mod self_update;

@@ -38,6 +38,9 @@ pub(crate) struct Config {
     pub(crate) origin: Option<String>,
     pub(crate) progress: Option<Arc<dyn Progress>>,
     pub(crate) clock: fn() -> u64,
+    /// The identities that open private channels' releases.
+    #[cfg(feature = "encryption")]
+    pub(crate) identities: Option<Arc<dare_container::crypt::Identities>>,
 }
 
 fn system_clock() -> u64 {
@@ -65,6 +68,8 @@ pub struct UpdaterBuilder {
     origin: Option<String>,
     progress: Option<Arc<dyn Progress>>,
     clock: Option<fn() -> u64>,
+    #[cfg(feature = "encryption")]
+    identities: Option<Arc<dare_container::crypt::Identities>>,
 }
 
 impl std::fmt::Debug for UpdaterBuilder {
@@ -185,6 +190,26 @@ impl UpdaterBuilder {
         self
     }
 
+    /// The age X25519 identities (`AGE-SECRET-KEY-1...`) that open the
+    /// releases of a private channel (FORMAT.md section 13): the updater
+    /// unwraps the release's content key with the first one that is a
+    /// recipient. Without one, a private release fails with
+    /// [`UpdateError::Identity`] before any payload is fetched.
+    #[cfg(feature = "encryption")]
+    pub fn identity(mut self, ids: dare_container::crypt::Identities) -> Self {
+        self.identities = Some(Arc::new(ids));
+        self
+    }
+
+    /// [`identity`](Self::identity) from the text of an identity file (as
+    /// `age-keygen` or `dare keygen --encryption` writes it).
+    #[cfg(feature = "encryption")]
+    pub fn identity_text(self, text: &str) -> Result<Self, UpdateError> {
+        let ids = dare_container::crypt::Identities::parse(text)
+            .map_err(|e| UpdateError::Identity(format!("the identity file: {e}")))?;
+        Ok(self.identity(ids))
+    }
+
     /// Checks the configuration and builds the updater.
     pub fn build(self) -> Result<crate::Updater, UpdateError> {
         let cfg = |m: &str| UpdateError::Config(m.to_string());
@@ -250,6 +275,8 @@ impl UpdaterBuilder {
             origin: self.origin,
             progress: self.progress,
             clock: self.clock.unwrap_or(system_clock),
+            #[cfg(feature = "encryption")]
+            identities: self.identities,
         };
         Ok(crate::Updater::new(config))
     }

@@ -95,6 +95,13 @@ pub enum UpdateError {
         #[source]
         source: std::io::Error,
     },
+    /// The release is on a private channel (FORMAT.md section 13) and this
+    /// updater cannot open it: no identity was given, none given is a
+    /// recipient of the release, an identity file is unusable, or the
+    /// updater was built without its `encryption` feature. Not an attack:
+    /// nothing was fetched beyond the index and the key exchange.
+    #[error("private channel: {0}")]
+    Identity(String),
     /// The state directory or replica is damaged or locked.
     #[error("local state: {0}")]
     State(String),
@@ -147,6 +154,7 @@ impl UpdateError {
             | UpdateError::MissingTarget { .. }
             | UpdateError::Network(_)
             | UpdateError::Io { .. }
+            | UpdateError::Identity(_)
             | UpdateError::State(_) => false,
         }
     }
@@ -169,6 +177,7 @@ impl UpdateError {
             UpdateError::WrongOrigin { .. } => "wrong-origin",
             UpdateError::Network(_) => "network",
             UpdateError::Io { .. } => "io",
+            UpdateError::Identity(_) => "identity",
             UpdateError::State(_) => "state",
         }
     }

@@ -31,12 +31,15 @@ use dare_container::client::{
     merge_ranges, read_top, top_ranges,
 };
 use dare_container::content::{self, MAX_DELTA_SIZE, PayloadCheck, PayloadError, PayloadSpec};
+use dare_container::crypt::{ContentKey, PayloadKey};
 use dare_container::frame::{
-    FrameEvent, FrameInfo, FrameStream, ReadAt, Window, encode_frame, read_frame_at, read_frame_before,
+    FrameEvent, FrameInfo, FrameStream, MAX_HEADER_LEN, ReadAt, Window, encode_frame, read_frame_at, read_frame_before,
     read_frame_head, read_header,
 };
 use dare_container::hashio::to_hex;
-use dare_container::header::{DeltaRef, FileRecord, Header, Index, LeafRef, Listing, MAX_LISTING, Release, Sha256Hex};
+use dare_container::header::{
+    DeltaRef, FileRecord, Header, Index, LeafRef, Listing, MAX_EXCHANGE, MAX_LISTING, Release, Sha256Hex,
+};
 use dare_container::keys::TrustRoot;
 use dare_container::merkle::{Frontier, Hash, NodeId, leaf_hash};
 use dare_container::replica::ReplicaWriter;
@@ -175,6 +178,14 @@ pub(crate) async fn run(cfg: &Config, mirrors: &Mirrors, install_wanted: bool) -
     let n = top.size();
     let mut top_leaves = BTreeSet::from([0, n - 1]);
     top_leaves.extend(index_at.map(|i| i.leaf));
+    // The installed private index the replica kept, when it is the one used:
+    // its exchange stays in the replica too.
+    let old_exchange = old_index
+        .as_ref()
+        .filter(|_| !fetch_index)
+        .and_then(|i| i.sealed.as_ref())
+        .map(|s| (s.exchange_leaf, leaf_hash(&frame_header(&s.exchange).unwrap_or_default())));
+    top_leaves.extend(old_exchange.map(|x| x.0));
     // The replica keeps these leaves (not the keys leaves), with their own proof.
     let replica_leaves = top_leaves.clone();
     // Every keys leaf walked is proven in the signed tree with the rest.
@@ -230,6 +241,9 @@ pub(crate) async fn run(cfg: &Config, mirrors: &Mirrors, install_wanted: bool) -
     if let Some(ix) = &index {
         leaves.insert(ix.at.leaf, ix.header_hash());
     }
+    if let Some((leaf, hash)) = old_exchange {
+        leaves.insert(leaf, hash);
+    }
     for k in &walk.chain {
         leaves.insert(k.at.leaf, leaf_hash(&k.header));
     }
@@ -265,6 +279,19 @@ pub(crate) async fn run(cfg: &Config, mirrors: &Mirrors, install_wanted: bool) -
             mirrors.names().join(", ")
         )));
     }
+    // A private index just read: its release's key opens it (an identity
+    // that is not a recipient stops here, before any payload is fetched),
+    // and the replica keeps its exchange with it.
+    let mut index = index;
+    let (splan, snodes) = match index.as_mut() {
+        Some(ix) if ix.index.sealed.is_some() && ix.sealed.is_none() => {
+            let mut known = known;
+            known.extend(snodes.iter().map(|(k, v)| (*k, *v)));
+            known.extend(rnodes.iter().map(|(k, v)| (*k, *v)));
+            open_private(cfg, mirrors, &mut fetched, &top, ix, &replica_leaf_hashes, &known).await?
+        }
+        _ => (splan, snodes),
+    };
     let manifest_bytes = frame_bytes(&fetched, &top.manifest_frame)?;
     let seal_bytes = frame_bytes(&fetched, &top.seal.frame)?;
     let replica_parts = |index| ReplicaParts {
@@ -309,7 +336,7 @@ pub(crate) async fn run(cfg: &Config, mirrors: &Mirrors, install_wanted: bool) -
             for sha in failed {
                 let need = needs.remove(&sha).ok_or_else(|| UpdateError::State("a need vanished".into()))?;
                 tracing::warn!(sha = %sha, "a delta did not produce its signed content; fetching the whole entry");
-                retry.insert(sha, Need::Full { at: need.entry(), paths: need.into_paths() });
+                retry.insert(sha, Need::Full { at: need.entry(), key: need.entry_key(), paths: need.into_paths() });
             }
             staged.extend(
                 fetch_contents(cfg, mirrors, &top, &mut fetched, (&leaves, &rnodes), &mut retry, &staging, &mut tally)
@@ -660,6 +687,19 @@ struct IndexRead {
     index: Index,
     listing: Vec<u8>,
     files: Vec<FileRecord>,
+    /// A private index, opened: what the replica keeps of it and its key.
+    /// `None` for a private index not yet opened (no listing, no files).
+    sealed: Option<SealedIndex>,
+}
+
+/// What a private index brings besides its listing (FORMAT.md 13.3).
+#[derive(Clone)]
+struct SealedIndex {
+    /// The `exchange` frame as stored, and its leaf.
+    exchange: Vec<u8>,
+    exchange_leaf: u64,
+    /// The index's whole frame as stored: a replica keeps its listing sealed.
+    frame: Vec<u8>,
 }
 
 impl IndexRead {
@@ -690,6 +730,14 @@ fn read_index(fetched: &Fetched, release: &Release, old: Option<&IndexRead>) -> 
     if frame.payload_len != index.payload_len() {
         return Err(bad("the payload is not the length the header says".into()));
     }
+    if index.sealed.is_some() {
+        // A private index has no patch: its whole frame, opened later
+        // ([`open_private`]) once its release's key is unwrapped.
+        if !whole {
+            return Ok(None);
+        }
+        return Ok(Some(IndexRead { at, header, index, listing: Vec::new(), files: Vec::new(), sealed: None }));
+    }
     let listing = if whole {
         content::listing_bytes(fetched, &frame, &index).map_err(|e| bad(e.to_string()))?
     } else {
@@ -702,7 +750,137 @@ fn read_index(fetched: &Fetched, release: &Release, old: Option<&IndexRead>) -> 
         }
     };
     let files = content::parse(&listing, &index).map_err(|e| bad(e.to_string()))?;
-    Ok(Some(IndexRead { at, header, index, listing, files }))
+    Ok(Some(IndexRead { at, header, index, listing, files, sealed: None }))
+}
+
+#[cfg(feature = "encryption")]
+type Ids = dare_container::crypt::Identities;
+#[cfg(not(feature = "encryption"))]
+type Ids = std::convert::Infallible;
+
+/// The identities that open `what`, a private channel's release: refused
+/// (before anything of it is fetched) when there are none.
+fn identities<'a>(cfg: &'a Config, what: &str) -> Result<&'a Ids, UpdateError> {
+    #[cfg(feature = "encryption")]
+    {
+        cfg.identities.as_deref().ok_or_else(|| {
+            UpdateError::Identity(format!(
+                "{what} is on a private channel: it needs an identity that is one of its recipients (--identity)"
+            ))
+        })
+    }
+    #[cfg(not(feature = "encryption"))]
+    {
+        let _ = cfg;
+        Err(UpdateError::Identity(format!(
+            "{what} is on a private channel: this updater was built without dare-updater's `encryption` feature, \
+             which opens it with an identity"
+        )))
+    }
+}
+
+/// The content key an exchange payload wraps to one of `ids`.
+fn unwrap_key(ids: &Ids, exchange: &[u8], what: &str) -> Result<ContentKey, UpdateError> {
+    #[cfg(feature = "encryption")]
+    {
+        use dare_container::crypt::{CryptError, unwrap_content_key};
+        match unwrap_content_key(exchange, ids) {
+            Ok(k) => Ok(k),
+            Err(CryptError::NotARecipient) => Err(UpdateError::Identity(format!(
+                "{what} is on a private channel and no identity given is one of its recipients"
+            ))),
+            Err(e) => Err(UpdateError::BadDigest(format!("the key exchange of {what}: {e}"))),
+        }
+    }
+    #[cfg(not(feature = "encryption"))]
+    {
+        let _ = (exchange, what);
+        match *ids {}
+    }
+}
+
+/// An `exchange` frame's header and payload, checked against its ref and
+/// its stored digest (not yet proven in the tree): `(header, payload)`.
+fn read_exchange<R: ReadAt + ?Sized>(src: &R, at: (u64, u64), channel: &str) -> Result<(Vec<u8>, Vec<u8>), String> {
+    let frame = read_frame_at(src, at.0, at.0 + at.1).map_err(|e| e.to_string())?;
+    if frame.len() != at.1 {
+        return Err("the frame is not the length its index's `sealed` says".into());
+    }
+    let header = read_header(src, &frame).map_err(|e| e.to_string())?;
+    let x = match Header::parse(&header) {
+        Ok(Header::Exchange(x)) => x,
+        Ok(h) => return Err(format!("a {} frame, not an exchange", h.kind())),
+        Err(e) => return Err(e.to_string()),
+    };
+    if x.channel != channel {
+        return Err(format!("it keys channel {}, not {channel}", x.channel));
+    }
+    if frame.payload_len != x.stored_size || x.stored_size > MAX_EXCHANGE {
+        return Err("the payload is not the length the header says".into());
+    }
+    let mut payload = vec![0u8; frame.payload_len as usize];
+    src.read_exact_at(&mut payload, frame.payload_offset).map_err(|e| e.to_string())?;
+    if dare_container::hashio::sha256(&payload) != x.stored_sha256.0 {
+        return Err("the payload does not hash to the header's stored_sha256".into());
+    }
+    Ok((header, payload))
+}
+
+/// Opens a private index (FORMAT.md 13): with an identity (else
+/// [`UpdateError::Identity`] before anything more is fetched), reads its
+/// release's `exchange` frame and proves it in the signed tree with the
+/// replica's leaves, unwraps the content key (a non-recipient is
+/// [`UpdateError::Identity`] too), then opens and checks the listing.
+/// Returns the plan and nodes proving the replica's leaves with the exchange.
+#[allow(clippy::too_many_arguments)]
+async fn open_private(
+    cfg: &Config,
+    mirrors: &Mirrors,
+    fetched: &mut Fetched,
+    top: &SignedTop,
+    ix: &mut IndexRead,
+    replica_leaves: &BTreeMap<u64, Hash>,
+    known: &HashMap<NodeId, Hash>,
+) -> Result<(ProofPlan, HashMap<NodeId, Hash>), UpdateError> {
+    let what = format!("{} {} {}", ix.index.channel, ix.index.target, ix.index.version);
+    let bad = |m: String| UpdateError::BadDigest(format!("the private index of {what}: {m}"));
+    let xref = ix.index.sealed.ok_or_else(|| UpdateError::State("not a private index".into()))?;
+    let ids = identities(cfg, &what)?;
+    if xref.leaf >= ix.at.leaf || xref.end() > ix.at.offset {
+        return Err(bad("its key exchange does not precede it".into()));
+    }
+    if xref.length > MAX_EXCHANGE + MAX_HEADER_LEN {
+        return Err(bad(format!("its key exchange is {} bytes", xref.length)));
+    }
+    let mut want: BTreeSet<u64> = replica_leaves.keys().copied().collect();
+    want.insert(xref.leaf);
+    let mut plan = ProofPlan::with_known(&top.map, &Frontier::new(), &want, known).map_err(plan_error)?;
+    resolve_slots(mirrors, fetched, &mut [&mut plan]).await?;
+    let mut ranges = plan.ranges();
+    ranges.push((xref.offset, xref.end()));
+    fetch_into(mirrors, fetched, ranges, xref.length + (1 << 22)).await?;
+    let (header, payload) = read_exchange(&*fetched, (xref.offset, xref.length), &ix.index.channel)
+        .map_err(|m| bad(format!("its key exchange: {m}")))?;
+    let mut leaves = replica_leaves.clone();
+    leaves.insert(xref.leaf, leaf_hash(&header));
+    let nodes = plan.nodes(|s, l| fetched.get(s, l)).map_err(|e| UpdateError::BadDigest(e.to_string()))?;
+    if plan.root(&leaves, &nodes).ok() != Some(top.seal.checkpoint.root) {
+        return Err(bad(format!(
+            "its key exchange (leaf {}) is not in the signed tree (from {})",
+            xref.leaf,
+            mirrors.names().join(", ")
+        )));
+    }
+    let key = unwrap_key(ids, &payload, &what)?;
+    let frame = read_frame_at(&*fetched, ix.at.offset, ix.at.end()).map_err(|e| bad(e.to_string()))?;
+    let listing = content::sealed_listing_bytes(&*fetched, &frame, &ix.index, ix.at.leaf, &key)
+        .map_err(|e| bad(e.to_string()))?;
+    ix.files = content::parse(&listing, &ix.index).map_err(|e| bad(e.to_string()))?;
+    ix.listing = listing;
+    let exchange = fetched.get(xref.offset, xref.length).ok_or_else(|| bad("not fetched".into()))?.to_vec();
+    let whole = fetched.get(ix.at.offset, ix.at.length).ok_or_else(|| bad("not fetched".into()))?.to_vec();
+    ix.sealed = Some(SealedIndex { exchange, exchange_leaf: xref.leaf, frame: whole });
+    Ok((plan, nodes))
 }
 
 /// What the replica holds that this session can use: the genesis frame and
@@ -749,6 +927,22 @@ fn load_replica(cfg: &Config, state: Option<&State>, installed: Option<&Installe
         // The index's place in the upstream container, as the manifest of the stored tree named it.
         let at = scan.manifest.release(&rec.index.channel, &rec.index.target)?.index;
         let header = read_header(&file, &rec.frame).ok()?;
+        if let Some(xref) = rec.index.sealed {
+            // A private index: its whole frame, right after its exchange.
+            let what = format!("{} {} {}", i.channel, i.target, i.version);
+            let ids = identities(cfg, &what).ok()?;
+            let x = read_frame_before(&file, 0, rec.frame.offset).ok()?;
+            let (_, payload) = read_exchange(&file, (x.offset, x.len()), &i.channel).ok()?;
+            let key = unwrap_key(ids, &payload, &what).ok()?;
+            let listing = content::sealed_listing_bytes(&file, &rec.frame, &rec.index, at.leaf, &key).ok()?;
+            let files = content::parse(&listing, &rec.index).ok()?;
+            let mut exchange = vec![0u8; x.len() as usize];
+            file.read_exact_at(&mut exchange, x.offset).ok()?;
+            let mut whole = vec![0u8; rec.frame.len() as usize];
+            file.read_exact_at(&mut whole, rec.frame.offset).ok()?;
+            let sealed = SealedIndex { exchange, exchange_leaf: xref.leaf, frame: whole };
+            return Some(IndexRead { at, header, index: rec.index.clone(), listing, files, sealed: Some(sealed) });
+        }
         let listing = if rec.frame.payload_len == 0 {
             // The listing frame that follows it (checked by the scan).
             let l = read_frame_at(&file, rec.frame.end(), scan.sealed_len).ok()?;
@@ -758,7 +952,7 @@ fn load_replica(cfg: &Config, state: Option<&State>, installed: Option<&Installe
         } else {
             content::listing_bytes(&file, &rec.frame, &rec.index).ok()?
         };
-        Some(IndexRead { at, header, index: rec.index.clone(), listing, files: rec.files.clone() })
+        Some(IndexRead { at, header, index: rec.index.clone(), listing, files: rec.files.clone(), sealed: None })
     });
     let nodes = proof_nodes(&file, &scan).unwrap_or_default();
     Some(OldReplica { genesis, index, nodes })
@@ -804,7 +998,14 @@ fn write_replica(cfg: &Config, p: &ReplicaParts<'_>) -> Result<(), UpdateError> 
         let n = p.top.size();
         w.append_frames(&mut &p.genesis[..], p.genesis.len() as u64)?;
         let mut leaves = vec![0];
-        if let Some(ix) = p.index {
+        if let Some(SealedIndex { exchange, exchange_leaf, frame }) = p.index.and_then(|ix| ix.sealed.as_ref()) {
+            // A private index: its exchange, then its whole frame (the
+            // listing stays sealed; FORMAT.md 13.3).
+            w.append_frames(&mut exchange.as_slice(), exchange.len() as u64)?;
+            leaves.push(*exchange_leaf);
+            w.append_frames(&mut frame.as_slice(), frame.len() as u64)?;
+            leaves.extend(p.index.map(|ix| ix.at.leaf));
+        } else if let Some(ix) = p.index {
             // The index's header (its leaf), then its listing, plain.
             let frame =
                 encode_frame(&ix.header, b"").ok_or_else(|| UpdateError::State("index header too large".into()))?;
@@ -901,10 +1102,11 @@ fn save_state(
 /// How one content of the new build arrives.
 #[derive(Clone, Debug)]
 enum Need {
-    /// The whole entry.
-    Full { at: LeafRef, paths: Vec<(String, u32)> },
-    /// A delta against an installed file that hashes to its base.
-    Delta { delta: DeltaRef, base: PathBuf, entry: LeafRef, paths: Vec<(String, u32)> },
+    /// The whole entry (with its payload key, in a private channel).
+    Full { at: LeafRef, key: Option<PayloadKey>, paths: Vec<(String, u32)> },
+    /// A delta against an installed file that hashes to its base (the
+    /// delta's payload key is in its ref; the entry's is `entry_key`).
+    Delta { delta: DeltaRef, base: PathBuf, entry: LeafRef, entry_key: Option<PayloadKey>, paths: Vec<(String, u32)> },
 }
 
 impl Need {
@@ -912,6 +1114,21 @@ impl Need {
         match self {
             Need::Full { at, .. } => *at,
             Need::Delta { delta, .. } => delta.at(),
+        }
+    }
+
+    /// The payload key of what is fetched (a private channel's), if any.
+    fn key(&self) -> Option<PayloadKey> {
+        match self {
+            Need::Full { key, .. } => *key,
+            Need::Delta { delta, .. } => delta.key,
+        }
+    }
+
+    fn entry_key(&self) -> Option<PayloadKey> {
+        match self {
+            Need::Full { key, .. } => *key,
+            Need::Delta { entry_key, .. } => *entry_key,
         }
     }
 
@@ -993,8 +1210,8 @@ fn plan_files(
             Some((*d, current.as_ref()?.join(&base.path)))
         });
         let need = match delta {
-            Some((delta, base)) => Need::Delta { delta, base, entry: f.entry, paths },
-            None => Need::Full { at: f.entry, paths },
+            Some((delta, base)) => Need::Delta { delta, base, entry: f.entry, entry_key: f.key, paths },
+            None => Need::Full { at: f.entry, key: f.key, paths },
         };
         needs.insert(f.sha256, need);
     }
@@ -1148,6 +1365,9 @@ struct Expect {
     length: u64,
     /// For a delta: its base's SHA-256 and the installed file holding it.
     base: Option<(Sha256Hex, PathBuf)>,
+    /// A private channel's payload key (from the opened listing): the frame
+    /// must be sealed, and it is opened with this key.
+    key: Option<PayloadKey>,
 }
 
 /// What [`ContentSink`] verified.
@@ -1252,7 +1472,7 @@ impl<'a> ContentSink<'a> {
                     Need::Delta { delta, base, .. } => Some((delta.base, base.clone())),
                     Need::Full { .. } => None,
                 };
-                (at.offset, Expect { sha: *sha, leaf: at.leaf, length: at.length, base })
+                (at.offset, Expect { sha: *sha, leaf: at.leaf, length: at.length, base, key: n.key() })
             })
             .collect();
         Ok(ContentSink {
@@ -1286,13 +1506,26 @@ impl<'a> ContentSink<'a> {
             FrameEvent::Header { offset, header, payload_len } => {
                 let x = self.expected.get(&offset).ok_or_else(|| format!("an unexpected frame at byte {offset}"))?;
                 let parsed = Header::parse(header).map_err(|e| format!("the entry at byte {offset}: {e}"))?;
-                let (spec, is_delta) = match (&parsed, &x.base) {
-                    (Header::Entry(e), None) if e.sha256 == x.sha => (PayloadSpec::entry(e), false),
-                    (Header::Delta(d), Some((base, _))) if d.sha256 == x.sha && d.base == *base => {
+                // A private frame's header carries keyed digests under the
+                // content key of the release that stored it (maybe an earlier
+                // one): it is checked by opening it with the key the listing
+                // gives and hashing the plaintext to the listing's digest.
+                let (spec, is_delta) = match (&parsed, &x.base, x.key) {
+                    (Header::Entry(e), None, None) if e.sealed.is_none() && e.sha256 == x.sha => {
+                        (PayloadSpec::entry(e), false)
+                    }
+                    (Header::Entry(e), None, Some(key)) if e.sealed.is_some() => {
+                        (PayloadSpec::entry(e).opened(key, x.sha), false)
+                    }
+                    (Header::Delta(d), Some((base, _)), key)
+                        if d.sealed.is_some() == key.is_some()
+                            && (key.is_some() || (d.sha256 == x.sha && d.base == *base)) =>
+                    {
                         if d.size > MAX_DELTA_SIZE || d.base_size > MAX_DELTA_SIZE {
                             return Err(format!("the delta at byte {offset} is over {MAX_DELTA_SIZE} bytes"));
                         }
-                        (PayloadSpec::delta(d), true)
+                        let spec = PayloadSpec::delta(d);
+                        (key.map_or(spec, |k| spec.opened(k, x.sha)), true)
                     }
                     _ => {
                         return Err(format!(

@@ -5,6 +5,7 @@
 
 mod fuzz_bodies;
 mod hostile;
+mod private;
 mod signed_time;
 mod support;
 mod transport;
