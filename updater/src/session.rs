@@ -25,6 +25,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use dare_container::client::{
     self, Fetched, PlanError, ProofPlan, SignedSeal, SignedTop, TailError, TailRead, TailSeal, check_index_header,
@@ -79,7 +80,7 @@ struct Tally {
 
 pub(crate) async fn run(cfg: &Config, mirrors: &Mirrors, install_wanted: bool) -> Result<Outcome, UpdateError> {
     fs::create_dir_all(&cfg.state_dir).map_err(|e| UpdateError::io("creating", &cfg.state_dir, e))?;
-    let _lock = lock_state(&cfg.state_dir)?;
+    let _lock = lock_state(&cfg.state_dir).await?;
     let before = mirrors.stats();
     let state = State::load(&cfg.state_dir)?;
     progress(cfg, Event::Checking);
@@ -372,7 +373,12 @@ fn progress(cfg: &Config, e: Event) {
 }
 
 /// An exclusive lock on the state directory for the whole update.
-fn lock_state(dir: &Path) -> Result<File, UpdateError> {
+/// Locks the state dir for this update. A lock that stays busy for
+/// [`LOCK_WAIT`] is another update's; a shorter wait covers this process's
+/// own fork: a child forked on another thread holds a copy of the lock's
+/// descriptor until it execs (and closes it), so right after an update the
+/// next one can find the lock held for a moment.
+async fn lock_state(dir: &Path) -> Result<File, UpdateError> {
     let path = dir.join("lock");
     let f = OpenOptions::new()
         .write(true)
@@ -380,14 +386,24 @@ fn lock_state(dir: &Path) -> Result<File, UpdateError> {
         .truncate(false)
         .open(&path)
         .map_err(|e| UpdateError::io("opening", &path, e))?;
-    match f.try_lock() {
-        Ok(()) => Ok(f),
-        Err(std::fs::TryLockError::WouldBlock) => {
-            Err(UpdateError::State(format!("{} is locked by another update", dir.display())))
+    let deadline = tokio::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match f.try_lock() {
+            Ok(()) => return Ok(f),
+            Err(std::fs::TryLockError::WouldBlock) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(UpdateError::State(format!("{} is locked by another update", dir.display())));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(UpdateError::io("locking", &path, e)),
         }
-        Err(std::fs::TryLockError::Error(e)) => Err(UpdateError::io("locking", &path, e)),
     }
 }
+
+/// How long an update waits for the state lock before it says another
+/// update holds it.
+const LOCK_WAIT: Duration = Duration::from_secs(2);
 
 fn plan_error(e: PlanError) -> UpdateError {
     UpdateError::BadSignature(format!("the signed map cannot locate its proof material: {e}"))

@@ -808,7 +808,9 @@ async fn two_updates_at_once_on_one_state_directory() {
     let dir = tempdir();
     let p = Publisher::small(dir.path());
     p.publish("1.0.0", T0 + 60);
-    let slow = Arc::new(MemoryTransport::new("slow", p.bytes()).delay(std::time::Duration::from_millis(200)));
+    // Slow enough that the winner holds the lock well past the loser's
+    // wait for it (2 s): the loser is refused, not queued.
+    let slow = Arc::new(MemoryTransport::new("slow", p.bytes()).delay(std::time::Duration::from_millis(1000)));
     let c = Client::new(dir.path(), "client", LINUX, p.verifiers());
     let (a, b) = (c.via(slow.clone()), c.via(slow.clone()));
     let (ra, rb) = tokio::join!(a.update(), b.update());
