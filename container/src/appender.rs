@@ -836,6 +836,7 @@ impl Appender {
     /// (which gives every entry's and delta's key) is compressed and sealed
     /// with `key`, this release's content key, which `exchange` (appended in
     /// this release with [`Self::append_exchange`]) wraps.
+    #[cfg(feature = "encryption")]
     pub fn append_sealed_index(
         &mut self,
         channel: &str,
@@ -907,7 +908,10 @@ impl Appender {
             }
         }
         let stored = match seal {
+            #[cfg(feature = "encryption")]
             Some((k, _)) => crate::crypt::seal_all(&k.payload_key(self.next_leaf()), &stored),
+            #[cfg(not(feature = "encryption"))]
+            Some(_) => return Err(Error::Refused("sealing a private listing needs the encryption feature".into())),
             None => stored,
         };
         let index = Index {

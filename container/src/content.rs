@@ -9,7 +9,9 @@
 
 use std::io::{self, Write};
 
-use crate::crypt::{ContentKey, CryptError, Opener, PayloadKey};
+#[cfg(feature = "encryption")]
+use crate::crypt::Opener;
+use crate::crypt::{ContentKey, CryptError, PayloadKey};
 use crate::frame::{FrameInfo, ReadAt};
 use crate::hashio::{Digest32, Hasher, stream_range, to_hex};
 use crate::header::{
@@ -188,7 +190,8 @@ pub enum PayloadError {
     /// A sealed payload did not open: tampered, cut short or another key.
     #[error("{0}")]
     Open(#[from] CryptError),
-    /// A sealed payload was to be decoded without its key.
+    /// A sealed payload was to be decoded without its key (or by a build
+    /// without the `encryption` feature, which opens none).
     #[error("a private channel's payload: it cannot be read without its key (--identity)")]
     Sealed,
     /// Writing the content out failed (an I/O error, not a mismatch).
@@ -281,12 +284,14 @@ pub struct PayloadCheck<'b, W: Write> {
     spec: PayloadSpec,
     stored: Hasher,
     /// Opens a sealed payload before it is decoded.
+    #[cfg(feature = "encryption")]
     open: Option<Opener>,
     decode: Decode<'b, W>,
 }
 
 /// The opener a spec needs: none for a plain payload, its key's for a
 /// sealed one, and an error for a sealed one without a key.
+#[cfg(feature = "encryption")]
 fn opener(spec: &PayloadSpec) -> Result<Option<Opener>, PayloadError> {
     match (spec.sealed, &spec.key) {
         (false, _) => Ok(None),
@@ -295,23 +300,45 @@ fn opener(spec: &PayloadSpec) -> Result<Option<Opener>, PayloadError> {
     }
 }
 
+/// Without the `encryption` feature nothing is opened: a sealed payload
+/// can only be checked as stored bytes.
+#[cfg(not(feature = "encryption"))]
+fn opener(spec: &PayloadSpec) -> Result<(), PayloadError> {
+    if spec.sealed { Err(PayloadError::Sealed) } else { Ok(()) }
+}
+
 impl<W: Write> PayloadCheck<'static, W> {
     /// Checks a payload whose content goes to `out`.
     pub fn new(spec: PayloadSpec, out: W) -> Result<Self, PayloadError> {
+        #[cfg(feature = "encryption")]
         let open = opener(&spec)?;
+        #[cfg(not(feature = "encryption"))]
+        opener(&spec)?;
         let sink = content_sink(&spec, out);
         let decode = match spec.compression {
             Compression::None => Decode::Plain(sink),
             Compression::Zstd => Decode::Zstd(Box::new(OneFrame::new(sink).map_err(PayloadError::Zstd)?)),
         };
-        Ok(PayloadCheck { spec, stored: Hasher::new(), open, decode })
+        Ok(PayloadCheck {
+            spec,
+            stored: Hasher::new(),
+            #[cfg(feature = "encryption")]
+            open,
+            decode,
+        })
     }
 
     /// Checks only the stored size and digest, passing the stored bytes to
     /// `out` as they are (a delta to apply once its base is at hand, or a
     /// sealed payload checked without its key).
     pub fn stored_only(spec: PayloadSpec, out: W) -> Self {
-        PayloadCheck { spec, stored: Hasher::new(), open: None, decode: Decode::Stored(out) }
+        PayloadCheck {
+            spec,
+            stored: Hasher::new(),
+            #[cfg(feature = "encryption")]
+            open: None,
+            decode: Decode::Stored(out),
+        }
     }
 }
 
@@ -333,10 +360,19 @@ impl<'b, W: Write> PayloadCheck<'b, W> {
     /// Checks a delta's payload: zstd against `base` (whose digest the
     /// caller checked), the result going to `out`.
     pub fn with_base(spec: PayloadSpec, base: &'b [u8], out: W) -> Result<Self, PayloadError> {
+        #[cfg(feature = "encryption")]
         let open = opener(&spec)?;
+        #[cfg(not(feature = "encryption"))]
+        opener(&spec)?;
         let sink = content_sink(&spec, out);
         let dec = OneFrame::with_prefix(sink, base).map_err(PayloadError::Zstd)?;
-        Ok(PayloadCheck { spec, stored: Hasher::new(), open, decode: Decode::Zstd(Box::new(dec)) })
+        Ok(PayloadCheck {
+            spec,
+            stored: Hasher::new(),
+            #[cfg(feature = "encryption")]
+            open,
+            decode: Decode::Zstd(Box::new(dec)),
+        })
     }
 
     /// Feeds the next stored bytes.
@@ -346,16 +382,19 @@ impl<'b, W: Write> PayloadCheck<'b, W> {
         }
         self.stored.update(bytes);
         let decode = &mut self.decode;
-        match &mut self.open {
-            Some(open) => open.push(bytes, &mut |plain| decode.write(plain)),
-            None => decode.write(bytes),
+        #[cfg(feature = "encryption")]
+        if let Some(open) = &mut self.open {
+            return open.push(bytes, &mut |plain| decode.write(plain));
         }
+        decode.write(bytes)
     }
 
     /// Checks what was fed and returns the content's writer, flushed.
+    #[cfg_attr(not(feature = "encryption"), allow(unused_mut))]
     pub fn finish(mut self) -> Result<W, PayloadError> {
         let (stored, stored_len) = self.stored.finish();
         self.spec.check_stored(&stored, stored_len)?;
+        #[cfg(feature = "encryption")]
         if let Some(open) = self.open.take() {
             let decode = &mut self.decode;
             open.finish(&mut |plain| decode.write(plain))?;

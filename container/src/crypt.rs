@@ -20,10 +20,7 @@
 //!   `HMAC-SHA256(HKDF-SHA256(K, info = "dare/v2 digest key"), sha256)`.
 
 use std::fmt;
-use std::io::{self, Write};
 
-use chacha20poly1305::aead::{AeadInPlace, KeyInit};
-use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::Sha256;
@@ -164,157 +161,172 @@ pub fn opened_len(sealed: u64) -> Option<u64> {
     Some(plain)
 }
 
-fn nonce(chunk: u64, last: bool) -> Nonce {
-    let mut n = [0u8; 12];
-    n[3..11].copy_from_slice(&chunk.to_be_bytes());
-    n[11] = u8::from(last);
-    Nonce::from(n)
-}
+#[cfg(feature = "encryption")]
+pub use stream::{Opener, SealWriter, open_all, seal_all};
 
-fn aead(key: &PayloadKey) -> ChaCha20Poly1305 {
-    ChaCha20Poly1305::new(Key::from_slice(&key.0))
-}
+/// Sealing and opening payloads (ChaCha20-Poly1305 in chunks). Behind the
+/// `encryption` feature, so an updater that reads no private channel does
+/// not build a cipher.
+#[cfg(feature = "encryption")]
+mod stream {
+    use super::*;
+    use std::io::{self, Write};
 
-/// Seals a payload as it is written: plaintext in, sealed chunks out to the
-/// inner writer. [`finish`](SealWriter::finish) writes the last chunk.
-pub struct SealWriter<W: Write> {
-    aead: ChaCha20Poly1305,
-    inner: W,
-    buf: Vec<u8>,
-    chunk: u64,
-}
+    use chacha20poly1305::aead::{AeadInPlace, KeyInit};
+    use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 
-impl<W: Write> SealWriter<W> {
-    /// Seals with `key` into `inner`.
-    pub fn new(key: &PayloadKey, inner: W) -> Self {
-        SealWriter { aead: aead(key), inner, buf: Vec::with_capacity(SEALED_CHUNK), chunk: 0 }
+    fn nonce(chunk: u64, last: bool) -> Nonce {
+        let mut n = [0u8; 12];
+        n[3..11].copy_from_slice(&chunk.to_be_bytes());
+        n[11] = u8::from(last);
+        Nonce::from(n)
     }
 
-    fn seal(&mut self, last: bool) -> io::Result<()> {
-        let tag = self
-            .aead
-            .encrypt_in_place_detached(&nonce(self.chunk, last), b"", &mut self.buf)
-            .map_err(|_| io::Error::other("sealing a chunk failed"))?;
-        self.buf.extend_from_slice(&tag);
-        self.inner.write_all(&self.buf)?;
-        self.buf.clear();
-        self.chunk += 1;
-        Ok(())
+    fn aead(key: &PayloadKey) -> ChaCha20Poly1305 {
+        ChaCha20Poly1305::new(Key::from_slice(&key.0))
     }
 
-    /// Writes the last chunk and returns the inner writer.
-    pub fn finish(mut self) -> io::Result<W> {
-        self.seal(true)?;
-        self.inner.flush()?;
-        Ok(self.inner)
+    /// Seals a payload as it is written: plaintext in, sealed chunks out to the
+    /// inner writer. [`finish`](SealWriter::finish) writes the last chunk.
+    pub struct SealWriter<W: Write> {
+        aead: ChaCha20Poly1305,
+        inner: W,
+        buf: Vec<u8>,
+        chunk: u64,
     }
-}
 
-impl<W: Write> Write for SealWriter<W> {
-    fn write(&mut self, mut data: &[u8]) -> io::Result<usize> {
-        let n = data.len();
-        while !data.is_empty() {
-            // A full chunk is sealed only once more follows: the last chunk may be full.
-            if self.buf.len() == CHUNK {
-                self.seal(false)?;
+    impl<W: Write> SealWriter<W> {
+        /// Seals with `key` into `inner`.
+        pub fn new(key: &PayloadKey, inner: W) -> Self {
+            SealWriter { aead: aead(key), inner, buf: Vec::with_capacity(SEALED_CHUNK), chunk: 0 }
+        }
+
+        fn seal(&mut self, last: bool) -> io::Result<()> {
+            let tag = self
+                .aead
+                .encrypt_in_place_detached(&nonce(self.chunk, last), b"", &mut self.buf)
+                .map_err(|_| io::Error::other("sealing a chunk failed"))?;
+            self.buf.extend_from_slice(&tag);
+            self.inner.write_all(&self.buf)?;
+            self.buf.clear();
+            self.chunk += 1;
+            Ok(())
+        }
+
+        /// Writes the last chunk and returns the inner writer.
+        pub fn finish(mut self) -> io::Result<W> {
+            self.seal(true)?;
+            self.inner.flush()?;
+            Ok(self.inner)
+        }
+    }
+
+    impl<W: Write> Write for SealWriter<W> {
+        fn write(&mut self, mut data: &[u8]) -> io::Result<usize> {
+            let n = data.len();
+            while !data.is_empty() {
+                // A full chunk is sealed only once more follows: the last chunk may be full.
+                if self.buf.len() == CHUNK {
+                    self.seal(false)?;
+                }
+                let take = (CHUNK - self.buf.len()).min(data.len());
+                self.buf.extend_from_slice(&data[..take]);
+                data = &data[take..];
             }
-            let take = (CHUNK - self.buf.len()).min(data.len());
-            self.buf.extend_from_slice(&data[..take]);
-            data = &data[take..];
+            Ok(n)
         }
-        Ok(n)
-    }
 
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-/// Opens a sealed payload pushed to it in pieces of any size (sans-IO): each
-/// chunk's plaintext goes to the callback once it authenticates, so nothing
-/// unauthenticated is ever passed on.
-pub struct Opener {
-    aead: ChaCha20Poly1305,
-    buf: Vec<u8>,
-    chunk: u64,
-    seen: u64,
-}
-
-impl fmt::Debug for Opener {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Opener").field("chunk", &self.chunk).field("seen", &self.seen).finish()
-    }
-}
-
-impl Opener {
-    /// Opens with `key`.
-    pub fn new(key: &PayloadKey) -> Self {
-        Opener { aead: aead(key), buf: Vec::with_capacity(SEALED_CHUNK), chunk: 0, seen: 0 }
-    }
-
-    fn open(&mut self, last: bool) -> Result<(), CryptError> {
-        if self.buf.len() < TAG || (last && self.buf.len() == TAG && self.chunk > 0) {
-            return Err(CryptError::Truncated { len: self.seen });
+        fn flush(&mut self) -> io::Result<()> {
+            self.inner.flush()
         }
-        let at = self.buf.len() - TAG;
-        let tag = chacha20poly1305::Tag::clone_from_slice(&self.buf[at..]);
-        self.buf.truncate(at);
-        self.aead
-            .decrypt_in_place_detached(&nonce(self.chunk, last), b"", &mut self.buf, &tag)
-            .map_err(|_| CryptError::Tampered { chunk: self.chunk })
     }
 
-    /// Takes the next sealed bytes; calls `out` with each chunk's plaintext
-    /// once it authenticates.
-    pub fn push<E: From<CryptError>>(
-        &mut self,
-        mut data: &[u8],
-        out: &mut dyn FnMut(&[u8]) -> Result<(), E>,
-    ) -> Result<(), E> {
-        self.seen += data.len() as u64;
-        while !data.is_empty() {
-            if self.buf.len() == SEALED_CHUNK {
-                self.open(false)?;
-                out(&self.buf)?;
-                self.buf.clear();
-                self.chunk += 1;
+    /// Opens a sealed payload pushed to it in pieces of any size (sans-IO): each
+    /// chunk's plaintext goes to the callback once it authenticates, so nothing
+    /// unauthenticated is ever passed on.
+    pub struct Opener {
+        aead: ChaCha20Poly1305,
+        buf: Vec<u8>,
+        chunk: u64,
+        seen: u64,
+    }
+
+    impl fmt::Debug for Opener {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("Opener").field("chunk", &self.chunk).field("seen", &self.seen).finish()
+        }
+    }
+
+    impl Opener {
+        /// Opens with `key`.
+        pub fn new(key: &PayloadKey) -> Self {
+            Opener { aead: aead(key), buf: Vec::with_capacity(SEALED_CHUNK), chunk: 0, seen: 0 }
+        }
+
+        fn open(&mut self, last: bool) -> Result<(), CryptError> {
+            if self.buf.len() < TAG || (last && self.buf.len() == TAG && self.chunk > 0) {
+                return Err(CryptError::Truncated { len: self.seen });
             }
-            let take = (SEALED_CHUNK - self.buf.len()).min(data.len());
-            self.buf.extend_from_slice(&data[..take]);
-            data = &data[take..];
+            let at = self.buf.len() - TAG;
+            let tag = chacha20poly1305::Tag::clone_from_slice(&self.buf[at..]);
+            self.buf.truncate(at);
+            self.aead
+                .decrypt_in_place_detached(&nonce(self.chunk, last), b"", &mut self.buf, &tag)
+                .map_err(|_| CryptError::Tampered { chunk: self.chunk })
         }
-        Ok(())
+
+        /// Takes the next sealed bytes; calls `out` with each chunk's plaintext
+        /// once it authenticates.
+        pub fn push<E: From<CryptError>>(
+            &mut self,
+            mut data: &[u8],
+            out: &mut dyn FnMut(&[u8]) -> Result<(), E>,
+        ) -> Result<(), E> {
+            self.seen += data.len() as u64;
+            while !data.is_empty() {
+                if self.buf.len() == SEALED_CHUNK {
+                    self.open(false)?;
+                    out(&self.buf)?;
+                    self.buf.clear();
+                    self.chunk += 1;
+                }
+                let take = (SEALED_CHUNK - self.buf.len()).min(data.len());
+                self.buf.extend_from_slice(&data[..take]);
+                data = &data[take..];
+            }
+            Ok(())
+        }
+
+        /// Opens the last chunk.
+        pub fn finish<E: From<CryptError>>(mut self, out: &mut dyn FnMut(&[u8]) -> Result<(), E>) -> Result<(), E> {
+            self.open(true)?;
+            out(&self.buf)
+        }
     }
 
-    /// Opens the last chunk.
-    pub fn finish<E: From<CryptError>>(mut self, out: &mut dyn FnMut(&[u8]) -> Result<(), E>) -> Result<(), E> {
-        self.open(true)?;
-        out(&self.buf)
+    /// Opens a whole sealed payload held in memory (a listing, an exchange's
+    /// tests): at most `limit` bytes of plaintext.
+    pub fn open_all(key: &PayloadKey, sealed: &[u8]) -> Result<Vec<u8>, CryptError> {
+        let mut out = Vec::with_capacity(opened_len(sealed.len() as u64).unwrap_or(0) as usize);
+        let mut o = Opener::new(key);
+        o.push::<CryptError>(sealed, &mut |p| {
+            out.extend_from_slice(p);
+            Ok(())
+        })?;
+        o.finish::<CryptError>(&mut |p| {
+            out.extend_from_slice(p);
+            Ok(())
+        })?;
+        Ok(out)
     }
-}
 
-/// Opens a whole sealed payload held in memory (a listing, an exchange's
-/// tests): at most `limit` bytes of plaintext.
-pub fn open_all(key: &PayloadKey, sealed: &[u8]) -> Result<Vec<u8>, CryptError> {
-    let mut out = Vec::with_capacity(opened_len(sealed.len() as u64).unwrap_or(0) as usize);
-    let mut o = Opener::new(key);
-    o.push::<CryptError>(sealed, &mut |p| {
-        out.extend_from_slice(p);
-        Ok(())
-    })?;
-    o.finish::<CryptError>(&mut |p| {
-        out.extend_from_slice(p);
-        Ok(())
-    })?;
-    Ok(out)
-}
-
-/// Seals a whole plaintext held in memory.
-pub fn seal_all(key: &PayloadKey, plain: &[u8]) -> Vec<u8> {
-    let mut w = SealWriter::new(key, Vec::with_capacity(sealed_len(plain.len() as u64).unwrap_or(0) as usize));
-    // Writing to a Vec cannot fail.
-    let _ = w.write_all(plain);
-    w.finish().unwrap_or_default()
+    /// Seals a whole plaintext held in memory.
+    pub fn seal_all(key: &PayloadKey, plain: &[u8]) -> Vec<u8> {
+        let mut w = SealWriter::new(key, Vec::with_capacity(sealed_len(plain.len() as u64).unwrap_or(0) as usize));
+        // Writing to a Vec cannot fail.
+        let _ = w.write_all(plain);
+        w.finish().unwrap_or_default()
+    }
 }
 
 #[cfg(feature = "encryption")]
@@ -469,7 +481,7 @@ mod exchange {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "encryption"))]
 mod tests {
     use super::*;
 
