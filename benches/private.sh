@@ -11,8 +11,11 @@ command -v age >/dev/null && command -v age-keygen >/dev/null ||
   { echo "benches/private.sh needs age and age-keygen (apt-get install -y age)"; exit 1; }
 RUNS=${RUNS:-3}
 SIZE_MB=${SIZE_MB:-300}
-cargo build --release --quiet
-DARE=$PWD/target/release/dare
+# DARE=path/to/dare uses a dare already built (release); otherwise it is built.
+if [ -z "${DARE:-}" ]; then
+  cargo build --release --quiet
+  DARE=$PWD/target/release/dare
+fi
 T=x86_64-unknown-linux-gnu
 W=$(mktemp -d /tmp/dare-private.XXXXXX)
 trap '[ -n "${KEEP:-}" ] || rm -rf "$W"' EXIT

@@ -1,6 +1,6 @@
-//! One module per subcommand; `run` dispatches. `serve` and `demo` run the
-//! mirror, which is Unix-only (sendfile, openat2); on Windows they are not
-//! commands at all.
+//! One module per subcommand; `run` dispatches. `serve`, `witness` and
+//! `demo` run the mirror's server, which is Unix-only (sendfile, openat2); on
+//! Windows they are not commands at all.
 
 #[cfg(unix)]
 mod demo;

@@ -419,3 +419,36 @@ fn real_dare_witnesses_cosign_and_refuse_a_fork() {
     let client: Vec<String> = ws.iter().flat_map(|w| ["--witness".to_string(), w.public.clone()]).collect();
     site.update("real", &client).ok();
 }
+
+#[test]
+fn witnesses_cosign_a_private_channel_without_any_key() {
+    // A witness sees checkpoints and consistency proofs only: a private
+    // release (its entries and listing sealed) is cosigned like any other,
+    // and a member that requires the cosignatures installs it.
+    let site = Site::new();
+    let ws: Vec<Witness> = (1..=2).map(|i| Witness::start(i, site.log.clone())).collect();
+    let refs: Vec<&Witness> = ws.iter().collect();
+    site.sb.dare(&["keygen", "--encryption", "--out", "member.id"]).ok();
+    let mut flags = witness_flags(&refs);
+    flags.extend(["--encrypt-to".into(), site.sb.path("member.id.pub").display().to_string()]);
+    site.publish("app.dare", "1.0.0", "a", T0 + 10, &flags).ok();
+    site.publish("app.dare", "1.1.0", "b", T0 + 20, &flags).ok();
+    assert_eq!(cosigned_by(&site.container, &refs), 2);
+    // The witnesses hold the private release's tree.
+    let size = Checkpoint::parse(last_note(&site.container).text()).unwrap().size;
+    assert!(ws.iter().all(|w| w.size() == size));
+
+    let mut client: Vec<String> = ws.iter().flat_map(|w| ["--witness".to_string(), w.public()]).collect();
+    client.extend(["--witness-threshold".into(), "2".into()]);
+    let mut member = client.clone();
+    member.extend(["--identity".into(), "member.id".into()]);
+    site.update("member", &member).ok();
+    assert_eq!(std::fs::read(site.sb.path("member-install/current/bin/app")).unwrap(), app(LINUX, "b"));
+    // Without the identity the cosigned release is still refused, for lack of a key.
+    let mut stranger = client;
+    stranger.push("--json".into());
+    let run = site.update("stranger", &stranger);
+    assert!(run.error().contains("identity"), "{}", run.stderr);
+    assert_eq!(run.json()["kind"], "identity");
+    assert!(!site.sb.path("stranger-install/current").exists());
+}

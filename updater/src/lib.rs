@@ -25,9 +25,12 @@
 //! system's root certificates, `webpki-roots` against Mozilla's compiled in
 //! (pick with [`UpdaterBuilder::tls_roots`] and [`TlsRoots`]);
 //! `rt-multi-thread` runs [`blocking::Updater`] on two worker threads instead
-//! of the current thread; `test-util` adds `transport::MemoryTransport`, an
-//! in-memory mirror with faults, for tests. No HTTP server, HTTP/2 or signal
-//! handling is compiled in.
+//! of the current thread; `encryption` adds `UpdaterBuilder::identity` for
+//! private channels (FORMAT.md 13: age X25519 identities, ChaCha20-Poly1305),
+//! without which a private release is refused with `UpdateError::Identity`;
+//! `test-util` adds `transport::MemoryTransport`, an in-memory mirror with
+//! faults, for tests. No HTTP server, HTTP/2 or signal handling is compiled
+//! in.
 //!
 //! ```no_run
 //! use dare_updater::{UpdaterBuilder, Status};
