@@ -45,7 +45,8 @@ median() { LC_ALL=C sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 timed() {
   local t0 t1
   t0=$(now)
-  "$@" >/dev/null
+  # A failed command fails the bench (this runs in a subshell: leave a mark).
+  "$@" >/dev/null || { echo "benches/private.sh: failed: $*" >&2; touch "$W/failed"; }
   t1=$(now)
   echo "$t1 - $t0" | bc -l
 }
@@ -55,7 +56,7 @@ publish() { # mode run
   rm -f "$c"
   "$DARE" init "$c" --key "$W/k" --origin example.com/bench >/dev/null
   [ "$1" = private ] && extra=(--encrypt-to "$R")
-  timed "$DARE" publish "$c" --key "$W/k" --version 1.0.0 --artifact "$T=$W/build" --time 1764057600 "${extra[@]}"
+  timed "$DARE" publish "$c" --key "$W/k" --version 1.0.0 --artifact "$T=$W/build" "${extra[@]}"
 }
 
 update() { # mode run
@@ -78,8 +79,11 @@ for mode in plain private; do
   res[update-$mode]=$(for r in $(seq 1 "$RUNS"); do update "$mode" "$r"; done | median)
 done
 res[age]=$(for r in $(seq 1 "$RUNS"); do ager; done | median)
-cmp <(cd "$W/install-private-1/current" 2>/dev/null && tar -cf - . | sha256sum) \
-  <(cd "$W/install-plain-1/current" && tar -cf - . | sha256sum) >/dev/null ||
+[ ! -e "$W/failed" ] || { echo "benches/private.sh: a run failed (above)"; exit 1; }
+# The same files, byte for byte and mode for mode (not tar: mtimes differ).
+listing() { (cd "$1" && find . -type f -printf '%m %p\n' | LC_ALL=C sort && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum); }
+[ "$(find "$W/install-plain-1/current/" -type f | wc -l)" -gt 0 ] || { echo "the plain install is empty"; exit 1; }
+cmp <(listing "$W/install-private-1/current/") <(listing "$W/install-plain-1/current/") >/dev/null ||
   { echo "the private and plain installs differ"; exit 1; }
 
 ratio() { echo "scale=3; $1 / $2" | bc -l; }
