@@ -78,6 +78,12 @@ fn update(sb: &Sandbox, public: &str, client: &str, identity: Option<&str>) -> R
     sb.dare(&args)
 }
 
+/// The live build of a client's install dir (a `current` link on Unix, a
+/// pointer file on Windows).
+fn live(sb: &Sandbox, client: &str) -> std::path::PathBuf {
+    dare_updater::current_dir(&sb.path(&format!("{client}/install"))).expect("a build is installed")
+}
+
 fn assert_files(dir: &Path, files: &[(&str, Vec<u8>)]) {
     for (path, bytes) in files {
         assert_eq!(&fs::read(dir.join(path)).unwrap(), bytes, "{path}");
@@ -108,7 +114,10 @@ fn update_and_extract_open_a_private_build_with_an_identity_and_only_with_one() 
         let v = run.json();
         assert_eq!((v["status"].as_str(), v["kind"].as_str()), (Some("error"), Some("identity")), "{v}");
         assert!(v["error"].as_str().unwrap().contains("private channel"), "{v}");
-        assert!(!sb.path(&format!("{client}/install/current")).exists(), "{client}: nothing installed");
+        assert!(
+            dare_updater::current_dir(&sb.path(&format!("{client}/install"))).is_none(),
+            "{client}: nothing installed"
+        );
     }
     // A recipient (age1...) given as the identity is refused, naming the mistake.
     let run = update(&sb, &public, "mistake", Some("public.txt"));
@@ -119,7 +128,7 @@ fn update_and_extract_open_a_private_build_with_an_identity_and_only_with_one() 
     run.ok();
     let v = run.json();
     assert_eq!((v["status"].as_str(), v["version"].as_str()), (Some("updated"), Some("1.0.0")), "{v}");
-    assert_files(&sb.path("member/install/current"), &files);
+    assert_files(&live(&sb, "member"), &files);
     // Its replica keeps the listing sealed and verifies with no key.
     sb.dare(&["verify", "member/state/replica.dare"]).ok();
 
@@ -185,14 +194,14 @@ fn dare_publish_encrypt_to_then_update_identity_applies_deltas_and_reuses_within
     let run = update(&sb, &public, "c", Some("id"));
     run.ok();
     assert_eq!(run.json()["version"], "1.0.0");
-    assert_files(&sb.path("c/install/current"), &v1);
+    assert_files(&live(&sb, "c"), &v1);
 
     let v2 = publish("1.0.1", now - 60);
     let run = update(&sb, &public, "c", Some("id"));
     run.ok();
     let v = run.json();
     assert_eq!((v["status"].as_str(), v["version"].as_str()), (Some("updated"), Some("1.0.1")), "{v}");
-    assert_files(&sb.path("c/install/current"), &v2);
+    assert_files(&live(&sb, "c"), &v2);
     // The README is reused from the installed build, the app arrives as a delta.
     assert_eq!(v["bytes_reused"], 17, "{v}");
     assert!(v["bytes_delta"].as_u64().unwrap() > 0, "{v}");

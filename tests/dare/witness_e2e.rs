@@ -443,12 +443,13 @@ fn witnesses_cosign_a_private_channel_without_any_key() {
     let mut member = client.clone();
     member.extend(["--identity".into(), "member.id".into()]);
     site.update("member", &member).ok();
-    assert_eq!(std::fs::read(site.sb.path("member-install/current/bin/app")).unwrap(), app(LINUX, "b"));
+    let live = dare_updater::current_dir(&site.sb.path("member-install")).expect("a build is installed");
+    assert_eq!(std::fs::read(live.join("bin/app")).unwrap(), app(LINUX, "b"));
     // Without the identity the cosigned release is still refused, for lack of a key.
     let mut stranger = client;
     stranger.push("--json".into());
     let run = site.update("stranger", &stranger);
     assert!(run.error().contains("identity"), "{}", run.stderr);
     assert_eq!(run.json()["kind"], "identity");
-    assert!(!site.sb.path("stranger-install/current").exists());
+    assert!(dare_updater::current_dir(&site.sb.path("stranger-install")).is_none());
 }
