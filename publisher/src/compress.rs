@@ -118,13 +118,7 @@ fn encode<'p>(
     let (stored_sha256, stored_size, buf) = writer.finish();
     let mut tmp = buf.into_inner().map_err(|e| PublishError::io("writing staged", &file.source, e.into_error()))?;
     tmp.flush().map_err(|e| PublishError::io("writing staged", &file.source, e))?;
-    if size != file.size {
-        return Err(PublishError::Invalid(format!(
-            "{}: the file changed while being read ({} bytes, then {size})",
-            file.source.display(),
-            file.size
-        )));
-    }
+    unchanged(file, size)?;
     Ok(Staged {
         size,
         sha256: Sha256Hex(sha256),
@@ -133,6 +127,18 @@ fn encode<'p>(
         compression: Compression::Zstd,
         payload: Some(tmp),
     })
+}
+
+/// Refuses a file whose length changed between listing and reading it.
+fn unchanged(file: &SourceFile, size: u64) -> Result<(), PublishError> {
+    if size != file.size {
+        return Err(PublishError::Invalid(format!(
+            "{}: the file changed while being read ({} bytes, then {size})",
+            file.source.display(),
+            file.size
+        )));
+    }
+    Ok(())
 }
 
 /// Compresses `file` into an anonymous temporary file in `dir`; stored
@@ -180,13 +186,7 @@ fn seal_source(file: &SourceFile, dir: &Path, key: &PayloadKey) -> Result<Staged
     let (sha256, size, _) = reader.finish();
     let mut tmp = buf.into_inner().map_err(|e| io_err(e.into_error()))?;
     tmp.flush().map_err(io_err)?;
-    if size != file.size {
-        return Err(PublishError::Invalid(format!(
-            "{}: the file changed while being read ({} bytes, then {size})",
-            file.source.display(),
-            file.size
-        )));
-    }
+    unchanged(file, size)?;
     Ok(Staged {
         size,
         sha256: Sha256Hex(sha256),
