@@ -114,23 +114,23 @@ fn encode<'p>(
     enc.set_pledged_src_size(Some(file.size)).map_err(zstd_err)?;
     io::copy(&mut reader, &mut enc).map_err(|e| PublishError::io(what, &file.source, e))?;
     let writer = enc.finish().and_then(StagingSink::finish).map_err(zstd_err)?;
-    let (sha256, size, _) = reader.finish();
-    let (stored_sha256, stored_size, buf) = writer.finish();
-    let mut tmp = buf.into_inner().map_err(|e| PublishError::io("writing staged", &file.source, e.into_error()))?;
-    tmp.flush().map_err(|e| PublishError::io("writing staged", &file.source, e))?;
-    unchanged(file, size)?;
-    Ok(Staged {
-        size,
-        sha256: Sha256Hex(sha256),
-        stored_size,
-        stored_sha256: Sha256Hex(stored_sha256),
-        compression: Compression::Zstd,
-        payload: Some(tmp),
-    })
+    finish_staged(file, reader, writer, Compression::Zstd)
 }
 
-/// Refuses a file whose length changed between listing and reading it.
-fn unchanged(file: &SourceFile, size: u64) -> Result<(), PublishError> {
+/// The staged payload of `file` once read through `reader` and written
+/// through `writer`: the staging file flushed, both digests taken, and the
+/// file refused if its length changed between listing and reading it.
+fn finish_staged(
+    file: &SourceFile,
+    reader: HashingReader<BufReader<File>>,
+    writer: HashingWriter<BufWriter<File>>,
+    compression: Compression,
+) -> Result<Staged, PublishError> {
+    let io_err = |e: io::Error| PublishError::io("writing staged", &file.source, e);
+    let (sha256, size, _) = reader.finish();
+    let (stored_sha256, stored_size, buf) = writer.finish();
+    let mut tmp = buf.into_inner().map_err(|e| io_err(e.into_error()))?;
+    tmp.flush().map_err(io_err)?;
     if size != file.size {
         return Err(PublishError::Invalid(format!(
             "{}: the file changed while being read ({} bytes, then {size})",
@@ -138,7 +138,14 @@ fn unchanged(file: &SourceFile, size: u64) -> Result<(), PublishError> {
             file.size
         )));
     }
-    Ok(())
+    Ok(Staged {
+        size,
+        sha256: Sha256Hex(sha256),
+        stored_size,
+        stored_sha256: Sha256Hex(stored_sha256),
+        compression,
+        payload: Some(tmp),
+    })
 }
 
 /// Compresses `file` into an anonymous temporary file in `dir`; stored
@@ -182,19 +189,7 @@ fn seal_source(file: &SourceFile, dir: &Path, key: &PayloadKey) -> Result<Staged
     let mut out = StagingSink::new(tmp, Some(key));
     let io_err = |e: io::Error| PublishError::io("sealing", &file.source, e);
     io::copy(&mut reader, &mut out).map_err(io_err)?;
-    let (stored_sha256, stored_size, buf) = out.finish().map_err(io_err)?.finish();
-    let (sha256, size, _) = reader.finish();
-    let mut tmp = buf.into_inner().map_err(|e| io_err(e.into_error()))?;
-    tmp.flush().map_err(io_err)?;
-    unchanged(file, size)?;
-    Ok(Staged {
-        size,
-        sha256: Sha256Hex(sha256),
-        stored_size,
-        stored_sha256: Sha256Hex(stored_sha256),
-        compression: Compression::None,
-        payload: Some(tmp),
-    })
+    finish_staged(file, reader, out.finish().map_err(io_err)?, Compression::None)
 }
 
 /// Seals an already staged payload (a delta, once it is known to be

@@ -10,18 +10,7 @@ use std::process::Command;
 
 use dare_container::crypt::{Identities, Recipients};
 
-use crate::support::Sandbox;
-
-#[track_caller]
-fn assert_private(path: &std::path::Path) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(path).unwrap().permissions().mode() & 0o777, 0o600);
-    }
-    #[cfg(windows)]
-    assert!(std::fs::metadata(path).unwrap().is_file());
-}
+use crate::support::{Sandbox, assert_private};
 
 /// The identity file's text and its one `age1...` recipient (from ID.pub).
 fn read_pair(sb: &Sandbox, name: &str) -> (String, String) {

@@ -1,19 +1,6 @@
 //! `dare keygen` and `dare init`.
 
-use crate::support::{Sandbox, T0, signing_key, verifier};
-
-/// Checks a private key file is readable by its owner only. (On Windows
-/// the directory's inherited ACL decides that; there is no mode to check.)
-#[track_caller]
-fn assert_private(path: &std::path::Path) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(path).unwrap().permissions().mode() & 0o777, 0o600);
-    }
-    #[cfg(windows)]
-    assert!(std::fs::metadata(path).unwrap().is_file());
-}
+use crate::support::{Sandbox, T0, assert_private, signing_key, verifier};
 
 #[test]
 fn keygen_writes_a_private_key_and_its_verifier_key() {

@@ -244,3 +244,16 @@ pub fn released() -> (Sandbox, PathBuf, PathBuf) {
     publish(&c, &key, "beta", "2.0.0-beta.1", &[(LINUX, &[("bin/app", &beta), ("share/LICENSE", LICENSE)])], T0 + 300);
     (sb, c, key_path)
 }
+
+/// Checks a private key file is readable by its owner only. (On Windows
+/// the directory's inherited ACL decides that; there is no mode to check.)
+#[track_caller]
+pub fn assert_private(path: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    #[cfg(windows)]
+    assert!(std::fs::metadata(path).unwrap().is_file());
+}
