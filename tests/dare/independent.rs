@@ -1106,17 +1106,24 @@ fn read_with(file: &Path, id: &Path, dir: &Path) -> (i32, String, Stats) {
     (code, last, stats)
 }
 
+/// A container `app.dare` for the private-channel tests, made by `dare
+/// init` with the key `k`: the key, the path and the path as text.
+fn private_container(s: &Sandbox) -> (SigningKey, std::path::PathBuf, String) {
+    s.keygen("k", "example.com/private");
+    let signer = SigningKey::parse(&std::fs::read_to_string(s.path("k")).expect("key")).expect("key");
+    let c = s.path("app.dare");
+    let cs = c.to_string_lossy().into_owned();
+    s.dare(&["init", &cs, "--key", "k", "--origin", "example.com/private", "--time", &t(0)]);
+    (signer, c, cs)
+}
+
 #[test]
 fn a_private_channel_verifies_without_a_key_and_opens_with_one() {
     if !python_ready("a_private_channel_verifies_without_a_key_and_opens_with_one") {
         return;
     }
     let s = Sandbox::new();
-    s.keygen("k", "example.com/private");
-    let signer = SigningKey::parse(&std::fs::read_to_string(s.path("k")).expect("key")).expect("key");
-    let c = s.path("app.dare");
-    let cs = c.to_string_lossy().into_owned();
-    s.dare(&["init", &cs, "--key", "k", "--origin", "example.com/private", "--time", &t(0)]);
+    let (signer, c, cs) = private_container(&s);
     // A plain release beside the private channel.
     s.build("linux", "bin/app", 1);
     let l = artifact(LINUX, "linux");
@@ -1218,11 +1225,7 @@ fn a_private_entry_sealed_under_another_key_is_refused_by_its_reader() {
         return;
     }
     let s = Sandbox::new();
-    s.keygen("k", "example.com/private");
-    let signer = SigningKey::parse(&std::fs::read_to_string(s.path("k")).expect("key")).expect("key");
-    let c = s.path("app.dare");
-    let cs = c.to_string_lossy().into_owned();
-    s.dare(&["init", &cs, "--key", "k", "--origin", "example.com/private", "--time", &t(0)]);
+    let (signer, c, _) = private_container(&s);
     s.dare(&["keygen", "--encryption", "--out", "reader"]);
     let to = Recipients::parse([std::fs::read_to_string(s.path("reader.pub")).expect("pub").as_str()]).expect("to");
     let files = vec![("bin/app", 0o755, noise(3, 5000)), ("share/doc/README", 0o644, readme(1).into_bytes())];
