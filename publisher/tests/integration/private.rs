@@ -93,6 +93,12 @@ impl Fx {
     }
 }
 
+/// The recipients of these identities.
+fn recipients_of(ids: &[&Identities]) -> Recipients {
+    let texts: Vec<String> = ids.iter().flat_map(|i| i.recipients().to_strings()).collect();
+    Recipients::parse(texts.iter().map(String::as_str)).expect("recipients")
+}
+
 fn sha(bytes: &[u8]) -> String {
     dare_container::hashio::to_hex(&dare_container::hashio::sha256(bytes))
 }
@@ -155,15 +161,7 @@ fn a_flipped_ciphertext_byte_is_refused_by_a_keyless_verify() {
 fn recipients_change_at_the_next_release_and_a_removed_one_cannot_read_it() {
     let fx = Fx::new();
     let (publisher, alice, bob) = (Identities::generate(), Identities::generate(), Identities::generate());
-    let both = Recipients::parse(
-        [&publisher, &alice, &bob]
-            .iter()
-            .flat_map(|i| i.recipients().to_strings())
-            .collect::<Vec<_>>()
-            .iter()
-            .map(String::as_str),
-    )
-    .expect("recipients");
+    let both = recipients_of(&[&publisher, &alice, &bob]);
     let art = |b: &Path| -> Vec<Artifact> { vec![format!("{LINUX}={}", b.display()).parse().expect("artifact")] };
     let b1 = fx.build("b1", &[("bin/app", b"version one"), ("lib/shared", &b"s".repeat(5000))]);
     let mut opts = PublishOptions::new("1.0.0", art(&b1), T0 + 60).encrypt_to(both).identities(publisher.clone());
@@ -172,15 +170,7 @@ fn recipients_change_at_the_next_release_and_a_removed_one_cannot_read_it() {
     assert_eq!(fx.listing("internal", &bob).len(), 2);
 
     // Bob is removed: 1.0.1 goes to the publisher and alice only.
-    let without_bob = Recipients::parse(
-        [&publisher, &alice]
-            .iter()
-            .flat_map(|i| i.recipients().to_strings())
-            .collect::<Vec<_>>()
-            .iter()
-            .map(String::as_str),
-    )
-    .expect("recipients");
+    let without_bob = recipients_of(&[&publisher, &alice]);
     let b2 = fx.build("b2", &[("bin/app", b"version two"), ("lib/shared", &b"s".repeat(5000))]);
     let mut opts =
         PublishOptions::new("1.0.1", art(&b2), T0 + 60).encrypt_to(without_bob).identities(publisher.clone());
@@ -211,10 +201,7 @@ fn deltas_and_reuse_stay_inside_the_private_channel() {
     let b1 = fx.build("b1", &[("bin/app", &big), ("share/common", &common)]);
     // The same content on a plain channel first: a private release must not point at it.
     fx.publish("stable", "1.0.0", &b1, None, None);
-    let recipients = Recipients::parse(
-        [&me, &alice].iter().flat_map(|i| i.recipients().to_strings()).collect::<Vec<_>>().iter().map(String::as_str),
-    )
-    .expect("recipients");
+    let recipients = recipients_of(&[&me, &alice]);
     let to = |v: &str, b: &Path| {
         let art: Artifact = format!("{LINUX}={}", b.display()).parse().expect("artifact");
         let mut opts = PublishOptions::new(v, vec![art], T0 + 60).encrypt_to(recipients.clone()).identities(me.clone());
